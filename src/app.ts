@@ -1,0 +1,128 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApiKeyStore } from './auth/api-keys.js';
+import { apiKeyFromHeaders } from './auth/credentials.js';
+import type { Principal } from './auth/scopes.js';
+import type { Config } from './config.js';
+import { type Database, openDatabase } from './db/database.js';
+import { migrate } from './db/migrate.js';
+import { createGatewayYoga } from './graphql/yoga.js';
+import { checkBodySize } from './http/body-limit.js';
+import { sendError, sendJson } from './http/respond.js';
+import { JobStore } from './jobs/job-store.js';
+import type { Logger } from './logger.js';
+import { createRestHandler } from './rest/rest-handler.js';
+import { routes } from './rest/routes.js';
+
+export interface App {
+  readonly database: Database;
+  readonly apiKeys: ApiKeyStore;
+  readonly jobs: JobStore;
+  /** Starts listening; resolves with the base URL (`http://host:port`). */
+  start(): Promise<string>;
+  /** Stops accepting, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
+  close(): Promise<void>;
+}
+
+const HEALTH_TIMEOUT_MS = 2_000;
+
+/** Opens the database, applies migrations and wires HTTP entry -> auth -> yoga / REST shim. */
+export async function createApp(config: Config, logger: Logger): Promise<App> {
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir });
+  try {
+    const { applied, modified } = await migrate(database);
+    if (applied.length > 0) logger.info({ applied }, 'applied database migrations');
+    if (modified.length > 0) logger.warn({ modified }, 'migrations changed after they were applied');
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+
+  const apiKeys = new ApiKeyStore(database.prisma);
+  const jobs = new JobStore(database.prisma);
+  const yoga = createGatewayYoga({ jobs, logger });
+  const handleRest = createRestHandler(yoga, routes, logger);
+
+  async function authenticate(req: IncomingMessage): Promise<Principal | null> {
+    const key = apiKeyFromHeaders(req.headers);
+    return key ? apiKeys.authenticate(key) : null;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+
+    if (path === '/healthz') {
+      const up = await database.ping(HEALTH_TIMEOUT_MS);
+      return sendJson(res, up ? 200 : 503, { status: up ? 'ok' : 'unavailable', database: database.kind });
+    }
+
+    const isRest = path === '/api' || path.startsWith('/api/');
+    if (!isRest && path !== '/graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${path}. GraphQL is at /graphql.`);
+
+    const body = checkBodySize(req, config.maxBodyBytes);
+    if (!body.ok) {
+      // The unread body would be parsed as the next request on this connection: close it.
+      return sendError(res, body.status, body.code, body.message, { connection: 'close' });
+    }
+
+    const principal = await authenticate(req);
+    if (isRest) {
+      const response = await handleRest(req.method ?? 'GET', url, principal);
+      return sendJson(res, response.status, response.body, response.headers);
+    }
+    await yoga.handle(req, res, { principal });
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      logger.error({ err: error, method: req.method, path: req.url?.split('?')[0] }, 'request failed');
+      if (res.headersSent) return void res.destroy();
+      // Auth or routing failed before yoga could answer: almost always the database being away.
+      sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
+    });
+  });
+
+  let closing: Promise<void> | undefined;
+
+  return {
+    database,
+    apiKeys,
+    jobs,
+    start: () =>
+      new Promise<string>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          const { address, port } = server.address() as AddressInfo;
+          const host = address.includes(':') ? `[${address}]` : address;
+          resolve(`http://${host}:${port}`);
+        });
+      }),
+    close: () => {
+      closing ??= (async () => {
+        await stopServer(server, config.shutdownTimeoutMs);
+        await yoga.dispose();
+        await database.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Stops accepting, closes idle keep-alive sockets, and waits for in-flight requests up to `timeoutMs`. */
+async function stopServer(server: http.Server, timeoutMs: number): Promise<void> {
+  if (!server.listening) return;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, timeoutMs);
+  });
+  await Promise.race([closed, deadline]);
+  clearTimeout(timer);
+  await closed;
+}

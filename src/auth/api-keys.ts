@@ -1,0 +1,105 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { PrismaClient } from '../db/database.js';
+import { isUuid } from '../ids.js';
+import { type Principal, type Scope, isScope } from './scopes.js';
+
+const KEY_PREFIX = 'jg_';
+/** Longer than any key we issue; anything longer is rejected before hashing. */
+const MAX_KEY_LENGTH = 128;
+const SHOWN_PREFIX_LENGTH = 10;
+
+/** 256 random bits: a fast hash is enough to store it (no dictionary to guess from). */
+export function generateApiKey(): string {
+  return KEY_PREFIX + randomBytes(32).toString('base64url');
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  workspace: string;
+  name: string | null;
+  prefix: string;
+  scopes: Scope[];
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+export class UnknownWorkspaceError extends Error {}
+export class UnknownKeyError extends Error {}
+
+/** Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once. */
+export class ApiKeyStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  /** Creates the workspace if it is new. Returns the key itself: the only time it exists in clear. */
+  async create(input: { workspace: string; name?: string | undefined; scopes: readonly Scope[] }): Promise<{ key: string; info: ApiKeyInfo }> {
+    const key = generateApiKey();
+    const workspace = await this.prisma.workspace.upsert({
+      where: { slug: input.workspace },
+      create: { slug: input.workspace },
+      update: {},
+    });
+    const row = await this.prisma.apiKey.create({
+      data: {
+        workspaceId: workspace.id,
+        name: input.name ?? null,
+        keyHash: hashApiKey(key),
+        prefix: key.slice(0, SHOWN_PREFIX_LENGTH),
+        scopes: [...new Set(input.scopes)],
+      },
+    });
+    return { key, info: toInfo(row, workspace.slug) };
+  }
+
+  async list(workspace: string): Promise<ApiKeyInfo[]> {
+    const ws = await this.prisma.workspace.findUnique({ where: { slug: workspace } });
+    if (!ws) throw new UnknownWorkspaceError(`No workspace "${workspace}".`);
+    const rows = await this.prisma.apiKey.findMany({ where: { workspaceId: ws.id }, orderBy: { createdAt: 'asc' } });
+    return rows.map((row) => toInfo(row, ws.slug));
+  }
+
+  /** Revoking twice is harmless; the first revocation time is kept. */
+  async revoke(keyId: string): Promise<ApiKeyInfo> {
+    const existing = isUuid(keyId)
+      ? await this.prisma.apiKey.findUnique({ where: { id: keyId }, include: { workspace: true } })
+      : null;
+    if (!existing) throw new UnknownKeyError(`No API key with id "${keyId}".`);
+    const row = existing.revokedAt
+      ? existing
+      : await this.prisma.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() }, include: { workspace: true } });
+    return toInfo(row, row.workspace.slug);
+  }
+
+  async countActive(): Promise<number> {
+    return this.prisma.apiKey.count({ where: { revokedAt: null } });
+  }
+
+  /** The principal a presented key stands for, or null when it is unknown or revoked. */
+  async authenticate(key: string): Promise<Principal | null> {
+    if (key.length > MAX_KEY_LENGTH) return null;
+    const row = await this.prisma.apiKey.findUnique({
+      where: { keyHash: hashApiKey(key) },
+      select: { id: true, workspaceId: true, scopes: true, revokedAt: true },
+    });
+    if (!row || row.revokedAt) return null;
+    return { keyId: row.id, workspaceId: row.workspaceId, scopes: new Set(row.scopes.filter(isScope)) };
+  }
+}
+
+function toInfo(
+  row: { id: string; name: string | null; prefix: string; scopes: string[]; createdAt: Date; revokedAt: Date | null },
+  workspace: string,
+): ApiKeyInfo {
+  return {
+    id: row.id,
+    workspace,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes.filter(isScope),
+    createdAt: row.createdAt,
+    revokedAt: row.revokedAt,
+  };
+}

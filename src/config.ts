@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+/** Everything the gateway reads from its environment, parsed and validated once. */
+export interface Config {
+  port: number;
+  host: string;
+  /** `postgres://...` selects real PostgreSQL; unset, the embedded database under `dataDir` is used. */
+  databaseUrl: string | undefined;
+  /** PostgreSQL schema to use (the `?schema=` of DATABASE_URL), default `public`. */
+  databaseSchema: string | undefined;
+  dataDir: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest request body accepted; larger ones get 413. */
+  maxBodyBytes: number;
+  /** How long SIGTERM waits for in-flight requests before closing their sockets. */
+  shutdownTimeoutMs: number;
+}
+
+const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  PORT: intFrom(0, 65535).default(4000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  DATA_DIR: z.string().min(1).default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAX_BODY_BYTES: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  SHUTDOWN_TIMEOUT_MS: intFrom(0, 600_000).default(10_000),
+});
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid environment:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const { url, schema } = splitSchema(e.DATABASE_URL);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: url,
+    databaseSchema: schema,
+    dataDir: e.DATA_DIR,
+    logLevel: e.LOG_LEVEL,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** `pg` ignores Prisma's `?schema=` parameter, so it is taken off the URL and handed over separately. */
+function splitSchema(databaseUrl: string | undefined): { url: string | undefined; schema: string | undefined } {
+  if (!databaseUrl) return { url: undefined, schema: undefined };
+  const url = new URL(databaseUrl);
+  const schema = url.searchParams.get('schema') ?? undefined;
+  url.searchParams.delete('schema');
+  if (schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(schema)) {
+    throw new ConfigError(`Invalid environment:\n  DATABASE_URL: schema "${schema}" is not a plain identifier`);
+  }
+  return { url: url.toString(), schema };
+}

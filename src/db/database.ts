@@ -1,0 +1,134 @@
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PrismaClient } from '../generated/prisma/client.js';
+import { lockDataDir } from './data-dir-lock.js';
+import type { SqlClient } from './sql.js';
+
+export type { PrismaClient };
+
+export interface DatabaseOptions {
+  /** `postgres://...`: real PostgreSQL. Unset: embedded PGlite under `dataDir`. */
+  databaseUrl?: string | undefined;
+  /** PostgreSQL schema (default `public`); ignored for the embedded database. */
+  schema?: string | undefined;
+  dataDir: string;
+  /** Largest number of pooled PostgreSQL connections. */
+  poolSize?: number;
+}
+
+/** One open database: Prisma for the application, raw SQL for migrations and health. */
+export interface Database {
+  readonly kind: 'postgres' | 'embedded';
+  readonly prisma: PrismaClient;
+  readonly sql: SqlClient;
+  /** The schema tables live in (`public` unless configured). */
+  readonly schema: string;
+  /** Resolves when the database answers a trivial query within `timeoutMs`. */
+  ping(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openEmbedded(options.dataDir);
+}
+
+async function openPostgres(databaseUrl: string, options: DatabaseOptions): Promise<Database> {
+  const schema = options.schema ?? 'public';
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.poolSize ?? 10,
+    // Raw SQL (migrations, the change feed) resolves unqualified names in the configured schema,
+    // exactly as Prisma's queries do through the adapter's `schema` option.
+    options: `-c search_path="${schema}"`,
+  });
+  // An idle pooled connection that the server drops emits 'error' on the pool; without a
+  // listener Node would crash. The next query simply gets a new connection.
+  pool.on('error', () => {});
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
+  const sql: SqlClient = {
+    query: async (text, params) => (await pool.query(text, params)).rows,
+    exec: async (script) => void (await pool.query(script)),
+    transaction: async (fn) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn({
+          query: async (text, params) => (await client.query(text, params)).rows,
+          exec: async (script) => void (await client.query(script)),
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+  };
+  return {
+    kind: 'postgres',
+    prisma,
+    sql,
+    schema,
+    ping: (timeoutMs) => pingWith(sql, timeoutMs),
+    close: async () => {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}
+
+async function openEmbedded(dataDir: string): Promise<Database> {
+  const unlock = await lockDataDir(dataDir);
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(dataDir);
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  const sql: SqlClient = {
+    query: async (text, params) => (await pglite.query(text, params)).rows as never[],
+    exec: async (script) => void (await pglite.exec(script)),
+    transaction: (fn) =>
+      pglite.transaction((tx) =>
+        fn({
+          query: async (text, params) => (await tx.query(text, params)).rows as never[],
+          exec: async (script) => void (await tx.exec(script)),
+        }),
+      ),
+  };
+  let closed = false;
+  return {
+    kind: 'embedded',
+    prisma,
+    sql,
+    schema: 'public',
+    ping: (timeoutMs) => (closed ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await prisma.$disconnect();
+      await pglite.close();
+      await unlock();
+    },
+  };
+}
+
+async function pingWith(sql: SqlClient, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([sql.query('SELECT 1').then(() => true), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

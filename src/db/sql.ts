@@ -1,0 +1,11 @@
+/**
+ * The few raw-SQL needs that Prisma does not serve (migrations, health, the change feed), over
+ * whichever driver is underneath: `pg` for PostgreSQL, PGlite in-process for the embedded database.
+ */
+export interface SqlClient {
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /** Runs a script of several statements (no parameters). */
+  exec(script: string): Promise<void>;
+  /** Runs `fn` in one transaction on one connection. */
+  transaction<T>(fn: (tx: Pick<SqlClient, 'query' | 'exec'>) => Promise<T>): Promise<T>;
+}

@@ -1,0 +1,31 @@
+import { GraphQLError } from 'graphql';
+
+/** The error codes clients see in `extensions.code` (GraphQL) and `error.code` (REST). */
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'BAD_USER_INPUT'
+  | 'JOB_NOT_RUNNING'
+  | 'CONFLICT';
+
+/** Only authentication and authorization change the HTTP status of a GraphQL response. */
+const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403 };
+
+/**
+ * An expected error: yoga passes GraphQLErrors through its masking unchanged, so clients see the
+ * code and message; anything else is masked to "Unexpected error.".
+ */
+export function appError(code: ErrorCode, message: string): GraphQLError {
+  const status = graphqlHttpStatus[code];
+  return new GraphQLError(message, { extensions: status ? { code, http: { status } } : { code } });
+}
+
+export const errors = {
+  unauthenticated: () => appError('UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).'),
+  forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
+  jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
+  jobNotRunning: (id: string, status: string) =>
+    appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
+  badInput: (message: string) => appError('BAD_USER_INPUT', message),
+};

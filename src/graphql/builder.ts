@@ -1,0 +1,56 @@
+import SchemaBuilder from '@pothos/core';
+import PrismaPlugin from '@pothos/plugin-prisma';
+import ScopeAuthPlugin, { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
+import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { type Scope, SCOPES } from '../auth/scopes.js';
+import { errors } from '../errors.js';
+import type PrismaTypes from '../generated/pothos-prisma-types.js';
+import { getDatamodel } from '../generated/pothos-prisma-types.js';
+import type { GatewayContext } from './context.js';
+
+export const builder = new SchemaBuilder<{
+  Context: GatewayContext;
+  PrismaTypes: PrismaTypes;
+  AuthScopes: Record<Scope, boolean>;
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+  };
+  DefaultFieldNullability: false;
+}>({
+  defaultFieldNullability: false,
+  plugins: [ScopeAuthPlugin, PrismaPlugin],
+  prisma: {
+    // The client comes from the job store at request time, so importing the schema (codegen does)
+    // opens no database.
+    client: (ctx) => ctx.jobs.prisma,
+    dmmf: getDatamodel(),
+    exposeDescriptions: false,
+    onUnusedQuery: null,
+  },
+  scopeAuth: {
+    authScopes: (ctx) => {
+      const granted = ctx.principal?.scopes;
+      return Object.fromEntries(SCOPES.map((scope) => [scope, granted?.has(scope) ?? false])) as Record<Scope, boolean>;
+    },
+    // No key: UNAUTHENTICATED (401). A key without the scope: FORBIDDEN (403), naming the scope.
+    unauthorizedError: (_parent, ctx, _info, result) =>
+      ctx.principal ? errors.forbidden(missingScope(result.failure) ?? 'required') : errors.unauthenticated(),
+  },
+});
+
+function missingScope(failure: AuthFailure): string | undefined {
+  if (failure.kind === AuthScopeFailureType.AuthScope) return failure.scope;
+  if (failure.kind === AuthScopeFailureType.AnyAuthScopes || failure.kind === AuthScopeFailureType.AllAuthScopes) {
+    for (const child of failure.failures) {
+      const scope = missingScope(child);
+      if (scope) return scope;
+    }
+  }
+  return undefined;
+}
+
+builder.addScalarType('DateTime', DateTimeResolver);
+builder.addScalarType('JSON', JSONResolver);
+builder.queryType({});
+builder.mutationType({});

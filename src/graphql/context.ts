@@ -1,0 +1,15 @@
+import type { Principal } from '../auth/scopes.js';
+import { errors } from '../errors.js';
+import type { JobStore } from '../jobs/job-store.js';
+
+/** What every resolver gets: who is calling (resolved before yoga runs) and the services. */
+export interface GatewayContext {
+  readonly principal: Principal | null;
+  readonly jobs: JobStore;
+}
+
+/** The caller's workspace. Fields that use it are guarded by scopes, so the throw is a backstop. */
+export function workspaceOf(ctx: GatewayContext): string {
+  if (!ctx.principal) throw errors.unauthenticated();
+  return ctx.principal.workspaceId;
+}

@@ -1,0 +1,82 @@
+import type { JobRow } from '../../jobs/model.js';
+import { builder } from '../builder.js';
+import { workspaceOf } from '../context.js';
+import { JobRef, JobStepStatusEnum } from './job.js';
+
+const CancelJobPayload = builder.objectRef<{ success: boolean; job: JobRow }>('CancelJobPayload').implement({
+  fields: (t) => ({
+    success: t.exposeBoolean('success'),
+    job: t.field({ type: JobRef, resolve: (payload) => payload.job }),
+  }),
+});
+
+const JobStepInput = builder.inputType('JobStepInput', {
+  fields: (t) => ({
+    id: t.string({ required: true }),
+    name: t.string({ required: true }),
+  }),
+});
+
+const CreateJobInput = builder.inputType('CreateJobInput', {
+  fields: (t) => ({
+    type: t.string({ required: true }),
+    displayTitle: t.string({ required: true }),
+    competitorId: t.id(),
+    steps: t.field({ type: [JobStepInput], required: true }),
+    metadata: t.field({ type: 'JSON' }),
+  }),
+});
+
+const UpdateJobProgressInput = builder.inputType('UpdateJobProgressInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    progress: t.int(),
+    stepId: t.string(),
+    stepStatus: t.field({ type: JobStepStatusEnum }),
+    metadata: t.field({ type: 'JSON', description: 'Merged shallowly into the job\'s metadata.' }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  cancelJob: t.field({
+    type: CancelJobPayload,
+    description: 'Cancels a RUNNING job: it becomes FAILED with currentStep and error "Cancelled".',
+    authScopes: { 'jobs:cancel': true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, ctx) => ({
+      success: true,
+      job: await ctx.jobs.cancel(workspaceOf(ctx), String(args.id)),
+    }),
+  }),
+
+  // Worker mutations. A job that is no longer RUNNING answers JOB_NOT_RUNNING: that is how a worker
+  // learns that its job was cancelled.
+  createJob: t.prismaField({
+    type: JobRef,
+    authScopes: { 'jobs:write': true },
+    args: { input: t.arg({ type: CreateJobInput, required: true }) },
+    resolve: (_query, _root, { input }, ctx) =>
+      ctx.jobs.create(workspaceOf(ctx), {
+        ...input,
+        competitorId: input.competitorId == null ? null : String(input.competitorId),
+      }),
+  }),
+  updateJobProgress: t.prismaField({
+    type: JobRef,
+    authScopes: { 'jobs:write': true },
+    args: { input: t.arg({ type: UpdateJobProgressInput, required: true }) },
+    resolve: (_query, _root, { input }, ctx) => ctx.jobs.updateProgress(workspaceOf(ctx), String(input.id), input),
+  }),
+  completeJob: t.prismaField({
+    type: JobRef,
+    authScopes: { 'jobs:write': true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.jobs.complete(workspaceOf(ctx), String(args.id)),
+  }),
+  failJob: t.prismaField({
+    type: JobRef,
+    authScopes: { 'jobs:write': true },
+    args: { id: t.arg.id({ required: true }), error: t.arg.string({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.jobs.fail(workspaceOf(ctx), String(args.id), args.error),
+  }),
+}));

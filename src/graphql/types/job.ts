@@ -1,0 +1,68 @@
+import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobStep } from '../../jobs/model.js';
+import { LIST_LIMIT } from '../../jobs/job-store.js';
+import { builder } from '../builder.js';
+import { workspaceOf } from '../context.js';
+
+export const JobStatusEnum = builder.enumType(JobStatus, { name: 'JobStatus' });
+export const JobStepStatusEnum = builder.enumType('JobStepStatus', { values: JOB_STEP_STATUSES });
+
+export const JobStepRef = builder.objectRef<JobStep>('JobStep').implement({
+  fields: (t) => ({
+    id: t.exposeString('id'),
+    name: t.exposeString('name'),
+    status: t.field({ type: JobStepStatusEnum, resolve: (step) => step.status }),
+  }),
+});
+
+export const JobRef = builder.prismaObject('Job', {
+  description: 'A background job of a workspace, with its ordered steps.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    workspaceId: t.exposeID('workspaceId'),
+    competitorId: t.exposeID('competitorId', { nullable: true }),
+    type: t.exposeString('type'),
+    displayTitle: t.exposeString('displayTitle'),
+    status: t.expose('status', { type: JobStatusEnum }),
+    progress: t.exposeInt('progress'),
+    currentStep: t.exposeString('currentStep', { nullable: true }),
+    steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job) }),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
+    metadata: t.field({ type: 'JSON', resolve: (job) => metadataOf(job) }),
+    error: t.exposeString('error', { nullable: true, description: 'Why the job failed or was cancelled.' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    changeCursor: t.string({
+      description: 'Grows with every change of any job; pass the largest one seen as `after` to resume.',
+      resolve: (job) => job.changeCursor.toString(),
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  jobs: t.prismaField({
+    type: [JobRef],
+    description: `The workspace's jobs, newest first. limit: 1 to ${LIST_LIMIT.max}, default ${LIST_LIMIT.default}.`,
+    authScopes: { 'jobs:read': true },
+    args: {
+      competitorId: t.arg.id(),
+      type: t.arg.string(),
+      status: t.arg({ type: JobStatusEnum }),
+      limit: t.arg.int(),
+    },
+    resolve: (_query, _root, args, ctx) =>
+      ctx.jobs.list(workspaceOf(ctx), {
+        competitorId: args.competitorId == null ? null : String(args.competitorId),
+        type: args.type,
+        status: args.status,
+        limit: args.limit,
+      }),
+  }),
+  job: t.prismaField({
+    type: JobRef,
+    nullable: true,
+    description: 'One job of the workspace, or null when there is no such job.',
+    authScopes: { 'jobs:read': true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.jobs.get(workspaceOf(ctx), String(args.id)),
+  }),
+}));

@@ -1,0 +1,40 @@
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import type { Principal } from '../auth/scopes.js';
+import type { JobStore } from '../jobs/job-store.js';
+import type { Logger } from '../logger.js';
+import type { GatewayContext } from './context.js';
+import { schema } from './schema.js';
+
+/** What the HTTP entry hands yoga with every request: the caller, already authenticated. */
+export interface ServerContext {
+  principal: Principal | null;
+}
+
+export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
+
+export interface YogaDeps {
+  jobs: JobStore;
+  logger: Logger;
+}
+
+export function createGatewayYoga({ jobs, logger }: YogaDeps): GatewayYoga {
+  const log = logger.child({ component: 'graphql' });
+  return createYoga<ServerContext, GatewayContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim.
+    maskedErrors: true,
+    graphiql: {
+      title: 'jobs-gateway',
+      headers: JSON.stringify({ 'X-API-Key': 'paste a key from `jobs-gateway keys create`' }),
+    },
+    logging: {
+      debug: (...args) => log.debug(args.map(String).join(' ')),
+      info: (...args) => log.info(args.map(String).join(' ')),
+      warn: (...args) => log.warn(args.map(String).join(' ')),
+      error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
+    },
+    context: ({ principal }): GatewayContext => ({ principal, jobs }),
+  });
+}

@@ -1,0 +1,116 @@
+import type { PrismaClient } from '../db/database.js';
+import { errors, appError } from '../errors.js';
+import { Prisma } from '../generated/prisma/client.js';
+import { isUuid } from '../ids.js';
+import { type JobRow, JobStatus } from './model.js';
+import * as transitions from './transitions.js';
+
+export interface JobFilter {
+  competitorId?: string | null | undefined;
+  type?: string | null | undefined;
+  status?: JobStatus | null | undefined;
+  limit?: number | null | undefined;
+}
+
+export const LIST_LIMIT = { default: 50, max: 200 } as const;
+
+/**
+ * A transition that keeps losing the race for its job (another writer committed in between every
+ * attempt) gives up after this many tries with CONFLICT, rather than spinning.
+ */
+const MAX_TRANSITION_ATTEMPTS = 25;
+
+/**
+ * The only code that writes jobs. Every method is scoped to one workspace: a job of another
+ * workspace is indistinguishable from one that does not exist.
+ */
+export class JobStore {
+  constructor(readonly prisma: PrismaClient) {}
+
+  async list(workspaceId: string, filter: JobFilter = {}): Promise<JobRow[]> {
+    const limit = filter.limit ?? LIST_LIMIT.default;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT.max) {
+      throw errors.badInput(`limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
+    }
+    return this.prisma.job.findMany({
+      where: {
+        workspaceId,
+        ...(filter.competitorId != null && { competitorId: filter.competitorId }),
+        ...(filter.type != null && { type: filter.type }),
+        ...(filter.status != null && { status: filter.status }),
+      },
+      orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
+      take: limit,
+    });
+  }
+
+  async get(workspaceId: string, id: string): Promise<JobRow | null> {
+    if (!isUuid(id)) return null;
+    return this.prisma.job.findFirst({ where: { id, workspaceId } });
+  }
+
+  async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
+    const fields = transitions.newJob(input);
+    return this.prisma.job.create({
+      data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
+    });
+  }
+
+  updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
+    return this.transition(workspaceId, id, (job) => transitions.progress(job, input));
+  }
+
+  complete(workspaceId: string, id: string): Promise<JobRow> {
+    return this.transition(workspaceId, id, (job) => transitions.complete(job, new Date()));
+  }
+
+  fail(workspaceId: string, id: string, error: string): Promise<JobRow> {
+    return this.transition(workspaceId, id, (job) => transitions.fail(job, error, new Date()));
+  }
+
+  cancel(workspaceId: string, id: string): Promise<JobRow> {
+    return this.transition(workspaceId, id, (job) => transitions.cancel(job, new Date()));
+  }
+
+  /**
+   * Optimistic concurrency: read the job, compute the change, and write it only if the job is still
+   * RUNNING at the change cursor that was read. The trigger gives every write a new cursor, so any
+   * write in between makes ours match no row; we then read again and retry. A cancel racing a
+   * worker's completeJob therefore ends in exactly one of the two outcomes, and the loser learns
+   * JOB_NOT_RUNNING. One statement per attempt works the same on PostgreSQL and PGlite.
+   */
+  private async transition(
+    workspaceId: string,
+    id: string,
+    change: (job: JobRow) => transitions.JobPatch,
+  ): Promise<JobRow> {
+    for (let attempt = 0; attempt < MAX_TRANSITION_ATTEMPTS; attempt++) {
+      const job = await this.get(workspaceId, id);
+      if (!job) throw errors.jobNotFound(id);
+      if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, job.status);
+      const { steps, metadata, ...fields } = change(job);
+      try {
+        return await this.prisma.job.update({
+          where: { id, workspaceId, status: JobStatus.RUNNING, changeCursor: job.changeCursor },
+          data: {
+            ...fields,
+            ...(steps && { steps: toJson(steps) }),
+            ...(metadata && { metadata: toJson(metadata) }),
+          },
+        });
+      } catch (error) {
+        if (!isRecordNotFound(error)) throw error;
+      }
+    }
+    throw appError('CONFLICT', `Job ${id} is being changed by other writers; try again.`);
+  }
+}
+
+/** Prisma's "no record matched the where" (P2025): here, another writer got there first. */
+function isRecordNotFound(error: unknown): boolean {
+  return error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2025';
+}
+
+function toJson(value: unknown): Prisma.InputJsonValue {
+  return value as Prisma.InputJsonValue;
+}

@@ -1,0 +1,29 @@
+import type { Job as JobRow } from '../generated/prisma/client.js';
+import { JobStatus } from '../generated/prisma/enums.js';
+
+export { JobStatus };
+export type { JobRow };
+
+export const JOB_STEP_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED'] as const;
+export type JobStepStatus = (typeof JOB_STEP_STATUSES)[number];
+
+export interface JobStep {
+  id: string;
+  name: string;
+  status: JobStepStatus;
+}
+
+export type JobMetadata = Record<string, unknown>;
+
+/** The job types the reference names; any other non-empty string is accepted too. */
+export const KNOWN_JOB_TYPES = ['collect', 'discover-products', 'discover-profile', 'analyze-product-capabilities'] as const;
+
+/** `steps` is a JSON column written only by the job store, so its shape is known. */
+export function stepsOf(job: Pick<JobRow, 'steps'>): JobStep[] {
+  return Array.isArray(job.steps) ? (job.steps as unknown as JobStep[]) : [];
+}
+
+export function metadataOf(job: Pick<JobRow, 'metadata'>): JobMetadata {
+  const value = job.metadata;
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as JobMetadata) : {};
+}

@@ -1,0 +1,142 @@
+import { errors } from '../errors.js';
+import { type JobMetadata, type JobRow, type JobStep, type JobStepStatus, JobStatus, metadataOf, stepsOf } from './model.js';
+
+/**
+ * The state machine of a job, as pure functions from the current state and an input to the fields
+ * that change. The store applies each result as one conditional write (see job-store.ts).
+ */
+export interface JobPatch {
+  status?: JobStatus;
+  progress?: number;
+  currentStep?: string | null;
+  steps?: JobStep[];
+  metadata?: JobMetadata;
+  completedAt?: Date;
+  error?: string;
+}
+
+export interface NewJobInput {
+  type: string;
+  displayTitle: string;
+  competitorId?: string | null | undefined;
+  steps: ReadonlyArray<{ id: string; name: string }>;
+  metadata?: unknown;
+}
+
+export interface ProgressInput {
+  progress?: number | null | undefined;
+  stepId?: string | null | undefined;
+  stepStatus?: JobStepStatus | null | undefined;
+  metadata?: unknown;
+}
+
+export const LIMITS = { text: 500, steps: 100, error: 10_000 } as const;
+
+export interface NewJobFields {
+  type: string;
+  displayTitle: string;
+  competitorId: string | null;
+  status: JobStatus;
+  progress: number;
+  currentStep: string | null;
+  steps: JobStep[];
+  metadata: JobMetadata;
+}
+
+/** A new job runs its first step; the others wait. */
+export function newJob(input: NewJobInput): NewJobFields {
+  const type = requireText('type', input.type);
+  const displayTitle = requireText('displayTitle', input.displayTitle);
+  const competitorId = input.competitorId == null ? null : requireText('competitorId', input.competitorId);
+  if (input.steps.length > LIMITS.steps) throw errors.badInput(`A job has at most ${LIMITS.steps} steps.`);
+  const seen = new Set<string>();
+  const steps = input.steps.map((step, index): JobStep => {
+    const id = requireText(`steps[${index}].id`, step.id);
+    if (seen.has(id)) throw errors.badInput(`Step id "${id}" appears twice.`);
+    seen.add(id);
+    return { id, name: requireText(`steps[${index}].name`, step.name), status: index === 0 ? 'RUNNING' : 'PENDING' };
+  });
+  return {
+    type,
+    displayTitle,
+    competitorId,
+    status: JobStatus.RUNNING,
+    progress: 0,
+    currentStep: steps[0]?.name ?? null,
+    steps,
+    metadata: input.metadata == null ? {} : requireObject(input.metadata),
+  };
+}
+
+/**
+ * Progress never goes backwards; a step set RUNNING becomes the current step, and the step that was
+ * running before it is completed (steps run one at a time, in order); metadata merges shallowly.
+ */
+export function progress(job: JobRow, input: ProgressInput): JobPatch {
+  const patch: JobPatch = {};
+  if (input.progress != null) {
+    if (!Number.isInteger(input.progress) || input.progress < 0 || input.progress > 100) {
+      throw errors.badInput('progress must be an integer from 0 to 100.');
+    }
+    if (input.progress < job.progress) {
+      throw errors.badInput(`progress cannot go backwards (it is ${job.progress}, got ${input.progress}).`);
+    }
+    patch.progress = input.progress;
+  }
+  if ((input.stepId == null) !== (input.stepStatus == null)) {
+    throw errors.badInput('stepId and stepStatus go together.');
+  }
+  if (input.stepId != null && input.stepStatus != null) {
+    const steps = stepsOf(job);
+    const target = steps.find((step) => step.id === input.stepId);
+    if (!target) throw errors.badInput(`The job has no step "${input.stepId}".`);
+    const status = input.stepStatus;
+    patch.steps = steps.map((step) => {
+      if (step.id === target.id) return { ...step, status };
+      if (status === 'RUNNING' && step.status === 'RUNNING') return { ...step, status: 'COMPLETED' };
+      return step;
+    });
+    if (status === 'RUNNING') patch.currentStep = target.name;
+  }
+  if (input.metadata != null) patch.metadata = { ...metadataOf(job), ...requireObject(input.metadata) };
+  return patch;
+}
+
+export function complete(job: JobRow, now: Date): JobPatch {
+  return {
+    status: JobStatus.COMPLETED,
+    progress: 100,
+    steps: stepsOf(job).map((step) => ({ ...step, status: 'COMPLETED' })),
+    completedAt: now,
+  };
+}
+
+export function fail(job: JobRow, error: string, now: Date): JobPatch {
+  const reason = requireText('error', error, LIMITS.error);
+  return {
+    status: JobStatus.FAILED,
+    steps: stepsOf(job).map((step) => (step.status === 'RUNNING' ? { ...step, status: 'FAILED' } : step)),
+    error: reason,
+    completedAt: now,
+  };
+}
+
+export const CANCELLED = 'Cancelled';
+
+export function cancel(job: JobRow, now: Date): JobPatch {
+  return { ...fail(job, CANCELLED, now), currentStep: CANCELLED };
+}
+
+function requireText(field: string, value: string, max: number = LIMITS.text): string {
+  const text = value.trim();
+  if (text === '') throw errors.badInput(`${field} must not be empty.`);
+  if (text.length > max) throw errors.badInput(`${field} is longer than ${max} characters.`);
+  return text;
+}
+
+function requireObject(value: unknown): JobMetadata {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw errors.badInput('metadata must be a JSON object.');
+  }
+  return value as JobMetadata;
+}

@@ -1,0 +1,108 @@
+import { type ExecutionResult, print } from 'graphql';
+import type { Principal } from '../auth/scopes.js';
+import type { GatewayYoga } from '../graphql/yoga.js';
+import type { Logger } from '../logger.js';
+import { RestError, isErrorCode, statusOfCode } from './rest-error.js';
+import type { RestRoute } from './routes.js';
+
+export interface RestResponse {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+interface CompiledRoute {
+  route: RestRoute;
+  segments: string[];
+  query: string;
+}
+
+/**
+ * Serves the REST routes by running each one's GraphQL operation through yoga's own pipeline
+ * (`yoga.fetch`), so masking, limits and plugins apply to both doors and the job logic exists once.
+ */
+export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger: Logger) {
+  const compiled: CompiledRoute[] = routes.map((route) => ({
+    route,
+    segments: route.path.split('/'),
+    query: print(route.document),
+  }));
+
+  return async function handleRest(method: string, url: URL, principal: Principal | null): Promise<RestResponse> {
+    try {
+      const { match, allowed } = matchRoute(compiled, method, url.pathname);
+      if (!match) {
+        if (allowed.length > 0) {
+          return { ...errorResponse(new RestError(405, 'METHOD_NOT_ALLOWED', `Use ${allowed.join(' or ')}.`)), headers: { allow: allowed.join(', ') } };
+        }
+        return errorResponse(new RestError(404, 'NOT_FOUND', `No route ${method} ${url.pathname}.`));
+      }
+      if (!principal) throw new RestError(401, 'UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).');
+      const variables = match.compiled.route.variables({ params: match.params, query: url.searchParams });
+      const result = await execute(match.compiled.query, variables, principal);
+      const error = result.errors?.[0];
+      if (error) {
+        const code = error.extensions?.code;
+        if (isErrorCode(code)) throw new RestError(statusOfCode[code], code, error.message);
+        logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');
+        throw new RestError(500, 'INTERNAL_SERVER_ERROR', 'Unexpected error.');
+      }
+      return { status: 200, body: match.compiled.route.body(result.data) };
+    } catch (error) {
+      if (error instanceof RestError) return errorResponse(error);
+      logger.error({ err: error }, 'REST route failed');
+      return errorResponse(new RestError(500, 'INTERNAL_SERVER_ERROR', 'Unexpected error.'));
+    }
+  };
+
+  async function execute(query: string, variables: unknown, principal: Principal): Promise<ExecutionResult> {
+    const response = await yoga.fetch(
+      'http://jobs-gateway.internal/graphql',
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+        body: JSON.stringify({ query, variables }),
+      },
+      { principal },
+    );
+    return (await response.json()) as ExecutionResult;
+  }
+}
+
+function matchRoute(routes: CompiledRoute[], method: string, pathname: string) {
+  const parts = pathname.replace(/\/+$/, '').split('/');
+  const allowed: string[] = [];
+  for (const compiled of routes) {
+    const params = matchPath(compiled.segments, parts);
+    if (!params) continue;
+    if (compiled.route.method === method) return { match: { compiled, params }, allowed };
+    allowed.push(compiled.route.method);
+  }
+  return { match: undefined, allowed };
+}
+
+function matchPath(segments: string[], parts: string[]): Record<string, string> | undefined {
+  if (segments.length !== parts.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i] as string;
+    const part = parts[i] as string;
+    if (segment.startsWith(':')) {
+      let value: string;
+      try {
+        value = decodeURIComponent(part);
+      } catch {
+        return undefined;
+      }
+      if (value === '') return undefined;
+      params[segment.slice(1)] = value;
+    } else if (segment !== part) {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+export function errorResponse(error: RestError): RestResponse {
+  return { status: error.status, body: { error: { code: error.code, message: error.message } } };
+}

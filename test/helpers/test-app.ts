@@ -1,0 +1,50 @@
+import { afterAll } from 'vitest';
+import { type App, createApp } from '../../src/app.js';
+import type { Scope } from '../../src/auth/scopes.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { type FreshDatabase, freshDatabase } from './databases.js';
+
+export interface TestApp {
+  url: string;
+  app: App;
+  database: FreshDatabase;
+  /** Creates a key in `workspace` (created if new), as `jobs-gateway keys create` does. */
+  createKey(workspace: string, scopes?: Scope[]): Promise<string>;
+  close(): Promise<void>;
+}
+
+const started: TestApp[] = [];
+
+// Every app a test file starts is closed, and its database dropped, when the file is done.
+afterAll(async () => {
+  await Promise.all(started.splice(0).map((app) => app.close()));
+});
+
+export const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
+
+/**
+ * A real gateway on a random port over a database of its own. Pass `database` to start a second
+ * instance on the same database (after closing the first, for the embedded one).
+ */
+export async function startTestApp(options: { database?: FreshDatabase; env?: Record<string, string> } = {}): Promise<TestApp> {
+  const database = options.database ?? (await freshDatabase());
+  const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...database.env, ...options.env });
+  const app = await createApp(config, createLogger(config.logLevel));
+  const url = await app.start();
+  let closed = false;
+  const testApp: TestApp = {
+    url,
+    app,
+    database,
+    createKey: async (workspace, scopes = ALL_SCOPES) => (await app.apiKeys.create({ workspace, scopes })).key,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      if (!options.database) await database.drop();
+    },
+  };
+  started.push(testApp);
+  return testApp;
+}
