@@ -3,7 +3,10 @@ import { type ApiKeyInfo, ApiKeyStore, UnknownKeyError, UnknownWorkspaceError } 
 import { DEFAULT_SCOPES, SCOPES, isScope } from '../auth/scopes.js';
 import type { PrismaClient } from '../db/database.js';
 
+/** The command line is wrong (exit 2, with usage). */
 export class UsageError extends Error {}
+/** The command is well-formed but cannot be carried out (exit 1). */
+export class CommandError extends Error {}
 
 export const KEYS_USAGE = `Usage:
   jobs-gateway keys create --workspace <slug> [--name <text>] [--scope <scope>]...
@@ -38,7 +41,7 @@ export async function runKeysCommand(prisma: PrismaClient, argv: string[]): Prom
         const keys = await store.list(workspace);
         return keys.length === 0 ? [`Workspace "${workspace}" has no API keys.`] : formatTable(keys);
       } catch (error) {
-        if (error instanceof UnknownWorkspaceError) throw new UsageError(error.message);
+        if (error instanceof UnknownWorkspaceError) throw new CommandError(error.message);
         throw error;
       }
     }
@@ -49,7 +52,7 @@ export async function runKeysCommand(prisma: PrismaClient, argv: string[]): Prom
         const info = await store.revoke(keyId);
         return [`Revoked API key ${info.id} (${info.prefix}…) of workspace "${info.workspace}".`];
       } catch (error) {
-        if (error instanceof UnknownKeyError) throw new UsageError(error.message);
+        if (error instanceof UnknownKeyError) throw new CommandError(error.message);
         throw error;
       }
     }

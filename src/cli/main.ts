@@ -2,7 +2,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { DataDirInUseError } from '../db/data-dir-lock.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
-import { KEYS_USAGE, UsageError, runKeysCommand } from './keys.js';
+import { CommandError, KEYS_USAGE, UsageError, runKeysCommand } from './keys.js';
 
 const USAGE = `jobs-gateway: manage the gateway's API keys. Uses DATABASE_URL or DATA_DIR like the server.
 
@@ -37,7 +37,7 @@ main(process.argv.slice(2)).then(
       console.error(`${error.message}\n\n${KEYS_USAGE}`);
       process.exit(2);
     }
-    if (error instanceof ConfigError || error instanceof DataDirInUseError) {
+    if (error instanceof CommandError || error instanceof ConfigError || error instanceof DataDirInUseError) {
       console.error(error.message);
     } else {
       console.error('jobs-gateway:', error instanceof Error ? error.message : error);

@@ -3,6 +3,7 @@ import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
+import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { schema } from './schema.js';
 
 /** What the HTTP entry hands yoga with every request: the caller, already authenticated. */
@@ -36,5 +37,6 @@ export function createGatewayYoga({ jobs, logger }: YogaDeps): GatewayYoga {
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
     context: ({ principal }): GatewayContext => ({ principal, jobs }),
+    plugins: [useVariableErrorCode()],
   });
 }
