@@ -51,6 +51,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    // Never the query string or headers: both can carry ids and keys.
+    logger.debug({ method: req.method, path }, 'request');
 
     if (path === '/healthz') {
       const up = await database.ping(HEALTH_TIMEOUT_MS);

@@ -1,4 +1,4 @@
-import { createApp } from './app.js';
+import { type App, createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { DataDirInUseError } from './db/data-dir-lock.js';
 import { createLogger } from './logger.js';
@@ -7,30 +7,46 @@ import { createLogger } from './logger.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const app = await createApp(config, logger);
-  const url = await app.start();
-  const where = config.databaseUrl ? 'PostgreSQL' : `the embedded database in ${config.dataDir}`;
-  logger.info({ url: `${url}/graphql`, database: app.database.kind }, `jobs-gateway listening on ${url} (GraphQL at ${url}/graphql, REST at ${url}/api/jobs) on ${where}`);
-  if ((await app.apiKeys.countActive()) === 0) {
-    const stop = config.databaseUrl ? '' : 'stop this server (Ctrl+C), then ';
-    logger.warn(`No API key exists yet: ${stop}create one with: npx jobs-gateway keys create --workspace demo --scope jobs:read --scope jobs:cancel --scope jobs:write`);
-  }
 
+  // Signals are handled from the first moment, so that one arriving during start-up still closes
+  // the database cleanly instead of killing the process mid-write.
+  let starting: Promise<App> | undefined;
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    app.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    (starting ?? Promise.reject(new Error('not started')))
+      .then((app) => app.close())
+      .then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+
+  starting = createApp(config, logger);
+  const app = await starting;
+  if (stopping) return;
+  const url = await app.start();
+  const where = config.databaseUrl ? 'PostgreSQL' : `the embedded database in ${config.dataDir}`;
+  logger.info(
+    { url: `${url}/graphql`, database: app.database.kind },
+    `jobs-gateway listening on ${url} (GraphQL at ${url}/graphql, REST at ${url}/api/jobs) on ${where}`,
+  );
+  if ((await app.apiKeys.countActive()) === 0) {
+    const stop = config.databaseUrl ? '' : 'stop this server (Ctrl+C), then ';
+    logger.warn(
+      `No API key exists yet: ${stop}create one with: npx jobs-gateway keys create --workspace demo --scope jobs:read --scope jobs:cancel --scope jobs:write`,
+    );
+  }
 }
 
 main().catch((error: unknown) => {

@@ -68,15 +68,19 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
       }
     },
   };
+  let closing: Promise<void> | undefined;
   return {
     kind: 'postgres',
     prisma,
     sql,
     schema,
-    ping: (timeoutMs) => pingWith(sql, timeoutMs),
-    close: async () => {
-      await prisma.$disconnect();
-      await pool.end();
+    ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
+    close: () => {
+      closing ??= (async () => {
+        await prisma.$disconnect();
+        await pool.end();
+      })();
+      return closing;
     },
   };
 }
@@ -102,19 +106,20 @@ async function openEmbedded(dataDir: string): Promise<Database> {
         }),
       ),
   };
-  let closed = false;
+  let closing: Promise<void> | undefined;
   return {
     kind: 'embedded',
     prisma,
     sql,
     schema: 'public',
-    ping: (timeoutMs) => (closed ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await prisma.$disconnect();
-      await pglite.close();
-      await unlock();
+    ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
+    close: () => {
+      closing ??= (async () => {
+        await prisma.$disconnect();
+        await pglite.close();
+        await unlock();
+      })();
+      return closing;
     },
   };
 }

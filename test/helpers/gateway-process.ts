@@ -1,0 +1,74 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface GatewayProcess {
+  child: ChildProcess;
+  url: string;
+  /** Every stdout line so far (pino JSON). */
+  lines: string[];
+  /** Resolves with the first log line whose message matches. */
+  waitForLog(match: RegExp, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+/** Runs `src/main.ts` as `npm start` does, in a process of its own, on PORT=0. */
+export async function spawnGateway(env: Record<string, string | undefined>): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'debug', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const waiters: Array<{ match: RegExp; resolve: (entry: Record<string, unknown>) => void }> = [];
+  let buffer = '';
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      lines.push(line);
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      for (const waiter of [...waiters]) {
+        if (waiter.match.test(String(entry.msg))) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(entry);
+        }
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const waitForLog = (match: RegExp, timeoutMs = 30_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no log matching ${match} within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+      const done = (entry: Record<string, unknown>) => {
+        clearTimeout(timer);
+        resolve(entry);
+      };
+      for (const line of lines) {
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          if (match.test(String(entry.msg))) return done(entry);
+        } catch {
+          // not JSON
+        }
+      }
+      waiters.push({ match, resolve: done });
+      void exited.then((code) => reject(new Error(`gateway exited (${code}) before logging ${match}; stderr: ${stderr}`)));
+    });
+
+  const listening = await waitForLog(/listening on/);
+  const url = String(listening.url).replace(/\/graphql$/, '');
+  return { child, url, lines, waitForLog, exited };
+}

@@ -1,0 +1,152 @@
+import net from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/database.js';
+import { describeDb, dbKind, freshDatabase } from './helpers/databases.js';
+import { spawnGateway } from './helpers/gateway-process.js';
+import { rest } from './helpers/http.js';
+import { type TestApp, startTestApp } from './helpers/test-app.js';
+
+const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
+
+describeDb('the HTTP server', () => {
+  let t: TestApp;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { MAX_BODY_BYTES: '2048' } });
+    key = await t.createKey('server');
+  });
+
+  it('answers /healthz with 200 while the database answers', async () => {
+    const res = await rest(t.url, 'GET', '/healthz');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ok', database: dbKind });
+  });
+
+  it('refuses bodies over MAX_BODY_BYTES with 413, and chunked bodies without a length with 411', async () => {
+    const big = JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(4096) } });
+    const graphqlRes = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: big });
+    expect(graphqlRes.status).toBe(413);
+    expect(await graphqlRes.json()).toEqual({ error: { code: 'PAYLOAD_TOO_LARGE', message: expect.stringContaining('2048') } });
+
+    const restRes = await fetch(`${t.url}/api/jobs/00000000-0000-4000-8000-000000000000/cancel`, { method: 'POST', headers: { 'x-api-key': key }, body: big });
+    expect(restRes.status).toBe(413);
+
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"query":"{ __typename }"}'));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(411);
+
+    // A body within the limit still works.
+    const small = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+    expect(await small.json()).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it('answers malformed requests with 4xx JSON and never a stack trace', async () => {
+    // GraphQL over HTTP: with `accept: application/graphql-response+json` a request error is a 400;
+    // legacy `application/json` clients get it with 200, as the spec requires.
+    const cases: Array<[string, RequestInit, number]> = [
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' }, 400],
+      [
+        '/graphql',
+        { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body: '{"query": "{ jobs { nope } }"}' },
+        400,
+      ],
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[1,2,3]' }, 400],
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body: '{"query": "{"}' }, 400],
+      ['/nowhere', { method: 'GET' }, 404],
+      ['/api/jobs?limit=%ZZ', { method: 'GET', headers: { 'x-api-key': key } }, 400],
+    ];
+    for (const [path, init, status] of cases) {
+      const res = await fetch(`${t.url}${path}`, init);
+      const text = await res.text();
+      expect(res.status, `${path} ${String(init.body)}`).toBe(status);
+      expect(() => JSON.parse(text)).not.toThrow();
+      noStackTrace(text);
+      expect(text).not.toContain(key);
+    }
+  });
+
+  it('answers 503 without a stack trace when the database is away', async () => {
+    const away = await startTestApp();
+    const awayKey = await away.createKey('away');
+    await away.app.database.close();
+    const health = await rest(away.url, 'GET', '/healthz');
+    expect(health.status).toBe(503);
+    expect(health.body).toEqual({ status: 'unavailable', database: dbKind });
+    const list = await fetch(`${away.url}/api/jobs`, { headers: { 'x-api-key': awayKey } });
+    expect(list.status).toBe(503);
+    const text = await list.text();
+    expect(JSON.parse(text)).toEqual({ error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) } });
+    noStackTrace(text);
+  });
+});
+
+describeDb('the gateway process', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+
+  it('on SIGTERM stops accepting, finishes the request in flight, closes the database and exits 0', async () => {
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const gateway = await spawnGateway(database.env);
+    cleanups.push(async () => {
+      if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+    });
+    const { port, hostname } = new URL(gateway.url);
+
+    // A request whose body is only half sent is in flight when the signal arrives.
+    const body = JSON.stringify({ query: '{ __typename }' });
+    const socket = net.connect(Number(port), hostname);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let response = '';
+    socket.on('data', (chunk) => (response += chunk.toString()));
+    const responseDone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    socket.write(body.slice(0, 5));
+    await gateway.waitForLog(/^request$/);
+
+    gateway.child.kill('SIGTERM');
+    await gateway.waitForLog(/shutting down/);
+
+    // No new connections once shutting down.
+    await expect(fetch(`${gateway.url}/healthz`)).rejects.toThrow();
+
+    socket.write(body.slice(5));
+    await responseDone;
+    expect(response).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(response).toContain('{"data":{"__typename":"Query"}}');
+
+    expect(await gateway.exited).toBe(0);
+    await gateway.waitForLog(/^stopped$/);
+
+    // The database was closed cleanly: the embedded data dir is free to open again at once.
+    if (database.env.DATA_DIR) {
+      const reopened = await openDatabase({ dataDir: database.env.DATA_DIR });
+      await reopened.close();
+    }
+  });
+
+  it('prints where it listens and, while no key exists, the command that creates one', async () => {
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const gateway = await spawnGateway({ ...database.env, LOG_LEVEL: 'info' });
+    const hint = await gateway.waitForLog(/No API key exists yet/);
+    expect(String(hint.msg)).toContain('jobs-gateway keys create --workspace');
+    const listening = gateway.lines.map((l) => JSON.parse(l) as { msg: string }).find((l) => l.msg.includes('listening on'));
+    expect(listening?.msg).toContain(gateway.url);
+    gateway.child.kill('SIGINT');
+    expect(await gateway.exited).toBe(0);
+  });
+});
