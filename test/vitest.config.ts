@@ -30,7 +30,13 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'postgres', env: { TEST_DB: 'postgres' }, globalSetup: ['test/helpers/global-setup.ts'] },
+        test: {
+          name: 'postgres',
+          env: { TEST_DB: 'postgres' },
+          globalSetup: ['test/helpers/global-setup.ts'],
+          // *.unit.test.ts touch no database: once (in "embedded") is enough.
+          exclude: ['test/bench/**', 'node_modules/**', 'test/**/*.unit.test.ts'],
+        },
       },
     ],
   },

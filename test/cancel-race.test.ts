@@ -1,0 +1,51 @@
+import { beforeAll, expect, it } from 'vitest';
+import { CancelJobDocument, CompleteJobDocument, CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
+import { describeDb } from './helpers/databases.js';
+import { codesOf, graphql, graphqlOk } from './helpers/http.js';
+import { type TestApp, startTestApp } from './helpers/test-app.js';
+
+describeDb('a cancel racing a worker', () => {
+  let t: TestApp;
+  let dashboard: string;
+  let worker: string;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    dashboard = await t.createKey('race', ['jobs:read', 'jobs:cancel']);
+    worker = await t.createKey('race', ['jobs:read', 'jobs:write']);
+  });
+
+  it('ends in exactly one consistent outcome; the loser learns JOB_NOT_RUNNING', async () => {
+    const outcomes = { cancelled: 0, completed: 0 };
+    for (let round = 0; round < 15; round++) {
+      const { createJob: job } = await graphqlOk(
+        t.url,
+        CreateJobDocument,
+        { input: { type: 'collect', displayTitle: `Race ${round}`, steps: [{ id: 'a', name: 'A' }, { id: 'b', name: 'B' }] } },
+        worker,
+      );
+      const [cancel, complete] = await Promise.all([
+        graphql(t.url, CancelJobDocument, { id: job.id }, dashboard),
+        graphql(t.url, CompleteJobDocument, { id: job.id }, worker),
+      ]);
+      const cancelWon = !cancel.errors;
+      const completeWon = !complete.errors;
+      expect(cancelWon !== completeWon, `round ${round}: exactly one wins`).toBe(true);
+      expect(codesOf(cancelWon ? complete : cancel)).toEqual(['JOB_NOT_RUNNING']);
+
+      const { job: final } = await graphqlOk(t.url, JobDocument, { id: job.id }, dashboard);
+      if (cancelWon) {
+        outcomes.cancelled++;
+        expect(cancel.data?.cancelJob).toMatchObject({ success: true, job: { status: 'FAILED', currentStep: 'Cancelled' } });
+        expect(final).toMatchObject({ status: 'FAILED', currentStep: 'Cancelled', error: 'Cancelled', progress: 0 });
+        expect(final!.steps.map((s) => s.status)).toEqual(['FAILED', 'PENDING']);
+      } else {
+        outcomes.completed++;
+        expect(final).toMatchObject({ status: 'COMPLETED', progress: 100, error: null, currentStep: 'A' });
+        expect(final!.steps.map((s) => s.status)).toEqual(['COMPLETED', 'COMPLETED']);
+      }
+      expect(final!.completedAt).not.toBeNull();
+    }
+    expect(outcomes.cancelled + outcomes.completed).toBe(15);
+  });
+});

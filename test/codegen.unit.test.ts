@@ -1,0 +1,16 @@
+import fs from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { generate } from '@graphql-codegen/cli';
+import { expect, it } from 'vitest';
+import config from '../codegen.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+it('the committed schema.graphql and typed documents match what `npm run codegen` generates now', async () => {
+  const outputs = (await generate({ ...config, cwd: root, silent: true }, false)) as Array<{ filename: string; content: string }>;
+  expect(outputs.map((o) => o.filename).sort()).toEqual(Object.keys(config.generates).sort());
+  for (const output of outputs) {
+    const committed = await fs.readFile(new URL(`../${output.filename}`, import.meta.url), 'utf8');
+    expect(committed, `${output.filename} is stale: run npm run codegen`).toBe(output.content);
+  }
+});
