@@ -11,13 +11,21 @@ import { checkBodySize } from './http/body-limit.js';
 import { sendError, sendJson } from './http/respond.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
+import { ChangeFeed } from './live/change-feed.js';
+import { LiveJobs } from './live/live-jobs.js';
+import { ReplayQueue } from './live/replay-queue.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
+import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
 
 export interface App {
   readonly database: Database;
   readonly apiKeys: ApiKeyStore;
   readonly jobs: JobStore;
+  readonly feed: ChangeFeed;
+  readonly live: LiveJobs;
+  readonly replays: ReplayQueue;
+  readonly webSockets: WebSocketGateway;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   start(): Promise<string>;
   /** Stops accepting, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
@@ -40,7 +48,16 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
   const apiKeys = new ApiKeyStore(database.prisma);
   const jobs = new JobStore(database.prisma);
-  const yoga = createGatewayYoga({ jobs, logger });
+  const feed = new ChangeFeed(database, jobs, logger.child({ component: 'feed' }), config.feed);
+  const replays = new ReplayQueue(jobs, config.replay);
+  const live = new LiveJobs(feed, replays);
+  try {
+    await feed.start();
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  const yoga = createGatewayYoga({ jobs, live, logger });
   const handleRest = createRestHandler(yoga, routes, logger);
 
   async function authenticate(req: IncomingMessage): Promise<Principal | null> {
@@ -85,12 +102,18 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     });
   });
 
+  const webSockets = attachWebSockets({ server, yoga, apiKeys, live, config, logger });
+
   let closing: Promise<void> | undefined;
 
   return {
     database,
     apiKeys,
     jobs,
+    feed,
+    live,
+    replays,
+    webSockets,
     start: () =>
       new Promise<string>((resolve, reject) => {
         server.once('error', reject);
@@ -103,7 +126,12 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       }),
     close: () => {
       closing ??= (async () => {
+        // Subscribers first: sockets close with 1001 and SSE streams end, so clients reconnect to
+        // another instance while this one finishes its requests.
+        await webSockets.close();
+        await live.close();
         await stopServer(server, config.shutdownTimeoutMs);
+        await feed.stop();
         await yoga.dispose();
         await database.close();
       })();

@@ -14,6 +14,20 @@ export interface Config {
   maxBodyBytes: number;
   /** How long SIGTERM waits for in-flight requests before closing their sockets. */
   shutdownTimeoutMs: number;
+  ws: {
+    maxSubscriptionsPerConnection: number;
+    maxConnectionsPerKey: number;
+    /** Largest message a client may send; larger ones close the socket with 1009. */
+    maxPayloadBytes: number;
+    connectionInitTimeoutMs: number;
+    /** A socket whose unsent data passes this first has its pending states merged, then is closed. */
+    maxBufferedBytes: number;
+    keepAliveMs: number;
+  };
+  /** How often open sockets' keys are checked for revocation. */
+  keyRecheckIntervalMs: number;
+  feed: { catchUpIntervalMs: number; pageSize: number };
+  replay: { concurrency: number; maxQueued: number; maxJobs: number };
 }
 
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -30,6 +44,17 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_BODY_BYTES: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
   SHUTDOWN_TIMEOUT_MS: intFrom(0, 600_000).default(10_000),
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: intFrom(1, 100_000).default(100),
+  MAX_CONNECTIONS_PER_KEY: intFrom(1, 10_000_000).default(1_000),
+  WS_MAX_PAYLOAD_BYTES: intFrom(1024, 64 * 1024 * 1024).default(64 * 1024),
+  WS_CONNECTION_INIT_TIMEOUT_MS: intFrom(100, 600_000).default(3_000),
+  WS_MAX_BUFFERED_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+  WS_KEEPALIVE_MS: intFrom(0, 3_600_000).default(12_000),
+  KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
+  FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(20_000),
+  REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
+  REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
+  REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
 });
 
 export class ConfigError extends Error {}
@@ -52,6 +77,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     maxBodyBytes: e.MAX_BODY_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    ws: {
+      maxSubscriptionsPerConnection: e.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      maxConnectionsPerKey: e.MAX_CONNECTIONS_PER_KEY,
+      maxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
+      connectionInitTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
+      maxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+      keepAliveMs: e.WS_KEEPALIVE_MS,
+    },
+    keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
+    feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500 },
+    replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
   };
 }
 

@@ -77,6 +77,13 @@ export class ApiKeyStore {
     return this.prisma.apiKey.count({ where: { revokedAt: null } });
   }
 
+  /** Which of these key ids are still usable (exist and are not revoked). */
+  async stillActive(keyIds: readonly string[]): Promise<Set<string>> {
+    if (keyIds.length === 0) return new Set();
+    const rows = await this.prisma.apiKey.findMany({ where: { id: { in: [...keyIds] }, revokedAt: null }, select: { id: true } });
+    return new Set(rows.map((row) => row.id));
+  }
+
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
     if (key.length > MAX_KEY_LENGTH) return null;

@@ -4,7 +4,8 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { lockDataDir } from './data-dir-lock.js';
-import type { SqlClient } from './sql.js';
+import { listenWithReconnect } from './pg-listener.js';
+import type { ListenHandlers, SqlClient } from './sql.js';
 
 export type { PrismaClient };
 
@@ -25,6 +26,11 @@ export interface Database {
   readonly sql: SqlClient;
   /** The schema tables live in (`public` unless configured). */
   readonly schema: string;
+  /**
+   * LISTENs on `channel` for as long as the database is open, reconnecting if the connection
+   * drops. Resolves once listening; the returned function stops.
+   */
+  listen(channel: string, handlers: ListenHandlers): Promise<() => Promise<void>>;
   /** Resolves when the database answers a trivial query within `timeoutMs`. */
   ping(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -75,6 +81,11 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
     sql,
     schema,
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
+    listen: async (channel, handlers) => {
+      const listener = listenWithReconnect(databaseUrl, schema, channel, handlers);
+      await listener.ready;
+      return listener.stop;
+    },
     close: () => {
       closing ??= (async () => {
         await prisma.$disconnect();
@@ -113,6 +124,15 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     sql,
     schema: 'public',
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
+    // In-process: PGlite delivers NOTIFYs from its own connection (over a socket it would not;
+    // see ../shared/STACK.md), and there is no connection to lose.
+    listen: async (channel, handlers) => {
+      const unlisten = await pglite.listen(channel, handlers.onNotify);
+      handlers.onConnected();
+      return async () => {
+        if (!closing) await unlisten();
+      };
+    },
     close: () => {
       closing ??= (async () => {
         await prisma.$disconnect();

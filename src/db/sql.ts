@@ -9,3 +9,11 @@ export interface SqlClient {
   /** Runs `fn` in one transaction on one connection. */
   transaction<T>(fn: (tx: Pick<SqlClient, 'query' | 'exec'>) => Promise<T>): Promise<T>;
 }
+
+export interface ListenHandlers {
+  onNotify(payload: string): void;
+  /** After every successful LISTEN (the first and each reconnect): time to catch up. */
+  onConnected(): void;
+  /** The listening connection was lost; a reconnect follows. */
+  onDisconnected(error: unknown): void;
+}

@@ -29,6 +29,8 @@ export const builder = new SchemaBuilder<{
     onUnusedQuery: null,
   },
   scopeAuth: {
+    // Subscriptions are authorized once, when they start, not on every event.
+    authorizeOnSubscribe: true,
     authScopes: (ctx) => {
       const granted = ctx.principal?.scopes;
       return Object.fromEntries(SCOPES.map((scope) => [scope, granted?.has(scope) ?? false])) as Record<Scope, boolean>;
@@ -54,3 +56,4 @@ builder.addScalarType('DateTime', DateTimeResolver);
 builder.addScalarType('JSON', JSONResolver);
 builder.queryType({});
 builder.mutationType({});
+builder.subscriptionType({});

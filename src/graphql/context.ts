@@ -1,11 +1,13 @@
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
+import type { LiveJobs } from '../live/live-jobs.js';
 
 /** What every resolver gets: who is calling (resolved before yoga runs) and the services. */
 export interface GatewayContext {
   readonly principal: Principal | null;
   readonly jobs: JobStore;
+  readonly live: LiveJobs;
 }
 
 /** The caller's workspace. Fields that use it are guarded by scopes, so the throw is a backstop. */

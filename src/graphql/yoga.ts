@@ -1,6 +1,7 @@
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
+import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
@@ -15,10 +16,11 @@ export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
 
 export interface YogaDeps {
   jobs: JobStore;
+  live: LiveJobs;
   logger: Logger;
 }
 
-export function createGatewayYoga({ jobs, logger }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ jobs, live, logger }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -36,7 +38,7 @@ export function createGatewayYoga({ jobs, logger }: YogaDeps): GatewayYoga {
       warn: (...args) => log.warn(args.map(String).join(' ')),
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live }),
     plugins: [useVariableErrorCode()],
   });
 }

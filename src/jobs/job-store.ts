@@ -49,6 +49,24 @@ export class JobStore {
     return this.prisma.job.findFirst({ where: { id, workspaceId } });
   }
 
+  /**
+   * Jobs whose latest change came after `cursor`, oldest change first: the change feed's read
+   * (all workspaces) and a resumed subscription's replay (one workspace).
+   */
+  changedSince(cursor: bigint, limit: number, workspaceId?: string): Promise<JobRow[]> {
+    return this.prisma.job.findMany({
+      where: { changeCursor: { gt: cursor }, ...(workspaceId !== undefined && { workspaceId }) },
+      orderBy: { changeCursor: 'asc' },
+      take: limit,
+    });
+  }
+
+  /** The largest change cursor committed so far (0 before the first job). */
+  async latestCursor(): Promise<bigint> {
+    const { _max } = await this.prisma.job.aggregate({ _max: { changeCursor: true } });
+    return _max.changeCursor ?? 0n;
+  }
+
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
     const fields = transitions.newJob(input);
     return this.prisma.job.create({

@@ -1,0 +1,51 @@
+import { errors } from '../../errors.js';
+import type { JobFilter } from '../../jobs/job-filter.js';
+import type { JobRow } from '../../jobs/model.js';
+import { builder } from '../builder.js';
+import { workspaceOf } from '../context.js';
+import { JobRef, JobStatusEnum } from './job.js';
+
+export interface JobUpdatedArgs {
+  id?: string | number | null;
+  competitorId?: string | number | null;
+  type?: string | null;
+  status?: JobFilter['status'];
+  after?: string | null;
+}
+
+/** The filter a jobUpdated subscription's arguments describe. */
+export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
+  return {
+    id: args.id == null ? null : String(args.id),
+    competitorId: args.competitorId == null ? null : String(args.competitorId),
+    type: args.type,
+    status: args.status,
+  };
+}
+
+/** `after` is a changeCursor: a decimal integer in a string. */
+export function parseAfter(after: string | null | undefined): bigint | undefined {
+  if (after == null) return undefined;
+  if (!/^\d{1,19}$/.test(after)) throw errors.badInput('after must be a changeCursor (a string of digits).');
+  return BigInt(after);
+}
+
+builder.subscriptionFields((t) => ({
+  jobUpdated: t.field({
+    type: JobRef,
+    description:
+      'The new state of a job of the workspace after every committed change, for jobs that match the filters before or after the change. ' +
+      'With `after` (a changeCursor), first the current state of every matching job changed after it, then live, with no gap and no duplicate.',
+    authScopes: { 'jobs:read': true },
+    args: {
+      id: t.arg.id(),
+      competitorId: t.arg.id(),
+      type: t.arg.string(),
+      status: t.arg({ type: JobStatusEnum }),
+      after: t.arg.string({ description: 'Resume after this changeCursor (the largest one received).' }),
+    },
+    subscribe: (_root, args, ctx) => ctx.live.iterate(workspaceOf(ctx), jobFilterOf(args), parseAfter(args.after)),
+    // Each event is the job row itself.
+    resolve: (job: JobRow) => job,
+  }),
+}));

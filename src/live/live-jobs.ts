@@ -1,0 +1,166 @@
+import { type JobFilter, changeMatches } from '../jobs/job-filter.js';
+import type { JobRow } from '../jobs/model.js';
+import type { ChangeFeed } from './change-feed.js';
+import { ReplayGate } from './replay-gate.js';
+import type { ReplayQueue } from './replay-queue.js';
+
+/** Something that wants the changes of one workspace's jobs that match a filter. */
+export interface LiveSubscriber {
+  readonly workspaceId: string;
+  readonly filter: JobFilter;
+  deliver(job: JobRow): void;
+}
+
+/**
+ * Routes the change feed to subscribers: per change, only the subscribers of that job's workspace
+ * are looked at, so no subscriber ever sees another workspace's job.
+ */
+export class LiveJobs {
+  private readonly byWorkspace = new Map<string, Set<LiveSubscriber>>();
+  private readonly iterators = new Set<() => Promise<unknown>>();
+
+  constructor(
+    feed: ChangeFeed,
+    private readonly replays: ReplayQueue,
+  ) {
+    feed.subscribe((rows) => this.dispatch(rows));
+  }
+
+  get subscriberCount(): number {
+    let count = 0;
+    for (const set of this.byWorkspace.values()) count += set.size;
+    return count;
+  }
+
+  /** Registers a live subscriber; returns its removal. */
+  add(subscriber: LiveSubscriber): () => void {
+    let set = this.byWorkspace.get(subscriber.workspaceId);
+    if (!set) this.byWorkspace.set(subscriber.workspaceId, (set = new Set()));
+    set.add(subscriber);
+    return () => {
+      set.delete(subscriber);
+      if (set.size === 0 && this.byWorkspace.get(subscriber.workspaceId) === set) this.byWorkspace.delete(subscriber.workspaceId);
+    };
+  }
+
+  /** The current state of each matching job changed after `after`, in cursor order. */
+  async replay(workspaceId: string, filter: JobFilter, after: bigint): Promise<JobRow[]> {
+    const rows = await this.replays.replay(workspaceId, after);
+    return rows.filter((row) => changeMatches(row, filter));
+  }
+
+  /**
+   * Registers `subscriber`; with `after`, first delivers the replay and only then what changed
+   * meanwhile (held back, merged per job, never a state the replay already sent).
+   */
+  async attach(subscriber: LiveSubscriber, after: bigint | undefined): Promise<() => void> {
+    if (after === undefined) return this.add(subscriber);
+    const gate = new ReplayGate<JobRow>();
+    const remove = this.add({
+      workspaceId: subscriber.workspaceId,
+      filter: subscriber.filter,
+      deliver: (job) => {
+        if (gate.offer(job.id, job.changeCursor, job) === 'send') subscriber.deliver(job);
+      },
+    });
+    try {
+      const replayed = new Map<string, bigint>();
+      for (const job of await this.replay(subscriber.workspaceId, subscriber.filter, after)) {
+        subscriber.deliver(job);
+        replayed.set(job.id, job.changeCursor);
+      }
+      for (const job of gate.release(replayed)) subscriber.deliver(job);
+      return remove;
+    } catch (error) {
+      remove();
+      throw error;
+    }
+  }
+
+  /**
+   * The subscription as an async iterator (the schema's `subscribe`, used by SSE). A consumer that
+   * falls behind gets each job's newest state only: memory stays bounded by the number of jobs.
+   */
+  iterate(workspaceId: string, filter: JobFilter, after: bigint | undefined): AsyncIterableIterator<JobRow> {
+    const pending = new Map<string, JobRow>();
+    let wake: (() => void) | undefined;
+    let failure: unknown;
+    let done = false;
+    let remove: (() => void) | undefined;
+
+    const attached = this.attach(
+      {
+        workspaceId,
+        filter,
+        deliver: (job) => {
+          pending.delete(job.id);
+          pending.set(job.id, job);
+          wake?.();
+        },
+      },
+      after,
+    ).then(
+      (unsubscribe) => {
+        if (done) unsubscribe();
+        else remove = unsubscribe;
+      },
+      (error: unknown) => {
+        failure = error;
+        wake?.();
+      },
+    );
+
+    const finish = async (): Promise<IteratorResult<JobRow>> => {
+      done = true;
+      this.iterators.delete(finish);
+      remove?.();
+      wake?.();
+      await attached;
+      return { done: true, value: undefined };
+    };
+    this.iterators.add(finish);
+
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next(): Promise<IteratorResult<JobRow>> {
+        while (!done) {
+          if (failure) {
+            await finish();
+            throw failure;
+          }
+          const first = pending.entries().next();
+          if (!first.done) {
+            const [id, job] = first.value;
+            pending.delete(id);
+            return { done: false, value: job };
+          }
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+        }
+        return { done: true, value: undefined };
+      },
+      return: finish,
+      throw: async (error: unknown) => {
+        await finish();
+        throw error;
+      },
+    };
+  }
+
+  /** Ends every iterator (their SSE responses complete), for shutdown. */
+  async close(): Promise<void> {
+    await Promise.all([...this.iterators].map((finish) => finish()));
+  }
+
+  private dispatch(rows: JobRow[]): void {
+    for (const job of rows) {
+      const subscribers = this.byWorkspace.get(job.workspaceId);
+      if (!subscribers) continue;
+      for (const subscriber of subscribers) {
+        if (changeMatches(job, subscriber.filter)) subscriber.deliver(job);
+      }
+    }
+  }
+}

@@ -1,0 +1,58 @@
+import {
+  type DocumentNode,
+  type FieldNode,
+  GraphQLError,
+  type GraphQLSchema,
+  Kind,
+  getArgumentValues,
+  getOperationAST,
+  getVariableValues,
+} from 'graphql';
+import { errors } from '../errors.js';
+import type { JobFilter } from '../jobs/job-filter.js';
+import { type JobUpdatedArgs, jobFilterOf, parseAfter } from '../graphql/types/job-subscription.js';
+
+export interface JobUpdatedPlan {
+  filter: JobFilter;
+  after: bigint | undefined;
+  /** The variables that decide what is sent: all but the one (if any) that carries `after`. */
+  sharedVariables: Record<string, unknown>;
+}
+
+/**
+ * Recognizes a subscription whose only root field is `jobUpdated` (what dashboards send), and reads
+ * its arguments: those can be multiplexed. Anything else returns undefined and runs the usual way.
+ * Throws GraphQLError (BAD_USER_INPUT) for variables or arguments that do not coerce.
+ */
+export function planJobUpdated(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  variables: Record<string, unknown> | null | undefined,
+): JobUpdatedPlan | undefined {
+  const operation = getOperationAST(document, operationName);
+  if (operation?.operation !== 'subscription') return undefined;
+  const [field, ...rest] = operation.selectionSet.selections;
+  if (!field || rest.length > 0 || field.kind !== Kind.FIELD || field.name.value !== 'jobUpdated' || field.directives?.length) {
+    return undefined;
+  }
+  const fieldDef = schema.getSubscriptionType()?.getFields().jobUpdated;
+  if (!fieldDef) return undefined;
+
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {});
+  if (coerced.errors) throw badInput(coerced.errors[0]!);
+  let args: JobUpdatedArgs;
+  try {
+    args = getArgumentValues(fieldDef, field as FieldNode, coerced.coerced) as JobUpdatedArgs;
+  } catch (error) {
+    throw error instanceof GraphQLError ? badInput(error) : error;
+  }
+  const afterNode = field.arguments?.find((arg) => arg.name.value === 'after')?.value;
+  const afterVariable = afterNode?.kind === Kind.VARIABLE ? afterNode.name.value : undefined;
+  const sharedVariables = Object.fromEntries(Object.entries(coerced.coerced).filter(([name]) => name !== afterVariable));
+  return { filter: jobFilterOf(args), after: parseAfter(args.after), sharedVariables };
+}
+
+function badInput(error: GraphQLError): GraphQLError {
+  return errors.badInput(error.message);
+}

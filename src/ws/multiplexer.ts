@@ -1,0 +1,204 @@
+import type { DocumentNode, ExecutionArgs, ExecutionResult } from 'graphql';
+import type { JobFilter } from '../jobs/job-filter.js';
+import type { JobRow } from '../jobs/model.js';
+import { ReplayGate } from '../live/replay-gate.js';
+import type { LiveJobs, LiveSubscriber } from '../live/live-jobs.js';
+import type { Logger } from '../logger.js';
+import type { SocketSender } from './socket-sender.js';
+
+type Execute = (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult> | unknown;
+
+export interface GroupSpec {
+  /** Subscribers with equal keys share one execution and one serialized payload per change. */
+  key: string;
+  workspaceId: string;
+  filter: JobFilter;
+  document: DocumentNode;
+  operationName: string | null | undefined;
+  variableValues: Record<string, unknown> | undefined;
+  contextValue: unknown;
+  schema: ExecutionArgs['schema'];
+  execute: Execute;
+}
+
+/**
+ * jobUpdated over WebSockets without one execution per subscriber: subscribers of one workspace
+ * with the same document and variables (`after` aside) form a group; per change the group executes
+ * once, serializes once, and writes the same payload to every member's socket behind its own
+ * graphql-ws message id. graphql-ws keeps the protocol (init, subscribe, complete, pings); only
+ * these `next` messages bypass it, because it would stringify the result once per socket.
+ */
+export class Multiplexer {
+  private readonly groups = new Map<string, Group>();
+  /** Executions so far: grows with distinct subscriptions and changes, not with sockets. */
+  executions = 0;
+
+  constructor(
+    private readonly live: LiveJobs,
+    private readonly logger: Logger,
+  ) {}
+
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  /**
+   * Adds a member; with `after`, replays before it receives live payloads. Rejects (having
+   * removed the member) when the replay fails.
+   */
+  async join(spec: GroupSpec, sender: SocketSender, id: string, after: bigint | undefined): Promise<Member> {
+    let group = this.groups.get(spec.key);
+    if (!group) {
+      group = new Group(spec, this, this.logger);
+      this.groups.set(spec.key, group);
+      group.unregister = this.live.add(group);
+    }
+    const member = new Member(group, sender, id, after !== undefined);
+    group.members.add(member);
+    if (after !== undefined) {
+      try {
+        await member.replay(after, this.live);
+      } catch (error) {
+        member.leave();
+        throw error;
+      }
+    }
+    return member;
+  }
+
+  /** Called by a group when its last member left. */
+  removeGroup(group: Group): void {
+    if (this.groups.get(group.spec.key) === group) this.groups.delete(group.spec.key);
+    group.unregister?.();
+  }
+}
+
+class Group implements LiveSubscriber {
+  readonly members = new Set<Member>();
+  unregister: (() => void) | undefined;
+  /** Executions may be asynchronous; chaining them keeps each job's states in cursor order. */
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly spec: GroupSpec,
+    private readonly owner: Multiplexer,
+    private readonly logger: Logger,
+  ) {}
+
+  get workspaceId() {
+    return this.spec.workspaceId;
+  }
+
+  get filter() {
+    return this.spec.filter;
+  }
+
+  deliver(job: JobRow): void {
+    this.tail = this.tail.then(async () => {
+      if (this.members.size === 0) return;
+      const payload = await this.render(job);
+      for (const member of this.members) member.offer(job, payload);
+    });
+  }
+
+  /** The serialized execution result of the group's document for one job state. */
+  async render(job: JobRow): Promise<Buffer> {
+    this.owner.executions++;
+    try {
+      const result = (await this.spec.execute({
+        schema: this.spec.schema,
+        document: this.spec.document,
+        operationName: this.spec.operationName,
+        variableValues: this.spec.variableValues,
+        contextValue: this.spec.contextValue,
+        rootValue: job,
+      })) as ExecutionResult;
+      return Buffer.from(JSON.stringify(result));
+    } catch (error) {
+      this.logger.error({ err: error }, 'subscription execution failed');
+      return Buffer.from(JSON.stringify({ data: null, errors: [{ message: 'Unexpected error.' }] }));
+    }
+  }
+
+  leave(member: Member): void {
+    this.members.delete(member);
+    if (this.members.size === 0) this.owner.removeGroup(this);
+  }
+}
+
+const NEXT_TAIL = Buffer.from('}');
+
+/** One graphql-ws subscription (socket + id) in a group. */
+export class Member {
+  private readonly head: Buffer;
+  private readonly mergePrefix: string;
+  private gate: ReplayGate<{ jobId: string; payload: Buffer }> | undefined;
+  private ended = false;
+  private resolveEnd: (() => void) | undefined;
+
+  constructor(
+    private readonly group: Group,
+    private readonly sender: SocketSender,
+    readonly id: string,
+    replaying: boolean,
+  ) {
+    this.head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+    this.mergePrefix = `${id}\u0000`;
+    if (replaying) this.gate = new ReplayGate();
+  }
+
+  offer(job: JobRow, payload: Buffer): void {
+    if (this.ended) return;
+    if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
+    this.send(job.id, payload);
+  }
+
+  async replay(after: bigint, live: LiveJobs): Promise<void> {
+    const replayed = new Map<string, bigint>();
+    for (const job of await live.replay(this.group.workspaceId, this.group.filter, after)) {
+      if (this.ended) return;
+      this.send(job.id, await this.group.render(job));
+      replayed.set(job.id, job.changeCursor);
+    }
+    for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
+  }
+
+  /**
+   * The handle graphql-ws iterates. It yields nothing (frames are written directly) and finishes
+   * when the subscription ends; graphql-ws calls `return` on complete or disconnect.
+   */
+  handle(): AsyncGenerator<never, void, unknown> {
+    const end = new Promise<void>((resolve) => (this.resolveEnd = resolve));
+    const member = this;
+    const iterator: AsyncGenerator<never, void, unknown> = {
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+      async next() {
+        if (!member.ended) await end;
+        return { done: true, value: undefined };
+      },
+      async return() {
+        member.leave();
+        return { done: true, value: undefined };
+      },
+      async throw(error: unknown) {
+        member.leave();
+        throw error;
+      },
+    };
+    return iterator;
+  }
+
+  leave(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.sender.drop(this.mergePrefix);
+    this.group.leave(this);
+    this.resolveEnd?.();
+  }
+
+  private send(jobId: string, payload: Buffer): void {
+    this.sender.send(this.mergePrefix + jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
+  }
+}

@@ -1,0 +1,74 @@
+import type { WebSocket } from 'ws';
+import { CloseCode } from './close-codes.js';
+
+/**
+ * Writes pre-serialized frames to one socket without letting a slow reader grow memory: while the
+ * socket's buffer is over `maxBufferedBytes`, frames wait in a map that keeps only the newest frame
+ * per key (one subscription's one job), so intermediate states merge; if even the merged frames pass
+ * the limit, the socket is closed with SlowConsumer.
+ */
+export class SocketSender {
+  private pending: Map<string, Buffer> | undefined;
+  private pendingBytes = 0;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly maxBufferedBytes: number,
+    private readonly onCongested: (sender: SocketSender) => void,
+  ) {}
+
+  get congested(): boolean {
+    return this.pending !== undefined;
+  }
+
+  send(mergeKey: string, frame: Buffer): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    if (!this.pending && this.socket.bufferedAmount <= this.maxBufferedBytes) {
+      this.socket.send(frame, { binary: false });
+      return;
+    }
+    if (!this.pending) {
+      this.pending = new Map();
+      this.onCongested(this);
+    }
+    const previous = this.pending.get(mergeKey);
+    this.pendingBytes += frame.length - (previous?.length ?? 0);
+    this.pending.set(mergeKey, frame);
+    if (this.pendingBytes > this.maxBufferedBytes) this.closeSlow();
+  }
+
+  /** Forgets frames of a subscription that ended. */
+  drop(keyPrefix: string): void {
+    if (!this.pending) return;
+    for (const [key, frame] of this.pending) {
+      if (key.startsWith(keyPrefix)) {
+        this.pending.delete(key);
+        this.pendingBytes -= frame.length;
+      }
+    }
+  }
+
+  /** Sends what waited once the buffer has room again; returns true while still congested. */
+  flush(): boolean {
+    if (!this.pending) return false;
+    if (this.socket.readyState !== this.socket.OPEN) {
+      this.pending = undefined;
+      return false;
+    }
+    for (const [key, frame] of this.pending) {
+      if (this.socket.bufferedAmount > this.maxBufferedBytes) return true;
+      this.socket.send(frame, { binary: false });
+      this.pending.delete(key);
+      this.pendingBytes -= frame.length;
+    }
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    return false;
+  }
+
+  private closeSlow(): void {
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    this.socket.close(CloseCode.SlowConsumer, 'Slow consumer: read your socket faster, then resume with after');
+  }
+}

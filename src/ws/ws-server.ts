@@ -1,0 +1,246 @@
+import type { IncomingMessage, Server } from 'node:http';
+import { GraphQLError, type ExecutionArgs, type ExecutionResult, execute } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { ApiKeyStore } from '../auth/api-keys.js';
+import { apiKeyFromHeaders } from '../auth/credentials.js';
+import type { Principal } from '../auth/scopes.js';
+import type { Config } from '../config.js';
+import { errors } from '../errors.js';
+import type { GatewayContext } from '../graphql/context.js';
+import type { GatewayYoga } from '../graphql/yoga.js';
+import type { LiveJobs } from '../live/live-jobs.js';
+import { ReplayOverloadedError } from '../live/replay-queue.js';
+import type { Logger } from '../logger.js';
+import { CloseCode } from './close-codes.js';
+import { planJobUpdated } from './jobupdated-plan.js';
+import { type Member, Multiplexer } from './multiplexer.js';
+import { SocketSender } from './socket-sender.js';
+
+type Extra = {
+  socket: WebSocket;
+  request: IncomingMessage;
+};
+
+interface Connection {
+  principal: Principal;
+  sender: SocketSender;
+}
+
+/** How a started operation runs: the usual yoga way, or as a member of a multiplexed group. */
+type Route = { member: Member } | { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
+
+export interface WebSocketGateway {
+  readonly multiplexer: Multiplexer;
+  readonly connectionCount: number;
+  /** Closes every socket with 1001 (clients reconnect elsewhere) and stops accepting. */
+  close(): Promise<void>;
+}
+
+/**
+ * GraphQL over WebSockets (graphql-ws, subprotocol graphql-transport-ws) on the HTTP server's
+ * /graphql. Authenticates at connection_init (payload `{"apiKey"}` or the upgrade request's
+ * headers), bounds connections per key and subscriptions per connection, closes the sockets of
+ * revoked keys, and hands jobUpdated subscriptions to the multiplexer.
+ */
+export function attachWebSockets(deps: {
+  server: Server;
+  yoga: GatewayYoga;
+  apiKeys: ApiKeyStore;
+  live: LiveJobs;
+  config: Config;
+  logger: Logger;
+}): WebSocketGateway {
+  const { yoga, apiKeys, live, config } = deps;
+  const logger = deps.logger.child({ component: 'ws' });
+  const multiplexer = new Multiplexer(live, logger);
+  const connections = new Map<WebSocket, Connection>();
+  const socketsByKey = new Map<string, Set<WebSocket>>();
+  const routes = new WeakMap<object, Route>();
+  const congested = new Set<SocketSender>();
+
+  const wss = new WebSocketServer({
+    server: deps.server,
+    path: '/graphql',
+    maxPayload: config.ws.maxPayloadBytes,
+    // Compression divides ws throughput several times; job states are small.
+    perMessageDeflate: false,
+  });
+
+  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
+    {
+      connectionInitWaitTimeout: config.ws.connectionInitTimeoutMs,
+      onConnect: async (ctx) => {
+        const { socket, request } = ctx.extra;
+        const fromParams = ctx.connectionParams?.apiKey;
+        const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
+        const principal = key ? await apiKeys.authenticate(key) : null;
+        if (!principal) return false; // graphql-ws closes with 4403 Forbidden
+        const sockets = socketsByKey.get(principal.keyId) ?? new Set<WebSocket>();
+        if (sockets.size >= config.ws.maxConnectionsPerKey) {
+          socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${config.ws.maxConnectionsPerKey})`);
+          return false;
+        }
+        sockets.add(socket);
+        socketsByKey.set(principal.keyId, sockets);
+        const sender = new SocketSender(socket, config.ws.maxBufferedBytes, (s) => congested.add(s));
+        connections.set(socket, { principal, sender });
+        socket.once('close', () => {
+          connections.delete(socket);
+          sockets.delete(socket);
+          if (sockets.size === 0) socketsByKey.delete(principal.keyId);
+        });
+        return true;
+      },
+
+      onSubscribe: async (ctx, id, payload) => {
+        const connection = connections.get(ctx.extra.socket);
+        if (!connection) return [errors.unauthenticated()];
+        // graphql-ws has already registered this id among ctx.subscriptions.
+        if (Object.keys(ctx.subscriptions).length > config.ws.maxSubscriptionsPerConnection) {
+          return [
+            new GraphQLError(`At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`, {
+              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+            }),
+          ];
+        }
+        const enveloped = yoga.getEnveloped({ principal: connection.principal, params: payload } as never);
+        let document;
+        try {
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : new GraphQLError('Syntax error.')];
+        }
+        const validationErrors = enveloped.validate(enveloped.schema, document);
+        if (validationErrors.length > 0) return validationErrors;
+        const contextValue = (await enveloped.contextFactory()) as GatewayContext & object;
+        const args: ExecutionArgs = {
+          schema: enveloped.schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          contextValue,
+        };
+
+        let plan;
+        try {
+          plan = planJobUpdated(enveloped.schema, document, payload.operationName, payload.variables);
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : errors.badInput('Invalid arguments.')];
+        }
+        if (!plan) {
+          routes.set(contextValue, {
+            execute: enveloped.execute as (args: ExecutionArgs) => unknown,
+            subscribe: enveloped.subscribe as (args: ExecutionArgs) => unknown,
+          });
+          return args;
+        }
+        if (!connection.principal.scopes.has('jobs:read')) return [errors.forbidden('jobs:read')];
+
+        const workspaceId = connection.principal.workspaceId;
+        try {
+          const member = await multiplexer.join(
+            {
+              key: JSON.stringify([workspaceId, payload.operationName ?? null, payload.query, plan.sharedVariables]),
+              workspaceId,
+              filter: plan.filter,
+              document,
+              operationName: payload.operationName,
+              variableValues: payload.variables ?? undefined,
+              // The group outlives whoever created it: its context speaks for the workspace only.
+              contextValue: { ...contextValue, principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read']) } },
+              schema: enveloped.schema,
+              execute: executeMasked,
+            },
+            connection.sender,
+            id,
+            plan.after,
+          );
+          routes.set(contextValue, { member });
+        } catch (error) {
+          if (error instanceof ReplayOverloadedError) {
+            ctx.extra.socket.close(CloseCode.TryAgainLater, error.message);
+            return [new GraphQLError(error.message, { extensions: { code: 'OVERLOADED' } })];
+          }
+          if (error instanceof GraphQLError) return [error];
+          logger.error({ err: error }, 'subscription replay failed');
+          return [new GraphQLError('Unexpected error.')];
+        }
+        return args;
+      },
+
+      execute: (args) => {
+        const route = routes.get(args.contextValue as object);
+        if (!route || 'member' in route) return { errors: [new GraphQLError('Unexpected error.')] };
+        return route.execute(args) as ExecutionResult;
+      },
+      subscribe: (args) => {
+        const route = routes.get(args.contextValue as object);
+        if (!route) return { errors: [new GraphQLError('Unexpected error.')] };
+        if ('member' in route) return route.member.handle();
+        return route.subscribe(args) as ExecutionResult;
+      },
+    },
+    wss,
+    config.ws.keepAliveMs,
+  );
+
+  // Frames that waited on full socket buffers go out as the buffers drain.
+  const flushTimer = setInterval(() => {
+    for (const sender of congested) if (!sender.flush()) congested.delete(sender);
+  }, 50);
+  flushTimer.unref();
+
+  // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
+  let checking = false;
+  const recheckTimer = setInterval(() => {
+    if (checking || socketsByKey.size === 0) return;
+    checking = true;
+    const keyIds = [...socketsByKey.keys()];
+    apiKeys
+      .stillActive(keyIds)
+      .then((active) => {
+        for (const keyId of keyIds) {
+          if (active.has(keyId)) continue;
+          for (const socket of socketsByKey.get(keyId) ?? []) socket.close(CloseCode.Unauthorized, 'API key revoked');
+        }
+      })
+      .catch((error: unknown) => logger.warn({ err: error }, 'could not recheck API keys'))
+      .finally(() => (checking = false));
+  }, config.keyRecheckIntervalMs);
+  recheckTimer.unref();
+
+  return {
+    multiplexer,
+    get connectionCount() {
+      return connections.size;
+    },
+    close: async () => {
+      clearInterval(flushTimer);
+      clearInterval(recheckTimer);
+      await disposable.dispose();
+    },
+  };
+}
+
+/**
+ * One execution of a multiplexed group. graphql-js `execute` (not yoga's executor, which would
+ * start a new subscription for a subscription operation) runs the document against the changed job;
+ * errors that are not ours are masked here as yoga masks them on HTTP.
+ */
+function executeMasked(args: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
+  const mask = (result: ExecutionResult): ExecutionResult =>
+    result.errors
+      ? {
+          ...result,
+          errors: result.errors.map((error) =>
+            error.extensions?.code || (error.originalError instanceof GraphQLError && error.originalError.extensions?.code)
+              ? error
+              : new GraphQLError('Unexpected error.', { path: error.path, nodes: error.nodes }),
+          ),
+        }
+      : result;
+  const result = execute(args);
+  return result instanceof Promise ? result.then(mask) : mask(result);
+}
+
