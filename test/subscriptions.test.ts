@@ -1,0 +1,310 @@
+import { afterEach, beforeAll, expect, it } from 'vitest';
+import {
+  CancelJobDocument,
+  CompleteJobDocument,
+  CreateJobDocument,
+  type CreateJobInput,
+  FailJobDocument,
+  UpdateJobProgressDocument,
+} from '../src/graphql/operations.generated.js';
+import { describeDb } from './helpers/databases.js';
+import { graphqlOk } from './helpers/http.js';
+import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+const SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
+const SUBSCRIPTION = `subscription Watch($id: ID, $competitorId: ID, $type: String, $status: JobStatus, $after: String) {
+  jobUpdated(id: $id, competitorId: $competitorId, type: $type, status: $status, after: $after) { ${SELECTION} }
+}`;
+
+interface Update {
+  data: { jobUpdated: { id: string; status: string; progress: number; currentStep: string | null; changeCursor: string } };
+}
+
+const input = (overrides: Partial<CreateJobInput> = {}): CreateJobInput => ({
+  type: 'collect',
+  displayTitle: 'Watched',
+  competitorId: 'c-1',
+  steps: [
+    { id: 'a', name: 'A' },
+    { id: 'b', name: 'B' },
+  ],
+  ...overrides,
+});
+
+describeDb('jobUpdated over WebSockets', () => {
+  let t: TestApp;
+  const sockets: TestSocket[] = [];
+  const open = async (options: Parameters<typeof TestSocket.open>[1]) => {
+    const socket = await TestSocket.open(t.url, options);
+    sockets.push(socket);
+    return socket;
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { KEY_RECHECK_INTERVAL_MS: '200', MAX_SUBSCRIPTIONS_PER_CONNECTION: '3', MAX_CONNECTIONS_PER_KEY: '2' } });
+  });
+  afterEach(() => {
+    for (const socket of sockets.splice(0)) socket.close();
+  });
+
+  /** A fresh workspace with a worker key and a dashboard key. */
+  async function workspace(name: string) {
+    const slug = `${name}-${Math.random().toString(36).slice(2, 8)}`;
+    return { worker: await t.createKey(slug, ['jobs:write', 'jobs:read', 'jobs:cancel']), dashboard: await t.createKey(slug, ['jobs:read']) };
+  }
+  const create = async (key: string, overrides?: Partial<CreateJobInput>) =>
+    (await graphqlOk(t.url, CreateJobDocument, { input: input(overrides) }, key)).createJob;
+
+  it('emits every change of a job: create, progress, step, complete', async () => {
+    const { worker, dashboard } = await workspace('lifecycle');
+    const socket = await open({ apiKey: dashboard });
+    // after: "0" replays the (empty) workspace first, so the subscription is live before any write.
+    socket.subscribe('1', SUBSCRIPTION, { after: '0' });
+    const job = await create(worker);
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 30 } }, worker);
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 60, stepId: 'b', stepStatus: 'RUNNING' } }, worker);
+    await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
+    const updates = await socket.waitForNexts<Update>('1', 4);
+    expect(updates.map((u) => [u.data.jobUpdated.status, u.data.jobUpdated.progress, u.data.jobUpdated.currentStep])).toEqual([
+      ['RUNNING', 0, 'A'],
+      ['RUNNING', 30, 'A'],
+      ['RUNNING', 60, 'B'],
+      ['COMPLETED', 100, 'B'],
+    ]);
+    expect(updates.at(-1)!.data.jobUpdated).toEqual({
+      id: job.id,
+      status: 'COMPLETED',
+      progress: 100,
+      currentStep: 'B',
+      steps: [
+        { id: 'a', name: 'A', status: 'COMPLETED' },
+        { id: 'b', name: 'B', status: 'COMPLETED' },
+      ],
+      changeCursor: expect.any(String),
+    });
+  });
+
+  it('never shows a job of another workspace', async () => {
+    const a = await workspace('iso-a');
+    const b = await workspace('iso-b');
+    const socket = await open({ apiKey: b.dashboard });
+    socket.subscribe('b', SUBSCRIPTION, { after: '0' });
+    const aJob = await create(a.worker);
+    await graphqlOk(t.url, CompleteJobDocument, { id: aJob.id }, a.worker);
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: (await create(a.worker)).id, progress: 5 } }, a.worker);
+    // B's own later change arrives; A's earlier ones were dispatched before it and must be absent.
+    const own = await create(b.worker);
+    const updates = await socket.waitForNexts<Update>('b', 1);
+    expect(updates.map((u) => u.data.jobUpdated.id)).toEqual([own.id]);
+  });
+
+  it('filters by id, competitorId, type and status; a RUNNING watcher sees jobs finish', async () => {
+    const { worker, dashboard } = await workspace('filters');
+    const socket = await open({ apiKey: dashboard });
+    socket.subscribe('competitor', SUBSCRIPTION, { competitorId: 'c-9', after: '0' });
+    socket.subscribe('type', SUBSCRIPTION, { type: 'discover-products', after: '0' });
+    socket.subscribe('running', SUBSCRIPTION, { status: 'RUNNING', after: '0' });
+    const first = await create(worker, { competitorId: 'c-9' });
+    const second = await create(worker, { type: 'discover-products', competitorId: null });
+    // (A second connection: this app allows three subscriptions per connection.)
+    const byId = await open({ apiKey: dashboard });
+    byId.subscribe('id', SUBSCRIPTION, { id: first.id, after: first.changeCursor });
+    await graphqlOk(t.url, CompleteJobDocument, { id: first.id }, worker); // leaves RUNNING
+    await graphqlOk(t.url, FailJobDocument, { id: second.id, error: 'boom' }, worker);
+    const third = await create(worker, { competitorId: 'c-9' });
+    await graphqlOk(t.url, CancelJobDocument, { id: third.id }, worker);
+    const last = await create(worker, { type: 'other' }); // a RUNNING job no other filter matches
+
+    const ids = (updates: Update[]) => updates.map((u) => `${u.data.jobUpdated.id === first.id ? 'first' : u.data.jobUpdated.id === second.id ? 'second' : u.data.jobUpdated.id === third.id ? 'third' : 'last'}:${u.data.jobUpdated.status}`);
+    expect(ids(await socket.waitForNexts<Update>('running', 7))).toEqual([
+      'first:RUNNING',
+      'second:RUNNING',
+      'first:COMPLETED',
+      'second:FAILED',
+      'third:RUNNING',
+      'third:FAILED',
+      'last:RUNNING',
+    ]);
+    // Everything before `last` has been dispatched to every subscription by now.
+    expect(ids(socket.nexts<Update>('competitor'))).toEqual(['first:RUNNING', 'first:COMPLETED', 'third:RUNNING', 'third:FAILED']);
+    expect(ids(socket.nexts<Update>('type'))).toEqual(['second:RUNNING', 'second:FAILED']);
+    expect(ids(byId.nexts<Update>('id'))).toEqual(['first:COMPLETED']);
+    expect(last.type).toBe('other');
+  });
+
+  it('keeps each job in order under concurrent writers; the newest state always arrives', async () => {
+    const { worker, dashboard } = await workspace('order');
+    const socket = await open({ apiKey: dashboard });
+    socket.subscribe('all', SUBSCRIPTION, { after: '0' });
+    const jobs = await Promise.all([1, 2, 3].map(() => create(worker)));
+    await Promise.all(
+      jobs.map(async (job) => {
+        for (let progress = 10; progress <= 90; progress += 10) {
+          await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress } }, worker);
+        }
+        await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
+      }),
+    );
+    await socket.waitFor(() => jobs.every((job) => socket.nexts<Update>('all').some((u) => u.data.jobUpdated.id === job.id && u.data.jobUpdated.status === 'COMPLETED')));
+    for (const job of jobs) {
+      const states = socket.nexts<Update>('all').filter((u) => u.data.jobUpdated.id === job.id).map((u) => u.data.jobUpdated);
+      const cursors = states.map((s) => BigInt(s.changeCursor));
+      expect(cursors).toEqual([...cursors].sort((x, y) => (x < y ? -1 : 1)));
+      expect(new Set(cursors).size).toBe(cursors.length);
+      expect(states.map((s) => s.progress)).toEqual([...states.map((s) => s.progress)].sort((x, y) => x - y));
+      expect(states.at(-1)).toMatchObject({ status: 'COMPLETED', progress: 100 });
+    }
+  });
+
+  it('resumes with after: replays what changed, then goes live, with no gap and no duplicate', async () => {
+    const { worker, dashboard } = await workspace('resume');
+    const job = await create(worker);
+    const first = await open({ apiKey: dashboard });
+    first.subscribe('1', SUBSCRIPTION, { after: '0' });
+    await first.waitForNexts('1', 1);
+
+    // Writes keep flowing while the dashboard is away and while it comes back.
+    let stop = false;
+    let written = 0;
+    const writer = (async () => {
+      while (!stop && written < 99) {
+        written++;
+        await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: written } }, worker);
+      }
+    })();
+    await first.waitForNexts('1', 5);
+    first.close();
+    const seen = first.nexts<Update>('1').map((u) => u.data.jobUpdated);
+    const largest = seen.map((s) => BigInt(s.changeCursor)).reduce((a, b) => (a > b ? a : b));
+
+    const second = await open({ apiKey: dashboard });
+    second.subscribe('1', SUBSCRIPTION, { after: largest.toString() });
+    await second.waitForNexts('1', 1);
+    stop = true;
+    await writer;
+    await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
+    await second.waitFor((m) => m.type === 'next' && (m.payload as Update).data.jobUpdated.status === 'COMPLETED');
+
+    const resumed = second.nexts<Update>('1').map((u) => u.data.jobUpdated);
+    const cursors = resumed.map((s) => BigInt(s.changeCursor));
+    expect(cursors[0]! > largest).toBe(true); // nothing already seen comes again
+    expect(new Set(cursors).size).toBe(cursors.length); // no duplicate
+    expect(cursors).toEqual([...cursors].sort((x, y) => (x < y ? -1 : 1)));
+    // No gap: the resumed stream ends at the final state, and between the replayed state and the
+    // live ones every later write is present (merging may only skip states older than a replayed one).
+    expect(resumed.at(-1)).toMatchObject({ status: 'COMPLETED', progress: 100 });
+    const firstResumed = resumed[0]!.progress;
+    const liveProgress = resumed.slice(1, -1).map((s) => s.progress);
+    const expected = Array.from({ length: written - firstResumed }, (_, i) => firstResumed + 1 + i);
+    expect(liveProgress).toEqual(expected);
+  });
+
+  it('refuses a bad key with 4403 before any subscription, and a key without jobs:read with FORBIDDEN', async () => {
+    const noKey = await open({ init: true, ack: false });
+    expect((await noKey.waitForClose()).code).toBe(4403);
+    const wrongKey = await open({ apiKey: 'jg_not-a-real-key', ack: false });
+    expect((await wrongKey.waitForClose()).code).toBe(4403);
+
+    const slug = `scopes-${Math.random().toString(36).slice(2, 8)}`;
+    const writeOnly = await t.createKey(slug, ['jobs:write']);
+    const socket = await open({ apiKey: writeOnly });
+    socket.subscribe('1', SUBSCRIPTION, {});
+    const error = await socket.waitFor((m) => m.type === 'error');
+    expect(error.payload).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'FORBIDDEN' }) })]);
+
+    // The key may also come in the upgrade request's headers.
+    const { dashboard } = await workspace('headers');
+    const viaHeader = await open({ headers: { authorization: `Bearer ${dashboard}` } });
+    viaHeader.subscribe('1', SUBSCRIPTION, { after: '0' });
+    expect(viaHeader.closed).toBeUndefined();
+  });
+
+  it('rejects bad arguments with BAD_USER_INPUT and keeps the connection', async () => {
+    const { dashboard } = await workspace('args');
+    const socket = await open({ apiKey: dashboard });
+    socket.subscribe('after', SUBSCRIPTION, { after: 'yesterday' });
+    socket.subscribe('status', SUBSCRIPTION, { status: 'SLEEPING' });
+    for (const id of ['after', 'status']) {
+      const error = await socket.waitFor((m) => m.type === 'error' && m.id === id);
+      expect(error.payload).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) })]);
+    }
+    expect(socket.closed).toBeUndefined();
+  });
+
+  it('bounds subscriptions per connection and connections per key', async () => {
+    const { dashboard } = await workspace('bounds');
+    const socket = await open({ apiKey: dashboard });
+    for (const id of ['1', '2', '3', '4']) socket.subscribe(id, SUBSCRIPTION, { after: '0' });
+    const error = await socket.waitFor((m) => m.type === 'error' && m.id === '4');
+    expect(error.payload).toEqual([expect.objectContaining({ extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })]);
+
+    await open({ apiKey: dashboard }); // the second connection of this key
+    const third = await open({ apiKey: dashboard, ack: false });
+    expect(await third.waitForClose()).toEqual({ code: 1013, reason: expect.stringContaining('Too many connections') });
+  });
+
+  it('closes the sockets of a revoked key with 4401', async () => {
+    const slug = `revoke-${Math.random().toString(36).slice(2, 8)}`;
+    const { key, info } = await t.app.apiKeys.create({ workspace: slug, scopes: ['jobs:read'] });
+    const socket = await open({ apiKey: key });
+    socket.subscribe('1', SUBSCRIPTION, { after: '0' });
+    await t.app.apiKeys.revoke(info.id);
+    expect(await socket.waitForClose(5_000)).toEqual({ code: 4401, reason: 'API key revoked' });
+  });
+
+  it('shares one execution among subscribers with the same document and variables', async () => {
+    const { worker, dashboard } = await workspace('multiplex');
+    const watchers = await Promise.all(Array.from({ length: 8 }, () => open({ apiKey: dashboard })).slice(0, 2));
+    // Two connections (the per-key limit) with three identical subscriptions each.
+    for (const socket of watchers) for (const id of ['x', 'y', 'z']) socket.subscribe(id, SUBSCRIPTION, { type: 'multiplexed', after: '0' });
+    const job = await create(worker, { type: 'multiplexed' });
+    for (const socket of watchers) for (const id of ['x', 'y', 'z']) await socket.waitForNexts(id, 1);
+    const before = t.app.webSockets.multiplexer.executions;
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 50 } }, worker);
+    for (const socket of watchers) for (const id of ['x', 'y', 'z']) await socket.waitForNexts(id, 2);
+    // Six subscribers, one execution for the change.
+    expect(t.app.webSockets.multiplexer.executions - before).toBe(1);
+    const payloads = watchers.flatMap((socket) => ['x', 'y', 'z'].map((id) => JSON.stringify(socket.nexts(id)[1])));
+    expect(new Set(payloads).size).toBe(1);
+  });
+});
+
+describeDb('jobUpdated over Server-Sent Events', () => {
+  it('streams the same updates to clients without WebSockets', async () => {
+    const t = await startTestApp();
+    const worker = await t.createKey('sse', ['jobs:read', 'jobs:write']);
+    const controller = new AbortController();
+    const response = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': worker },
+      body: JSON.stringify({ query: `subscription { jobUpdated(after: "0") { id status progress } }` }),
+      signal: controller.signal,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
+    await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
+
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const events: Array<{ data: { jobUpdated: { id: string; status: string } } }> = [];
+    while (!events.some((e) => e.data.jobUpdated.status === 'COMPLETED')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      const blocks = text.split('\n\n');
+      text = blocks.pop()!;
+      for (const block of blocks) {
+        const data = block.split('\n').find((line) => line.startsWith('data: '));
+        if (block.includes('event: next') && data) events.push(JSON.parse(data.slice(6)));
+      }
+    }
+    controller.abort();
+    expect(events.map((e) => [e.data.jobUpdated.id, e.data.jobUpdated.status])).toEqual([
+      [job.id, 'RUNNING'],
+      [job.id, 'COMPLETED'],
+    ]);
+  });
+});
