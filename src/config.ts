@@ -22,6 +22,8 @@ export interface Config {
     connectionInitTimeoutMs: number;
     /** A socket whose unsent data passes this first has its pending states merged, then is closed. */
     maxBufferedBytes: number;
+    /** How long a socket may stay over maxBufferedBytes before it is closed as a slow consumer. */
+    slowConsumerTimeoutMs: number;
     keepAliveMs: number;
   };
   /** How often open sockets' keys are checked for revocation. */
@@ -49,6 +51,7 @@ const envSchema = z.object({
   WS_MAX_PAYLOAD_BYTES: intFrom(1024, 64 * 1024 * 1024).default(64 * 1024),
   WS_CONNECTION_INIT_TIMEOUT_MS: intFrom(100, 600_000).default(3_000),
   WS_MAX_BUFFERED_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+  WS_SLOW_CONSUMER_TIMEOUT_MS: intFrom(100, 3_600_000).default(10_000),
   WS_KEEPALIVE_MS: intFrom(0, 3_600_000).default(12_000),
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
   FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(20_000),
@@ -83,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
       connectionInitTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
       maxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+      slowConsumerTimeoutMs: e.WS_SLOW_CONSUMER_TIMEOUT_MS,
       keepAliveMs: e.WS_KEEPALIVE_MS,
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,

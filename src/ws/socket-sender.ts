@@ -4,16 +4,18 @@ import { CloseCode } from './close-codes.js';
 /**
  * Writes pre-serialized frames to one socket without letting a slow reader grow memory: while the
  * socket's buffer is over `maxBufferedBytes`, frames wait in a map that keeps only the newest frame
- * per key (one subscription's one job), so intermediate states merge; if even the merged frames pass
- * the limit, the socket is closed with SlowConsumer.
+ * per key (one subscription's one job), so intermediate states merge. If even the merged frames pass
+ * the limit, or the socket stays congested for `maxCongestedMs`, it is closed with SlowConsumer.
  */
 export class SocketSender {
   private pending: Map<string, Buffer> | undefined;
   private pendingBytes = 0;
+  private congestedSince = 0;
 
   constructor(
     readonly socket: WebSocket,
     private readonly maxBufferedBytes: number,
+    private readonly maxCongestedMs: number,
     private readonly onCongested: (sender: SocketSender) => void,
   ) {}
 
@@ -29,6 +31,7 @@ export class SocketSender {
     }
     if (!this.pending) {
       this.pending = new Map();
+      this.congestedSince = Date.now();
       this.onCongested(this);
     }
     const previous = this.pending.get(mergeKey);
@@ -56,7 +59,11 @@ export class SocketSender {
       return false;
     }
     for (const [key, frame] of this.pending) {
-      if (this.socket.bufferedAmount > this.maxBufferedBytes) return true;
+      if (this.socket.bufferedAmount > this.maxBufferedBytes) {
+        if (Date.now() - this.congestedSince <= this.maxCongestedMs) return true;
+        this.closeSlow();
+        return false;
+      }
       this.socket.send(frame, { binary: false });
       this.pending.delete(key);
       this.pendingBytes -= frame.length;

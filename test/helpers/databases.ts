@@ -15,6 +15,9 @@ export const dbKind: 'embedded' | 'postgres' = process.env.TEST_DB === 'postgres
  */
 export const describeDb = describe.skipIf(dbKind === 'postgres' && !inject('postgresAvailable'));
 
+/** `describe` for what only exists with real PostgreSQL (several processes, server-side connections). */
+export const describePostgres = describe.skipIf(dbKind !== 'postgres' || !inject('postgresAvailable'));
+
 /** A database of its own for one test app: the environment that points the gateway at it. */
 export interface FreshDatabase {
   /** DATA_DIR or DATABASE_URL, as a server or the CLI reads them. */

@@ -1,0 +1,146 @@
+import type net from 'node:net';
+import { afterAll, expect, it } from 'vitest';
+import type { ApiKeyStore } from '../src/auth/api-keys.js';
+import { CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
+import { spawnGateway } from './helpers/gateway-process.js';
+import { graphqlOk } from './helpers/http.js';
+import { startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress metadata changeCursor } }';
+const steps = [{ id: 'a', name: 'A' }];
+
+interface Update {
+  data: { jobUpdated: { id: string; progress: number; changeCursor: string } };
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+describeDb('jobUpdated: the database is the source of truth', () => {
+  it('a plain SQL UPDATE by another writer reaches subscribers', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('sql-writer');
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: job.changeCursor });
+
+    const sql = 'UPDATE "Job" SET progress = 77 WHERE id = $1';
+    if (dbKind === 'postgres') await adminQuery(sql, [job.id], t.app.database.schema); // its own connection, like a SQL console
+    else await t.app.database.sql.query(sql, [job.id]); // PGlite has no other connection to write through
+
+    const [update] = await socket.waitForNexts<Update>('1', 1);
+    expect(update!.data.jobUpdated).toMatchObject({ id: job.id, progress: 77 });
+    expect(BigInt(update!.data.jobUpdated.changeCursor)).toBeGreaterThan(BigInt(job.changeCursor));
+  });
+
+  it('closes a slow consumer with 4008 instead of buffering without bound', async () => {
+    const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '300' } });
+    const key = await t.createKey('slow');
+    const workspaceId = await principalOf(t.app.apiKeys, key);
+    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'big', steps });
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    // Replaying the job's creation makes the subscription's first message: from then on it is live.
+    socket.subscribe('1', WATCH, { after: (job.changeCursor - 1n).toString() });
+    await socket.waitForNexts('1', 1);
+    // The client stops reading: its TCP window fills, then the server's socket buffer.
+    const tcp = (socket.socket as unknown as { _socket: net.Socket })._socket;
+    tcp.pause();
+    // More than loopback's socket buffers can absorb (about 10 MB): the server's own buffer must fill.
+    const blob = 'x'.repeat(256 * 1024);
+    const updates = 100;
+    for (let progress = 1; progress <= updates; progress++) {
+      await t.app.jobs.updateProgress(workspaceId, job.id, { progress, metadata: { blob: `${progress}${blob}` } });
+      // One dispatch per write (the feed would otherwise merge a burst into the newest state).
+      await t.app.feed.poke();
+    }
+    tcp.resume();
+    expect((await socket.waitForClose(15_000)).code).toBe(4008);
+    // States were merged and then dropped, not all buffered for the client.
+    expect(socket.nexts<Update>('1').length).toBeLessThan(updates + 1);
+  });
+
+  it('refuses a connection that does not initialise in time with 4408', async () => {
+    const t = await startTestApp({ env: { WS_CONNECTION_INIT_TIMEOUT_MS: '200' } });
+    const socket = await TestSocket.open(t.url, { init: false });
+    expect((await socket.waitForClose()).code).toBe(4408);
+  });
+
+  it('on SIGTERM closes sockets with 1001 so clients reconnect elsewhere, then exits 0', async () => {
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const setup = await startTestApp({ database });
+    const key = await setup.createKey('sigterm');
+    await setup.close();
+
+    const gateway = await spawnGateway(database.env);
+    cleanups.push(() => void (gateway.child.exitCode === null && gateway.child.kill('SIGKILL')));
+    const socket = await TestSocket.open(gateway.url, { apiKey: key });
+    socket.subscribe('1', WATCH, { after: '0' });
+    gateway.child.kill('SIGTERM');
+    expect(await socket.waitForClose()).toEqual({ code: 1001, reason: 'Going away' });
+    expect(await gateway.exited).toBe(0);
+  });
+});
+
+describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => {
+  it('a change written through one gateway process reaches a subscriber of another', async () => {
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const first = await startTestApp({ database });
+    const key = await first.createKey('two-instances');
+    const second = await spawnGateway({ ...database.env, LOG_LEVEL: 'info' });
+    cleanups.push(() => void (second.child.exitCode === null && second.child.kill('SIGKILL')));
+
+    const socket = await TestSocket.open(first.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: '0' });
+    const job = (await graphqlOk(second.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'elsewhere', steps } }, key)).createJob;
+    await graphqlOk(second.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 42 } }, key);
+    const updates = await socket.waitForNexts<Update>('1', 2);
+    expect(updates.map((u) => [u.data.jobUpdated.id, u.data.jobUpdated.progress])).toEqual([
+      [job.id, 0],
+      [job.id, 42],
+    ]);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  });
+
+  it('after its LISTEN connection is terminated, the feed reconnects and catches up on what it missed', async () => {
+    // No backstop during the test: only the reconnect's catch-up can deliver the missed change.
+    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const key = await t.createKey('reconnect');
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: job.changeCursor });
+
+    const channel = `job_changes_${t.app.database.schema}`;
+    const listeners = async () =>
+      (await adminQuery(`SELECT pid FROM pg_stat_activity WHERE application_name = 'jobs-gateway-listener' AND query LIKE $1`, [`%${channel}%`])).rows.map(
+        (r: { pid: number }) => r.pid,
+      );
+    const [before] = await listeners();
+    expect(before).toBeDefined();
+    await adminQuery('SELECT pg_terminate_backend($1)', [before]);
+    // Written while the listener is gone: its NOTIFY reaches no one.
+    await adminQuery('UPDATE "Job" SET progress = 13 WHERE id = $1', [job.id], t.app.database.schema);
+
+    const [update] = await socket.waitForNexts<Update>('1', 1, 15_000);
+    expect(update!.data.jobUpdated).toMatchObject({ id: job.id, progress: 13 });
+    const after = await listeners();
+    expect(after).toHaveLength(1);
+    expect(after[0]).not.toBe(before);
+  });
+});
+
+async function principalOf(apiKeys: ApiKeyStore, key: string): Promise<string> {
+  const principal = await apiKeys.authenticate(key);
+  if (!principal) throw new Error('key does not authenticate');
+  return principal.workspaceId;
+}
