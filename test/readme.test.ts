@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { parse, validate, type OperationDefinitionNode } from 'graphql';
@@ -20,9 +20,11 @@ const examples = new Map(
 );
 
 /** The README's curl commands (backslash continuations joined), pointed at a test server. */
-const curls = blocks('sh')
+const allCurls = blocks('sh')
   .flatMap((block) => block.replace(/\\\n\s*/g, '').split('\n'))
   .filter((line) => line.startsWith('curl '));
+const curls = allCurls.filter((line) => !line.includes('text/event-stream'));
+const streamingCurls = allCurls.filter((line) => line.includes('text/event-stream'));
 
 describe('README', () => {
   it('shows a GraphQL example for every query and mutation, each valid against the schema', () => {
@@ -83,6 +85,37 @@ describeDb('README examples against a running gateway', () => {
         { data: { job: expect.objectContaining({ id: createJob!.id }) } },
       ]),
     );
+  });
+
+  it('the Server-Sent Events curl streams job updates as written', async () => {
+    expect(streamingCurls).toHaveLength(1);
+    const { createJob } = await send('CreateJob');
+    const curl = spawn('bash', ['-c', streamingCurls[0]!.replaceAll('http://127.0.0.1:4000', t.url)], {
+      env: { ...process.env, KEY: key },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    curl.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      // The stream has no `after`: keep moving the job until one of its states comes through.
+      let progress = 0;
+      while (!output.includes(`"id":"${createJob!.id}"`)) {
+        expect(progress, 'no update arrived over SSE').toBeLessThan(100);
+        progress++;
+        await send('UpdateJobProgress', { id: createJob!.id });
+        // Until the stream is live a change sends nothing; then the next one arrives.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 250);
+          curl.stdout.once('data', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      expect(output).toMatch(/event: next\ndata: \{"data":\{"jobUpdated":\{"id":"[0-9a-f-]{36}","status":"RUNNING","progress":\d+,"changeCursor":"\d+"\}\}\}/);
+    } finally {
+      curl.kill();
+    }
   });
 
   it('the key commands work as written and print the key on the last line', async () => {

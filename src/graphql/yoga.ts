@@ -1,3 +1,4 @@
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -28,6 +29,9 @@ export function createGatewayYoga({ jobs, live, logger }: YogaDeps): GatewayYoga
     landingPage: false,
     // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim.
     maskedErrors: true,
+    // GraphiQL bundled with the server rather than loaded from a CDN: it works offline and behind
+    // strict networks. Subscriptions in it go over SSE.
+    renderGraphiQL,
     graphiql: {
       title: 'jobs-gateway',
       headers: JSON.stringify({ 'X-API-Key': 'paste a key from `jobs-gateway keys create`' }),
