@@ -1,0 +1,141 @@
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CompleteJobDocument, CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import { freshDatabase } from './helpers/databases.js';
+import { graphqlOk } from './helpers/http.js';
+import { startTestApp } from './helpers/test-app.js';
+
+// Debian's Chromium (`apt-get install chromium`; .ci/run installs it). Without it these tests are
+// reported as skipped; REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveBrowser = existsSync(executablePath);
+if (!haveBrowser && process.env.REQUIRE_BROWSER === '1') throw new Error(`No Chromium at ${executablePath} (REQUIRE_BROWSER=1)`);
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+describe.skipIf(!haveBrowser)('in a real browser', () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('GraphiQL loads from the gateway alone and runs a query', async () => {
+    const t = await startTestApp();
+    const page = await browser.newPage();
+    const foreign: string[] = [];
+    page.on('request', (request) => {
+      const url = request.url();
+      if (!url.startsWith(t.url) && !url.startsWith('data:') && !url.startsWith(`blob:${t.url}`)) foreign.push(url);
+    });
+    await page.goto(`${t.url}/graphql`);
+    await page.waitForSelector('.graphiql-container', { timeout: 20_000 });
+    expect(foreign).toEqual([]);
+    // What GraphiQL sends, from inside the page: the endpoint answers it.
+    const result = await page.evaluate(async () => {
+      const response = await fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+      return response.json();
+    });
+    expect(result).toEqual({ data: { __typename: 'Query' } });
+    await page.close();
+  });
+
+  it("the README's dashboard snippet receives updates and resumes after the gateway restarts", async () => {
+    const database = await freshDatabase();
+    let t = await startTestApp({ database });
+    const port = new URL(t.url).port;
+    const key = await t.createKey('browser');
+
+    const readme = await fs.readFile(path.join(root, 'README.md'), 'utf8');
+    const snippet = /```js\n([\s\S]*?)```/.exec(readme)![1]!.replace('ws://127.0.0.1:4000', t.url.replace('http', 'ws'));
+    const page = await serveDashboard(snippet, key);
+    const tab = await browser.newPage();
+    tab.on('pageerror', (error) => console.error('page error:', error));
+    await tab.goto(page.url);
+
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'In the browser', steps: [{ id: 'a', name: 'A' }] } }, key)).createJob;
+    // Until the socket is up a change may be missed (no `after` yet), so keep moving the job.
+    for (let progress = 1; !(await seen(tab, job.id)); progress++) {
+      expect(progress).toBeLessThan(200);
+      await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress } }, key);
+      await tab.waitForFunction(() => (window as unknown as { updates: unknown[] }).updates.length > 0, undefined, { timeout: 250 }).catch(() => undefined);
+    }
+
+    // Restart: the page's client reconnects on its own and resumes from the largest changeCursor.
+    await t.close();
+    t = await startTestApp({ database, env: { PORT: port } });
+    // Written before the page has reconnected (its backoff is a second or more): only the replay
+    // from `after` can bring it.
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 99 } }, key);
+    await tab.waitForFunction(
+      (id) => (window as unknown as { updates: Array<{ id: string; progress: number }> }).updates.some((u) => u.id === id && u.progress === 99),
+      job.id,
+      { timeout: 20_000 },
+    );
+    await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, key);
+    await tab.waitForFunction(
+      (id) => (window as unknown as { updates: Array<{ id: string; status: string }> }).updates.some((u) => u.id === id && u.status === 'COMPLETED'),
+      job.id,
+      { timeout: 20_000 },
+    );
+    const updates = await tab.evaluate(() => (window as unknown as { updates: Array<{ id: string; progress: number; changeCursor: string; status: string }> }).updates);
+    const cursors = updates.map((u) => BigInt(u.changeCursor));
+    expect(new Set(cursors).size).toBe(cursors.length);
+    expect(cursors).toEqual([...cursors].sort((a, b) => (a < b ? -1 : 1)));
+    // The change made while the page was disconnected came through the replay.
+    expect(updates.some((u) => u.progress === 99 && u.status === 'RUNNING')).toBe(true);
+    expect(updates.at(-1)).toMatchObject({ id: job.id, status: 'COMPLETED', progress: 100 });
+
+    await tab.close();
+    await page.close();
+    await t.close();
+    await database.drop();
+  });
+});
+
+async function seen(tab: import('playwright-core').Page, id: string): Promise<boolean> {
+  return tab.evaluate((jobId) => (window as unknown as { updates: Array<{ id: string }> }).updates.some((u) => u.id === jobId), id);
+}
+
+/** A page like a customer's dashboard: the README snippet, with graphql-ws from an import map. */
+async function serveDashboard(snippet: string, key: string): Promise<{ url: string; close(): Promise<void> }> {
+  const vendor = path.join(root, 'node_modules/graphql-ws/dist');
+  const html = `<!doctype html><html><body><ul id="jobs"></ul>
+<script type="importmap">{"imports":{"graphql-ws":"/vendor/client.js"}}</script>
+<script type="module">
+window.updates = [];
+const KEY = ${JSON.stringify(key)};
+const render = (job) => {
+  window.updates.push(job);
+  document.getElementById('jobs').textContent = JSON.stringify(window.updates);
+};
+${snippet}
+</script></body></html>`;
+  const server = http.createServer(async (req, res) => {
+    if (req.url === '/') return res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    const file = req.url?.startsWith('/vendor/') ? path.join(vendor, path.basename(req.url)) : undefined;
+    if (!file) return res.writeHead(404).end();
+    try {
+      res.writeHead(200, { 'content-type': 'text/javascript' }).end(await fs.readFile(file));
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
