@@ -26,6 +26,7 @@ export interface App {
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
   readonly webSockets: WebSocketGateway;
+  readonly httpServer: http.Server;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   start(): Promise<string>;
   /** Stops accepting, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
@@ -114,6 +115,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     live,
     replays,
     webSockets,
+    httpServer: server,
     start: () =>
       new Promise<string>((resolve, reject) => {
         server.once('error', reject);

@@ -5,6 +5,7 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { listenWithReconnect } from './pg-listener.js';
+import { type QueryCounter, countQueries } from './query-counter.js';
 import type { ListenHandlers, SqlClient } from './sql.js';
 
 export type { PrismaClient };
@@ -26,6 +27,8 @@ export interface Database {
   readonly sql: SqlClient;
   /** The schema tables live in (`public` unless configured). */
   readonly schema: string;
+  /** Statements sent so far (Prisma's and raw), for measuring. */
+  readonly queries: QueryCounter;
   /**
    * LISTENs on `channel` for as long as the database is open, reconnecting if the connection
    * drops. Resolves once listening; the returned function stops.
@@ -52,6 +55,7 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
   // An idle pooled connection that the server drops emits 'error' on the pool; without a
   // listener Node would crash. The next query simply gets a new connection.
   pool.on('error', () => {});
+  const queries = countQueries(pool);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
   const sql: SqlClient = {
     query: async (text, params) => (await pool.query(text, params)).rows,
@@ -80,6 +84,7 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
     prisma,
     sql,
     schema,
+    queries,
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
     listen: async (channel, handlers) => {
       const listener = listenWithReconnect(databaseUrl, schema, channel, handlers);
@@ -105,6 +110,7 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     await unlock();
     throw error;
   }
+  const queries = countQueries(pglite);
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
   const sql: SqlClient = {
     query: async (text, params) => (await pglite.query(text, params)).rows as never[],
@@ -123,6 +129,7 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     prisma,
     sql,
     schema: 'public',
+    queries,
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
     // In-process: PGlite delivers NOTIFYs from its own connection (over a socket it would not;
     // see ../shared/STACK.md), and there is no connection to lose.

@@ -1,0 +1,20 @@
+export interface QueryCounter {
+  /** Statements sent to the database so far. */
+  readonly count: number;
+}
+
+/**
+ * Counts the statements a driver sends by wrapping its `query` method: both Prisma's adapters and
+ * our raw SQL go through it, and neither pg, PGlite nor Prisma's driver adapters offer a hook that
+ * counts. Operators read it from /metrics-like probes and the benchmarks ("database queries per
+ * second", polling against push).
+ */
+export function countQueries(driver: { query: (...args: never[]) => unknown }): QueryCounter {
+  const counter = { count: 0 };
+  const query = driver.query.bind(driver) as (...args: never[]) => unknown;
+  driver.query = (...args: never[]) => {
+    counter.count++;
+    return query(...args);
+  };
+  return counter;
+}
