@@ -36,7 +36,7 @@ export default defineConfig({
           globalSetup: ['test/helpers/global-setup.ts'],
           // *.unit.test.ts touch no database, and the browser's view does not depend on which
           // database is underneath: once (in "embedded") is enough.
-          exclude: ['test/bench/**', 'node_modules/**', 'test/**/*.unit.test.ts', 'test/browser.test.ts'],
+          exclude: ['test/bench/**', 'node_modules/**', 'test/**/*.unit.test.ts', 'test/browser.test.ts', 'test/bench-smoke.test.ts'],
         },
       },
     ],

@@ -42,6 +42,13 @@ export class Multiplexer {
     return this.groups.size;
   }
 
+  /** Subscriptions across all groups. */
+  get memberCount(): number {
+    let count = 0;
+    for (const group of this.groups.values()) count += group.members.size;
+    return count;
+  }
+
   /**
    * Adds a member; with `after`, replays before it receives live payloads. Rejects (having
    * removed the member) when the replay fails.

@@ -1,0 +1,49 @@
+import type { Socket } from 'node:net';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { serveParent } from './ipc.js';
+
+// The gateway under test, in a process of its own: exactly what `npm start` builds (createApp),
+// plus an IPC channel that reports its memory and counters.
+
+const config = loadConfig({ LOG_LEVEL: 'warn', ...process.env, PORT: '0' });
+const app = await createApp(config, createLogger(config.logLevel));
+const url = await app.start();
+
+// Bytes written to every connection, open or closed (HTTP responses and WebSocket frames alike).
+let closedBytes = 0;
+const open = new Set<Socket>();
+app.httpServer.on('connection', (socket: Socket) => {
+  open.add(socket);
+  socket.once('close', () => {
+    open.delete(socket);
+    closedBytes += socket.bytesWritten;
+  });
+});
+
+serveParent(
+  {
+    url: () => url,
+    createKey: async (m) => (await app.apiKeys.create({ workspace: m.workspace as string, scopes: ['jobs:read', 'jobs:write', 'jobs:cancel'] })).key,
+    memory: () => {
+      globalThis.gc?.();
+      globalThis.gc?.();
+      const { rss, heapUsed } = process.memoryUsage();
+      return { rss, heapUsed };
+    },
+    stats: () => {
+      let bytes = closedBytes;
+      for (const socket of open) bytes += socket.bytesWritten;
+      return {
+        queries: app.database.queries.count,
+        executions: app.webSockets.multiplexer.executions,
+        groups: app.webSockets.multiplexer.groupCount,
+        subscribers: app.webSockets.multiplexer.memberCount,
+        connections: app.webSockets.connectionCount,
+        bytesWritten: bytes,
+      };
+    },
+  },
+  () => app.close(),
+);

@@ -1,0 +1,108 @@
+import { performance } from 'node:perf_hooks';
+import autocannon from 'autocannon';
+
+export const now = () => performance.timeOrigin + performance.now();
+
+/** What a dashboard selects (the same in every scenario and server). */
+export const DASHBOARD_SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
+
+export async function gql<T>(url: string, key: string | undefined, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key && { 'x-api-key': key }) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: T; errors?: unknown };
+  if (body.errors || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
+
+export async function createJobs(url: string, key: string | undefined, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const { createJob } = await gql<{ createJob: { id: string } }>(
+      url,
+      key,
+      `mutation($input: CreateJobInput!) { createJob(input: $input) { id } }`,
+      {
+        input: {
+          type: 'collect',
+          displayTitle: `Analyzing Competitor ${i}`,
+          competitorId: `competitor-${i}`,
+          steps: [
+            { id: 'collect', name: 'Collecting Intel' },
+            { id: 'ingest', name: 'Processing Intel' },
+            { id: 'build-matrix', name: 'Building Competitor Matrix' },
+            { id: 'build-battlecard', name: 'Generating Battle Card' },
+          ],
+          metadata: { competitorName: `Competitor ${i} Inc`, isFirstRun: true },
+        },
+      },
+    );
+    ids.push(createJob.id);
+  }
+  return ids;
+}
+
+const UPDATE = `mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { changeCursor } }`;
+
+export interface Sent {
+  cursor: string;
+  respondedAt: number;
+}
+
+let tick = 0;
+/** One worker update: a metadata change (always valid, any number of times). */
+async function update(url: string, key: string | undefined, id: string): Promise<Sent> {
+  const { updateJobProgress } = await gql<{ updateJobProgress: { changeCursor: string } }>(url, key, UPDATE, {
+    input: { id, metadata: { tick: ++tick } },
+  });
+  return { cursor: updateJobProgress.changeCursor, respondedAt: now() };
+}
+
+/**
+ * Worker updates at `perSecond`, spread over `jobIds`, for `durationMs`; returns each response.
+ * At most `maxInFlight` wait for their response at once: a worker is not a flood.
+ */
+export async function driveUpdates(url: string, key: string | undefined, jobIds: string[], perSecond: number, durationMs: number, maxInFlight = 32): Promise<Sent[]> {
+  const sent: Sent[] = [];
+  const inFlight = new Set<Promise<void>>();
+  const interval = 1000 / perSecond;
+  const start = now();
+  for (let i = 0; now() - start < durationMs; i++) {
+    const due = start + i * interval;
+    const wait = due - now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+    const request: Promise<void> = update(url, key, jobIds[i % jobIds.length]!).then((s) => {
+      sent.push(s);
+      inFlight.delete(request);
+    });
+    inFlight.add(request);
+  }
+  await Promise.all(inFlight);
+  return sent;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export interface CannonResult {
+  reqPerSec: number;
+  p99Ms: number;
+  non2xx: number;
+}
+
+export async function cannon(options: { url: string; method?: 'GET' | 'POST'; headers: Record<string, string>; body?: string; durationS: number; connections: number }): Promise<CannonResult> {
+  const result = await autocannon({
+    url: options.url,
+    method: options.method ?? 'GET',
+    headers: options.headers,
+    body: options.body,
+    duration: options.durationS,
+    connections: options.connections,
+  });
+  return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors };
+}

@@ -1,0 +1,365 @@
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { type Child, spawnChild } from './ipc.js';
+import { DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
+
+// `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
+// loopback, against the machine's ceiling (bare ws) and the usual yoga + graphql-ws + pubsub setup.
+// A readable table, then one JSON object as the last line of stdout.
+
+const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' } } });
+type Db = 'embedded' | 'postgres';
+const profile = flags.smoke
+  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
+  : flags.quick
+    ? { name: 'quick', ns: [1000], fanoutMs: 2500, latencyMs: 2500, restS: 1, pollMs: 4500, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
+    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
+
+const POSTGRES_URL = process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const SUBSCRIPTION = `subscription { jobUpdated { ${DASHBOARD_SELECTION} } }`;
+/** Steady rates for latency, below saturation: 5 updates/s at 1,000 subscribers, 1 per 2 s at 10,000. */
+const steadyRate = (n: number) => (n >= 10_000 ? 0.5 : 5);
+
+interface FanoutRow {
+  db: Db;
+  subscribers: number;
+  deliveriesPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  ceilingDeliveriesPerSec: number;
+  naiveDeliveriesPerSec: number;
+  rssPerSubscriberKiB: number;
+  heapPerSubscriberKiB: number;
+  payloadBytes: number;
+  ceilingPayloadBytes: number;
+}
+interface RestRow {
+  db: Db;
+  route: string;
+  reqPerSec: number;
+  p99Ms: number;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+interface SubStats {
+  messages: number;
+  bytes: number;
+  sockets: number;
+}
+
+/** Deliveries per second the dashboards received while `drive` ran. */
+async function measureDeliveries(subs: Child, drive: () => Promise<unknown>): Promise<{ perSec: number; bytesPerMessage: number }> {
+  await subs.request({ cmd: 'reset' });
+  const start = now();
+  await drive();
+  const stats = await subs.request<SubStats>({ cmd: 'stats' });
+  const seconds = (now() - start) / 1000;
+  return { perSec: stats.messages / seconds, bytesPerMessage: stats.messages ? stats.bytes / stats.messages : 0 };
+}
+
+async function freshDatabaseEnv(db: Db, tag: string): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (db === 'embedded') {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), `jobs-gateway-bench-${tag}-`));
+    return { env: { DATA_DIR: dir }, drop: () => fs.rm(dir, { recursive: true, force: true }) };
+  }
+  const schema = `bench_${tag}_${Date.now()}`;
+  const url = new URL(POSTGRES_URL);
+  url.searchParams.set('schema', schema);
+  return {
+    env: { DATABASE_URL: url.toString() },
+    drop: async () => {
+      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    },
+  };
+}
+
+const GATEWAY_ENV = {
+  LOG_LEVEL: 'warn',
+  MAX_CONNECTIONS_PER_KEY: '1000000',
+  REPLAY_QUEUE_MAX: '1000000',
+};
+
+async function startGateway(db: Db, tag: string) {
+  const database = await freshDatabaseEnv(db, tag);
+  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc']);
+  const url = await gateway.request<string>({ cmd: 'url' });
+  const key = await gateway.request<string>({ cmd: 'createKey', workspace: 'bench' });
+  return {
+    gateway,
+    url,
+    key,
+    stop: async () => {
+      await gateway.stop();
+      await database.drop();
+    },
+  };
+}
+
+/** The frame a dashboard receives for one job state, as the ceiling server sends it. */
+function sampleFrame(): string {
+  const steps = [
+    ['collect', 'Collecting Intel', 'COMPLETED'],
+    ['ingest', 'Processing Intel', 'RUNNING'],
+    ['build-matrix', 'Building Competitor Matrix', 'PENDING'],
+    ['build-battlecard', 'Generating Battle Card', 'PENDING'],
+  ].map(([id, name, status]) => ({ id, name, status }));
+  return JSON.stringify({
+    id: '1',
+    type: 'next',
+    payload: { data: { jobUpdated: { id: '550e8400-e29b-41d4-a716-446655440000', status: 'RUNNING', progress: 0, currentStep: 'Collecting Intel', steps, changeCursor: '1234567' } } },
+  });
+}
+
+async function ceilingFor(subs: Child, n: number): Promise<number> {
+  const ceiling = await spawnChild('./ceiling-server.ts');
+  try {
+    const url = await ceiling.request<string>({ cmd: 'url' });
+    await subs.request({ cmd: 'open', url, count: n, protocol: 'raw' });
+    const { perSec } = await measureDeliveries(subs, () => ceiling.request({ cmd: 'blast', message: sampleFrame(), durationMs: profile.fanoutMs }));
+    return perSec;
+  } finally {
+    await subs.request({ cmd: 'closeAll' });
+    await ceiling.stop();
+  }
+}
+
+/** Opens n dashboards on `url` and waits until one update reaches all of them. */
+async function subscribeAll(subs: Child, url: string, key: string | undefined, n: number, jobIds: string[], subscription = SUBSCRIPTION, until?: () => Promise<boolean>) {
+  await subs.request({ cmd: 'open', url: url.replace(/^http/, 'ws') + '/graphql', count: n, protocol: 'graphql-ws', apiKey: key, subscribe: { query: subscription } });
+  if (until) await waitUntil(until, 60_000, 'all subscribed');
+  // Warm-up: updates until every dashboard has received one (the naive server cannot be asked).
+  await subs.request({ cmd: 'reset' });
+  await waitUntil(
+    async () => {
+      await driveUpdates(url, key, jobIds.slice(0, 1), 20, 50);
+      return (await subs.request<SubStats>({ cmd: 'stats' })).messages >= n;
+    },
+    60_000,
+    'warm-up update reached every dashboard',
+  );
+}
+
+async function naiveFor(subs: Child, n: number, rate: number): Promise<number> {
+  const naive = await spawnChild('./naive-server.ts');
+  try {
+    const url = await naive.request<string>({ cmd: 'url' });
+    const jobIds = await createJobs(url, undefined, 4);
+    await subscribeAll(subs, url, undefined, n, jobIds);
+    const { perSec } = await measureDeliveries(subs, () => driveUpdates(url, undefined, jobIds, rate, profile.fanoutMs));
+    return perSec;
+  } finally {
+    await subs.request({ cmd: 'closeAll' });
+    await naive.stop();
+  }
+}
+
+async function latencies(subs: Child, n: number, drive: () => Promise<Sent[]>): Promise<{ p50: number; p99: number }> {
+  await subs.request({ cmd: 'reset' });
+  await subs.request({ cmd: 'track', on: true });
+  const sent = await drive();
+  await waitUntil(async () => (await subs.request<SubStats>({ cmd: 'stats' })).messages >= sent.length * n, 10_000, 'steady updates delivered').catch(() => undefined);
+  await subs.request({ cmd: 'track', on: false });
+  const receipts = await subs.request<Record<string, number[]>>({ cmd: 'receipts' });
+  const samples: number[] = [];
+  for (const { cursor, respondedAt } of sent) {
+    // A push can beat the worker's own HTTP response back to it: that counts as zero.
+    for (const at of receipts[cursor] ?? []) samples.push(Math.max(0, at - respondedAt));
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+}
+
+interface GatewayStats {
+  queries: number;
+  executions: number;
+  subscribers: number;
+  bytesWritten: number;
+}
+
+async function rest(db: Db, url: string, key: string, jobId: string): Promise<RestRow[]> {
+  const headers = { 'x-api-key': key };
+  const json = { ...headers, 'content-type': 'application/json' };
+  const fields = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata';
+  const runs: Array<[string, Parameters<typeof cannon>[0]]> = [
+    ['GET /api/jobs?limit=50', { url: `${url}/api/jobs?limit=50`, headers, durationS: profile.restS, connections: 10 }],
+    ['POST /graphql jobs(limit: 50)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ jobs(limit: 50) { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+    ['GET /api/jobs/{id}', { url: `${url}/api/jobs/${jobId}`, headers, durationS: profile.restS, connections: 10 }],
+    ['POST /graphql job(id)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+  ];
+  const rows: RestRow[] = [];
+  for (const [route, options] of runs) {
+    const result = await cannon(options);
+    if (result.non2xx > 0) throw new Error(`${route}: ${result.non2xx} failed requests`);
+    rows.push({ db, route, reqPerSec: round(result.reqPerSec), p99Ms: result.p99Ms });
+  }
+  return rows;
+}
+
+async function pollingAgainstPush(subs: Child) {
+  const { gateway, url, key, stop } = await startGateway('embedded', 'poll');
+  try {
+    const [jobId] = await createJobs(url, key, 1);
+    const dashboards = profile.dashboards;
+    // A job that moves every 2 s: as often as the old dashboards poll it.
+    const updatesPerSec = 0.5;
+    const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
+
+    // Polling: every dashboard asks for the job every 2 s (spread evenly), as the old clients do.
+    let polling = true;
+    const pollers = Array.from({ length: dashboards }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
+      while (polling) {
+        const started = Date.now();
+        const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key } });
+        await response.arrayBuffer();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 2000 - (Date.now() - started))));
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // every poller has started
+    const pollBefore = await stats();
+    let start = now();
+    await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
+    const pollAfter = await stats();
+    let seconds = (now() - start) / 1000;
+    polling = false;
+    await Promise.all(pollers);
+    const poll = { queries: (pollAfter.queries - pollBefore.queries) / seconds, bytes: (pollAfter.bytesWritten - pollBefore.bytesWritten) / seconds };
+
+    // Push: the same dashboards hold a subscription to that job instead.
+    await subscribeAll(subs, url, key, dashboards, [jobId!], `subscription { jobUpdated(id: "${jobId}") { ${DASHBOARD_SELECTION} } }`);
+    const pushBefore = await stats();
+    start = now();
+    await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the last update's fan-out
+    const pushAfter = await stats();
+    seconds = (now() - start) / 1000;
+    await subs.request({ cmd: 'closeAll' });
+    const push = { queries: (pushAfter.queries - pushBefore.queries) / seconds, bytes: (pushAfter.bytesWritten - pushBefore.bytesWritten) / seconds };
+    return {
+      dashboards,
+      updatesPerSec,
+      pollDbQueriesPerSec: round(poll.queries),
+      pushDbQueriesPerSec: round(push.queries),
+      pollBytesPerSec: Math.round(poll.bytes),
+      pushBytesPerSec: Math.round(push.bytes),
+    };
+  } finally {
+    await stop();
+  }
+}
+
+const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+async function main() {
+  log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  const subs = await spawnChild('./subscribers.ts');
+  const fanout: FanoutRow[] = [];
+  const restRows: RestRow[] = [];
+  try {
+    for (const n of profile.ns) {
+      log(`\n== ${n} subscribers`);
+      const ceiling = await ceilingFor(subs, n);
+      log(`ceiling: ${Math.round(ceiling)} deliveries/s`);
+      // Drive every server past the ceiling's rate, so that each is measured at saturation.
+      // (Capped: with few subscribers, the worker's own mutations would be all that is measured.)
+      const saturatingRate = Math.min(400, Math.max(2, (1.5 * ceiling) / n));
+      const naive = await naiveFor(subs, n, saturatingRate);
+      log(`naive: ${Math.round(naive)} deliveries/s`);
+
+      for (const db of profile.dbs) {
+        const { gateway, url, key, stop } = await startGateway(db, `n${n}`);
+        try {
+          const jobIds = await createJobs(url, key, 50);
+          if (n === profile.ns[0] && profile.restDbs.includes(db)) {
+            restRows.push(...(await rest(db, url, key, jobIds[0]!)));
+            log(`rest (${db}): ${restRows.filter((r) => r.db === db).map((r) => `${r.route} ${Math.round(r.reqPerSec)}/s p99 ${r.p99Ms} ms`).join('; ')}`);
+          }
+          const before = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
+          await subscribeAll(subs, url, key, n, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= n);
+          const after = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
+          const saturated = await measureDeliveries(subs, () => driveUpdates(url, key, jobIds.slice(0, 4), saturatingRate, profile.fanoutMs));
+          const latency = await latencies(subs, n, () => driveUpdates(url, key, jobIds.slice(0, 4), steadyRate(n), profile.latencyMs));
+          const row: FanoutRow = {
+            db,
+            subscribers: n,
+            deliveriesPerSec: Math.round(saturated.perSec),
+            p50Ms: round(latency.p50),
+            p99Ms: round(latency.p99),
+            ceilingDeliveriesPerSec: Math.round(ceiling),
+            naiveDeliveriesPerSec: Math.round(naive),
+            rssPerSubscriberKiB: round((after.rss - before.rss) / n / 1024),
+            heapPerSubscriberKiB: round((after.heapUsed - before.heapUsed) / n / 1024),
+            payloadBytes: Math.round(saturated.bytesPerMessage),
+            ceilingPayloadBytes: sampleFrame().length,
+          };
+          fanout.push(row);
+          log(`gateway (${db}): ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ${row.rssPerSubscriberKiB} KiB RSS per subscriber`);
+        } finally {
+          await subs.request({ cmd: 'closeAll' });
+          await stop();
+        }
+      }
+    }
+    const polling = await pollingAgainstPush(subs);
+    printTable(fanout, restRows, polling);
+    console.log(JSON.stringify({ fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row), rest: restRows, polling }));
+  } finally {
+    await subs.stop();
+  }
+}
+
+function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<ReturnType<typeof pollingAgainstPush>>) {
+  const table = (rows: Array<Record<string, string | number>>) => {
+    const headers = Object.keys(rows[0] ?? {});
+    const widths = headers.map((h) => Math.max(h.length, ...rows.map((r) => String(r[h]).length)));
+    const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+    return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(headers.map((h) => String(r[h]))))].join('\n');
+  };
+  console.log('\nFan-out (deliveries/s at saturation; latency from mutation response to receipt at a steady rate)');
+  console.log(
+    table(
+      fanout.map((r) => ({
+        db: r.db,
+        subscribers: r.subscribers,
+        'deliveries/s': r.deliveriesPerSec,
+        ceiling: r.ceilingDeliveriesPerSec,
+        '% of ceiling': round((100 * r.deliveriesPerSec) / r.ceilingDeliveriesPerSec),
+        naive: r.naiveDeliveriesPerSec,
+        'x naive': round(r.deliveriesPerSec / r.naiveDeliveriesPerSec),
+        'p50 ms': r.p50Ms,
+        'p99 ms': r.p99Ms,
+        'RSS KiB/sub': r.rssPerSubscriberKiB,
+        'heap KiB/sub': r.heapPerSubscriberKiB,
+        'msg bytes': `${r.payloadBytes} (ceiling ${r.ceilingPayloadBytes})`,
+      })),
+    ),
+  );
+  console.log('\nREST shim against the same operation on /graphql (autocannon, 10 connections)');
+  console.log(table(restRows.map((r) => ({ db: r.db, route: r.route, 'req/s': r.reqPerSec, 'p99 ms': r.p99Ms }))));
+  console.log(`\nPolling against push: ${polling.dashboards} dashboards, one job updated ${polling.updatesPerSec}/s`);
+  console.log(
+    table([
+      { mode: 'poll every 2 s', 'db queries/s': polling.pollDbQueriesPerSec, 'bytes/s': polling.pollBytesPerSec },
+      { mode: 'subscribe', 'db queries/s': polling.pushDbQueriesPerSec, 'bytes/s': polling.pushBytesPerSec },
+    ]),
+  );
+  console.log(`(${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec)} times fewer database queries with push)`);
+}
+
+await main();
+process.exit(0);
