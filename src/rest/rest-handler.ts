@@ -1,4 +1,4 @@
-import { type ExecutionResult, print } from 'graphql';
+import { type DocumentNode, type ExecutionResult, GraphQLError } from 'graphql';
 import type { Principal } from '../auth/scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { Logger } from '../logger.js';
@@ -14,19 +14,16 @@ export interface RestResponse {
 interface CompiledRoute {
   route: RestRoute;
   segments: string[];
-  query: string;
 }
 
 /**
  * Serves the REST routes by running each one's GraphQL operation through yoga's own pipeline
- * (`yoga.fetch`), so masking, limits and plugins apply to both doors and the job logic exists once.
+ * (`yoga.getEnveloped`: its plugins, validation and error masking), so the job logic exists once.
+ * Going through the pipeline rather than `yoga.fetch` spares an HTTP request object and a JSON
+ * round trip of the result per call.
  */
 export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger: Logger) {
-  const compiled: CompiledRoute[] = routes.map((route) => ({
-    route,
-    segments: route.path.split('/'),
-    query: print(route.document),
-  }));
+  const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: route.path.split('/') }));
 
   return async function handleRest(method: string, url: URL, principal: Principal | null): Promise<RestResponse> {
     try {
@@ -39,7 +36,7 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
       }
       if (!principal) throw new RestError(401, 'UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).');
       const variables = match.compiled.route.variables({ params: match.params, query: url.searchParams });
-      const result = await execute(match.compiled.query, variables, principal);
+      const result = await execute(match.compiled.route.document, variables, principal);
       const error = result.errors?.[0];
       if (error) {
         const code = error.extensions?.code;
@@ -55,17 +52,23 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
     }
   };
 
-  async function execute(query: string, variables: unknown, principal: Principal): Promise<ExecutionResult> {
-    const response = await yoga.fetch(
-      'http://jobs-gateway.internal/graphql',
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
-        body: JSON.stringify({ query, variables }),
-      },
-      { principal },
-    );
-    return (await response.json()) as ExecutionResult;
+  async function execute(document: DocumentNode, variables: unknown, principal: Principal): Promise<ExecutionResult> {
+    const enveloped = yoga.getEnveloped({ principal } as never);
+    const errors = enveloped.validate(enveloped.schema, document);
+    if (errors.length > 0) return { errors };
+    const contextValue = await enveloped.contextFactory();
+    try {
+      return (await enveloped.execute({
+        schema: enveloped.schema,
+        document,
+        variableValues: variables as Record<string, unknown>,
+        contextValue,
+      })) as ExecutionResult;
+    } catch (error) {
+      // Variables that do not coerce surface as a thrown GraphQLError here.
+      if (error instanceof GraphQLError) return { errors: [error] };
+      throw error;
+    }
   }
 }
 
