@@ -47,7 +47,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     throw error;
   }
 
-  const apiKeys = new ApiKeyStore(database.prisma);
+  const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const jobs = new JobStore(database.prisma);
   const feed = new ChangeFeed(database, jobs, logger.child({ component: 'feed' }), config.feed);
   const replays = new ReplayQueue(jobs, config.replay);

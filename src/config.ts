@@ -28,6 +28,8 @@ export interface Config {
   };
   /** How often open sockets' keys are checked for revocation. */
   keyRecheckIntervalMs: number;
+  /** How long a valid key is remembered without asking the database. */
+  authCacheTtlMs: number;
   feed: { catchUpIntervalMs: number; pageSize: number };
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
 }
@@ -54,6 +56,7 @@ const envSchema = z.object({
   WS_SLOW_CONSUMER_TIMEOUT_MS: intFrom(100, 3_600_000).default(10_000),
   WS_KEEPALIVE_MS: intFrom(0, 3_600_000).default(12_000),
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
+  AUTH_CACHE_TTL_MS: intFrom(0, 600_000).default(2_000),
   FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(20_000),
   REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
@@ -90,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keepAliveMs: e.WS_KEEPALIVE_MS,
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
+    authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500 },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
   };

@@ -30,9 +30,23 @@ export interface ApiKeyInfo {
 export class UnknownWorkspaceError extends Error {}
 export class UnknownKeyError extends Error {}
 
-/** Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once. */
+/** Most keys remembered at once; beyond, the oldest are forgotten first. */
+const CACHE_MAX_ENTRIES = 10_000;
+
+/**
+ * Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once.
+ *
+ * `authenticate` remembers a valid key for `cacheTtlMs`, sparing a database read on every request
+ * of a busy client. A revocation through this store takes effect here at once; one made elsewhere
+ * (the CLI, another instance) within the TTL.
+ */
 export class ApiKeyStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  private readonly cache = new Map<string, { principal: Principal; expiresAt: number }>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly cacheTtlMs = 0,
+  ) {}
 
   /** Creates the workspace if it is new. Returns the key itself: the only time it exists in clear. */
   async create(input: { workspace: string; name?: string | undefined; scopes: readonly Scope[] }): Promise<{ key: string; info: ApiKeyInfo }> {
@@ -70,6 +84,7 @@ export class ApiKeyStore {
     const row = existing.revokedAt
       ? existing
       : await this.prisma.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() }, include: { workspace: true } });
+    this.forget([keyId]);
     return toInfo(row, row.workspace.slug);
   }
 
@@ -84,15 +99,33 @@ export class ApiKeyStore {
     return new Set(rows.map((row) => row.id));
   }
 
+  /** Drops remembered keys (revoked elsewhere, as a socket recheck found out). */
+  forget(keyIds: readonly string[]): void {
+    const ids = new Set(keyIds);
+    for (const [hash, entry] of this.cache) if (ids.has(entry.principal.keyId)) this.cache.delete(hash);
+  }
+
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
     if (key.length > MAX_KEY_LENGTH) return null;
+    const keyHash = hashApiKey(key);
+    const cached = this.cache.get(keyHash);
+    if (cached && cached.expiresAt > Date.now()) return cached.principal;
     const row = await this.prisma.apiKey.findUnique({
-      where: { keyHash: hashApiKey(key) },
+      where: { keyHash },
       select: { id: true, workspaceId: true, scopes: true, revokedAt: true },
     });
-    if (!row || row.revokedAt) return null;
-    return { keyId: row.id, workspaceId: row.workspaceId, scopes: new Set(row.scopes.filter(isScope)) };
+    if (!row || row.revokedAt) {
+      this.cache.delete(keyHash);
+      return null;
+    }
+    const principal: Principal = { keyId: row.id, workspaceId: row.workspaceId, scopes: new Set(row.scopes.filter(isScope)) };
+    if (this.cacheTtlMs > 0) {
+      this.cache.delete(keyHash);
+      this.cache.set(keyHash, { principal, expiresAt: Date.now() + this.cacheTtlMs });
+      if (this.cache.size > CACHE_MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
+    }
+    return principal;
   }
 }
 

@@ -101,11 +101,14 @@ class Group implements LiveSubscriber {
   }
 
   deliver(job: JobRow): void {
-    this.tail = this.tail.then(async () => {
-      if (this.members.size === 0) return;
-      const payload = await this.render(job);
-      for (const member of this.members) member.offer(job, payload);
-    });
+    this.tail = this.tail
+      .then(async () => {
+        if (this.members.size === 0) return;
+        const payload = await this.render(job);
+        for (const member of this.members) member.offer(job, payload);
+      })
+      // One failed delivery must not stop the chain (and with it every later one).
+      .catch((error: unknown) => this.logger.error({ err: error }, 'subscription delivery failed'));
   }
 
   /** The serialized execution result of the group's document for one job state. */

@@ -200,8 +200,9 @@ export function attachWebSockets(deps: {
     apiKeys
       .stillActive(keyIds)
       .then((active) => {
-        for (const keyId of keyIds) {
-          if (active.has(keyId)) continue;
+        const revoked = keyIds.filter((keyId) => !active.has(keyId));
+        apiKeys.forget(revoked);
+        for (const keyId of revoked) {
           for (const socket of socketsByKey.get(keyId) ?? []) socket.close(CloseCode.Unauthorized, 'API key revoked');
         }
       })

@@ -10,13 +10,29 @@ import { DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, 
 // loopback, against the machine's ceiling (bare ws) and the usual yoga + graphql-ws + pubsub setup.
 // A readable table, then one JSON object as the last line of stdout.
 
-const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' } } });
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    smoke: { type: 'boolean' },
+    /** Write a CPU profile of each gateway process into this directory (node --cpu-prof). */
+    profile: { type: 'string' },
+    /** Only the fan-out part, for profiling it. */
+    'fanout-only': { type: 'boolean' },
+    /** Subscriber counts to run instead of the profile's (repeatable). */
+    n: { type: 'string', multiple: true },
+    /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
+    db: { type: 'string', multiple: true },
+  },
+});
 type Db = 'embedded' | 'postgres';
 const profile = flags.smoke
   ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
   : flags.quick
     ? { name: 'quick', ns: [1000], fanoutMs: 2500, latencyMs: 2500, restS: 1, pollMs: 4500, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
     : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
+
+if (flags.n) profile.ns = flags.n.map(Number);
+if (flags.db) profile.dbs = flags.db as Db[];
 
 const POSTGRES_URL = process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const SUBSCRIPTION = `subscription { jobUpdated { ${DASHBOARD_SELECTION} } }`;
@@ -96,7 +112,8 @@ const GATEWAY_ENV = {
 
 async function startGateway(db: Db, tag: string) {
   const database = await freshDatabaseEnv(db, tag);
-  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc']);
+  const profiling = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags.profile)}`] : [];
+  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc', ...profiling]);
   const url = await gateway.request<string>({ cmd: 'url' });
   const key = await gateway.request<string>({ cmd: 'createKey', workspace: 'bench' });
   return {
@@ -285,10 +302,6 @@ async function main() {
         const { gateway, url, key, stop } = await startGateway(db, `n${n}`);
         try {
           const jobIds = await createJobs(url, key, 50);
-          if (n === profile.ns[0] && profile.restDbs.includes(db)) {
-            restRows.push(...(await rest(db, url, key, jobIds[0]!)));
-            log(`rest (${db}): ${restRows.filter((r) => r.db === db).map((r) => `${r.route} ${Math.round(r.reqPerSec)}/s p99 ${r.p99Ms} ms`).join('; ')}`);
-          }
           const before = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
           await subscribeAll(subs, url, key, n, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= n);
           const after = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
@@ -309,11 +322,21 @@ async function main() {
           };
           fanout.push(row);
           log(`gateway (${db}): ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ${row.rssPerSubscriberKiB} KiB RSS per subscriber`);
+          await subs.request({ cmd: 'closeAll' });
+          // REST last: its load would inflate the memory baseline above.
+          if (n === profile.ns[0] && profile.restDbs.includes(db) && !flags['fanout-only']) {
+            restRows.push(...(await rest(db, url, key, jobIds[0]!)));
+            log(`rest (${db}): ${restRows.filter((r) => r.db === db).map((r) => `${r.route} ${Math.round(r.reqPerSec)}/s p99 ${r.p99Ms} ms`).join('; ')}`);
+          }
         } finally {
           await subs.request({ cmd: 'closeAll' });
           await stop();
         }
       }
+    }
+    if (flags['fanout-only']) {
+      printTable(fanout, restRows, undefined);
+      return;
     }
     const polling = await pollingAgainstPush(subs);
     printTable(fanout, restRows, polling);
@@ -323,7 +346,7 @@ async function main() {
   }
 }
 
-function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<ReturnType<typeof pollingAgainstPush>>) {
+function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<ReturnType<typeof pollingAgainstPush>> | undefined) {
   const table = (rows: Array<Record<string, string | number>>) => {
     const headers = Object.keys(rows[0] ?? {});
     const widths = headers.map((h) => Math.max(h.length, ...rows.map((r) => String(r[h]).length)));
@@ -349,6 +372,7 @@ function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<R
       })),
     ),
   );
+  if (!polling) return;
   console.log('\nREST shim against the same operation on /graphql (autocannon, 10 connections)');
   console.log(table(restRows.map((r) => ({ db: r.db, route: r.route, 'req/s': r.reqPerSec, 'p99 ms': r.p99Ms }))));
   console.log(`\nPolling against push: ${polling.dashboards} dashboards, one job updated ${polling.updatesPerSec}/s`);

@@ -97,7 +97,7 @@ export class TestSocket {
       };
       const timer = setTimeout(() => {
         this.waiters.delete(check as () => void);
-        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 2000)}; closed ${JSON.stringify(this.closed)}`));
+        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => [m.id, m.type, (m.payload as { data?: { jobUpdated?: { changeCursor?: string; status?: string } } } | undefined)?.data?.jobUpdated?.changeCursor, (m.payload as { data?: { jobUpdated?: { status?: string } } } | undefined)?.data?.jobUpdated?.status]))}; closed ${JSON.stringify(this.closed)}`));
       }, timeoutMs);
       if (!check()) this.waiters.add(check as () => void);
     });
