@@ -1,6 +1,6 @@
 import { beforeAll, expect, it } from 'vitest';
 import { CancelJobDocument, CompleteJobDocument, CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
-import { describeDb } from './helpers/databases.js';
+import { describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 
@@ -47,5 +47,30 @@ describeDb('a cancel racing a worker', () => {
       expect(final!.completedAt).not.toBeNull();
     }
     expect(outcomes.cancelled + outcomes.completed).toBe(15);
+  });
+});
+
+describePostgres('a cancel on one instance racing a completeJob on another', () => {
+  it('ends in one outcome: the conditional write decides, not the instance', async () => {
+    const database = await freshDatabase();
+    const first = await startTestApp({ database });
+    const second = await startTestApp({ database });
+    const dashboard = await first.createKey('race2', ['jobs:read', 'jobs:cancel']);
+    const worker = await first.createKey('race2', ['jobs:read', 'jobs:write']);
+    for (let round = 0; round < 15; round++) {
+      const { createJob: job } = await graphqlOk(first.url, CreateJobDocument, { input: { type: 'collect', displayTitle: `Race ${round}`, steps: [{ id: 'a', name: 'A' }] } }, worker);
+      const [cancel, complete] = await Promise.all([
+        graphql(first.url, CancelJobDocument, { id: job.id }, dashboard),
+        graphql(second.url, CompleteJobDocument, { id: job.id }, worker),
+      ]);
+      expect(!cancel.errors !== !complete.errors, `round ${round}: exactly one wins`).toBe(true);
+      expect(codesOf(cancel.errors ? cancel : complete)).toEqual(['JOB_NOT_RUNNING']);
+      const { job: final } = await graphqlOk(second.url, JobDocument, { id: job.id }, dashboard);
+      expect(final!.status).toBe(cancel.errors ? 'COMPLETED' : 'FAILED');
+      expect(final!.steps[0]!.status).toBe(cancel.errors ? 'COMPLETED' : 'FAILED');
+    }
+    await first.close();
+    await second.close();
+    await database.drop();
   });
 });

@@ -3,6 +3,7 @@ import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
 import { type JobRow, JobStatus } from './model.js';
+import { KeyedMutex } from './keyed-mutex.js';
 import * as transitions from './transitions.js';
 
 export interface JobFilter {
@@ -25,6 +26,9 @@ const MAX_TRANSITION_ATTEMPTS = 25;
  * workspace is indistinguishable from one that does not exist.
  */
 export class JobStore {
+  /** Transitions of one job within this instance wait for each other instead of racing. */
+  private readonly perJob = new KeyedMutex();
+
   constructor(readonly prisma: PrismaClient) {}
 
   async list(workspaceId: string, filter: JobFilter = {}): Promise<JobRow[]> {
@@ -96,13 +100,22 @@ export class JobStore {
    * write in between makes ours match no row; we then read again and retry. A cancel racing a
    * worker's completeJob therefore ends in exactly one of the two outcomes, and the loser learns
    * JOB_NOT_RUNNING. One statement per attempt works the same on PostgreSQL and PGlite.
+   *
+   * Within one instance, transitions of the same job are queued (a worker reporting progress
+   * concurrently would otherwise mostly lose races); only writers elsewhere (other instances,
+   * SQL) can make an attempt fail, and retries back off with jitter.
    */
-  private async transition(
+  private transition(workspaceId: string, id: string, change: (job: JobRow) => transitions.JobPatch): Promise<JobRow> {
+    return this.perJob.run(id, () => this.transitionNow(workspaceId, id, change));
+  }
+
+  private async transitionNow(
     workspaceId: string,
     id: string,
     change: (job: JobRow) => transitions.JobPatch,
   ): Promise<JobRow> {
     for (let attempt = 0; attempt < MAX_TRANSITION_ATTEMPTS; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
       const job = await this.get(workspaceId, id);
       if (!job) throw errors.jobNotFound(id);
       if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, job.status);
