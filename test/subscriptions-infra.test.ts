@@ -2,6 +2,8 @@ import type net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import type { ApiKeyStore } from '../src/auth/api-keys.js';
 import { CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import type { JobRow } from '../src/jobs/model.js';
+import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
 import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { spawnGateway } from './helpers/gateway-process.js';
 import { graphqlOk } from './helpers/http.js';
@@ -63,6 +65,50 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect((await socket.waitForClose(15_000)).code).toBe(4008);
     // States were merged and then dropped, not all buffered for the client.
     expect(socket.nexts<Update>('1').length).toBeLessThan(updates + 1);
+  });
+
+  it('closes a socket that sends a message over WS_MAX_PAYLOAD_BYTES with 1009', async () => {
+    const t = await startTestApp({ env: { WS_MAX_PAYLOAD_BYTES: '2048' } });
+    const key = await t.createKey('payload');
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    socket.subscribe('1', `subscription { jobUpdated(type: "${'x'.repeat(4096)}") { id } }`);
+    expect((await socket.waitForClose()).code).toBe(1009);
+  });
+
+  it('drops a peer that stops answering pings', async () => {
+    const t = await startTestApp({ env: { WS_KEEPALIVE_MS: '200' } });
+    const key = await t.createKey('keepalive');
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    expect(t.app.webSockets.connectionCount).toBe(1);
+    // A frozen peer: nothing it receives is read, so no pong comes back.
+    (socket.socket as unknown as { _socket: net.Socket })._socket.pause();
+    await waitFor(() => t.app.webSockets.connectionCount === 0, 10_000);
+  });
+
+  it('admits replays through a bounded queue: waiting replays share one read, overflow is refused', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('stampede');
+    const workspaceId = await principalOf(t.app.apiKeys, key);
+    const jobs: JobRow[] = [];
+    for (let i = 0; i < 3; i++) jobs.push(await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: `j${i}`, steps }));
+    const queue = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 25, maxJobs: 100 });
+
+    // A stampede: twenty resumptions at once, from different cursors.
+    const afters = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 0n : jobs[0]!.changeCursor));
+    const replays = await Promise.all(afters.map((after) => queue.replay(workspaceId, after)));
+    replays.forEach((rows, i) => expect(rows.map((r) => r.id)).toEqual((i % 2 === 0 ? jobs : jobs.slice(1)).map((j) => j.id)));
+    // The first read started at once; the nineteen that waited behind it shared the second.
+    expect(queue.reads).toBe(2);
+
+    const small = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 1, maxJobs: 100 });
+    const outcomes = await Promise.allSettled([0, 1, 2].map(() => small.replay(workspaceId, 0n)));
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    expect((outcomes[2] as PromiseRejectedResult).reason).toBeInstanceOf(ReplayOverloadedError);
+
+    const tiny = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 10, maxJobs: 2 });
+    await expect(tiny.replay(workspaceId, 0n)).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+    expect((await tiny.replay(workspaceId, jobs[0]!.changeCursor)).map((r) => r.id)).toEqual(jobs.slice(1).map((j) => j.id));
   });
 
   it('refuses a connection that does not initialise in time with 4408', async () => {
@@ -138,6 +184,14 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
     expect(after[0]).not.toBe(before);
   });
 });
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 async function principalOf(apiKeys: ApiKeyStore, key: string): Promise<string> {
   const principal = await apiKeys.authenticate(key);
