@@ -125,6 +125,9 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
       collectInput({ steps: [{ id: 'a', name: 'A' }, { id: 'a', name: 'again' }] }),
       collectInput({ metadata: 'text' }),
       collectInput({ type: 'x'.repeat(501) }),
+      // PostgreSQL cannot store NUL in text or jsonb: a clear 4xx, not a database error.
+      collectInput({ displayTitle: 'a\u0000b' }),
+      collectInput({ metadata: { nested: ['ok', 'not\u0000ok'] } }),
     ]) {
       expect(codesOf(await graphql(t.url, CreateJobDocument, { input }, ws))).toEqual(['BAD_USER_INPUT']);
     }

@@ -36,6 +36,8 @@ export class JobStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT.max) {
       throw errors.badInput(`limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
     }
+    if (filter.competitorId != null) transitions.rejectNul('competitorId', filter.competitorId);
+    if (filter.type != null) transitions.rejectNul('type', filter.type);
     return this.prisma.job.findMany({
       where: {
         workspaceId,
@@ -79,6 +81,7 @@ export class JobStore {
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
+    if (input.stepId != null) transitions.rejectNul('stepId', input.stepId);
     return this.transition(workspaceId, id, (job) => transitions.progress(job, input));
   }
 

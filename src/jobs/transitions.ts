@@ -127,8 +127,14 @@ export function cancel(job: JobRow, now: Date): JobPatch {
   return { ...fail(job, CANCELLED, now), currentStep: CANCELLED };
 }
 
+/** PostgreSQL text and jsonb cannot hold NUL; it would fail in the database as a 500. */
+export function rejectNul(field: string, value: string): string {
+  if (value.includes('\u0000')) throw errors.badInput(`${field} must not contain NUL characters.`);
+  return value;
+}
+
 function requireText(field: string, value: string, max: number = LIMITS.text): string {
-  const text = value.trim();
+  const text = rejectNul(field, value).trim();
   if (text === '') throw errors.badInput(`${field} must not be empty.`);
   if (text.length > max) throw errors.badInput(`${field} is longer than ${max} characters.`);
   return text;
@@ -138,5 +144,13 @@ function requireObject(value: unknown): JobMetadata {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw errors.badInput('metadata must be a JSON object.');
   }
+  if (containsNul(value)) throw errors.badInput('metadata must not contain NUL characters.');
   return value as JobMetadata;
+}
+
+function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(containsNul);
+  if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => k.includes('\u0000') || containsNul(v));
+  return false;
 }

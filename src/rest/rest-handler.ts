@@ -27,7 +27,8 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
 
   return async function handleRest(method: string, url: URL, principal: Principal | null): Promise<RestResponse> {
     try {
-      const { match, allowed } = matchRoute(compiled, method, url.pathname);
+      // HEAD is GET without the body (Node leaves the body out of HEAD responses).
+      const { match, allowed } = matchRoute(compiled, method === 'HEAD' ? 'GET' : method, url.pathname);
       if (!match) {
         if (allowed.length > 0) {
           return { ...errorResponse(new RestError(405, 'METHOD_NOT_ALLOWED', `Use ${allowed.join(' or ')}.`)), headers: { allow: allowed.join(', ') } };

@@ -89,7 +89,9 @@ const REST_STATUSES: Record<string, JobStatus> = { running: 'RUNNING', completed
 
 function jobStatusParam(value: string | undefined): JobStatus | undefined {
   if (value === undefined) return undefined;
-  const status = REST_STATUSES[value.toLowerCase()];
+  const lowered = value.toLowerCase();
+  // hasOwn: "constructor" or "__proto__" must not pass for a status.
+  const status = Object.hasOwn(REST_STATUSES, lowered) ? REST_STATUSES[lowered] : undefined;
   if (!status) {
     throw new RestError(400, 'BAD_USER_INPUT', `status must be one of ${Object.keys(REST_STATUSES).join(', ')}.`);
   }
