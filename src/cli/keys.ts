@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type ApiKeyInfo, ApiKeyStore, UnknownKeyError, UnknownWorkspaceError } from '../auth/api-keys.js';
-import { DEFAULT_SCOPES, SCOPES, isScope } from '../auth/scopes.js';
+import { DEFAULT_SCOPES, SCOPES, type Scope, isScope } from '../auth/scopes.js';
 import type { PrismaClient } from '../db/database.js';
 
 /** The command line is wrong (exit 2, with usage). */
@@ -17,10 +17,17 @@ Scopes: ${SCOPES.join(', ')} (default: ${DEFAULT_SCOPES.join(', ')}).`;
 
 const WORKSPACE_SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-/** Runs one `keys` subcommand; returns the lines to print. Never prints a key hash. */
-export async function runKeysCommand(prisma: PrismaClient, argv: string[]): Promise<string[]> {
+export type KeysCommand =
+  | { action: 'create'; workspace: string; name: string | undefined; scopes: Scope[] }
+  | { action: 'list'; workspace: string }
+  | { action: 'revoke'; keyId: string };
+
+/**
+ * Checks a `keys` command line without touching any database, so that a wrong one is answered
+ * (exit 2, with usage) even while the database is unreachable or held by a server.
+ */
+export function parseKeysCommand(argv: string[]): KeysCommand {
   const [action, ...rest] = argv;
-  const store = new ApiKeyStore(prisma);
   const { values, positionals } = parse(rest);
   switch (action) {
     case 'create': {
@@ -28,7 +35,26 @@ export async function runKeysCommand(prisma: PrismaClient, argv: string[]): Prom
       const scopes = values.scope?.length ? values.scope : [...DEFAULT_SCOPES];
       const unknown = scopes.filter((scope) => !isScope(scope));
       if (unknown.length > 0) throw new UsageError(`Unknown scope ${unknown.join(', ')}. Scopes: ${SCOPES.join(', ')}.`);
-      const { key, info } = await store.create({ workspace, name: values.name, scopes: scopes.filter(isScope) });
+      return { action, workspace, name: values.name, scopes: scopes.filter(isScope) };
+    }
+    case 'list':
+      return { action, workspace: requireWorkspace(values.workspace) };
+    case 'revoke': {
+      const keyId = positionals[0];
+      if (!keyId || positionals.length > 1) throw new UsageError('keys revoke takes exactly one key id.');
+      return { action, keyId };
+    }
+    default:
+      throw new UsageError(action ? `Unknown command "keys ${action}".` : 'Missing command.');
+  }
+}
+
+/** Carries out a parsed `keys` command; returns the lines to print. Never prints a key hash. */
+export async function runKeysCommand(prisma: PrismaClient, command: KeysCommand): Promise<string[]> {
+  const store = new ApiKeyStore(prisma);
+  switch (command.action) {
+    case 'create': {
+      const { key, info } = await store.create({ workspace: command.workspace, name: command.name, scopes: command.scopes });
       return [
         `Created API key ${info.id} in workspace "${info.workspace}" with scopes ${info.scopes.join(', ')}.`,
         'It is shown only this once; store it now:',
@@ -36,28 +62,23 @@ export async function runKeysCommand(prisma: PrismaClient, argv: string[]): Prom
       ];
     }
     case 'list': {
-      const workspace = requireWorkspace(values.workspace);
       try {
-        const keys = await store.list(workspace);
-        return keys.length === 0 ? [`Workspace "${workspace}" has no API keys.`] : formatTable(keys);
+        const keys = await store.list(command.workspace);
+        return keys.length === 0 ? [`Workspace "${command.workspace}" has no API keys.`] : formatTable(keys);
       } catch (error) {
         if (error instanceof UnknownWorkspaceError) throw new CommandError(error.message);
         throw error;
       }
     }
     case 'revoke': {
-      const keyId = positionals[0];
-      if (!keyId || positionals.length > 1) throw new UsageError('keys revoke takes exactly one key id.');
       try {
-        const info = await store.revoke(keyId);
+        const info = await store.revoke(command.keyId);
         return [`Revoked API key ${info.id} (${info.prefix}…) of workspace "${info.workspace}".`];
       } catch (error) {
         if (error instanceof UnknownKeyError) throw new CommandError(error.message);
         throw error;
       }
     }
-    default:
-      throw new UsageError(action ? `Unknown command "keys ${action}".` : 'Missing command.');
   }
 }
 

@@ -2,7 +2,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { DataDirInUseError } from '../db/data-dir-lock.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
-import { CommandError, KEYS_USAGE, UsageError, runKeysCommand } from './keys.js';
+import { CommandError, KEYS_USAGE, UsageError, parseKeysCommand, runKeysCommand } from './keys.js';
 
 const USAGE = `jobs-gateway: manage the gateway's API keys. Uses DATABASE_URL or DATA_DIR like the server.
 
@@ -19,11 +19,13 @@ async function main(argv: string[]): Promise<number> {
     console.error(`Unknown command "${group}".\n\n${USAGE}`);
     return 2;
   }
+  // The command line first: a wrong one never waits for (or creates) a database.
+  const command = parseKeysCommand(rest);
   const config = loadConfig();
   const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, poolSize: 1 });
   try {
     await migrate(database);
-    for (const line of await runKeysCommand(database.prisma, rest)) console.log(line);
+    for (const line of await runKeysCommand(database.prisma, command)) console.log(line);
     return 0;
   } finally {
     await database.close();
