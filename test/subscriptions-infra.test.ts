@@ -145,8 +145,10 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
 
     const socket = await TestSocket.open(first.url, { apiKey: key });
     cleanups.push(() => socket.close());
-    socket.subscribe('1', WATCH, { after: '0' });
     const job = (await graphqlOk(second.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'elsewhere', steps } }, key)).createJob;
+    // The creation, replayed, is the first message; then the live change from the other process.
+    socket.subscribe('1', WATCH, { after: (BigInt(job.changeCursor) - 1n).toString() });
+    await socket.waitForNexts('1', 1);
     await graphqlOk(second.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 42 } }, key);
     const updates = await socket.waitForNexts<Update>('1', 2);
     expect(updates.map((u) => [u.data.jobUpdated.id, u.data.jobUpdated.progress])).toEqual([

@@ -67,17 +67,17 @@ export class TestSocket {
   }
 
   /** Resolves with the first queued message (oldest first) that matches; fails after `timeoutMs`. */
-  waitFor(match: (message: ServerMessage) => boolean, timeoutMs = 10_000): Promise<ServerMessage> {
+  waitFor(match: (message: ServerMessage) => boolean, timeoutMs = 20_000): Promise<ServerMessage> {
     return this.until(() => this.messages.find(match), timeoutMs, 'message');
   }
 
   /** Resolves once `count` next messages have arrived for `id`. */
-  async waitForNexts<T = unknown>(id: string, count: number, timeoutMs = 10_000): Promise<T[]> {
+  async waitForNexts<T = unknown>(id: string, count: number, timeoutMs = 20_000): Promise<T[]> {
     await this.until(() => (this.nexts(id).length >= count ? true : undefined), timeoutMs, `${count} next messages for ${id}`);
     return this.nexts<T>(id);
   }
 
-  waitForClose(timeoutMs = 10_000): Promise<CloseInfo> {
+  waitForClose(timeoutMs = 20_000): Promise<CloseInfo> {
     return this.until(() => this.closed, timeoutMs, 'close');
   }
 
