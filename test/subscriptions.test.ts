@@ -262,6 +262,29 @@ describeDb('jobUpdated over WebSockets', () => {
     expect(await socket.waitForClose(5_000)).toEqual({ code: 4401, reason: 'API key revoked' });
   });
 
+  it('costs one database read per change, whatever the number of subscribers', async () => {
+    const { worker, dashboard } = await workspace('one-read');
+    const job = await create(worker, { type: 'one-read' });
+    const from = (BigInt(job.changeCursor) - 1n).toString();
+    const sockets = await Promise.all([open({ apiKey: dashboard }), open({ apiKey: dashboard })]);
+    // Six subscriptions in three groups (three distinct filters), each live once its replay arrived.
+    const filters = { all: {}, byType: { type: 'one-read' }, byId: { id: job.id } };
+    for (const socket of sockets) for (const [id, filter] of Object.entries(filters)) socket.subscribe(id, SUBSCRIPTION, { ...filter, after: from });
+    for (const socket of sockets) for (const id of Object.keys(filters)) await socket.waitForNexts(id, 1);
+    await t.app.feed.poke(); // nothing left unread from before
+
+    const reads = t.app.feed.reads;
+    const statements = t.app.database.queries.count;
+    const executions = t.app.webSockets.multiplexer.executions;
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 33 } }, worker);
+    for (const socket of sockets) for (const id of Object.keys(filters)) await socket.waitForNexts(id, 2);
+    expect(t.app.feed.reads - reads).toBe(1);
+    // All the database saw: the mutation's read and write, the feed's one read, perhaps the key's
+    // lookup (its cache may have expired); nothing per subscriber.
+    expect(t.app.database.queries.count - statements).toBeLessThanOrEqual(4);
+    expect(t.app.webSockets.multiplexer.executions - executions).toBe(Object.keys(filters).length);
+  });
+
   it('shares one execution among subscribers with the same document and variables', async () => {
     const { worker, dashboard } = await workspace('multiplex');
     const watchers = await Promise.all(Array.from({ length: 2 }, () => open({ apiKey: dashboard })));

@@ -2,16 +2,13 @@ import type { PrismaClient } from '../db/database.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
+import type { JobFilter } from './job-filter.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import * as transitions from './transitions.js';
 
-export interface JobFilter {
-  competitorId?: string | null | undefined;
-  type?: string | null | undefined;
-  status?: JobStatus | null | undefined;
-  limit?: number | null | undefined;
-}
+/** What the `jobs` list filters on: a subscription's filter without the id, plus a page size. */
+export type ListFilter = Omit<JobFilter, 'id'> & { limit?: number | null | undefined };
 
 export const LIST_LIMIT = { default: 50, max: 200 } as const;
 
@@ -31,7 +28,7 @@ export class JobStore {
 
   constructor(readonly prisma: PrismaClient) {}
 
-  async list(workspaceId: string, filter: JobFilter = {}): Promise<JobRow[]> {
+  async list(workspaceId: string, filter: ListFilter = {}): Promise<JobRow[]> {
     const limit = filter.limit ?? LIST_LIMIT.default;
     if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT.max) {
       throw errors.badInput(`limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
@@ -81,7 +78,6 @@ export class JobStore {
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
-    if (input.stepId != null) transitions.rejectNul('stepId', input.stepId);
     return this.transition(workspaceId, id, (job) => transitions.progress(job, input));
   }
 

@@ -38,11 +38,6 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions,
   ) {}
 
-  /** The largest change cursor dispatched to listeners: everything up to it has been delivered. */
-  get position(): bigint {
-    return this.cursor;
-  }
-
   async start(): Promise<void> {
     this.cursor = await this.jobs.latestCursor();
     this.stopListening = await this.database.listen(`job_changes_${this.database.schema}`, {

@@ -26,12 +26,6 @@ export class LiveJobs {
     feed.subscribe((rows) => this.dispatch(rows));
   }
 
-  get subscriberCount(): number {
-    let count = 0;
-    for (const set of this.byWorkspace.values()) count += set.size;
-    return count;
-  }
-
   /** Registers a live subscriber; returns its removal. */
   add(subscriber: LiveSubscriber): () => void {
     let set = this.byWorkspace.get(subscriber.workspaceId);

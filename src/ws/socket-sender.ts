@@ -19,10 +19,6 @@ export class SocketSender {
     private readonly onCongested: (sender: SocketSender) => void,
   ) {}
 
-  get congested(): boolean {
-    return this.pending !== undefined;
-  }
-
   send(mergeKey: string, frame: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     if (!this.pending && this.socket.bufferedAmount <= this.maxBufferedBytes) {
