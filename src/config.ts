@@ -30,7 +30,7 @@ export interface Config {
   keyRecheckIntervalMs: number;
   /** How long a valid key is remembered without asking the database. */
   authCacheTtlMs: number;
-  feed: { catchUpIntervalMs: number; pageSize: number };
+  feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
 }
 
@@ -58,6 +58,7 @@ const envSchema = z.object({
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
   AUTH_CACHE_TTL_MS: intFrom(0, 600_000).default(2_000),
   FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(20_000),
+  FEED_COALESCE_MS: intFrom(0, 1_000).default(10),
   REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
@@ -94,7 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
-    feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500 },
+    feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500, coalesceMs: e.FEED_COALESCE_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
   };
 }

@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import type { ApiKeyStore } from '../src/auth/api-keys.js';
-import { CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import { CreateJobDocument, FailJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
 import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
@@ -38,6 +38,76 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     const [update] = await socket.waitForNexts<Update>('1', 1);
     expect(update!.data.jobUpdated).toMatchObject({ id: job.id, progress: 77 });
     expect(BigInt(update!.data.jobUpdated.changeCursor)).toBeGreaterThan(BigInt(job.changeCursor));
+  });
+
+  /** Collects what the feed dispatches; `next` waits for the first dispatched state that matches. */
+  function watchFeed(t: Awaited<ReturnType<typeof startTestApp>>) {
+    const seen: JobRow[] = [];
+    cleanups.push(t.app.feed.subscribe((rows) => seen.push(...rows)));
+    return async (match: (row: JobRow) => boolean): Promise<JobRow> => {
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const row = seen.find(match);
+        if (row) return row;
+        if (Date.now() > deadline) throw new Error('no such change dispatched');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+  }
+  const current = (t: Awaited<ReturnType<typeof startTestApp>>, id: string) => t.app.database.prisma.job.findUniqueOrThrow({ where: { id } });
+
+  it('dispatches a change from its notification exactly as a read of the row returns it', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('notified-rows', ['jobs:write', 'jobs:read']);
+    const next = watchFeed(t);
+    const input = { type: 'collect', displayTitle: 'Ünïcode "quoted" \\ title', competitorId: 'c-9', steps: [...steps, { id: 'b', name: 'B' }], metadata: { nested: { list: [1, 'two', null], big: 12345678901234 } } };
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input }, key)).createJob;
+    await next((row) => row.id === job.id);
+    const reads = t.app.feed.reads;
+
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 40, stepId: 'b', stepStatus: 'RUNNING', metadata: { tick: 1 } } }, key);
+    const progressed = await next((row) => row.id === job.id && row.progress === 40);
+    expect(progressed).toEqual(await current(t, job.id));
+    await graphqlOk(t.url, FailJobDocument, { id: job.id, error: 'boom: "quoted"\nsecond line' }, key);
+    const failed = await next((row) => row.id === job.id && row.status === 'FAILED');
+    // Every column, including dates, JSON, the previous status and the bigint cursor.
+    expect(failed).toEqual(await current(t, job.id));
+    expect(failed).toMatchObject({ previousStatus: 'RUNNING', error: 'boom: "quoted"\nsecond line' });
+    expect(failed.completedAt).toBeInstanceOf(Date);
+    expect(t.app.feed.reads - reads).toBe(0);
+  });
+
+  it('reads a change whose row does not fit a notification', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('big-rows', ['jobs:write', 'jobs:read']);
+    const next = watchFeed(t);
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    await next((row) => row.id === job.id);
+    const reads = t.app.feed.reads;
+    // NOTIFY payloads stop at 8,000 bytes.
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 5, metadata: { notes: 'n'.repeat(10_000) } } }, key);
+    const big = await next((row) => row.id === job.id && row.progress === 5);
+    expect(big).toEqual(await current(t, job.id));
+    expect(t.app.feed.reads - reads).toBe(1);
+  });
+
+  it('reads across a gap in the cursors (a rolled-back write) and misses nothing', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('gaps', ['jobs:write', 'jobs:read']);
+    const next = watchFeed(t);
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    await next((row) => row.id === job.id);
+    const reads = t.app.feed.reads;
+    // The trigger takes a cursor, then the transaction rolls back: that cursor never commits.
+    await expect(
+      t.app.database.sql.transaction(async (tx) => {
+        await tx.query('UPDATE "Job" SET progress = 99 WHERE id = $1', [job.id]);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 7 } }, key);
+    expect(await next((row) => row.id === job.id && row.progress === 7)).toEqual(await current(t, job.id));
+    expect(t.app.feed.reads - reads).toBe(1);
   });
 
   it('closes a slow consumer with 4008 instead of buffering without bound', async () => {

@@ -27,6 +27,10 @@ export function createGatewayYoga({ jobs, live, logger }: YogaDeps): GatewayYoga
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // The HTTP entry has already bounded the body (Content-Length required, MAX_BODY_BYTES, see
+    // http/body-limit.ts) and Node reads no more than it declares; yoga's own limit would pipe every
+    // body through a stream transform again, a measurable cost per request.
+    maxRequestBodySize: false,
     // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim.
     maskedErrors: true,
     // GraphiQL bundled with the server rather than loaded from a CDN: it works offline and behind

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { PrismaClient } from '../db/database.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
@@ -18,6 +19,9 @@ export const LIST_LIMIT = { default: 50, max: 200 } as const;
  */
 const MAX_TRANSITION_ATTEMPTS = 25;
 
+/** Jobs whose latest state this instance remembers (see `JobStore.latest`). */
+const REMEMBERED_JOBS = 10_000;
+
 /**
  * The only code that writes jobs. Every method is scoped to one workspace: a job of another
  * workspace is indistinguishable from one that does not exist.
@@ -25,8 +29,23 @@ const MAX_TRANSITION_ATTEMPTS = 25;
 export class JobStore {
   /** Transitions of one job within this instance wait for each other instead of racing. */
   private readonly perJob = new KeyedMutex();
+  /**
+   * The latest state this instance has seen of recently written jobs: what it wrote or created, and
+   * what the change feed read since. A worker's next transition starts from it instead of reading
+   * the job again, so a progress report is one statement. It can only be stale, never wrong: the
+   * write is conditional on the change cursor, and a stale start fails it, reads, and retries.
+   */
+  private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
 
   constructor(readonly prisma: PrismaClient) {}
+
+  /** Keeps the remembered state of these jobs current with rows just read or notified (whoever wrote them). */
+  observe(rows: readonly JobRow[]): void {
+    for (const row of rows) {
+      const known = this.latest.peek(row.id);
+      if (known && known.changeCursor < row.changeCursor) this.latest.set(row.id, row);
+    }
+  }
 
   async list(workspaceId: string, filter: ListFilter = {}): Promise<JobRow[]> {
     const limit = filter.limit ?? LIST_LIMIT.default;
@@ -56,12 +75,14 @@ export class JobStore {
    * Jobs whose latest change came after `cursor`, oldest change first: the change feed's read
    * (all workspaces) and a resumed subscription's replay (one workspace).
    */
-  changedSince(cursor: bigint, limit: number, workspaceId?: string): Promise<JobRow[]> {
-    return this.prisma.job.findMany({
+  async changedSince(cursor: bigint, limit: number, workspaceId?: string): Promise<JobRow[]> {
+    const rows = await this.prisma.job.findMany({
       where: { changeCursor: { gt: cursor }, ...(workspaceId !== undefined && { workspaceId }) },
       orderBy: { changeCursor: 'asc' },
       take: limit,
     });
+    this.observe(rows);
+    return rows;
   }
 
   /** The largest change cursor committed so far (0 before the first job). */
@@ -72,9 +93,11 @@ export class JobStore {
 
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
     const fields = transitions.newJob(input);
-    return this.prisma.job.create({
+    const job = await this.prisma.job.create({
       data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
     });
+    this.latest.set(job.id, job);
+    return job;
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
@@ -113,14 +136,20 @@ export class JobStore {
     id: string,
     change: (job: JobRow) => transitions.JobPatch,
   ): Promise<JobRow> {
+    // Only a RUNNING job of this workspace is worth starting from memory; anything else is read,
+    // so that its error (not found, not running) comes from the database.
+    const remembered = this.latest.get(id);
+    let start = remembered?.workspaceId === workspaceId && remembered.status === JobStatus.RUNNING ? remembered : undefined;
     for (let attempt = 0; attempt < MAX_TRANSITION_ATTEMPTS; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
-      const job = await this.get(workspaceId, id);
+      const job = start ?? (await this.get(workspaceId, id));
+      const fromMemory = start !== undefined;
+      start = undefined;
       if (!job) throw errors.jobNotFound(id);
       if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, job.status);
       const { steps, metadata, ...fields } = change(job);
       try {
-        return await this.prisma.job.update({
+        const updated = await this.prisma.job.update({
           where: { id, workspaceId, status: JobStatus.RUNNING, changeCursor: job.changeCursor },
           data: {
             ...fields,
@@ -128,8 +157,13 @@ export class JobStore {
             ...(metadata && { metadata: toJson(metadata) }),
           },
         });
+        this.latest.set(id, updated);
+        return updated;
       } catch (error) {
         if (!isRecordNotFound(error)) throw error;
+        this.latest.delete(id);
+        // A stale memory is not a lost race: read and try again at once, without using up an attempt.
+        if (fromMemory) attempt--;
       }
     }
     throw appError('CONFLICT', `Job ${id} is being changed by other writers; try again.`);

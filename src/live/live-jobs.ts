@@ -8,7 +8,8 @@ import type { ReplayQueue } from './replay-queue.js';
 export interface LiveSubscriber {
   readonly workspaceId: string;
   readonly filter: JobFilter;
-  deliver(job: JobRow): void;
+  /** The matching changes of one feed read, in cursor order (never empty). */
+  deliver(jobs: readonly JobRow[]): void;
 }
 
 /**
@@ -53,17 +54,16 @@ export class LiveJobs {
     const remove = this.add({
       workspaceId: subscriber.workspaceId,
       filter: subscriber.filter,
-      deliver: (job) => {
-        if (gate.offer(job.id, job.changeCursor, job) === 'send') subscriber.deliver(job);
+      deliver: (jobs) => {
+        const live = jobs.filter((job) => gate.offer(job.id, job.changeCursor, job) === 'send');
+        if (live.length > 0) subscriber.deliver(live);
       },
     });
     try {
-      const replayed = new Map<string, bigint>();
-      for (const job of await this.replay(subscriber.workspaceId, subscriber.filter, after)) {
-        subscriber.deliver(job);
-        replayed.set(job.id, job.changeCursor);
-      }
-      for (const job of gate.release(replayed)) subscriber.deliver(job);
+      const replay = await this.replay(subscriber.workspaceId, subscriber.filter, after);
+      if (replay.length > 0) subscriber.deliver(replay);
+      const held = gate.release(new Map(replay.map((job) => [job.id, job.changeCursor])));
+      if (held.length > 0) subscriber.deliver(held);
       return remove;
     } catch (error) {
       remove();
@@ -86,9 +86,11 @@ export class LiveJobs {
       {
         workspaceId,
         filter,
-        deliver: (job) => {
-          pending.delete(job.id);
-          pending.set(job.id, job);
+        deliver: (jobs) => {
+          for (const job of jobs) {
+            pending.delete(job.id);
+            pending.set(job.id, job);
+          }
           wake?.();
         },
       },
@@ -148,12 +150,18 @@ export class LiveJobs {
     await Promise.all([...this.iterators].map((finish) => finish()));
   }
 
+  /** Hands each subscriber the rows of one read that it may see, all at once (one write per socket). */
   private dispatch(rows: JobRow[]): void {
+    const byWorkspace = new Map<string, JobRow[]>();
     for (const job of rows) {
-      const subscribers = this.byWorkspace.get(job.workspaceId);
-      if (!subscribers) continue;
-      for (const subscriber of subscribers) {
-        if (changeMatches(job, subscriber.filter)) subscriber.deliver(job);
+      const list = byWorkspace.get(job.workspaceId);
+      if (list) list.push(job);
+      else byWorkspace.set(job.workspaceId, [job]);
+    }
+    for (const [workspaceId, jobs] of byWorkspace) {
+      for (const subscriber of this.byWorkspace.get(workspaceId) ?? []) {
+        const matching = jobs.filter((job) => changeMatches(job, subscriber.filter));
+        if (matching.length > 0) subscriber.deliver(matching);
       }
     }
   }

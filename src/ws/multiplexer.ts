@@ -100,12 +100,13 @@ class Group implements LiveSubscriber {
     return this.spec.filter;
   }
 
-  deliver(job: JobRow): void {
+  deliver(jobs: readonly JobRow[]): void {
     this.tail = this.tail
       .then(async () => {
         if (this.members.size === 0) return;
-        const payload = await this.render(job);
-        for (const member of this.members) member.offer(job, payload);
+        const payloads: Buffer[] = [];
+        for (const job of jobs) payloads.push(await this.render(job));
+        for (const member of this.members) member.offer(jobs, payloads);
       })
       // One failed delivery must not stop the chain (and with it every later one).
       .catch((error: unknown) => this.logger.error({ err: error }, 'subscription delivery failed'));
@@ -157,20 +158,28 @@ export class Member {
     if (replaying) this.gate = new ReplayGate();
   }
 
-  offer(job: JobRow, payload: Buffer): void {
+  /** One feed read's states (`payloads[i]` renders `jobs[i]`), written to the socket at once. */
+  offer(jobs: readonly JobRow[], payloads: readonly Buffer[]): void {
     if (this.ended) return;
-    if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
-    this.send(job.id, payload);
+    this.sender.batch(() => {
+      jobs.forEach((job, i) => {
+        const payload = payloads[i]!;
+        if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
+        this.send(job.id, payload);
+      });
+    });
   }
 
   async replay(after: bigint, live: LiveJobs): Promise<void> {
-    const replayed = new Map<string, bigint>();
-    for (const job of await live.replay(this.group.workspaceId, this.group.filter, after)) {
-      if (this.ended) return;
-      this.send(job.id, await this.group.render(job));
-      replayed.set(job.id, job.changeCursor);
-    }
-    for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
+    const jobs = await live.replay(this.group.workspaceId, this.group.filter, after);
+    const payloads: Buffer[] = [];
+    for (const job of jobs) payloads.push(await this.group.render(job));
+    if (this.ended) return;
+    this.sender.batch(() => {
+      jobs.forEach((job, i) => this.send(job.id, payloads[i]!));
+      const replayed = new Map(jobs.map((job) => [job.id, job.changeCursor]));
+      for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
+    });
   }
 
   /**

@@ -83,7 +83,7 @@ export function attachWebSockets(deps: {
         }
         sockets.add(socket);
         socketsByKey.set(principal.keyId, sockets);
-        const sender = new SocketSender(socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
+        const sender = new SocketSender(socket, request.socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
         connections.set(socket, { principal, sender });
         socket.once('close', () => {
           connections.delete(socket);

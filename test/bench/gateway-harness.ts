@@ -25,6 +25,7 @@ app.httpServer.on('connection', (socket: Socket) => {
 serveParent(
   {
     url: () => url,
+    pid: () => process.pid,
     createKey: async (m) => (await app.apiKeys.create({ workspace: m.workspace as string, scopes: ['jobs:read', 'jobs:write', 'jobs:cancel'] })).key,
     memory: () => {
       globalThis.gc?.();
@@ -38,6 +39,9 @@ serveParent(
       return {
         queries: app.database.queries.count,
         executions: app.webSockets.multiplexer.executions,
+        feedReads: app.feed.reads,
+        feedDispatches: app.feed.dispatches,
+        feedDispatched: app.feed.dispatched,
         groups: app.webSockets.multiplexer.groupCount,
         subscribers: app.webSockets.multiplexer.memberCount,
         connections: app.webSockets.connectionCount,

@@ -204,6 +204,9 @@ async function latencies(subs: Child, n: number, drive: () => Promise<Sent[]>): 
 interface GatewayStats {
   queries: number;
   executions: number;
+  feedReads: number;
+  feedDispatches: number;
+  feedDispatched: number;
   subscribers: number;
   bytesWritten: number;
 }
@@ -307,7 +310,18 @@ async function main() {
           const before = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
           await subscribeAll(subs, url, key, n, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= n);
           const after = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
-          const saturated = await measureDeliveries(subs, () => driveUpdates(url, key, jobIds.slice(0, 4), saturatingRate, profile.fanoutMs));
+          const statsBefore = await gateway.request<GatewayStats>({ cmd: 'stats' });
+          let updates = 0;
+          const saturated = await measureDeliveries(subs, async () => (updates = (await driveUpdates(url, key, jobIds.slice(0, 4), saturatingRate, profile.fanoutMs)).length));
+          const statsAfter = await gateway.request<GatewayStats>({ cmd: 'stats' });
+          // What the gateway did at saturation: the updates it applied, and how its feed read them.
+          const seconds = profile.fanoutMs / 1000;
+          const dispatches = statsAfter.feedDispatches - statsBefore.feedDispatches;
+          log(
+            `  at saturation: ${round(updates / seconds)} updates/s applied (${round(saturatingRate)} offered), ` +
+              `${round((statsAfter.feedReads - statsBefore.feedReads) / seconds)} feed reads/s, ${round(dispatches / seconds)} dispatches/s ` +
+              `of ${round((statsAfter.feedDispatched - statsBefore.feedDispatched) / Math.max(1, dispatches))} job states each`,
+          );
           const latency = await latencies(subs, n, () => driveUpdates(url, key, jobIds.slice(0, 4), steadyRate(n), profile.latencyMs));
           const row: FanoutRow = {
             db,
