@@ -1,5 +1,6 @@
 import { beforeAll, expect, it } from 'vitest';
 import { CancelJobDocument, CompleteJobDocument, CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
+import { JobStore } from '../src/jobs/job-store.js';
 import { describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
@@ -47,6 +48,37 @@ describeDb('a cancel racing a worker', () => {
       expect(final!.completedAt).not.toBeNull();
     }
     expect(outcomes.cancelled + outcomes.completed).toBe(15);
+  });
+});
+
+describeDb('a transition that starts from a remembered state', () => {
+  it('is one statement while the memory is current; when another writer changed the job, it reads and applies to the current state', async () => {
+    const t = await startTestApp();
+    await t.createKey('remembered', ['jobs:write']);
+    const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
+    // A store of its own: no change feed refreshes its memory behind the test's back.
+    const store = new JobStore(t.app.database.prisma);
+    const statements = () => t.app.database.queries.count;
+    const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
+    // An insert leaves a gap in the cursors (the column default takes one first), so the app's feed
+    // reads once: let it, so that it is not counted below.
+    await t.app.feed.poke();
+
+    let before = statements();
+    await store.updateProgress(workspaceId, job.id, { progress: 10, metadata: { fromWorker: 1 } });
+    expect(statements() - before).toBe(1);
+
+    // Another writer (a SQL console, another instance) changes the job behind this store's back.
+    await t.app.database.sql.query(`UPDATE "Job" SET progress = 20, metadata = metadata || '{"fromSql": true}' WHERE id = $1`, [job.id]);
+    before = statements();
+    const updated = await store.updateProgress(workspaceId, job.id, { metadata: { again: 2 } });
+    // The stale write matched nothing, then one read and the write on what the job is now.
+    expect(statements() - before).toBe(3);
+    expect(updated).toMatchObject({ progress: 20, metadata: { fromWorker: 1, fromSql: true, again: 2 } });
+
+    await t.app.database.sql.query(`UPDATE "Job" SET status = 'COMPLETED', progress = 100 WHERE id = $1`, [job.id]);
+    await expect(store.updateProgress(workspaceId, job.id, { progress: 50 })).rejects.toMatchObject({ extensions: { code: 'JOB_NOT_RUNNING' } });
+    expect(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({ status: 'COMPLETED', progress: 100 });
   });
 });
 

@@ -110,6 +110,54 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(t.app.feed.reads - reads).toBe(1);
   });
 
+  it('treats a notification it cannot parse as "something changed": it reads, and dispatches nothing false', async () => {
+    const t = await startTestApp();
+    const next = watchFeed(t);
+    const key = await t.createKey('foreign-notify', ['jobs:write', 'jobs:read']);
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    await next((row) => row.id === job.id);
+    const reads = t.app.feed.reads;
+    const dispatched = t.app.feed.dispatched;
+    await t.app.database.sql.query(`SELECT pg_notify($1, $2)`, [`job_changes_${t.app.database.schema}`, '{"cursor":"999999999","row":{"id":"forged"}}']);
+    await expect.poll(() => t.app.feed.reads - reads).toBe(1);
+    expect(t.app.feed.dispatched - dispatched).toBe(0);
+  });
+
+  it('sends the states that arrive while it pauses after a dispatch together: every state, in order, in one socket write', async () => {
+    const t = await startTestApp({ env: { FEED_COALESCE_MS: '1500' } });
+    const key = await t.createKey('batched');
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    const upgraded: net.Socket[] = [];
+    t.app.httpServer.on('upgrade', (_request, connection: net.Socket) => upgraded.push(connection));
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    // Count the writes the gateway makes to this connection (Node's stream hooks, one per write call).
+    const connection = upgraded[0] as unknown as Record<'_write' | '_writev', (...args: unknown[]) => void>;
+    let writes = 0;
+    for (const hook of ['_write', '_writev'] as const) {
+      const original = connection[hook].bind(connection);
+      connection[hook] = (...args) => {
+        writes++;
+        original(...args);
+      };
+    }
+    socket.subscribe('1', WATCH, { after: (BigInt(job.changeCursor) - 1n).toString() });
+    await socket.waitForNexts('1', 1); // the replayed creation: live from here
+    // After a quiet spell a change goes out at once; the feed then pauses.
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 1 } }, key);
+    await socket.waitForNexts('1', 2);
+    const dispatches = t.app.feed.dispatches;
+    const writesBefore = writes;
+
+    for (let progress = 2; progress <= 6; progress++) {
+      await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress } }, key);
+    }
+    const updates = await socket.waitForNexts<Update>('1', 7);
+    expect(updates.slice(2).map((u) => u.data.jobUpdated.progress)).toEqual([2, 3, 4, 5, 6]);
+    expect(t.app.feed.dispatches - dispatches).toBe(1);
+    expect(writes - writesBefore).toBe(1);
+  });
+
   it('closes a slow consumer with 4008 instead of buffering without bound', async () => {
     const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '300' } });
     const key = await t.createKey('slow');
