@@ -40,7 +40,9 @@ export class ChangeFeed {
   private reading: Promise<void> | undefined;
   private readAgain = false;
   private flushTimer: NodeJS.Timeout | undefined;
-  /** When the last dispatch's listeners (and the work they queued) were done. */
+  /** A dispatch's listeners are still writing (they finish in promise callbacks). */
+  private writing = false;
+  /** When the last dispatch's writes were done. */
   private lastFlushEnd = -Infinity;
   private stopListening: (() => Promise<void>) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -107,9 +109,9 @@ export class ChangeFeed {
     void this.poke();
   }
 
-
   private scheduleFlush(): void {
-    if (this.flushTimer || this.stopped) return;
+    // While a dispatch is writing, its end schedules the next one.
+    if (this.flushTimer || this.writing || this.stopped) return;
     const wait = Math.max(0, this.lastFlushEnd + this.options.coalesceMs - performance.now());
     this.flushTimer = setTimeout(() => this.flush(), wait);
   }
@@ -122,9 +124,13 @@ export class ChangeFeed {
     this.pending = [];
     this.dispatches++;
     this.dispatched += rows.length;
-    this.lastFlushEnd = Infinity;
+    this.writing = true;
     // Listeners finish their writes in promise callbacks; setImmediate runs after all of them.
-    setImmediate(() => (this.lastFlushEnd = performance.now()));
+    setImmediate(() => {
+      this.writing = false;
+      this.lastFlushEnd = performance.now();
+      if (this.pending.length > 0) this.scheduleFlush();
+    });
     for (const listener of this.listeners) {
       try {
         listener(rows);
