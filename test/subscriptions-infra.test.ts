@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import type { ApiKeyStore } from '../src/auth/api-keys.js';
-import { CreateJobDocument, FailJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import { CreateJobDocument, type CreateJobInput, FailJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
 import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
@@ -56,14 +56,20 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   }
   const current = (t: Awaited<ReturnType<typeof startTestApp>>, id: string) => t.app.database.prisma.job.findUniqueOrThrow({ where: { id } });
 
-  it('dispatches a change from its notification exactly as a read of the row returns it', async () => {
+  /** A gateway with one job created and dispatched; `reads` is the feed's count from then on. */
+  async function gatewayWithJob(workspace: string, input: CreateJobInput = { type: 'collect', displayTitle: 'x', steps }) {
     const t = await startTestApp();
-    const key = await t.createKey('notified-rows', ['jobs:write', 'jobs:read']);
+    const key = await t.createKey(workspace, ['jobs:write', 'jobs:read']);
     const next = watchFeed(t);
-    const input = { type: 'collect', displayTitle: 'Ünïcode "quoted" \\ title', competitorId: 'c-9', steps: [...steps, { id: 'b', name: 'B' }], metadata: { nested: { list: [1, 'two', null], big: 12345678901234 } } };
     const job = (await graphqlOk(t.url, CreateJobDocument, { input }, key)).createJob;
     await next((row) => row.id === job.id);
-    const reads = t.app.feed.reads;
+    const readsBefore = t.app.feed.reads;
+    return { t, key, job, next, reads: () => t.app.feed.reads - readsBefore };
+  }
+
+  it('dispatches a change from its notification exactly as a read of the row returns it', async () => {
+    const input = { type: 'collect', displayTitle: 'Ünïcode "quoted" \\ title', competitorId: 'c-9', steps: [...steps, { id: 'b', name: 'B' }], metadata: { nested: { list: [1, 'two', null], big: 12345678901234 } } };
+    const { t, key, job, next, reads } = await gatewayWithJob('notified-rows', input);
 
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 40, stepId: 'b', stepStatus: 'RUNNING', metadata: { tick: 1 } } }, key);
     const progressed = await next((row) => row.id === job.id && row.progress === 40);
@@ -74,30 +80,20 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(failed).toEqual(await current(t, job.id));
     expect(failed).toMatchObject({ previousStatus: 'RUNNING', error: 'boom: "quoted"\nsecond line' });
     expect(failed.completedAt).toBeInstanceOf(Date);
-    expect(t.app.feed.reads - reads).toBe(0);
+    expect(reads()).toBe(0);
   });
 
   it('reads a change whose row does not fit a notification', async () => {
-    const t = await startTestApp();
-    const key = await t.createKey('big-rows', ['jobs:write', 'jobs:read']);
-    const next = watchFeed(t);
-    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
-    await next((row) => row.id === job.id);
-    const reads = t.app.feed.reads;
+    const { t, key, job, next, reads } = await gatewayWithJob('big-rows');
     // NOTIFY payloads stop at 8,000 bytes.
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 5, metadata: { notes: 'n'.repeat(10_000) } } }, key);
     const big = await next((row) => row.id === job.id && row.progress === 5);
     expect(big).toEqual(await current(t, job.id));
-    expect(t.app.feed.reads - reads).toBe(1);
+    expect(reads()).toBe(1);
   });
 
   it('reads across a gap in the cursors (a rolled-back write) and misses nothing', async () => {
-    const t = await startTestApp();
-    const key = await t.createKey('gaps', ['jobs:write', 'jobs:read']);
-    const next = watchFeed(t);
-    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
-    await next((row) => row.id === job.id);
-    const reads = t.app.feed.reads;
+    const { t, key, job, next, reads } = await gatewayWithJob('gaps');
     // The trigger takes a cursor, then the transaction rolls back: that cursor never commits.
     await expect(
       t.app.database.sql.transaction(async (tx) => {
@@ -107,19 +103,14 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     ).rejects.toThrow('roll back');
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 7 } }, key);
     expect(await next((row) => row.id === job.id && row.progress === 7)).toEqual(await current(t, job.id));
-    expect(t.app.feed.reads - reads).toBe(1);
+    expect(reads()).toBe(1);
   });
 
   it('treats a notification it cannot parse as "something changed": it reads, and dispatches nothing false', async () => {
-    const t = await startTestApp();
-    const next = watchFeed(t);
-    const key = await t.createKey('foreign-notify', ['jobs:write', 'jobs:read']);
-    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
-    await next((row) => row.id === job.id);
-    const reads = t.app.feed.reads;
+    const { t, reads } = await gatewayWithJob('foreign-notify');
     const dispatched = t.app.feed.dispatched;
     await t.app.database.sql.query(`SELECT pg_notify($1, $2)`, [`job_changes_${t.app.database.schema}`, '{"cursor":"999999999","row":{"id":"forged"}}']);
-    await expect.poll(() => t.app.feed.reads - reads).toBe(1);
+    await expect.poll(reads).toBe(1);
     expect(t.app.feed.dispatched - dispatched).toBe(0);
   });
 
