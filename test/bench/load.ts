@@ -17,9 +17,9 @@ export async function gql<T>(url: string, key: string | undefined, query: string
   return body.data;
 }
 
+/** Creates `count` jobs, ten at a time; returns their ids in creation order. */
 export async function createJobs(url: string, key: string | undefined, count: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
+  const create = async (i: number) => {
     const { createJob } = await gql<{ createJob: { id: string } }>(
       url,
       key,
@@ -39,7 +39,11 @@ export async function createJobs(url: string, key: string | undefined, count: nu
         },
       },
     );
-    ids.push(createJob.id);
+    return createJob.id;
+  };
+  const ids: string[] = [];
+  for (let first = 0; first < count; first += 10) {
+    ids.push(...(await Promise.all(Array.from({ length: Math.min(10, count - first) }, (_, i) => create(first + i)))));
   }
   return ids;
 }

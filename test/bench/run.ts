@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -28,7 +29,7 @@ type Db = 'embedded' | 'postgres';
 const profile = flags.smoke
   ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
   : flags.quick
-    ? { name: 'quick', ns: [1000], fanoutMs: 2500, latencyMs: 2500, restS: 1, pollMs: 4500, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
+    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, pollMs: 3000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
     : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
 
 if (flags.n) profile.ns = flags.n.map(Number);
@@ -59,7 +60,9 @@ interface RestRow {
   p99Ms: number;
 }
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
+const began = performance.now();
+/** Progress on stderr, each line with the seconds since the run began. */
+const log = (line: string) => process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
 
 async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -222,8 +225,11 @@ async function rest(db: Db, url: string, key: string, jobId: string): Promise<Re
     ['POST /graphql job(id)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
   ];
   const rows: RestRow[] = [];
-  // Warm every route up first (JIT, caches), so that none is measured cold and the order is fair.
-  for (const [, options] of runs) await cannon({ ...options, durationS: 1 });
+  // Warm every route up first (JIT, caches), so that none is measured cold and the order is fair:
+  // one after the other, or, for the short profiles, all at once (a second, not four).
+  const warmUps = runs.map(([, options]) => () => cannon({ ...options, durationS: 1 }));
+  if (profile.restS > 1) for (const warmUp of warmUps) await warmUp();
+  else await Promise.all(warmUps.map((warmUp) => warmUp()));
   for (const [route, options] of runs) {
     const result = await cannon(options);
     if (result.non2xx > 0) throw new Error(`${route}: ${result.non2xx} failed requests`);
@@ -232,57 +238,58 @@ async function rest(db: Db, url: string, key: string, jobId: string): Promise<Re
   return rows;
 }
 
-async function pollingAgainstPush(subs: Child) {
-  const { gateway, url, key, stop } = await startGateway('embedded', 'poll');
-  try {
-    const [jobId] = await createJobs(url, key, 1);
-    const dashboards = profile.dashboards;
-    // A job that moves every 2 s: as often as the old dashboards poll it.
-    const updatesPerSec = 0.5;
-    const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
+/** On a running embedded gateway whose dashboards have all disconnected. */
+async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway: Child; url: string; key: string }) {
+  const [jobId] = await createJobs(url, key, 1);
+  const dashboards = profile.dashboards;
+  // A job that moves every 2 s: as often as the old dashboards poll it.
+  const updatesPerSec = 0.5;
+  const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
 
-    // Polling: every dashboard asks for the job every 2 s (spread evenly), as the old clients do.
-    let polling = true;
-    const pollers = Array.from({ length: dashboards }, async (_, i) => {
-      await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
-      while (polling) {
-        const started = Date.now();
-        const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key } });
-        await response.arrayBuffer();
-        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 2000 - (Date.now() - started))));
-      }
-    });
-    await new Promise((resolve) => setTimeout(resolve, 2000)); // every poller has started
-    const pollBefore = await stats();
-    let start = now();
-    await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
-    const pollAfter = await stats();
-    let seconds = (now() - start) / 1000;
-    polling = false;
-    await Promise.all(pollers);
-    const poll = { queries: (pollAfter.queries - pollBefore.queries) / seconds, bytes: (pollAfter.bytesWritten - pollBefore.bytesWritten) / seconds };
+  // Polling: every dashboard asks for the job every 2 s (spread evenly), as the old clients do.
+  let polling = true;
+  // Ends the pollers' waits at once when the measurement is over.
+  const stopPolling = new AbortController();
+  const pollers = Array.from({ length: dashboards }, async (_, i) => {
+    await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
+    while (polling) {
+      const started = Date.now();
+      const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key } });
+      await response.arrayBuffer();
+      await sleep(Math.max(0, 2000 - (Date.now() - started)), undefined, { signal: stopPolling.signal }).catch(() => undefined);
+    }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 2000)); // every poller has started
+  const pollBefore = await stats();
+  let start = now();
+  await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
+  const pollAfter = await stats();
+  let seconds = (now() - start) / 1000;
+  polling = false;
+  stopPolling.abort();
+  await Promise.all(pollers);
+  const poll = { queries: (pollAfter.queries - pollBefore.queries) / seconds, bytes: (pollAfter.bytesWritten - pollBefore.bytesWritten) / seconds };
+  log(`polling: ${round(poll.queries)} queries/s`);
 
-    // Push: the same dashboards hold a subscription to that job instead.
-    await subscribeAll(subs, url, key, dashboards, [jobId!], `subscription { jobUpdated(id: "${jobId}") { ${DASHBOARD_SELECTION} } }`);
-    const pushBefore = await stats();
-    start = now();
-    await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the last update's fan-out
-    const pushAfter = await stats();
-    seconds = (now() - start) / 1000;
-    await subs.request({ cmd: 'closeAll' });
-    const push = { queries: (pushAfter.queries - pushBefore.queries) / seconds, bytes: (pushAfter.bytesWritten - pushBefore.bytesWritten) / seconds };
-    return {
-      dashboards,
-      updatesPerSec,
-      pollDbQueriesPerSec: round(poll.queries),
-      pushDbQueriesPerSec: round(push.queries),
-      pollBytesPerSec: Math.round(poll.bytes),
-      pushBytesPerSec: Math.round(push.bytes),
-    };
-  } finally {
-    await stop();
-  }
+  // Push: the same dashboards hold a subscription to that job instead.
+  await subscribeAll(subs, url, key, dashboards, [jobId!], `subscription { jobUpdated(id: "${jobId}") { ${DASHBOARD_SELECTION} } }`);
+  const pushBefore = await stats();
+  start = now();
+  await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the last update's fan-out
+  const pushAfter = await stats();
+  seconds = (now() - start) / 1000;
+  await subs.request({ cmd: 'closeAll' });
+  const push = { queries: (pushAfter.queries - pushBefore.queries) / seconds, bytes: (pushAfter.bytesWritten - pushBefore.bytesWritten) / seconds };
+  log(`push: ${round(push.queries)} queries/s`);
+  return {
+    dashboards,
+    updatesPerSec,
+    pollDbQueriesPerSec: round(poll.queries),
+    pushDbQueriesPerSec: round(push.queries),
+    pollBytesPerSec: Math.round(poll.bytes),
+    pushBytesPerSec: Math.round(push.bytes),
+  };
 }
 
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -292,6 +299,7 @@ async function main() {
   const subs = await spawnChild('./subscribers.ts');
   const fanout: FanoutRow[] = [];
   const restRows: RestRow[] = [];
+  let polling: Awaited<ReturnType<typeof pollingAgainstPush>> | undefined;
   try {
     for (const n of profile.ns) {
       log(`\n== ${n} subscribers`);
@@ -344,6 +352,8 @@ async function main() {
             restRows.push(...(await rest(db, url, key, jobIds[0]!)));
             log(`rest (${db}): ${restRows.filter((r) => r.db === db).map((r) => `${r.route} ${Math.round(r.reqPerSec)}/s p99 ${r.p99Ms} ms`).join('; ')}`);
           }
+          // Polling against push on this gateway too (it has a job of its own): no second start.
+          if (n === profile.ns[0] && db === 'embedded' && !flags['fanout-only']) polling = await pollingAgainstPush(subs, { gateway, url, key });
         } finally {
           await subs.request({ cmd: 'closeAll' });
           await stop();
@@ -354,7 +364,14 @@ async function main() {
       printTable(fanout, restRows, undefined);
       return;
     }
-    const polling = await pollingAgainstPush(subs);
+    if (!polling) {
+      const started = await startGateway('embedded', 'poll');
+      try {
+        polling = await pollingAgainstPush(subs, started);
+      } finally {
+        await started.stop();
+      }
+    }
     printTable(fanout, restRows, polling);
     console.log(JSON.stringify({ fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row), rest: restRows, polling }));
   } finally {
