@@ -41,10 +41,13 @@ export class JobStore {
 
   /** Keeps the remembered state of these jobs current with rows just read or notified (whoever wrote them). */
   observe(rows: readonly JobRow[]): void {
-    for (const row of rows) {
-      const known = this.latest.peek(row.id);
-      if (known && known.changeCursor < row.changeCursor) this.latest.set(row.id, row);
-    }
+    for (const row of rows) if (this.latest.has(row.id)) this.remember(row);
+  }
+
+  /** Remembers `row` unless a newer state of its job is remembered already. */
+  private remember(row: JobRow): void {
+    const known = this.latest.peek(row.id);
+    if (!known || known.changeCursor < row.changeCursor) this.latest.set(row.id, row);
   }
 
   async list(workspaceId: string, filter: ListFilter = {}): Promise<JobRow[]> {
@@ -96,7 +99,7 @@ export class JobStore {
     const job = await this.prisma.job.create({
       data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
     });
-    this.latest.set(job.id, job);
+    this.remember(job);
     return job;
   }
 
@@ -157,7 +160,8 @@ export class JobStore {
             ...(metadata && { metadata: toJson(metadata) }),
           },
         });
-        this.latest.set(id, updated);
+        // The feed may already have brought a newer state (another writer's) than this write's.
+        this.remember(updated);
         return updated;
       } catch (error) {
         if (!isRecordNotFound(error)) throw error;
