@@ -27,9 +27,13 @@ serveParent(
     url: () => url,
     pid: () => process.pid,
     createKey: async (m) => (await app.apiKeys.create({ workspace: m.workspace as string, scopes: ['jobs:read', 'jobs:write', 'jobs:cancel'] })).key,
-    memory: () => {
+    memory: async () => {
+      // V8 gives freed pages back to the OS on helper threads after a collection: let it finish,
+      // or RSS readings differ by tens of MB depending on when they were taken.
       globalThis.gc?.();
+      await new Promise((resolve) => setTimeout(resolve, 500));
       globalThis.gc?.();
+      await new Promise((resolve) => setTimeout(resolve, 500));
       const { rss, heapUsed } = process.memoryUsage();
       return { rss, heapUsed };
     },
