@@ -31,7 +31,7 @@ export class JobStore {
   private readonly perJob = new KeyedMutex();
   /**
    * The latest state this instance has seen of recently written jobs: what it wrote or created, and
-   * what the change feed read since. A worker's next transition starts from it instead of reading
+   * what the change feed brought since. A worker's next transition starts from it instead of reading
    * the job again, so a progress report is one statement. It can only be stale, never wrong: the
    * write is conditional on the change cursor, and a stale start fails it, reads, and retries.
    */

@@ -8,7 +8,7 @@ import type { ReplayQueue } from './replay-queue.js';
 export interface LiveSubscriber {
   readonly workspaceId: string;
   readonly filter: JobFilter;
-  /** The matching changes of one feed read, in cursor order (never empty). */
+  /** The matching changes of one dispatch of the change feed, in cursor order (never empty). */
   deliver(jobs: readonly JobRow[]): void;
 }
 
@@ -150,7 +150,7 @@ export class LiveJobs {
     await Promise.all([...this.iterators].map((finish) => finish()));
   }
 
-  /** Hands each subscriber the rows of one read that it may see, all at once (one write per socket). */
+  /** Hands each subscriber the rows of one dispatch that it may see, all at once (one write per socket). */
   private dispatch(rows: JobRow[]): void {
     const byWorkspace = new Map<string, JobRow[]>();
     for (const job of rows) {

@@ -158,7 +158,7 @@ export class Member {
     if (replaying) this.gate = new ReplayGate();
   }
 
-  /** One feed read's states (`payloads[i]` renders `jobs[i]`), written to the socket at once. */
+  /** One dispatch's states (`payloads[i]` renders `jobs[i]`), written to the socket at once. */
   offer(jobs: readonly JobRow[], payloads: readonly Buffer[]): void {
     if (this.ended) return;
     this.sender.batch(() => {

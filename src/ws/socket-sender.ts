@@ -28,7 +28,7 @@ export class SocketSender {
 
   /**
    * Runs `sendFrames` with the connection corked: the frames it sends leave in one write (one
-   * syscall, usually one TCP segment) instead of one each. Under load a feed read carries several
+   * syscall, usually one TCP segment) instead of one each. Under load a dispatch of the change feed carries several
    * changes, and per-frame writes are what a fan-out spends most of its time on.
    */
   batch(sendFrames: () => void): void {
