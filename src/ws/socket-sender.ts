@@ -28,8 +28,9 @@ export class SocketSender {
 
   /**
    * Runs `sendFrames` with the connection corked: the frames it sends leave in one write (one
-   * syscall, usually one TCP segment) instead of one each. Under load a dispatch of the change feed carries several
-   * changes, and per-frame writes are what a fan-out spends most of its time on.
+   * syscall, usually one TCP segment) instead of one each. Under load a dispatch of the change
+   * feed carries several changes, and per-frame writes are what a fan-out spends most of its
+   * time on.
    */
   batch(sendFrames: () => void): void {
     this.connection.cork();
