@@ -443,6 +443,26 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
     }
   });
 
+  it('remembers a valid key for AUTH_CACHE_TTL_MS: no read per request; a revocation made elsewhere holds after the TTL', async () => {
+    const cached = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '1500' } });
+    try {
+      const key = await cached.createKey('ws-cached');
+      const keys = cached.app.apiKeys;
+      const first = await keys.authenticate(key);
+      expect(first).not.toBeNull();
+      const before = cached.app.database.queries.count;
+      expect(await keys.authenticate(key)).toEqual(first);
+      expect(cached.app.database.queries.count - before).toBe(0);
+      // Revoked behind this store's back (the CLI, another instance): remembered until the TTL ends.
+      await cached.app.database.sql.query('UPDATE "ApiKey" SET "revokedAt" = now() WHERE id = $1', [first!.keyId]);
+      expect(await keys.authenticate(key)).toEqual(first);
+      await new Promise((resolve) => setTimeout(resolve, 1600));
+      expect(await keys.authenticate(key)).toBeNull();
+    } finally {
+      await cached.close();
+    }
+  });
+
   it('masks a database failure: no key, hash or stack trace reaches the client', async () => {
     // No auth cache: the second request must reach the (broken) key table.
     const broken = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '0' } });

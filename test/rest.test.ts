@@ -139,6 +139,34 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
     workspaceId = principal.workspaceId;
   });
 
+  /**
+   * The reference body of a job created by `create()` (from `collectInput()`), in the state given:
+   * every field literal except those that follow from the state.
+   */
+  const collectBody = (
+    created: { id: string; startedAt: string },
+    state: { status: string; progress: number; currentStep: string; stepStatuses: string[]; completedAt: unknown; competitorId?: string },
+  ) => ({
+    job: {
+      id: created.id,
+      workspaceId,
+      competitorId: state.competitorId ?? 'competitor-id',
+      type: 'collect',
+      displayTitle: 'Analyzing Competitor',
+      status: state.status,
+      progress: state.progress,
+      currentStep: state.currentStep,
+      steps: [
+        { id: 'collect', name: 'Collecting Intel', status: state.stepStatuses[0] },
+        { id: 'ingest', name: 'Processing Intel', status: state.stepStatuses[1] },
+        { id: 'build-matrix', name: 'Building Competitor Matrix', status: state.stepStatuses[2] },
+        { id: 'build-battlecard', name: 'Generating Battle Card', status: state.stepStatuses[3] },
+      ],
+      startedAt: created.startedAt,
+      completedAt: state.completedAt,
+      metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'] },
+    },
+  });
   const create = async (overrides: Partial<CreateJobInput> = {}, as = key) =>
     (await graphqlOk(t.url, CreateJobDocument, { input: collectInput(overrides) }, as)).createJob;
   const fullJob = async (id: string, as = key) => {
@@ -159,27 +187,15 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
 
       const res = await getJob(created.id);
       const job = jobBody(res);
-      expect(res.body).toEqual({
-        job: {
-          id: created.id,
-          workspaceId,
-          competitorId: 'competitor-id',
-          type: 'collect',
-          displayTitle: 'Analyzing Competitor',
+      expect(res.body).toEqual(
+        collectBody(created, {
           status: 'running',
           progress: 50,
           currentStep: 'Processing Intel',
-          steps: [
-            { id: 'collect', name: 'Collecting Intel', status: 'completed' },
-            { id: 'ingest', name: 'Processing Intel', status: 'running' },
-            { id: 'build-matrix', name: 'Building Competitor Matrix', status: 'pending' },
-            { id: 'build-battlecard', name: 'Generating Battle Card', status: 'pending' },
-          ],
-          startedAt: created.startedAt,
+          stepStatuses: ['completed', 'running', 'pending', 'pending'],
           completedAt: null,
-          metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'] },
-        },
-      });
+        }),
+      );
       expect(job.startedAt).toMatch(ISO_UTC_MS);
       expect(new Date(job.startedAt).toISOString()).toBe(job.startedAt);
       // The reference's polling loop: `jq -r '.job.status'` prints running, completed or failed.
@@ -213,27 +229,15 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
       const completed = (await graphqlOk(t.url, CompleteJobDocument, { id: done.id }, key)).completeJob;
       const doneRes = await getJob(done.id);
       const doneJob = jobBody(doneRes);
-      expect(doneRes.body).toEqual({
-        job: {
-          id: done.id,
-          workspaceId,
-          competitorId: 'competitor-id',
-          type: 'collect',
-          displayTitle: 'Analyzing Competitor',
+      expect(doneRes.body).toEqual(
+        collectBody(done, {
           status: 'completed',
           progress: 100,
           currentStep: 'Collecting Intel',
-          steps: [
-            { id: 'collect', name: 'Collecting Intel', status: 'completed' },
-            { id: 'ingest', name: 'Processing Intel', status: 'completed' },
-            { id: 'build-matrix', name: 'Building Competitor Matrix', status: 'completed' },
-            { id: 'build-battlecard', name: 'Generating Battle Card', status: 'completed' },
-          ],
-          startedAt: done.startedAt,
+          stepStatuses: ['completed', 'completed', 'completed', 'completed'],
           completedAt: completed.completedAt,
-          metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'] },
-        },
-      });
+        }),
+      );
       expect(doneJob.completedAt).toMatch(ISO_UTC_MS);
       expect(Date.parse(doneJob.completedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(doneJob.startedAt));
       expect(POLL_STATUSES).toContain(doneJob.status);
@@ -243,27 +247,16 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
       const failed = (await graphqlOk(t.url, FailJobDocument, { id: broken.id, error: 'Scraper timed out' }, key)).failJob;
       const failedRes = await getJob(broken.id);
       const failedJob = jobBody(failedRes);
-      expect(failedRes.body).toEqual({
-        job: {
-          id: broken.id,
-          workspaceId,
-          competitorId: 'c-fail',
-          type: 'collect',
-          displayTitle: 'Analyzing Competitor',
+      expect(failedRes.body).toEqual(
+        collectBody(broken, {
           status: 'failed',
           progress: 30,
           currentStep: 'Processing Intel',
-          steps: [
-            { id: 'collect', name: 'Collecting Intel', status: 'completed' },
-            { id: 'ingest', name: 'Processing Intel', status: 'failed' },
-            { id: 'build-matrix', name: 'Building Competitor Matrix', status: 'pending' },
-            { id: 'build-battlecard', name: 'Generating Battle Card', status: 'pending' },
-          ],
-          startedAt: broken.startedAt,
+          stepStatuses: ['completed', 'failed', 'pending', 'pending'],
           completedAt: failed.completedAt,
-          metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'] },
-        },
-      });
+          competitorId: 'c-fail',
+        }),
+      );
       expect(failedJob.completedAt).toMatch(ISO_UTC_MS);
       expect(POLL_STATUSES).toContain(failedJob.status);
     });
@@ -384,27 +377,15 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
 
       const afterRes = await getJob(created.id);
       const after = jobBody(afterRes);
-      expect(afterRes.body).toEqual({
-        job: {
-          id: created.id,
-          workspaceId,
-          competitorId: 'competitor-id',
-          type: 'collect',
-          displayTitle: 'Analyzing Competitor',
+      expect(afterRes.body).toEqual(
+        collectBody(created, {
           status: 'failed',
           progress: 40,
           currentStep: 'Cancelled',
-          steps: [
-            { id: 'collect', name: 'Collecting Intel', status: 'completed' },
-            { id: 'ingest', name: 'Processing Intel', status: 'failed' },
-            { id: 'build-matrix', name: 'Building Competitor Matrix', status: 'pending' },
-            { id: 'build-battlecard', name: 'Generating Battle Card', status: 'pending' },
-          ],
-          startedAt: created.startedAt,
+          stepStatuses: ['completed', 'failed', 'pending', 'pending'],
           completedAt: expect.stringMatching(ISO_UTC_MS),
-          metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'] },
-        },
-      });
+        }),
+      );
       expect(Date.parse(after.completedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(after.startedAt));
       // The poll loop of the reference stops on it.
       expect(POLL_STATUSES).toContain(after.status);

@@ -114,7 +114,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(t.app.feed.dispatched - dispatched).toBe(0);
   });
 
-  it('sends the states that arrive while it pauses after a dispatch together: every state, in order, in one socket write', async () => {
+  it('sends the states that arrive while it pauses after a dispatch together: every state, in order, in one socket write for all its subscriptions', async () => {
     const t = await startTestApp({ env: { FEED_COALESCE_MS: '1500' } });
     const key = await t.createKey('batched');
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
@@ -132,11 +132,16 @@ describeDb('jobUpdated: the database is the source of truth', () => {
         original(...args);
       };
     }
-    socket.subscribe('1', WATCH, { after: (BigInt(job.changeCursor) - 1n).toString() });
+    // Two subscriptions in two groups (different documents) on the one connection.
+    const after = (BigInt(job.changeCursor) - 1n).toString();
+    socket.subscribe('1', WATCH, { after });
+    socket.subscribe('2', 'subscription($after: String) { jobUpdated(after: $after) { id progress } }', { after });
     await socket.waitForNexts('1', 1); // the replayed creation: live from here
+    await socket.waitForNexts('2', 1);
     // After a quiet spell a change goes out at once; the feed then pauses.
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 1 } }, key);
     await socket.waitForNexts('1', 2);
+    await socket.waitForNexts('2', 2);
     const dispatches = t.app.feed.dispatches;
     const writesBefore = writes;
 
@@ -145,6 +150,8 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     }
     const updates = await socket.waitForNexts<Update>('1', 7);
     expect(updates.slice(2).map((u) => u.data.jobUpdated.progress)).toEqual([2, 3, 4, 5, 6]);
+    const other = await socket.waitForNexts<Update>('2', 7);
+    expect(other.slice(2).map((u) => u.data.jobUpdated.progress)).toEqual([2, 3, 4, 5, 6]);
     expect(t.app.feed.dispatches - dispatches).toBe(1);
     expect(writes - writesBefore).toBe(1);
   });

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { PrismaClient } from '../db/database.js';
 import { isUuid } from '../ids.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
@@ -30,7 +31,7 @@ export interface ApiKeyInfo {
 export class UnknownWorkspaceError extends Error {}
 export class UnknownKeyError extends Error {}
 
-/** Most keys remembered at once; beyond, the oldest are forgotten first. */
+/** Most keys remembered at once; beyond, the least recently used are forgotten first. */
 const CACHE_MAX_ENTRIES = 10_000;
 
 /**
@@ -41,12 +42,15 @@ const CACHE_MAX_ENTRIES = 10_000;
  * (the CLI, another instance) within the TTL.
  */
 export class ApiKeyStore {
-  private readonly cache = new Map<string, { principal: Principal; expiresAt: number }>();
+  /** Principals by key hash; absent when caching is off (a TTL of 0). */
+  private readonly cache: LRUCache<string, Principal> | undefined;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly cacheTtlMs = 0,
-  ) {}
+    cacheTtlMs = 0,
+  ) {
+    if (cacheTtlMs > 0) this.cache = new LRUCache({ max: CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+  }
 
   /** Creates the workspace if it is new. Returns the key itself: the only time it exists in clear. */
   async create(input: { workspace: string; name?: string | undefined; scopes: readonly Scope[] }): Promise<{ key: string; info: ApiKeyInfo }> {
@@ -101,30 +105,25 @@ export class ApiKeyStore {
 
   /** Drops remembered keys (revoked elsewhere, as a socket recheck found out). */
   forget(keyIds: readonly string[]): void {
+    if (!this.cache || keyIds.length === 0) return;
     const ids = new Set(keyIds);
-    for (const [hash, entry] of this.cache) if (ids.has(entry.principal.keyId)) this.cache.delete(hash);
+    const hashes = [...this.cache.entries()].filter(([, principal]) => ids.has(principal.keyId)).map(([hash]) => hash);
+    for (const hash of hashes) this.cache.delete(hash);
   }
 
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
     if (key.length > MAX_KEY_LENGTH) return null;
     const keyHash = hashApiKey(key);
-    const cached = this.cache.get(keyHash);
-    if (cached && cached.expiresAt > Date.now()) return cached.principal;
+    const cached = this.cache?.get(keyHash);
+    if (cached) return cached;
     const row = await this.prisma.apiKey.findUnique({
       where: { keyHash },
       select: { id: true, workspaceId: true, scopes: true, revokedAt: true },
     });
-    if (!row || row.revokedAt) {
-      this.cache.delete(keyHash);
-      return null;
-    }
+    if (!row || row.revokedAt) return null;
     const principal: Principal = { keyId: row.id, workspaceId: row.workspaceId, scopes: new Set(row.scopes.filter(isScope)) };
-    if (this.cacheTtlMs > 0) {
-      this.cache.delete(keyHash);
-      this.cache.set(keyHash, { principal, expiresAt: Date.now() + this.cacheTtlMs });
-      if (this.cache.size > CACHE_MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-    }
+    this.cache?.set(keyHash, principal);
     return principal;
   }
 }

@@ -142,7 +142,6 @@ const NEXT_TAIL = Buffer.from('}');
 /** One graphql-ws subscription (socket + id) in a group. */
 export class Member {
   private readonly head: Buffer;
-  private readonly mergePrefix: string;
   private gate: ReplayGate<{ jobId: string; payload: Buffer }> | undefined;
   private ended = false;
   private resolveEnd: (() => void) | undefined;
@@ -154,19 +153,16 @@ export class Member {
     replaying: boolean,
   ) {
     this.head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
-    this.mergePrefix = `${id}\u0000`;
     if (replaying) this.gate = new ReplayGate();
   }
 
-  /** One dispatch's states (`payloads[i]` renders `jobs[i]`), written to the socket at once. */
+  /** One dispatch's states (`payloads[i]` renders `jobs[i]`); the sender writes them at once. */
   offer(jobs: readonly JobRow[], payloads: readonly Buffer[]): void {
     if (this.ended) return;
-    this.sender.batch(() => {
-      jobs.forEach((job, i) => {
-        const payload = payloads[i]!;
-        if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
-        this.send(job.id, payload);
-      });
+    jobs.forEach((job, i) => {
+      const payload = payloads[i]!;
+      if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
+      this.send(job.id, payload);
     });
   }
 
@@ -175,11 +171,9 @@ export class Member {
     const payloads: Buffer[] = [];
     for (const job of jobs) payloads.push(await this.group.render(job));
     if (this.ended) return;
-    this.sender.batch(() => {
-      jobs.forEach((job, i) => this.send(job.id, payloads[i]!));
-      const replayed = new Map(jobs.map((job) => [job.id, job.changeCursor]));
-      for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
-    });
+    jobs.forEach((job, i) => this.send(job.id, payloads[i]!));
+    const replayed = new Map(jobs.map((job) => [job.id, job.changeCursor]));
+    for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
   }
 
   /**
@@ -212,12 +206,12 @@ export class Member {
   leave(): void {
     if (this.ended) return;
     this.ended = true;
-    this.sender.drop(this.mergePrefix);
+    this.sender.drop(this.id);
     this.group.leave(this);
     this.resolveEnd?.();
   }
 
   private send(jobId: string, payload: Buffer): void {
-    this.sender.send(this.mergePrefix + jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
+    this.sender.send(this.id, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
   }
 }

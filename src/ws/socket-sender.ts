@@ -16,37 +16,25 @@ export class SocketSender {
   private pending: Map<string, Buffer> | undefined;
   private pendingBytes = 0;
   private congestedSince = 0;
+  private corked = false;
 
   constructor(
     readonly socket: WebSocket,
-    /** The TCP connection under `socket`: corked around a batch so that its frames share one write. */
+    /** The TCP connection under `socket`, corked so that the frames of one dispatch share one write. */
     private readonly connection: Corkable,
     private readonly maxBufferedBytes: number,
     private readonly maxCongestedMs: number,
     private readonly onCongested: (sender: SocketSender) => void,
   ) {}
 
-  /**
-   * Runs `sendFrames` with the connection corked: the frames it sends leave in one write (one
-   * syscall, usually one TCP segment) instead of one each. Under load a dispatch of the change
-   * feed carries several changes, and per-frame writes are what a fan-out spends most of its
-   * time on.
-   */
-  batch(sendFrames: () => void): void {
-    this.connection.cork();
-    try {
-      sendFrames();
-    } finally {
-      this.connection.uncork();
-    }
-  }
-
-  send(mergeKey: string, frame: Buffer): void {
+  /** Sends `frame` of subscription `id` about job `jobId` (the pair a slow socket merges on). */
+  send(id: string, jobId: string, frame: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     if (!this.pending && this.socket.bufferedAmount <= this.maxBufferedBytes) {
-      this.socket.send(frame, { binary: false });
+      this.write(frame);
       return;
     }
+    const mergeKey = `${id}\u0000${jobId}`;
     if (!this.pending) {
       this.pending = new Map();
       this.congestedSince = Date.now();
@@ -59,8 +47,9 @@ export class SocketSender {
   }
 
   /** Forgets frames of a subscription that ended. */
-  drop(keyPrefix: string): void {
+  drop(id: string): void {
     if (!this.pending) return;
+    const keyPrefix = `${id}\u0000`;
     for (const [key, frame] of this.pending) {
       if (key.startsWith(keyPrefix)) {
         this.pending.delete(key);
@@ -82,13 +71,31 @@ export class SocketSender {
         this.closeSlow();
         return false;
       }
-      this.socket.send(frame, { binary: false });
+      this.write(frame);
       this.pending.delete(key);
       this.pendingBytes -= frame.length;
     }
     this.pending = undefined;
     this.pendingBytes = 0;
     return false;
+  }
+
+  /**
+   * Every frame written in one turn of the event loop (one dispatch of the change feed, whatever
+   * the subscriptions and groups on this socket; a flush of merged frames) leaves in one write,
+   * one syscall and usually one TCP segment, instead of one each: per-frame writes are what a
+   * fan-out spends most of its time on. Node's documented idiom: cork, uncork on the next tick.
+   */
+  private write(frame: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.connection.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.connection.uncork();
+      });
+    }
+    this.socket.send(frame, { binary: false });
   }
 
   private closeSlow(): void {
