@@ -156,6 +156,33 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(writes - writesBefore).toBe(1);
   });
 
+  it('never sends a change at or below `after`, even one the feed dispatches after the subscription started', async () => {
+    // The pause after a dispatch holds the second update back, while its cursor is already in the
+    // worker's hands (and could be in a dashboard's): a resume from it must not bring it again.
+    const t = await startTestApp({ env: { FEED_COALESCE_MS: '1500' } });
+    const key = await t.createKey('resume-at-pending');
+    const dispatched: number[] = [];
+    cleanups.push(t.app.feed.subscribe((rows) => dispatched.push(...rows.map((row) => row.progress))));
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 1 } }, key);
+    await expect.poll(() => dispatched.includes(1), { timeout: 5_000 }).toBe(true);
+    const held = (await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 2 } }, key)).updateJobProgress;
+    expect(dispatched).not.toContain(2); // the premise: not dispatched yet
+
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: held.changeCursor });
+    const events = await openEventStream(t.url, key, `subscription { jobUpdated(after: "${held.changeCursor}") { id progress } }`);
+    cleanups.push(() => events.close());
+    await expect.poll(() => dispatched.includes(2), { timeout: 5_000 }).toBe(true);
+
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 3 } }, key);
+    const [update] = await socket.waitForNexts<Update>('1', 1);
+    expect(update!.data.jobUpdated.progress).toBe(3);
+    const [event] = await events.next(1);
+    expect((event as Update).data.jobUpdated.progress).toBe(3);
+  });
+
   it('closes a slow consumer with 4008 instead of buffering without bound', async () => {
     const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '300' } });
     const key = await t.createKey('slow');
@@ -302,6 +329,39 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
     expect(after[0]).not.toBe(before);
   });
 });
+
+/** A Server-Sent Events subscription; `next(n)` waits for its first n events' payloads. */
+async function openEventStream(url: string, apiKey: string, query: string) {
+  const controller = new AbortController();
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': apiKey },
+    body: JSON.stringify({ query }),
+    signal: controller.signal,
+  });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: unknown[] = [];
+  let text = '';
+  return {
+    async next(count: number): Promise<unknown[]> {
+      while (events.length < count) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error('event stream ended');
+        text += decoder.decode(value, { stream: true });
+        const blocks = text.split('\n\n');
+        text = blocks.pop()!;
+        for (const block of blocks) {
+          const data = block.split('\n').find((line) => line.startsWith('data: '));
+          if (block.includes('event: next') && data) events.push(JSON.parse(data.slice(6)));
+        }
+      }
+      return events.slice(0, count);
+    },
+    close: () => controller.abort(),
+  };
+}
 
 async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

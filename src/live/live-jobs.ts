@@ -50,7 +50,7 @@ export class LiveJobs {
    */
   async attach(subscriber: LiveSubscriber, after: bigint | undefined): Promise<() => void> {
     if (after === undefined) return this.add(subscriber);
-    const gate = new ReplayGate<JobRow>();
+    const gate = new ReplayGate<JobRow>(after);
     const remove = this.add({
       workspaceId: subscriber.workspaceId,
       filter: subscriber.filter,

@@ -1,6 +1,11 @@
 /**
  * Joins a resumed subscription's replay to its live stream with no gap and no duplicate.
  *
+ * Nothing at or below `after` is ever delivered: the client has those changes already. The feed
+ * can dispatch one after the subscription starts (a change committed, and its cursor handed to
+ * the client, before this instance's feed had dispatched it), and the replay, which reads only
+ * past `after`, does not cover it.
+ *
  * While the replay runs, live deliveries are held (only the newest per job). On release, the held
  * ones newer than what the replay sent for their job go out, oldest change first. After release, a
  * live delivery can still be one the replay already sent (the replay read a state the feed had not
@@ -12,8 +17,11 @@ export class ReplayGate<T> {
   private replayed: ReadonlyMap<string, bigint> | undefined;
   private maxReplayed = -1n;
 
+  constructor(private readonly after: bigint) {}
+
   /** 'hold': kept for release; 'skip': already replayed; 'send': deliver it now. */
   offer(jobId: string, cursor: bigint, item: T): 'hold' | 'skip' | 'send' {
+    if (cursor <= this.after) return 'skip';
     if (this.held) {
       const existing = this.held.get(jobId);
       if (!existing || existing.cursor < cursor) this.held.set(jobId, { cursor, item });

@@ -60,7 +60,7 @@ export class Multiplexer {
       this.groups.set(spec.key, group);
       group.unregister = this.live.add(group);
     }
-    const member = new Member(group, sender, id, after !== undefined);
+    const member = new Member(group, sender, id, after);
     group.members.add(member);
     if (after !== undefined) {
       try {
@@ -150,10 +150,10 @@ export class Member {
     private readonly group: Group,
     private readonly sender: SocketSender,
     readonly id: string,
-    replaying: boolean,
+    after: bigint | undefined,
   ) {
     this.head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
-    if (replaying) this.gate = new ReplayGate();
+    if (after !== undefined) this.gate = new ReplayGate(after);
   }
 
   /** One dispatch's states (`payloads[i]` renders `jobs[i]`); the sender writes them at once. */
