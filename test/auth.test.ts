@@ -444,7 +444,8 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
   });
 
   it('remembers a valid key for AUTH_CACHE_TTL_MS: no read per request; a revocation made elsewhere holds after the TTL', async () => {
-    const cached = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '1500' } });
+    // A TTL long enough that the steps before the wait cannot outlast it, even on a loaded machine.
+    const cached = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '3000' } });
     try {
       const key = await cached.createKey('ws-cached');
       const keys = cached.app.apiKeys;
@@ -456,7 +457,7 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
       // Revoked behind this store's back (the CLI, another instance): remembered until the TTL ends.
       await cached.app.database.sql.query('UPDATE "ApiKey" SET "revokedAt" = now() WHERE id = $1', [first!.keyId]);
       expect(await keys.authenticate(key)).toEqual(first);
-      await new Promise((resolve) => setTimeout(resolve, 1600));
+      await new Promise((resolve) => setTimeout(resolve, 3100));
       expect(await keys.authenticate(key)).toBeNull();
     } finally {
       await cached.close();

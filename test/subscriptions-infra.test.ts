@@ -115,7 +115,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   });
 
   it('sends the states that arrive while it pauses after a dispatch together: every state, in order, in one socket write for all its subscriptions', async () => {
-    const t = await startTestApp({ env: { FEED_COALESCE_MS: '1500' } });
+    const t = await startTestApp({ env: { FEED_COALESCE_MS: '3000' } });
     const key = await t.createKey('batched');
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
     const upgraded: net.Socket[] = [];
@@ -159,13 +159,13 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   it('never sends a change at or below `after`, even one the feed dispatches after the subscription started', async () => {
     // The pause after a dispatch holds the second update back, while its cursor is already in the
     // worker's hands (and could be in a dashboard's): a resume from it must not bring it again.
-    const t = await startTestApp({ env: { FEED_COALESCE_MS: '1500' } });
+    const t = await startTestApp({ env: { FEED_COALESCE_MS: '3000' } });
     const key = await t.createKey('resume-at-pending');
     const dispatched: number[] = [];
     cleanups.push(t.app.feed.subscribe((rows) => dispatched.push(...rows.map((row) => row.progress))));
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 1 } }, key);
-    await expect.poll(() => dispatched.includes(1), { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => dispatched.includes(1), { timeout: 10_000 }).toBe(true);
     const held = (await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 2 } }, key)).updateJobProgress;
     expect(dispatched).not.toContain(2); // the premise: not dispatched yet
 
@@ -174,7 +174,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     socket.subscribe('1', WATCH, { after: held.changeCursor });
     const events = await openEventStream(t.url, key, `subscription { jobUpdated(after: "${held.changeCursor}") { id progress } }`);
     cleanups.push(() => events.close());
-    await expect.poll(() => dispatched.includes(2), { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => dispatched.includes(2), { timeout: 10_000 }).toBe(true);
 
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 3 } }, key);
     const [update] = await socket.waitForNexts<Update>('1', 1);
