@@ -83,6 +83,19 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(reads()).toBe(0);
   });
 
+  it('dispatches a created job from its notification too: an insert leaves no gap in the cursors', async () => {
+    const { t, key, next, reads } = await gatewayWithJob('inserts');
+    const created = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'second', steps } }, key)).createJob;
+    expect(await next((row) => row.id === created.id)).toEqual(await current(t, created.id));
+    // A writer that leaves the cursor to the database's default, like a SQL console.
+    const [inserted] = await t.app.database.sql.query<{ id: string }>(
+      `INSERT INTO "Job" (id, "workspaceId", type, "displayTitle") VALUES (gen_random_uuid(), $1, 'collect', 'by SQL') RETURNING id`,
+      [created.workspaceId],
+    );
+    expect(await next((row) => row.id === inserted!.id)).toEqual(await current(t, inserted!.id));
+    expect(reads()).toBe(0);
+  });
+
   it('reads a change whose row does not fit a notification', async () => {
     const { t, key, job, next, reads } = await gatewayWithJob('big-rows');
     // NOTIFY payloads stop at 8,000 bytes.
