@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiKeyStore } from './auth/api-keys.js';
+import { RevocationWatch } from './auth/revocation-watch.js';
 import { apiKeyFromHeaders } from './auth/credentials.js';
 import type { Principal } from './auth/scopes.js';
 import type { Config } from './config.js';
@@ -58,7 +59,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     await database.close();
     throw error;
   }
-  const yoga = createGatewayYoga({ jobs, live, logger });
+  const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
+  const yoga = createGatewayYoga({ jobs, live, revocations, logger });
   const handleRest = createRestHandler(yoga, routes, logger);
 
   async function authenticate(req: IncomingMessage): Promise<Principal | null> {
@@ -103,7 +105,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     });
   });
 
-  const webSockets = attachWebSockets({ server, yoga, apiKeys, live, config, logger });
+  const webSockets = attachWebSockets({ server, yoga, apiKeys, revocations, live, config, logger });
 
   let closing: Promise<void> | undefined;
 
@@ -132,6 +134,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         // another instance while this one finishes its requests.
         await webSockets.close();
         await live.close();
+        revocations.close();
         await stopServer(server, config.shutdownTimeoutMs);
         await feed.stop();
         await yoga.dispose();

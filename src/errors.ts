@@ -23,6 +23,7 @@ export function appError(code: ErrorCode, message: string): GraphQLError {
 
 export const errors = {
   unauthenticated: () => appError('UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).'),
+  keyRevoked: () => appError('UNAUTHENTICATED', 'The API key was revoked.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
   jobNotRunning: (id: string, status: string) =>

@@ -8,6 +8,7 @@ import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from 
 import { spawnGateway } from './helpers/gateway-process.js';
 import { graphqlOk } from './helpers/http.js';
 import { startTestApp } from './helpers/test-app.js';
+import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress metadata changeCursor } }';
@@ -192,8 +193,8 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 3 } }, key);
     const [update] = await socket.waitForNexts<Update>('1', 1);
     expect(update!.data.jobUpdated.progress).toBe(3);
-    const [event] = await events.next(1);
-    expect((event as Update).data.jobUpdated.progress).toBe(3);
+    const [event] = await events.next<Update>(1);
+    expect(event!.data.jobUpdated.progress).toBe(3);
   });
 
   it('closes a slow consumer with 4008 instead of buffering without bound', async () => {
@@ -342,39 +343,6 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
     expect(after[0]).not.toBe(before);
   });
 });
-
-/** A Server-Sent Events subscription; `next(n)` waits for its first n events' payloads. */
-async function openEventStream(url: string, apiKey: string, query: string) {
-  const controller = new AbortController();
-  const response = await fetch(`${url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': apiKey },
-    body: JSON.stringify({ query }),
-    signal: controller.signal,
-  });
-  expect(response.status).toBe(200);
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  const events: unknown[] = [];
-  let text = '';
-  return {
-    async next(count: number): Promise<unknown[]> {
-      while (events.length < count) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error('event stream ended');
-        text += decoder.decode(value, { stream: true });
-        const blocks = text.split('\n\n');
-        text = blocks.pop()!;
-        for (const block of blocks) {
-          const data = block.split('\n').find((line) => line.startsWith('data: '));
-          if (block.includes('event: next') && data) events.push(JSON.parse(data.slice(6)));
-        }
-      }
-      return events.slice(0, count);
-    },
-    close: () => controller.abort(),
-  };
-}
 
 async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -5,11 +5,13 @@ import {
   CreateJobDocument,
   type CreateJobInput,
   FailJobDocument,
+  JobsDocument,
   UpdateJobProgressDocument,
 } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
-import { graphqlOk } from './helpers/http.js';
+import { graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 const SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
@@ -308,41 +310,40 @@ describeDb('jobUpdated over Server-Sent Events', () => {
     const t = await startTestApp();
     const worker = await t.createKey('sse', ['jobs:read', 'jobs:write']);
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
-    const controller = new AbortController();
-    const response = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': worker },
-      body: JSON.stringify({ query: `subscription { jobUpdated(after: "${BigInt(job.changeCursor) - 1n}") { id status progress } }` }),
-      signal: controller.signal,
-    });
-    expect(response.status).toBe(200);
-    expect(response.headers.get('content-type')).toContain('text/event-stream');
-
-    const reader = response.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = '';
-    const events: Array<{ data: { jobUpdated: { id: string; status: string } } }> = [];
-    let completed = false;
-    while (!events.some((e) => e.data.jobUpdated.status === 'COMPLETED')) {
+    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${BigInt(job.changeCursor) - 1n}") { id status progress } }`);
+    try {
       // The replayed creation is the first event: the stream is live, so complete the job now.
-      if (events.length > 0 && !completed) {
-        completed = true;
-        await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
-      }
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-      const blocks = text.split('\n\n');
-      text = blocks.pop()!;
-      for (const block of blocks) {
-        const data = block.split('\n').find((line) => line.startsWith('data: '));
-        if (block.includes('event: next') && data) events.push(JSON.parse(data.slice(6)));
-      }
+      await stream.next(1);
+      await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
+      const events = await stream.next<Update>(2);
+      expect(events.map((e) => [e.data.jobUpdated.id, e.data.jobUpdated.status])).toEqual([
+        [job.id, 'RUNNING'],
+        [job.id, 'COMPLETED'],
+      ]);
+    } finally {
+      stream.close();
     }
-    controller.abort();
-    expect(events.map((e) => [e.data.jobUpdated.id, e.data.jobUpdated.status])).toEqual([
-      [job.id, 'RUNNING'],
-      [job.id, 'COMPLETED'],
-    ]);
+  });
+
+  it('ends the stream of a revoked key with UNAUTHENTICATED, whoever revoked it', async () => {
+    const t = await startTestApp({ env: { KEY_RECHECK_INTERVAL_MS: '200' } });
+    const worker = await t.createKey('sse-revoked', ['jobs:read', 'jobs:write']);
+    const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
+    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${BigInt(job.changeCursor) - 1n}") { id status } }`);
+    try {
+      await stream.next(1);
+      // Behind the gateway's back, as the CLI or another instance revokes: no cache to invalidate here.
+      const { keyId } = (await t.app.apiKeys.authenticate(worker))!;
+      await t.app.database.sql.query('UPDATE "ApiKey" SET "revokedAt" = now() WHERE id = $1', [keyId]);
+      const events = await stream.rest(); // resolves only when the server ends the stream
+      expect(events.at(-1)).toEqual({ event: 'complete', data: undefined });
+      expect(events.filter((e) => e.event === 'next').at(-1)!.data).toMatchObject({
+        errors: [{ message: 'The API key was revoked.', extensions: { code: 'UNAUTHENTICATED' } }],
+      });
+      // And the key is refused from then on, cache or not.
+      expect((await graphql(t.url, JobsDocument, {}, worker)).status).toBe(401);
+    } finally {
+      stream.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -8,10 +9,16 @@ export interface GatewayContext {
   readonly principal: Principal | null;
   readonly jobs: JobStore;
   readonly live: LiveJobs;
+  readonly revocations: RevocationWatch;
 }
 
 /** The caller's workspace. Fields that use it are guarded by scopes, so the throw is a backstop. */
 export function workspaceOf(ctx: GatewayContext): string {
+  return principalOf(ctx).workspaceId;
+}
+
+/** The caller. Fields that use it are guarded by scopes, so the throw is a backstop. */
+export function principalOf(ctx: GatewayContext): Principal {
   if (!ctx.principal) throw errors.unauthenticated();
-  return ctx.principal.workspaceId;
+  return ctx.principal;
 }

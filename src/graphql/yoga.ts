@@ -1,5 +1,6 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { LiveJobs } from '../live/live-jobs.js';
@@ -18,10 +19,11 @@ export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
 export interface YogaDeps {
   jobs: JobStore;
   live: LiveJobs;
+  revocations: RevocationWatch;
   logger: Logger;
 }
 
-export function createGatewayYoga({ jobs, live, logger }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ jobs, live, revocations, logger }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -46,7 +48,7 @@ export function createGatewayYoga({ jobs, live, logger }: YogaDeps): GatewayYoga
       warn: (...args) => log.warn(args.map(String).join(' ')),
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs, live }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations }),
     plugins: [useVariableErrorCode()],
   });
 }

@@ -74,8 +74,14 @@ export class LiveJobs {
   /**
    * The subscription as an async iterator (the schema's `subscribe`, used by SSE). A consumer that
    * falls behind gets each job's newest state only: memory stays bounded by the number of jobs.
+   * Aborting `signal` ends it with the signal's reason as its error; `onEnd` runs once it has ended.
    */
-  iterate(workspaceId: string, filter: JobFilter, after: bigint | undefined): AsyncIterableIterator<JobRow> {
+  iterate(
+    workspaceId: string,
+    filter: JobFilter,
+    after: bigint | undefined,
+    { signal, onEnd }: { signal?: AbortSignal; onEnd?: () => void } = {},
+  ): AsyncIterableIterator<JobRow> {
     const pending = new Map<string, JobRow>();
     let wake: (() => void) | undefined;
     let failure: unknown;
@@ -106,11 +112,22 @@ export class LiveJobs {
       },
     );
 
-    const finish = async (): Promise<IteratorResult<JobRow>> => {
-      done = true;
-      this.iterators.delete(finish);
-      remove?.();
+    const abort = () => {
+      failure ??= signal?.reason;
       wake?.();
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    if (signal?.aborted) abort();
+
+    const finish = async (): Promise<IteratorResult<JobRow>> => {
+      if (!done) {
+        done = true;
+        this.iterators.delete(finish);
+        signal?.removeEventListener('abort', abort);
+        remove?.();
+        wake?.();
+        onEnd?.();
+      }
       await attached;
       return { done: true, value: undefined };
     };

@@ -4,6 +4,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { ApiKeyStore } from '../auth/api-keys.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import type { Config } from '../config.js';
 import { errors } from '../errors.js';
@@ -47,11 +48,12 @@ export function attachWebSockets(deps: {
   server: Server;
   yoga: GatewayYoga;
   apiKeys: ApiKeyStore;
+  revocations: RevocationWatch;
   live: LiveJobs;
   config: Config;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, apiKeys, live, config } = deps;
+  const { yoga, apiKeys, revocations, live, config } = deps;
   const logger = deps.logger.child({ component: 'ws' });
   const multiplexer = new Multiplexer(live, logger);
   const connections = new Map<WebSocket, Connection>();
@@ -85,7 +87,10 @@ export function attachWebSockets(deps: {
         socketsByKey.set(principal.keyId, sockets);
         const sender = new SocketSender(socket, request.socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
         connections.set(socket, { principal, sender });
+        // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
+        const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
         socket.once('close', () => {
+          unwatch();
           connections.delete(socket);
           sockets.delete(socket);
           if (sockets.size === 0) socketsByKey.delete(principal.keyId);
@@ -191,26 +196,6 @@ export function attachWebSockets(deps: {
   }, 50);
   flushTimer.unref();
 
-  // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
-  let checking = false;
-  const recheckTimer = setInterval(() => {
-    if (checking || socketsByKey.size === 0) return;
-    checking = true;
-    const keyIds = [...socketsByKey.keys()];
-    apiKeys
-      .stillActive(keyIds)
-      .then((active) => {
-        const revoked = keyIds.filter((keyId) => !active.has(keyId));
-        apiKeys.forget(revoked);
-        for (const keyId of revoked) {
-          for (const socket of socketsByKey.get(keyId) ?? []) socket.close(CloseCode.Unauthorized, 'API key revoked');
-        }
-      })
-      .catch((error: unknown) => logger.warn({ err: error }, 'could not recheck API keys'))
-      .finally(() => (checking = false));
-  }, config.keyRecheckIntervalMs);
-  recheckTimer.unref();
-
   return {
     multiplexer,
     get connectionCount() {
@@ -218,7 +203,6 @@ export function attachWebSockets(deps: {
     },
     close: async () => {
       clearInterval(flushTimer);
-      clearInterval(recheckTimer);
       await disposable.dispose();
     },
   };

@@ -2,7 +2,7 @@ import { errors } from '../../errors.js';
 import type { JobFilter } from '../../jobs/job-filter.js';
 import type { JobRow } from '../../jobs/model.js';
 import { builder } from '../builder.js';
-import { workspaceOf } from '../context.js';
+import { principalOf } from '../context.js';
 import { JobRef, JobStatusEnum } from './job.js';
 
 export interface JobUpdatedArgs {
@@ -44,7 +44,14 @@ builder.subscriptionFields((t) => ({
       status: t.arg({ type: JobStatusEnum }),
       after: t.arg.string({ description: 'Resume after this changeCursor (the largest one received).' }),
     },
-    subscribe: (_root, args, ctx) => ctx.live.iterate(workspaceOf(ctx), jobFilterOf(args), parseAfter(args.after)),
+    subscribe: (_root, args, ctx) => {
+      const { keyId, workspaceId } = principalOf(ctx);
+      const after = parseAfter(args.after);
+      // A stream outlives the request that authenticated it: end it when its key is revoked.
+      const revoked = new AbortController();
+      const unwatch = ctx.revocations.watch(keyId, () => revoked.abort(errors.keyRevoked()));
+      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, { signal: revoked.signal, onEnd: unwatch });
+    },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,
   }),
