@@ -9,12 +9,13 @@ import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { checkBodySize } from './http/body-limit.js';
-import { sendError, sendJson } from './http/respond.js';
+import { sendError, sendJson, sendText } from './http/respond.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
 import { ChangeFeed } from './live/change-feed.js';
 import { LiveJobs } from './live/live-jobs.js';
 import { ReplayQueue } from './live/replay-queue.js';
+import { type GatewayMetrics, type RouteLabel, createMetrics } from './metrics.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
@@ -78,6 +79,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       const up = await database.ping(HEALTH_TIMEOUT_MS);
       return sendJson(res, up ? 200 : 503, { status: up ? 'ok' : 'unavailable', database: database.kind });
     }
+    if (path === '/metrics' && metrics) {
+      const { contentType, body } = await metrics.render();
+      return sendText(res, 200, contentType, body);
+    }
 
     const isRest = path === '/api' || path.startsWith('/api/');
     if (!isRest && path !== '/graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${path}. GraphQL is at /graphql.`);
@@ -97,6 +102,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   const server = http.createServer((req, res) => {
+    if (metrics) {
+      const started = performance.now();
+      res.once('close', () => metrics.observeRequest(routeLabel(req.url), req.method ?? 'other', res.statusCode, (performance.now() - started) / 1000));
+    }
     handle(req, res).catch((error: unknown) => {
       logger.error({ err: error, method: req.method, path: req.url?.split('?')[0] }, 'request failed');
       if (res.headersSent) return void res.destroy();
@@ -106,6 +115,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   });
 
   const webSockets = attachWebSockets({ server, yoga, apiKeys, revocations, live, config, logger });
+  const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, webSockets, queries: database.queries }) : undefined;
 
   let closing: Promise<void> | undefined;
 
@@ -143,6 +153,16 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       return closing;
     },
   };
+}
+
+/** The route a request path belongs to, for metrics (a bounded set: paths carry job ids). */
+function routeLabel(url: string | undefined): RouteLabel {
+  const path = (url ?? '/').split('?', 1)[0];
+  if (path === '/graphql') return 'graphql';
+  if (path === '/api' || path?.startsWith('/api/')) return 'rest';
+  if (path === '/healthz') return 'healthz';
+  if (path === '/metrics') return 'metrics';
+  return 'unknown';
 }
 
 /** Stops accepting, closes idle keep-alive sockets, and waits for in-flight requests up to `timeoutMs`. */

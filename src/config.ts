@@ -31,6 +31,8 @@ export interface Config {
   /** How long a valid key is remembered without asking the database. */
   authCacheTtlMs: number;
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
+  /** Whether GET /metrics serves Prometheus metrics. */
+  metricsEnabled: boolean;
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
 }
 
@@ -62,6 +64,7 @@ const envSchema = z.object({
   REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
+  METRICS_ENABLED: z.enum(['true', 'false']).default('true'),
 });
 
 export class ConfigError extends Error {}
@@ -97,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500, coalesceMs: e.FEED_COALESCE_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
+    metricsEnabled: e.METRICS_ENABLED === 'true',
   };
 }
 

@@ -6,8 +6,8 @@ export interface QueryCounter {
 /**
  * Counts the statements a driver sends by wrapping its `query` method: both Prisma's adapters and
  * our raw SQL go through it, and neither pg, PGlite nor Prisma's driver adapters offer a hook that
- * counts. Operators read it from /metrics-like probes and the benchmarks ("database queries per
- * second", polling against push).
+ * counts. Operators read it at /metrics (jobs_gateway_database_queries_total), the benchmarks
+ * as "database queries per second" (polling against push).
  */
 export function countQueries(driver: { query: (...args: never[]) => unknown }): QueryCounter {
   const counter = { count: 0 };

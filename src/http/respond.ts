@@ -10,6 +10,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(payload);
 }
 
+export function sendText(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
 export function sendError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
   sendJson(res, status, { error: { code, message } }, headers);
 }

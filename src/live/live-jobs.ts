@@ -162,6 +162,11 @@ export class LiveJobs {
     };
   }
 
+  /** Subscriptions running as iterators (Server-Sent Events, non-multiplexed WebSocket ones). */
+  get streamCount(): number {
+    return this.iterators.size;
+  }
+
   /** Ends every iterator (their SSE responses complete), for shutdown. */
   async close(): Promise<void> {
     await Promise.all([...this.iterators].map((finish) => finish()));

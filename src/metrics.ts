@@ -1,0 +1,108 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueryCounter } from './db/query-counter.js';
+import type { ChangeFeed } from './live/change-feed.js';
+import type { LiveJobs } from './live/live-jobs.js';
+import type { WebSocketGateway } from './ws/ws-server.js';
+
+export interface MetricSources {
+  feed: ChangeFeed;
+  live: LiveJobs;
+  webSockets: WebSocketGateway;
+  queries: QueryCounter;
+}
+
+/** The routes of the HTTP entry, as a bounded label (paths carry job ids). */
+export type RouteLabel = 'graphql' | 'rest' | 'healthz' | 'metrics' | 'unknown';
+
+export interface GatewayMetrics {
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<{ contentType: string; body: string }>;
+  observeRequest(route: RouteLabel, method: string, status: number, seconds: number): void;
+}
+
+/** Process metrics (CPU, memory, event loop lag, GC) are the process's, once, whatever the instances in it. */
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']);
+
+/**
+ * Prometheus metrics of one gateway instance (prom-client, a registry per instance so that several
+ * can share a process, as tests do). No label carries a key, a workspace or a job: what a scrape
+ * shows is the same whoever the tenants are, and the number of series stays fixed.
+ *
+ * The hot paths (feed, multiplexer, query counter) keep plain counters of their own; the metrics
+ * here read them at scrape time (`collect`) instead of adding work per change.
+ */
+export function createMetrics(sources: MetricSources): GatewayMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+
+  /** A counter that mirrors a count kept elsewhere: set to it at every scrape. */
+  const mirrored = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+
+  new Gauge({
+    name: 'jobs_gateway_websocket_connections',
+    help: 'Open graphql-ws connections.',
+    registers,
+    collect() {
+      this.set(sources.webSockets.connectionCount);
+    },
+  });
+  new Gauge({
+    name: 'jobs_gateway_subscriptions',
+    help: 'Open subscriptions: "multiplexed" share one execution per group and change (jobUpdated over WebSockets); "stream" run their own (Server-Sent Events, other operations).',
+    labelNames: ['delivery'] as const,
+    registers,
+    collect() {
+      this.set({ delivery: 'multiplexed' }, sources.webSockets.multiplexer.memberCount);
+      this.set({ delivery: 'stream' }, sources.live.streamCount);
+    },
+  });
+  new Gauge({
+    name: 'jobs_gateway_subscription_groups',
+    help: 'Groups of multiplexed subscriptions (same workspace, document and variables).',
+    registers,
+    collect() {
+      this.set(sources.webSockets.multiplexer.groupCount);
+    },
+  });
+  mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.multiplexer.executions);
+  mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.dispatches);
+  mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.dispatched);
+  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed by cursor (gaps, catch-up); notified changes cost none.', () => sources.feed.reads);
+  mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.count);
+
+  const requests = new Histogram({
+    name: 'jobs_gateway_http_request_duration_seconds',
+    help: 'HTTP requests by route, method and status, and how long they took to answer.',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+
+  return {
+    async render() {
+      const merged = Registry.merge([processMetrics(), registry]);
+      return { contentType: merged.contentType, body: await merged.metrics() };
+    },
+    observeRequest(route, method, status, seconds) {
+      requests.observe({ route, method: KNOWN_METHODS.has(method) ? method : 'other', status: String(status) }, seconds);
+    },
+  };
+}
