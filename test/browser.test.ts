@@ -52,7 +52,9 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await page.close();
   });
 
-  it("the README's dashboard snippet receives updates and resumes after the gateway restarts", async () => {
+  // The client reconnects with graphql-ws's randomised exponential backoff (1 s, 2 s, 4 s... plus up to
+  // 3 s each): on a loaded machine a slow restart can cost it several rounds, hence the long waits.
+  it("the README's dashboard snippet receives updates and resumes after the gateway restarts", { timeout: 120_000 }, async () => {
     const database = await freshDatabase();
     let t = await startTestApp({ database });
     const port = new URL(t.url).port;
@@ -63,6 +65,8 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     const page = await serveDashboard(snippet, key);
     const tab = await browser.newPage();
     tab.on('pageerror', (error) => console.error('page error:', error));
+    // The snippet reports a subscription error on the console: show it with the test's output.
+    tab.on('console', (message) => message.type() === 'error' && !message.text().startsWith('Failed to load resource') && console.error('page console:', message.text()));
     await tab.goto(page.url);
 
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'In the browser', steps: [{ id: 'a', name: 'A' }] } }, key)).createJob;
@@ -82,8 +86,11 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await tab.waitForFunction(
       (id) => (window as unknown as { updates: Array<{ id: string; progress: number }> }).updates.some((u) => u.id === id && u.progress === 99),
       job.id,
-      { timeout: 20_000 },
-    );
+      { timeout: 45_000 },
+    ).catch(async (error: unknown) => {
+      const updates = await tab.evaluate(() => (window as unknown as { updates: unknown[] }).updates);
+      throw new Error(`${String(error)}\nreceived: ${JSON.stringify(updates)}\nsockets on the restarted gateway: ${t.app.webSockets.connectionCount}`);
+    });
     await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, key);
     await tab.waitForFunction(
       (id) => (window as unknown as { updates: Array<{ id: string; status: string }> }).updates.some((u) => u.id === id && u.status === 'COMPLETED'),
