@@ -70,7 +70,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req.url);
+    // Node's parser lets through targets that are no URL (`GET http://[ HTTP/1.1`).
+    if (!url) return sendError(res, 400, 'BAD_USER_INPUT', 'The request target is not a valid URL.');
     const path = url.pathname;
     // Never the query string or headers: both can carry ids and keys.
     logger.debug({ method: req.method, path }, 'request');
@@ -153,6 +155,15 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       return closing;
     },
   };
+}
+
+/** The request target as a URL, or undefined when it does not parse. */
+function requestUrl(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return undefined;
+  }
 }
 
 /** The route a request path belongs to, for metrics (a bounded set: paths carry job ids). */

@@ -76,6 +76,22 @@ describeDb('the HTTP server', () => {
     }
   });
 
+  it('answers a request target that is no URL with 400, and goes on serving', async () => {
+    const { port } = new URL(t.url);
+    for (const target of ['http://[', '//[/graphql', 'http://:99999/api/jobs']) {
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(raw.split('\r\n')[0], target).toBe('HTTP/1.1 400 Bad Request');
+      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'BAD_USER_INPUT', message: 'The request target is not a valid URL.' } });
+    }
+    expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
+  });
+
   it('answers 503 without a stack trace when the database is away', async () => {
     const away = await startTestApp();
     const awayKey = await away.createKey('away');
