@@ -69,25 +69,22 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     return key ? apiKeys.authenticate(key) : null;
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = requestUrl(req.url);
+  /** Answers one request; `url` and `route` come from `requestRoute`, which the metrics share. */
+  async function handle(req: IncomingMessage, res: ServerResponse, url: URL | undefined, route: RouteLabel): Promise<void> {
     // Node's parser lets through targets that are no URL (`GET http://[ HTTP/1.1`).
     if (!url) return sendError(res, 400, 'BAD_USER_INPUT', 'The request target is not a valid URL.');
-    const path = url.pathname;
     // Never the query string or headers: both can carry ids and keys.
-    logger.debug({ method: req.method, path }, 'request');
+    logger.debug({ method: req.method, path: url.pathname }, 'request');
 
-    if (path === '/healthz') {
+    if (route === 'healthz') {
       const up = await database.ping(HEALTH_TIMEOUT_MS);
       return sendJson(res, up ? 200 : 503, { status: up ? 'ok' : 'unavailable', database: database.kind });
     }
-    if (path === '/metrics' && metrics) {
+    if (route === 'metrics' && metrics) {
       const { contentType, body } = await metrics.render();
       return sendText(res, 200, contentType, body);
     }
-
-    const isRest = path === '/api' || path.startsWith('/api/');
-    if (!isRest && path !== '/graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${path}. GraphQL is at /graphql.`);
+    if (route !== 'rest' && route !== 'graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${url.pathname}. GraphQL is at /graphql.`);
 
     const body = checkBodySize(req, config.maxBodyBytes);
     if (!body.ok) {
@@ -96,7 +93,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     }
 
     const principal = await authenticate(req);
-    if (isRest) {
+    if (route === 'rest') {
       const response = await handleRest(req.method ?? 'GET', url, principal);
       return sendJson(res, response.status, response.body, response.headers);
     }
@@ -104,12 +101,13 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   const server = http.createServer((req, res) => {
+    const { url, route } = requestRoute(req.url);
     if (metrics) {
       const started = performance.now();
-      res.once('close', () => metrics.observeRequest(routeLabel(req.url), req.method ?? 'other', res.statusCode, (performance.now() - started) / 1000));
+      res.once('close', () => metrics.observeRequest(route, req.method ?? 'other', res.statusCode, (performance.now() - started) / 1000));
     }
-    handle(req, res).catch((error: unknown) => {
-      logger.error({ err: error, method: req.method, path: req.url?.split('?')[0] }, 'request failed');
+    handle(req, res, url, route).catch((error: unknown) => {
+      logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
       if (res.headersSent) return void res.destroy();
       // Auth or routing failed before yoga could answer: almost always the database being away.
       sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
@@ -157,23 +155,23 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   };
 }
 
-/** The request target as a URL, or undefined when it does not parse. */
-function requestUrl(target: string | undefined): URL | undefined {
+/**
+ * The request target as a URL (undefined when it does not parse) and the route it belongs to: one
+ * parse per request, for both the routing and the metrics' bounded route label (paths carry job ids).
+ */
+function requestRoute(target: string | undefined): { url: URL | undefined; route: RouteLabel } {
+  let url: URL;
   try {
-    return new URL(target ?? '/', 'http://localhost');
+    url = new URL(target ?? '/', 'http://localhost');
   } catch {
-    return undefined;
+    return { url: undefined, route: 'unknown' };
   }
-}
-
-/** The route a request path belongs to, for metrics (a bounded set: paths carry job ids). */
-function routeLabel(url: string | undefined): RouteLabel {
-  const path = (url ?? '/').split('?', 1)[0];
-  if (path === '/graphql') return 'graphql';
-  if (path === '/api' || path?.startsWith('/api/')) return 'rest';
-  if (path === '/healthz') return 'healthz';
-  if (path === '/metrics') return 'metrics';
-  return 'unknown';
+  const path = url.pathname;
+  if (path === '/graphql') return { url, route: 'graphql' };
+  if (path === '/api' || path.startsWith('/api/')) return { url, route: 'rest' };
+  if (path === '/healthz') return { url, route: 'healthz' };
+  if (path === '/metrics') return { url, route: 'metrics' };
+  return { url, route: 'unknown' };
 }
 
 /** Stops accepting, closes idle keep-alive sockets, and waits for in-flight requests up to `timeoutMs`. */

@@ -60,8 +60,7 @@ describeDb('a transition that starts from a remembered state', () => {
     const store = new JobStore(t.app.database.prisma);
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
-    // An insert leaves a gap in the cursors (the column default takes one first), so the app's feed
-    // reads once: let it, so that it is not counted below.
+    // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.
     await t.app.feed.poke();
 
     let before = statements();

@@ -35,13 +35,18 @@ const scenario = fc
     read: BigInt(Math.max(after, fed, read)),
   }));
 
-it('a resumed subscription gets nothing at or below `after`, no state twice, every job’s latest state, and every change after the replay', () => {
+it('a resumed subscription gets nothing at or below `after`, no state twice, every job’s latest state, and every change after the replay; an open gate sends everything', () => {
   fc.assert(
     fc.property(scenario, ({ changes, after, fed, released, read }) => {
       const gate = new ReplayGate<Change>(after);
       const out: Change[] = [];
+      // Once `open`, the gate must send everything: the multiplexer stops consulting it then.
+      let opened = false;
       const offer = (change: Change) => {
-        if (gate.offer(change.job, change.cursor, change) === 'send') out.push(change);
+        const verdict = gate.offer(change.job, change.cursor, change);
+        if (opened) expect(verdict).toBe('send');
+        if (verdict === 'send') out.push(change);
+        opened ||= gate.open;
       };
 
       for (const change of changes) if (change.cursor > fed && change.cursor <= released) offer(change);

@@ -181,13 +181,15 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 1 } }, key);
     await expect.poll(() => dispatched.includes(1), { timeout: 10_000 }).toBe(true);
     const held = (await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 2 } }, key)).updateJobProgress;
-    expect(dispatched).not.toContain(2); // the premise: not dispatched yet
 
     const socket = await TestSocket.open(t.url, { apiKey: key });
     cleanups.push(() => socket.close());
     socket.subscribe('1', WATCH, { after: held.changeCursor });
     const events = await openEventStream(t.url, key, `subscription { jobUpdated(after: "${held.changeCursor}") { id progress } }`);
     cleanups.push(() => events.close());
+    // The premise: both subscriptions are in place while that change still waits to be dispatched.
+    await expect.poll(() => t.app.webSockets.multiplexer.memberCount + t.app.live.streamCount).toBe(2);
+    expect(dispatched).not.toContain(2);
     await expect.poll(() => dispatched.includes(2), { timeout: 10_000 }).toBe(true);
 
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 3 } }, key);

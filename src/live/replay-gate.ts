@@ -19,6 +19,14 @@ export class ReplayGate<T> {
 
   constructor(private readonly after: bigint) {}
 
+  /**
+   * Released, and a delivery past every cursor it could skip has gone through: from now on (the
+   * feed dispatches in cursor order) it sends everything, and its owner can stop asking it.
+   */
+  get open(): boolean {
+    return this.held === undefined && this.replayed === undefined;
+  }
+
   /** 'hold': kept for release; 'skip': already replayed; 'send': deliver it now. */
   offer(jobId: string, cursor: bigint, item: T): 'hold' | 'skip' | 'send' {
     if (cursor <= this.after) return 'skip';

@@ -159,11 +159,17 @@ export class Member {
   /** One dispatch's states (`payloads[i]` renders `jobs[i]`); the sender writes them at once. */
   offer(jobs: readonly JobRow[], payloads: readonly Buffer[]): void {
     if (this.ended) return;
-    jobs.forEach((job, i) => {
+    // Runs per subscriber and dispatch: a plain loop, and no gate once it passes everything (a
+    // resumed dashboard would otherwise consult it, and allocate for it, on every change for good).
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
       const payload = payloads[i]!;
-      if (this.gate && this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') return;
+      if (this.gate) {
+        if (this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') continue;
+        if (this.gate.open) this.gate = undefined;
+      }
       this.send(job.id, payload);
-    });
+    }
   }
 
   async replay(after: bigint, live: LiveJobs): Promise<void> {

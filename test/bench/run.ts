@@ -247,12 +247,11 @@ async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway:
   const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
 
   // Polling: every dashboard asks for the job every 2 s (spread evenly), as the old clients do.
-  let polling = true;
-  // Ends the pollers' waits at once when the measurement is over.
+  // Aborting ends the loops and the pollers' waits at once when the measurement is over.
   const stopPolling = new AbortController();
   const pollers = Array.from({ length: dashboards }, async (_, i) => {
     await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
-    while (polling) {
+    while (!stopPolling.signal.aborted) {
       const started = Date.now();
       const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key } });
       await response.arrayBuffer();
@@ -265,7 +264,6 @@ async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway:
   await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
   const pollAfter = await stats();
   let seconds = (now() - start) / 1000;
-  polling = false;
   stopPolling.abort();
   await Promise.all(pollers);
   const poll = { queries: (pollAfter.queries - pollBefore.queries) / seconds, bytes: (pollAfter.bytesWritten - pollBefore.bytesWritten) / seconds };
