@@ -142,7 +142,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       closing ??= (async () => {
         // Subscribers first: sockets close with 1001 and SSE streams end, so clients reconnect to
         // another instance while this one finishes its requests.
-        await webSockets.close();
+        await webSockets.close(config.shutdownTimeoutMs);
         await live.close();
         revocations.close();
         await stopServer(server, config.shutdownTimeoutMs);

@@ -4,34 +4,13 @@ import { beforeAll, expect, it } from 'vitest';
 import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
 import { graphqlOk, rest } from './helpers/http.js';
+import { scrape } from './helpers/metrics.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 const steps = [{ id: 'a', name: 'A' }];
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress } }';
-
-/** One scrape of GET /metrics: the value of each sample, by its name and labels as written. */
-async function scrape(url: string): Promise<{ text: string; value: (sample: string) => number }> {
-  const response = await fetch(`${url}/metrics`);
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toContain('text/plain');
-  const text = await response.text();
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return {
-    text,
-    value: (sample) => {
-      const value = samples.get(sample);
-      if (value === undefined) throw new Error(`no sample ${sample} in:\n${text}`);
-      return value;
-    },
-  };
-}
 
 describeDb('GET /metrics (Prometheus)', () => {
   let t: TestApp;

@@ -10,6 +10,8 @@ export interface GatewayContext {
   readonly jobs: JobStore;
   readonly live: LiveJobs;
   readonly revocations: RevocationWatch;
+  /** Over WebSockets: aborted when the socket closes, so that its streams end with it. */
+  readonly connectionClosed?: AbortSignal;
 }
 
 /** The caller's workspace. Fields that use it are guarded by scopes, so the throw is a backstop. */

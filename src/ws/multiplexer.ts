@@ -51,16 +51,24 @@ export class Multiplexer {
 
   /**
    * Adds a member; with `after`, replays before it receives live payloads. Rejects (having
-   * removed the member) when the replay fails.
+   * removed the member) when the replay fails. The member leaves when `closed` aborts (its socket
+   * closed), whatever graphql-ws did with the operation.
    */
-  async join(spec: GroupSpec, sender: SocketSender, id: string, after: bigint | undefined): Promise<Member> {
+  async join(
+    spec: GroupSpec,
+    sender: SocketSender,
+    ids: { id: string; operationId: string },
+    after: bigint | undefined,
+    closed: AbortSignal,
+  ): Promise<Member> {
+    if (closed.aborted) throw new SocketClosedError();
     let group = this.groups.get(spec.key);
     if (!group) {
       group = new Group(spec, this, this.logger);
       this.groups.set(spec.key, group);
       group.unregister = this.live.add(group);
     }
-    const member = new Member(group, sender, id, after);
+    const member = new Member(group, sender, ids, after, closed);
     group.members.add(member);
     if (after !== undefined) {
       try {
@@ -139,21 +147,34 @@ class Group implements LiveSubscriber {
 
 const NEXT_TAIL = Buffer.from('}');
 
+/** The socket closed before the subscription could join. */
+export class SocketClosedError extends Error {
+  constructor() {
+    super('The socket closed.');
+  }
+}
+
 /** One graphql-ws subscription (socket + id) in a group. */
 export class Member {
   private readonly head: Buffer;
+  /** Unique per operation on its socket (the client may reuse `id` once it completed). */
+  private readonly operationId: string;
   private gate: ReplayGate<{ jobId: string; payload: Buffer }> | undefined;
   private ended = false;
   private resolveEnd: (() => void) | undefined;
+  private readonly onClosed = () => this.leave();
 
   constructor(
     private readonly group: Group,
     private readonly sender: SocketSender,
-    readonly id: string,
+    { id, operationId }: { id: string; operationId: string },
     after: bigint | undefined,
+    private readonly closed: AbortSignal,
   ) {
+    this.operationId = operationId;
     this.head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
     if (after !== undefined) this.gate = new ReplayGate(after);
+    closed.addEventListener('abort', this.onClosed, { once: true });
   }
 
   /** One dispatch's states (`payloads[i]` renders `jobs[i]`); the sender writes them at once. */
@@ -212,12 +233,13 @@ export class Member {
   leave(): void {
     if (this.ended) return;
     this.ended = true;
-    this.sender.drop(this.id);
+    this.closed.removeEventListener('abort', this.onClosed);
+    this.sender.drop(this.operationId);
     this.group.leave(this);
     this.resolveEnd?.();
   }
 
   private send(jobId: string, payload: Buffer): void {
-    this.sender.send(this.id, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
+    this.sender.send(this.operationId, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
   }
 }

@@ -1,6 +1,5 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { Server } from 'node:http';
 import { GraphQLError, type ExecutionArgs, type ExecutionResult, execute } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { ApiKeyStore } from '../auth/api-keys.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
@@ -14,18 +13,16 @@ import type { LiveJobs } from '../live/live-jobs.js';
 import { ReplayOverloadedError } from '../live/replay-queue.js';
 import type { Logger } from '../logger.js';
 import { CloseCode } from './close-codes.js';
+import { attachGraphqlWs, clientIdOf } from './graphql-ws-adapter.js';
 import { planJobUpdated } from './jobupdated-plan.js';
-import { type Member, Multiplexer } from './multiplexer.js';
+import { type Member, Multiplexer, SocketClosedError } from './multiplexer.js';
 import { SocketSender } from './socket-sender.js';
-
-type Extra = {
-  socket: WebSocket;
-  request: IncomingMessage;
-};
 
 interface Connection {
   principal: Principal;
   sender: SocketSender;
+  /** Aborted when the socket closes: every subscription of the connection ends with it. */
+  closed: AbortController;
 }
 
 /** How a started operation runs: the usual yoga way, or as a member of a multiplexed group. */
@@ -34,8 +31,11 @@ type Route = { member: Member } | { execute: (args: ExecutionArgs) => unknown; s
 export interface WebSocketGateway {
   readonly multiplexer: Multiplexer;
   readonly connectionCount: number;
-  /** Closes every socket with 1001 (clients reconnect elsewhere) and stops accepting. */
-  close(): Promise<void>;
+  /**
+   * Closes every socket with 1001 (clients reconnect elsewhere) and stops accepting; peers that do
+   * not answer the close within `timeoutMs` are cut.
+   */
+  close(timeoutMs: number): Promise<void>;
 }
 
 /**
@@ -69,7 +69,8 @@ export function attachWebSockets(deps: {
     perMessageDeflate: false,
   });
 
-  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
+  const graphqlWs = attachGraphqlWs(
+    wss,
     {
       connectionInitWaitTimeout: config.ws.connectionInitTimeoutMs,
       onConnect: async (ctx) => {
@@ -86,10 +87,12 @@ export function attachWebSockets(deps: {
         sockets.add(socket);
         socketsByKey.set(principal.keyId, sockets);
         const sender = new SocketSender(socket, request.socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
-        connections.set(socket, { principal, sender });
+        const closed = new AbortController();
+        connections.set(socket, { principal, sender, closed });
         // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
         const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
         socket.once('close', () => {
+          closed.abort();
           unwatch();
           connections.delete(socket);
           sockets.delete(socket);
@@ -118,7 +121,7 @@ export function attachWebSockets(deps: {
         }
         const validationErrors = enveloped.validate(enveloped.schema, document);
         if (validationErrors.length > 0) return validationErrors;
-        const contextValue = (await enveloped.contextFactory()) as GatewayContext & object;
+        const contextValue = { ...((await enveloped.contextFactory()) as GatewayContext), connectionClosed: connection.closed.signal };
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           document,
@@ -158,8 +161,9 @@ export function attachWebSockets(deps: {
               execute: executeMasked,
             },
             connection.sender,
-            id,
+            { id: clientIdOf(id), operationId: id },
             plan.after,
+            connection.closed.signal,
           );
           routes.set(contextValue, { member });
         } catch (error) {
@@ -168,6 +172,7 @@ export function attachWebSockets(deps: {
             return [new GraphQLError(error.message, { extensions: { code: 'OVERLOADED' } })];
           }
           if (error instanceof GraphQLError) return [error];
+          if (error instanceof SocketClosedError) return [new GraphQLError(error.message)];
           logger.error({ err: error }, 'subscription replay failed');
           return [new GraphQLError('Unexpected error.')];
         }
@@ -186,8 +191,7 @@ export function attachWebSockets(deps: {
         return route.subscribe(args) as ExecutionResult;
       },
     },
-    wss,
-    config.ws.keepAliveMs,
+    { keepAliveMs: config.ws.keepAliveMs, logger },
   );
 
   // Frames that waited on full socket buffers go out as the buffers drain.
@@ -201,9 +205,9 @@ export function attachWebSockets(deps: {
     get connectionCount() {
       return connections.size;
     },
-    close: async () => {
+    close: async (timeoutMs) => {
       clearInterval(flushTimer);
-      await disposable.dispose();
+      await graphqlWs.dispose(timeoutMs);
     },
   };
 }

@@ -50,7 +50,8 @@ builder.subscriptionFields((t) => ({
       // A stream outlives the request that authenticated it: end it when its key is revoked.
       const revoked = new AbortController();
       const unwatch = ctx.revocations.watch(keyId, () => revoked.abort(errors.keyRevoked()));
-      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, { signal: revoked.signal, onEnd: unwatch });
+      const signal = ctx.connectionClosed ? AbortSignal.any([revoked.signal, ctx.connectionClosed]) : revoked.signal;
+      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, { signal, onEnd: unwatch });
     },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,

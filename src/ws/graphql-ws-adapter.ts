@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { MessageType, type ServerOptions, handleProtocols, makeServer } from 'graphql-ws';
+import type { WebSocket, WebSocketServer } from 'ws';
+import type { Logger } from '../logger.js';
+import { CloseCode } from './close-codes.js';
+
+export interface SocketExtra {
+  socket: WebSocket;
+  request: IncomingMessage;
+}
+
+/**
+ * Operation ids as graphql-ws sees them: the client's id, a NUL, this process's random mark and a
+ * sequence number. See `attachGraphqlWs` for why; the mark makes the suffix impossible for a client
+ * or a job's data to forge, so it can be stripped from outgoing frames by a plain string search.
+ */
+const MARK = randomBytes(6).toString('hex');
+const INTERNAL_SUFFIX = new RegExp(`\\\\u0000${MARK}\\d+"`);
+
+/** The client's own id of an operation id that graphql-ws hands to hooks. */
+export function clientIdOf(operationId: string): string {
+  const at = operationId.indexOf('\u0000');
+  return at === -1 ? operationId : operationId.slice(0, at);
+}
+
+/**
+ * graphql-ws's protocol core on `ws` sockets: what `graphql-ws/use/ws` does (keepalive pings,
+ * close-code mapping, dispose), written here for three things it gets wrong for a server that
+ * must not leak:
+ *
+ * - **Reused operation ids.** graphql-ws registers an operation under the client's id only once
+ *   its (asynchronous) start finishes, and a `complete` that arrives before that only removes the
+ *   placeholder. A client that then subscribes again with the same id makes the first operation
+ *   register itself under the second's placeholder: it is never returned, keeps receiving, and
+ *   outlives the socket. Every `subscribe` therefore reaches graphql-ws under an id of its own (the
+ *   client's id plus a sequence number); `complete` is routed to the live one; outgoing frames carry
+ *   the client's id again. A duplicate of an id still active keeps graphql-ws's 4409 close.
+ * - **Logging.** Client mistakes (oversized frames, bad JSON) are logged at debug, not printed
+ *   with console.error.
+ */
+export function attachGraphqlWs(
+  wss: WebSocketServer,
+  options: ServerOptions<Record<string, unknown> | undefined, SocketExtra>,
+  { keepAliveMs, logger }: { keepAliveMs: number; logger: Logger },
+) {
+  /** Per socket, the internal id of each client id that is active (subscribed, not completed). */
+  const activeIds = new WeakMap<WebSocket, Map<string, string>>();
+  // An operation the server ended (complete or error sent) frees its client id for a fresh one.
+  const release = (socket: WebSocket, operationId: string) => {
+    const active = activeIds.get(socket);
+    const clientId = clientIdOf(operationId);
+    if (active?.get(clientId) === operationId) active.delete(clientId);
+  };
+  const server = makeServer<Record<string, unknown> | undefined, SocketExtra>({
+    ...options,
+    onComplete: async (ctx, id, payload) => {
+      release(ctx.extra.socket, id);
+      await options.onComplete?.(ctx, id, payload);
+    },
+    onError: async (ctx, id, payload, errors) => {
+      release(ctx.extra.socket, id);
+      return options.onError?.(ctx, id, payload, errors);
+    },
+  });
+  wss.options.handleProtocols = handleProtocols;
+
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    const active = new Map<string, string>();
+    activeIds.set(socket, active);
+    let sequence = 0;
+
+    socket.once('error', (error) => {
+      // ws has already failed the frame (1009 for an oversized one, 1002 for a protocol error).
+      logger.debug({ err: error }, 'websocket error');
+      if (socket.readyState === socket.OPEN) socket.close(1011, 'Internal error');
+    });
+
+    let pongWait: NodeJS.Timeout | undefined;
+    const pinger =
+      keepAliveMs > 0
+        ? setInterval(() => {
+            if (socket.readyState !== socket.OPEN || pongWait) return;
+            pongWait = setTimeout(() => socket.terminate(), keepAliveMs);
+            socket.ping();
+          }, keepAliveMs)
+        : undefined;
+    socket.on('pong', () => {
+      clearTimeout(pongWait);
+      pongWait = undefined;
+    });
+
+    const closed = server.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data.includes(MARK) ? data.replace(INTERNAL_SUFFIX, '"') : data, (error) => (error ? reject(error) : resolve()));
+          }),
+        close: (code, reason) => socket.close(code, reason),
+        onMessage: (deliver) =>
+          socket.on('message', (raw) => {
+            const text = String(raw);
+            deliver(routeIds(text)).catch((error: unknown) => {
+              logger.error({ err: error }, 'websocket message handling failed');
+              socket.close(4500, 'Internal server error');
+            });
+          }),
+      },
+      { socket, request },
+    );
+
+    /** Rewrites the id of subscribe and complete messages; anything else graphql-ws judges as sent. */
+    function routeIds(text: string): string {
+      let message: unknown;
+      try {
+        message = JSON.parse(text);
+      } catch {
+        return text;
+      }
+      if (typeof message !== 'object' || message === null) return text;
+      const { id, type } = message as { id?: unknown; type?: unknown };
+      if (typeof id !== 'string' || (type !== MessageType.Subscribe && type !== MessageType.Complete)) return text;
+      let internal = active.get(id);
+      if (type === MessageType.Subscribe) {
+        if (internal === undefined) active.set(id, (internal = `${id}\u0000${MARK}${++sequence}`));
+      } else {
+        active.delete(id);
+        internal ??= `${id}\u0000${MARK}0`; // completes nothing, as graphql-ws does for unknown ids
+      }
+      return JSON.stringify({ ...message, id: internal });
+    }
+
+    socket.once('close', (code, reason) => {
+      clearInterval(pinger);
+      clearTimeout(pongWait);
+      void closed(code, String(reason));
+    });
+  });
+
+  return {
+    /**
+     * Closes every socket with 1001 and stops accepting; sockets whose peers do not answer the close
+     * within `timeoutMs` are terminated.
+     */
+    dispose: async (timeoutMs: number) => {
+      for (const client of wss.clients) client.close(CloseCode.GoingAway, 'Going away');
+      const deadline = setTimeout(() => {
+        for (const client of wss.clients) client.terminate();
+      }, timeoutMs);
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      clearTimeout(deadline);
+    },
+  };
+}
