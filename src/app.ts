@@ -8,8 +8,12 @@ import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { createGatewayYoga } from './graphql/yoga.js';
-import { checkBodySize } from './http/body-limit.js';
-import { sendError, sendJson, sendText } from './http/respond.js';
+import { errors } from './errors.js';
+import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
+import { sendError, sendGraphqlError, sendJson, sendText } from './http/respond.js';
+import { guardConnections } from './limits/connection-guard.js';
+import { KeyConnections } from './limits/key-connections.js';
+import { RateLimiter } from './limits/rate-limiter.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
 import { ChangeFeed } from './live/change-feed.js';
@@ -61,8 +65,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     throw error;
   }
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const yoga = createGatewayYoga({ jobs, live, revocations, logger });
+  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, logger });
   const handleRest = createRestHandler(yoga, routes, logger);
+  const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
+  const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
 
   async function authenticate(req: IncomingMessage): Promise<Principal | null> {
     const key = apiKeyFromHeaders(req.headers);
@@ -88,19 +94,50 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
     const body = checkBodySize(req, config.maxBodyBytes);
     if (!body.ok) {
-      // The unread body would be parsed as the next request on this connection: close it.
-      return sendError(res, body.status, body.code, body.message, { connection: 'close' });
+      discardRefusedBody(req);
+      return sendError(res, body.status, body.code, body.message);
     }
 
     const principal = await authenticate(req);
+    // Nothing of a request without a valid key is parsed (GraphiQL's page aside: a browser
+    // cannot send the key before it has the page).
+    if (!principal && route === 'graphql' && !wantsGraphiQL(req)) {
+      return sendGraphqlError(res, 401, 'UNAUTHENTICATED', errors.unauthenticated().message);
+    }
+    if (principal) {
+      const verdict = rateLimiter.take(principal.keyId);
+      if (!verdict.allowed) {
+        const message = `Too many requests for this API key (${config.rateLimit.perSecond} per second); retry after ${verdict.retryAfterSeconds} s.`;
+        const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
+        return route === 'rest'
+          ? sendError(res, 429, 'RATE_LIMITED', message, headers)
+          : sendGraphqlError(res, 429, 'RATE_LIMITED', message, headers);
+      }
+    }
     if (route === 'rest') {
       const response = await handleRest(req.method ?? 'GET', url, principal);
       return sendJson(res, response.status, response.body, response.headers);
     }
+    if (principal && acceptsEventStream(req)) {
+      // A Server-Sent Events stream holds a connection like a WebSocket: the same per-key limit.
+      const release = keyConnections.acquire(principal.keyId);
+      if (!release) {
+        return sendGraphqlError(res, 429, 'TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${keyConnections.max}).`);
+      }
+      res.once('close', release);
+    }
     await yoga.handle(req, res, { principal });
   }
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(
+    {
+      headersTimeout: config.http.headersTimeoutMs,
+      requestTimeout: config.http.requestTimeoutMs,
+      keepAliveTimeout: config.http.keepAliveTimeoutMs,
+      // How often Node checks the two timeouts above (30 s by default, far longer than they are).
+      connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
+    },
+    (req, res) => {
     const { url, route } = requestRoute(req.url);
     if (metrics) {
       const started = performance.now();
@@ -112,9 +149,11 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       // Auth or routing failed before yoga could answer: almost always the database being away.
       sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
     });
-  });
+    },
+  );
+  guardConnections(server, config.http.maxConnections);
 
-  const webSockets = attachWebSockets({ server, yoga, apiKeys, revocations, live, config, logger });
+  const webSockets = attachWebSockets({ server, yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config, logger });
   const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, webSockets, queries: database.queries }) : undefined;
 
   let closing: Promise<void> | undefined;
@@ -153,6 +192,15 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       return closing;
     },
   };
+}
+
+/** A browser asking for the GraphiQL page (yoga renders it for a GET that accepts HTML). */
+function wantsGraphiQL(req: IncomingMessage): boolean {
+  return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+}
+
+function acceptsEventStream(req: IncomingMessage): boolean {
+  return (req.headers.accept ?? '').includes('text/event-stream');
 }
 
 /**

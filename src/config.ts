@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { OperationLimits } from './graphql/plugins/operation-limits.js';
 
 /** Everything the gateway reads from its environment, parsed and validated once. */
 export interface Config {
@@ -33,6 +34,19 @@ export interface Config {
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
   /** Whether GET /metrics serves Prometheus metrics. */
   metricsEnabled: boolean;
+  graphql: OperationLimits;
+  /** Requests (and WebSocket subscribes) per second per API key, refilled continuously; 0: no limit. */
+  rateLimit: { perSecond: number; burst: number };
+  http: {
+    /** Time to receive a request's headers; a connection that takes longer is cut. */
+    headersTimeoutMs: number;
+    /** Time to receive a whole request (headers and body). */
+    requestTimeoutMs: number;
+    /** How long an idle keep-alive connection stays open. */
+    keepAliveTimeoutMs: number;
+    /** Open connections at most; beyond, the oldest idle one makes room (or the new one is refused). */
+    maxConnections: number;
+  };
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
 }
 
@@ -65,6 +79,18 @@ const envSchema = z.object({
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
   METRICS_ENABLED: z.enum(['true', 'false']).default('true'),
+  GRAPHQL_MAX_COST: intFrom(1, 100_000_000).default(25_000),
+  GRAPHQL_MAX_DEPTH: intFrom(1, 1_000).default(10),
+  GRAPHQL_MAX_ALIASES: intFrom(0, 100_000).default(15),
+  GRAPHQL_MAX_TOKENS: intFrom(100, 1_000_000).default(1_000),
+  GRAPHQL_MAX_DIRECTIVES: intFrom(0, 100_000).default(10),
+  MAX_RESPONSE_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  RATE_LIMIT_PER_KEY: intFrom(0, 10_000_000).default(200),
+  RATE_LIMIT_BURST: intFrom(1, 10_000_000).optional(),
+  HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000).default(30_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
+  MAX_CONNECTIONS: intFrom(1, 10_000_000).default(10_000),
 });
 
 export class ConfigError extends Error {}
@@ -101,6 +127,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500, coalesceMs: e.FEED_COALESCE_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
     metricsEnabled: e.METRICS_ENABLED === 'true',
+    graphql: {
+      maxCost: e.GRAPHQL_MAX_COST,
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxAliases: e.GRAPHQL_MAX_ALIASES,
+      maxTokens: e.GRAPHQL_MAX_TOKENS,
+      maxDirectives: e.GRAPHQL_MAX_DIRECTIVES,
+      maxResponseBytes: e.MAX_RESPONSE_BYTES,
+    },
+    rateLimit: { perSecond: e.RATE_LIMIT_PER_KEY, burst: e.RATE_LIMIT_BURST ?? 2 * e.RATE_LIMIT_PER_KEY },
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: Math.max(e.HTTP_REQUEST_TIMEOUT_MS, e.HTTP_HEADERS_TIMEOUT_MS),
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.MAX_CONNECTIONS,
+    },
   };
 }
 

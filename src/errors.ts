@@ -7,10 +7,13 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'BAD_USER_INPUT'
   | 'JOB_NOT_RUNNING'
-  | 'CONFLICT';
+  | 'CONFLICT'
+  | 'QUERY_TOO_COMPLEX'
+  | 'RATE_LIMITED'
+  | 'TOO_MANY_CONNECTIONS';
 
-/** Only authentication and authorization change the HTTP status of a GraphQL response. */
-const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403 };
+/** Only authentication, authorization and rate limits change the HTTP status of a GraphQL response. */
+const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, TOO_MANY_CONNECTIONS: 429 };
 
 /**
  * An expected error: yoga passes GraphQLErrors through its masking unchanged, so clients see the

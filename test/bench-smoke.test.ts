@@ -16,6 +16,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 180_000 }, as
     fanout: Array<Record<string, number | string>>;
     rest: Array<Record<string, number | string>>;
     polling: Record<string, number>;
+    fairness: Array<Record<string, number | string>>;
   };
   expect(report.fanout).toHaveLength(1);
   const fanout = report.fanout[0]!;
@@ -29,4 +30,8 @@ it('npm run bench -- --smoke produces the full report', { timeout: 180_000 }, as
   for (const row of report.rest) expect(row.reqPerSec).toBeGreaterThan(0);
   expect(report.polling).toMatchObject({ dashboards: 20 });
   for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec']) expect(report.polling[key]).toBeGreaterThan(0);
+  expect(report.fairness.map((row) => row.db)).toEqual(['embedded']);
+  for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(report.fairness[0]![key]).toBeGreaterThan(0);
+  // How much of the flood was refused depends on how fast this machine serves it: only present.
+  expect(report.fairness[0]!.floodRefusedPerSec).toBeGreaterThanOrEqual(0);
 });

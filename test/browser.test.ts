@@ -34,6 +34,7 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
 
   it('GraphiQL loads from the gateway alone and runs a query', async () => {
     const t = await startTestApp();
+    const key = await t.createKey('graphiql');
     const page = await browser.newPage();
     const foreign: string[] = [];
     page.on('request', (request) => {
@@ -44,11 +45,13 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await page.waitForSelector('.graphiql-container', { timeout: 20_000 });
     expect(foreign).toEqual([]);
     // What GraphiQL sends, from inside the page: the endpoint answers it.
-    const result = await page.evaluate(async () => {
-      const response = await fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
-      return response.json();
-    });
-    expect(result).toEqual({ data: { __typename: 'Query' } });
+    const result = await page.evaluate(async (apiKey) => {
+      const send = (headers: Record<string, string>) =>
+        fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"query":"{ __typename }"}' }).then((r) => r.json());
+      return { withKey: await send({ 'x-api-key': apiKey }), without: await send({}) };
+    }, key);
+    expect(result.withKey).toEqual({ data: { __typename: 'Query' } });
+    expect(result.without).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] });
     await page.close();
   });
 

@@ -47,22 +47,22 @@ describeDb('the HTTP server', () => {
     expect(chunked.status).toBe(411);
 
     // A body within the limit still works.
-    const small = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+    const small = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: '{"query":"{ __typename }"}' });
     expect(await small.json()).toEqual({ data: { __typename: 'Query' } });
   });
 
   it('answers malformed requests with 4xx JSON and never a stack trace', async () => {
     // GraphQL over HTTP: with `accept: application/graphql-response+json` a request error is a 400;
     // legacy `application/json` clients get it with 200, as the spec requires.
+    const json = { 'content-type': 'application/json', 'x-api-key': key };
+    const strict = { ...json, accept: 'application/graphql-response+json' };
     const cases: Array<[string, RequestInit, number]> = [
-      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' }, 400],
-      [
-        '/graphql',
-        { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body: '{"query": "{ jobs { nope } }"}' },
-        400,
-      ],
-      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[1,2,3]' }, 400],
-      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body: '{"query": "{"}' }, 400],
+      ['/graphql', { method: 'POST', headers: json, body: '{"query": ' }, 400],
+      ['/graphql', { method: 'POST', headers: strict, body: '{"query": "{ jobs { nope } }"}' }, 400],
+      ['/graphql', { method: 'POST', headers: json, body: '[1,2,3]' }, 400],
+      ['/graphql', { method: 'POST', headers: strict, body: '{"query": "{"}' }, 400],
+      // Without a key nothing is parsed: 401 whatever the body.
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' }, 401],
       ['/nowhere', { method: 'GET' }, 404],
       ['/api/jobs?limit=%ZZ', { method: 'GET', headers: { 'x-api-key': key } }, 400],
     ];
@@ -116,6 +116,9 @@ describeDb('the gateway process', () => {
   it('on SIGTERM stops accepting, finishes the request in flight, closes the database and exits 0', async () => {
     const database = await freshDatabase();
     cleanups.push(() => database.drop());
+    const seed = await startTestApp({ database });
+    const sigtermKey = await seed.createKey('sigterm');
+    await seed.close();
     const gateway = await spawnGateway(database.env);
     cleanups.push(async () => {
       if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
@@ -129,7 +132,7 @@ describeDb('the gateway process', () => {
     let response = '';
     socket.on('data', (chunk) => (response += chunk.toString()));
     const responseDone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    socket.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nX-API-Key: ${sigtermKey}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
     socket.write(body.slice(0, 5));
     await gateway.waitForLog(/^request$/);
 

@@ -213,10 +213,11 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     const tcp = (socket.socket as unknown as { _socket: net.Socket })._socket;
     tcp.pause();
     // More than loopback's socket buffers can absorb (about 10 MB): the server's own buffer must fill.
-    const blob = 'x'.repeat(256 * 1024);
-    const updates = 100;
+    // (Each state under the 64 KiB a job's metadata may hold.)
+    const blob = 'x'.repeat(60 * 1024);
+    const updates = 400;
     for (let progress = 1; progress <= updates; progress++) {
-      await t.app.jobs.updateProgress(workspaceId, job.id, { progress, metadata: { blob: `${progress}${blob}` } });
+      await t.app.jobs.updateProgress(workspaceId, job.id, { progress: Math.min(progress, 100), metadata: { blob: `${progress}${blob}` } });
       // One dispatch per write (the feed would otherwise merge a burst into the newest state).
       await t.app.feed.poke();
     }

@@ -6,6 +6,8 @@ import type { JobStore } from '../jobs/job-store.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
+import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
+import { useOperationScopes } from './plugins/operation-scopes.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { schema } from './schema.js';
 
@@ -17,13 +19,14 @@ export interface ServerContext {
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
 
 export interface YogaDeps {
+  limits: OperationLimits;
   jobs: JobStore;
   live: LiveJobs;
   revocations: RevocationWatch;
   logger: Logger;
 }
 
-export function createGatewayYoga({ jobs, live, revocations, logger }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, jobs, live, revocations, logger }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -49,6 +52,7 @@ export function createGatewayYoga({ jobs, live, revocations, logger }: YogaDeps)
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations }),
-    plugins: [useVariableErrorCode()],
+    // Scopes first: a document the key may not run is refused before its cost is estimated.
+    plugins: [useOperationScopes(), ...useOperationLimits(limits), useVariableErrorCode()],
   });
 }

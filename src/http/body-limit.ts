@@ -21,3 +21,25 @@ export function checkBodySize(req: IncomingMessage, maxBytes: number): BodyVerdi
   }
   return { ok: true };
 }
+
+/** How long, and how many bytes, a refused body is still read before its connection is cut. */
+const LINGER = { ms: 5_000, maxBytes: 64 * 1024 * 1024 } as const;
+
+/**
+ * Reads and discards the body of a request that was answered without it (413, 411), for a bounded
+ * time, as nginx's lingering close does: closing while the client is still sending makes the kernel
+ * reset the connection, and the client sees ECONNRESET instead of the answer it could act on.
+ */
+export function discardRefusedBody(req: IncomingMessage): void {
+  let received = 0;
+  const cut = () => req.socket.destroy();
+  const timer = setTimeout(cut, LINGER.ms);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > LINGER.maxBytes) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}

@@ -18,3 +18,8 @@ export function sendText(res: ServerResponse, status: number, contentType: strin
 export function sendError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
   sendJson(res, status, { error: { code, message } }, headers);
 }
+
+/** A GraphQL-shaped error for /graphql requests refused before yoga sees them (no key, rate limit). */
+export function sendGraphqlError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
+}

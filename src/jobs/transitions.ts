@@ -30,7 +30,12 @@ export interface ProgressInput {
   metadata?: unknown;
 }
 
-export const LIMITS = { text: 500, steps: 100, error: 10_000 } as const;
+/**
+ * What one job may hold. `metadataBytes` bounds a job's serialized metadata after every merge (and
+ * with it responses, notifications and memory); `metadataDepth` bounds nesting, which PostgreSQL's
+ * jsonb and every recursive reader would otherwise pay for.
+ */
+export const LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32 } as const;
 
 export interface NewJobFields {
   type: string;
@@ -64,7 +69,7 @@ export function newJob(input: NewJobInput): NewJobFields {
     progress: 0,
     currentStep: steps[0]?.name ?? null,
     steps,
-    metadata: input.metadata == null ? {} : requireObject(input.metadata),
+    metadata: input.metadata == null ? {} : boundedMetadata(requireObject(input.metadata)),
   };
 }
 
@@ -98,7 +103,7 @@ export function progress(job: JobRow, input: ProgressInput): JobPatch {
     });
     if (status === 'RUNNING') patch.currentStep = target.name;
   }
-  if (input.metadata != null) patch.metadata = { ...metadataOf(job), ...requireObject(input.metadata) };
+  if (input.metadata != null) patch.metadata = boundedMetadata({ ...metadataOf(job), ...requireObject(input.metadata) });
   return patch;
 }
 
@@ -127,9 +132,13 @@ export function cancel(job: JobRow, now: Date): JobPatch {
   return { ...fail(job, CANCELLED, now), currentStep: CANCELLED };
 }
 
-/** PostgreSQL text and jsonb cannot hold NUL; it would fail in the database as a 500. */
+/**
+ * PostgreSQL text and jsonb cannot hold NUL, and jsonb refuses an unpaired surrogate (`"\ud800"`):
+ * either would fail in the database as a 500.
+ */
 export function rejectNul(field: string, value: string): string {
   if (value.includes('\u0000')) throw errors.badInput(`${field} must not contain NUL characters.`);
+  if (!value.isWellFormed()) throw errors.badInput(`${field} must be well-formed Unicode (no unpaired surrogate).`);
   return value;
 }
 
@@ -144,13 +153,31 @@ function requireObject(value: unknown): JobMetadata {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw errors.badInput('metadata must be a JSON object.');
   }
-  if (containsNul(value)) throw errors.badInput('metadata must not contain NUL characters.');
+  checkJson(value);
   return value as JobMetadata;
 }
 
-function containsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some(containsNul);
-  if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => k.includes('\u0000') || containsNul(v));
-  return false;
+/** Every string (keys included) storable, and nesting within LIMITS.metadataDepth; iterative, so any depth is safe to check. */
+function checkJson(root: unknown): void {
+  const stack: Array<{ value: unknown; depth: number }> = [{ value: root, depth: 1 }];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const { value, depth } = item;
+    if (typeof value === 'string') {
+      rejectNul('metadata', value);
+    } else if (value !== null && typeof value === 'object') {
+      if (depth > LIMITS.metadataDepth) throw errors.badInput(`metadata is nested deeper than ${LIMITS.metadataDepth} levels.`);
+      for (const [key, child] of Object.entries(value)) {
+        if (!Array.isArray(value)) rejectNul('metadata', key);
+        stack.push({ value: child, depth: depth + 1 });
+      }
+    }
+  }
+}
+
+function boundedMetadata(metadata: JobMetadata): JobMetadata {
+  const text = JSON.stringify(metadata);
+  if (text.length > LIMITS.metadataBytes || Buffer.byteLength(text) > LIMITS.metadataBytes) {
+    throw errors.badInput(`metadata is larger than ${LIMITS.metadataBytes} bytes (after merging).`);
+  }
+  return metadata;
 }

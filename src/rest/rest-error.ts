@@ -19,6 +19,9 @@ export const statusOfCode: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
+  QUERY_TOO_COMPLEX: 400,
+  RATE_LIMITED: 429,
+  TOO_MANY_CONNECTIONS: 429,
 };
 
 export function isErrorCode(code: unknown): code is ErrorCode {

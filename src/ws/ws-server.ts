@@ -6,9 +6,11 @@ import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import type { Config } from '../config.js';
-import { errors } from '../errors.js';
+import { appError, errors } from '../errors.js';
 import type { GatewayContext } from '../graphql/context.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
+import type { KeyConnections } from '../limits/key-connections.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import { ReplayOverloadedError } from '../live/replay-queue.js';
 import type { Logger } from '../logger.js';
@@ -48,16 +50,17 @@ export function attachWebSockets(deps: {
   server: Server;
   yoga: GatewayYoga;
   apiKeys: ApiKeyStore;
+  keyConnections: KeyConnections;
+  rateLimiter: RateLimiter;
   revocations: RevocationWatch;
   live: LiveJobs;
   config: Config;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, apiKeys, revocations, live, config } = deps;
+  const { yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config } = deps;
   const logger = deps.logger.child({ component: 'ws' });
   const multiplexer = new Multiplexer(live, logger);
   const connections = new Map<WebSocket, Connection>();
-  const socketsByKey = new Map<string, Set<WebSocket>>();
   const routes = new WeakMap<object, Route>();
   const congested = new Set<SocketSender>();
 
@@ -79,13 +82,11 @@ export function attachWebSockets(deps: {
         const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
         const principal = key ? await apiKeys.authenticate(key) : null;
         if (!principal) return false; // graphql-ws closes with 4403 Forbidden
-        const sockets = socketsByKey.get(principal.keyId) ?? new Set<WebSocket>();
-        if (sockets.size >= config.ws.maxConnectionsPerKey) {
-          socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${config.ws.maxConnectionsPerKey})`);
+        const release = keyConnections.acquire(principal.keyId);
+        if (!release) {
+          socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${keyConnections.max})`);
           return false;
         }
-        sockets.add(socket);
-        socketsByKey.set(principal.keyId, sockets);
         const sender = new SocketSender(socket, request.socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
         const closed = new AbortController();
         connections.set(socket, { principal, sender, closed });
@@ -95,8 +96,7 @@ export function attachWebSockets(deps: {
           closed.abort();
           unwatch();
           connections.delete(socket);
-          sockets.delete(socket);
-          if (sockets.size === 0) socketsByKey.delete(principal.keyId);
+          release();
         });
         return true;
       },
@@ -104,6 +104,10 @@ export function attachWebSockets(deps: {
       onSubscribe: async (ctx, id, payload) => {
         const connection = connections.get(ctx.extra.socket);
         if (!connection) return [errors.unauthenticated()];
+        const verdict = rateLimiter.take(connection.principal.keyId);
+        if (!verdict.allowed) {
+          return [appError('RATE_LIMITED', `Too many subscribe messages for this API key; retry after ${verdict.retryAfterSeconds} s.`)];
+        }
         // graphql-ws has already registered this id among ctx.subscriptions.
         if (Object.keys(ctx.subscriptions).length > config.ws.maxSubscriptionsPerConnection) {
           return [

@@ -107,16 +107,20 @@ async function freshDatabaseEnv(db: Db, tag: string): Promise<{ env: Record<stri
   };
 }
 
+// One key stands for thousands of dashboards here: its rate and connection limits are lifted
+// (the fairness phase measures the rate limit with its default on).
 const GATEWAY_ENV = {
   LOG_LEVEL: 'warn',
   MAX_CONNECTIONS_PER_KEY: '1000000',
+  MAX_CONNECTIONS: '1000000',
   REPLAY_QUEUE_MAX: '1000000',
+  RATE_LIMIT_PER_KEY: '0',
 };
 
-async function startGateway(db: Db, tag: string) {
+async function startGateway(db: Db, tag: string, env: Record<string, string> = {}) {
   const database = await freshDatabaseEnv(db, tag);
   const profiling = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags.profile)}`] : [];
-  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc', ...profiling]);
+  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...env, ...database.env }, ['--expose-gc', ...profiling]);
   const url = await gateway.request<string>({ cmd: 'url' });
   const key = await gateway.request<string>({ cmd: 'createKey', workspace: 'bench' });
   return {
@@ -292,6 +296,58 @@ async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway:
 
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
+interface FairnessRow {
+  db: Db;
+  quietP50Ms: number;
+  floodP50Ms: number;
+  /** floodP50Ms / quietP50Ms: the goal is at most 2. */
+  ratio: number;
+  floodReqPerSec: number;
+  floodRefusedPerSec: number;
+}
+
+/**
+ * One key floods the list route over 50 connections with the rate limit at its default, while a
+ * dashboard of another workspace reads its one job in a loop: that dashboard's p50, quiet and
+ * during the flood.
+ */
+async function fairness(db: Db): Promise<FairnessRow> {
+  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: '200' });
+  try {
+    const flooder = await gateway.request<string>({ cmd: 'createKey', workspace: 'flooder' });
+    const bystander = await gateway.request<string>({ cmd: 'createKey', workspace: 'bystander' });
+    await createJobs(url, flooder, 50);
+    const [jobId] = await createJobs(url, bystander, 1);
+    const durationS = Math.max(2, profile.restS * 2);
+    const readLoop = async (until: number) => {
+      const latencies: number[] = [];
+      while (performance.now() < until) {
+        const started = performance.now();
+        const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': bystander } });
+        await response.arrayBuffer();
+        if (response.status === 200) latencies.push(performance.now() - started);
+      }
+      return percentile(latencies.sort((a, b) => a - b), 50);
+    };
+    await readLoop(performance.now() + 500); // warm-up
+    const quietP50Ms = await readLoop(performance.now() + durationS * 1000);
+    const [flood, floodP50Ms] = await Promise.all([
+      cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 }),
+      readLoop(performance.now() + durationS * 1000),
+    ]);
+    return {
+      db,
+      quietP50Ms: round(quietP50Ms, 2),
+      floodP50Ms: round(floodP50Ms, 2),
+      ratio: round(floodP50Ms / quietP50Ms, 2),
+      floodReqPerSec: Math.round(flood.reqPerSec),
+      floodRefusedPerSec: Math.round(flood.non2xx / durationS),
+    };
+  } finally {
+    await stop();
+  }
+}
+
 async function main() {
   log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
   const subs = await spawnChild('./subscribers.ts');
@@ -370,8 +426,17 @@ async function main() {
         await started.stop();
       }
     }
+    const fairnessRows: FairnessRow[] = [];
+    for (const db of profile.restDbs) {
+      fairnessRows.push(await fairness(db));
+      log(`fairness (${db}): ${JSON.stringify(fairnessRows.at(-1))}`);
+    }
     printTable(fanout, restRows, polling);
-    console.log(JSON.stringify({ fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row), rest: restRows, polling }));
+    console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
+    console.table(fairnessRows);
+    console.log(
+      JSON.stringify({ fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row), rest: restRows, polling, fairness: fairnessRows }),
+    );
   } finally {
     await subs.stop();
   }

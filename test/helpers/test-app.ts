@@ -11,6 +11,8 @@ export interface TestApp {
   database: FreshDatabase;
   /** Creates a key in `workspace` (created if new), as `jobs-gateway keys create` does. */
   createKey(workspace: string, scopes?: Scope[]): Promise<string>;
+  /** With `captureLogs`, every log entry at or above `debug`, parsed. */
+  logs: Array<{ level: number; msg?: string; [field: string]: unknown }>;
   close(): Promise<void>;
 }
 
@@ -27,16 +29,22 @@ export const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
  * A real gateway on a random port over a database of its own. Pass `database` to start a second
  * instance on the same database (after closing the first, for the embedded one).
  */
-export async function startTestApp(options: { database?: FreshDatabase; env?: Record<string, string> } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: { database?: FreshDatabase; env?: Record<string, string>; captureLogs?: boolean } = {},
+): Promise<TestApp> {
   const database = options.database ?? (await freshDatabase());
-  const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...database.env, ...options.env });
-  const app = await createApp(config, createLogger(config.logLevel));
+  const logs: TestApp['logs'] = [];
+  const level = options.captureLogs ? 'debug' : (process.env.TEST_LOG_LEVEL ?? 'silent');
+  const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: level, ...database.env, ...options.env });
+  const destination = options.captureLogs ? { write: (line: string) => void logs.push(JSON.parse(line)) } : undefined;
+  const app = await createApp(config, createLogger(config.logLevel, destination));
   const url = await app.start();
   let closed = false;
   const testApp: TestApp = {
     url,
     app,
     database,
+    logs,
     createKey: async (workspace, scopes = ALL_SCOPES) => (await app.apiKeys.create({ workspace, scopes })).key,
     close: async () => {
       if (closed) return;

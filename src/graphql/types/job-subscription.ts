@@ -23,10 +23,13 @@ export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
   };
 }
 
+/** Cursors are PostgreSQL bigints. */
+const MAX_CURSOR = 2n ** 63n - 1n;
+
 /** `after` is a changeCursor: a decimal integer in a string. */
 export function parseAfter(after: string | null | undefined): bigint | undefined {
   if (after == null) return undefined;
-  if (!/^\d{1,19}$/.test(after)) throw errors.badInput('after must be a changeCursor (a string of digits).');
+  if (!/^\d{1,19}$/.test(after) || BigInt(after) > MAX_CURSOR) throw errors.badInput('after must be a changeCursor (a string of digits).');
   return BigInt(after);
 }
 

@@ -25,10 +25,13 @@ export const JobRef = builder.prismaObject('Job', {
     status: t.expose('status', { type: JobStatusEnum }),
     progress: t.exposeInt('progress'),
     currentStep: t.exposeString('currentStep', { nullable: true }),
+    // Counted as 10 steps (the default list multiplier): typical jobs have a few, and the response
+    // size limit catches what an estimate misses.
     steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job) }),
     startedAt: t.expose('startedAt', { type: 'DateTime' }),
     completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
-    metadata: t.field({ type: 'JSON', resolve: (job) => metadataOf(job) }),
+    // Up to 64 KiB each (LIMITS.metadataBytes): worth several scalars.
+    metadata: t.field({ type: 'JSON', complexity: 10, resolve: (job) => metadataOf(job) }),
     error: t.exposeString('error', { nullable: true, description: 'Why the job failed or was cancelled.' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     changeCursor: t.string({
@@ -43,6 +46,8 @@ builder.queryFields((t) => ({
     type: [JobRef],
     description: `The workspace's jobs, newest first. limit: 1 to ${LIST_LIMIT.max}, default ${LIST_LIMIT.default}.`,
     authScopes: { 'jobs:read': true },
+    // As many jobs as the limit asks for (out-of-range limits are refused when the field runs).
+    complexity: (args) => ({ field: 1, multiplier: Math.min(Math.max(args.limit ?? LIST_LIMIT.default, 1), LIST_LIMIT.max) }),
     args: {
       competitorId: t.arg.id(),
       type: t.arg.string(),
