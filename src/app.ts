@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiKeyStore } from './auth/api-keys.js';
 import { RevocationWatch } from './auth/revocation-watch.js';
 import { apiKeyFromHeaders } from './auth/credentials.js';
@@ -13,7 +14,7 @@ import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
 import { sendError, sendGraphqlError, sendJson, sendText } from './http/respond.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
-import { RateLimiter } from './limits/rate-limiter.js';
+import { REFUSAL_DELAY_MS, RateLimiter } from './limits/rate-limiter.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
 import { ChangeFeed } from './live/change-feed.js';
@@ -64,11 +65,11 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     await database.close();
     throw error;
   }
+  const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, logger });
+  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger });
   const handleRest = createRestHandler(yoga, routes, logger);
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
-  const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
 
   async function authenticate(req: IncomingMessage): Promise<Principal | null> {
     const key = apiKeyFromHeaders(req.headers);
@@ -101,7 +102,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     const principal = await authenticate(req);
     // Nothing of a request without a valid key is parsed (GraphiQL's page aside: a browser
     // cannot send the key before it has the page).
-    if (!principal && route === 'graphql' && !wantsGraphiQL(req)) {
+    // CORS preflights carry no key either (browsers never send one): yoga answers them.
+    if (!principal && route === 'graphql' && req.method !== 'OPTIONS' && !wantsGraphiQL(req)) {
       return sendGraphqlError(res, 401, 'UNAUTHENTICATED', errors.unauthenticated().message);
     }
     if (principal) {
@@ -109,6 +111,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       if (!verdict.allowed) {
         const message = `Too many requests for this API key (${config.rateLimit.perSecond} per second); retry after ${verdict.retryAfterSeconds} s.`;
         const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
+        await sleep(REFUSAL_DELAY_MS);
         return route === 'rest'
           ? sendError(res, 429, 'RATE_LIMITED', message, headers)
           : sendGraphqlError(res, 429, 'RATE_LIMITED', message, headers);
@@ -117,14 +120,6 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     if (route === 'rest') {
       const response = await handleRest(req.method ?? 'GET', url, principal);
       return sendJson(res, response.status, response.body, response.headers);
-    }
-    if (principal && acceptsEventStream(req)) {
-      // A Server-Sent Events stream holds a connection like a WebSocket: the same per-key limit.
-      const release = keyConnections.acquire(principal.keyId);
-      if (!release) {
-        return sendGraphqlError(res, 429, 'TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${keyConnections.max}).`);
-      }
-      res.once('close', release);
     }
     await yoga.handle(req, res, { principal });
   }
@@ -197,10 +192,6 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 /** A browser asking for the GraphiQL page (yoga renders it for a GET that accepts HTML). */
 function wantsGraphiQL(req: IncomingMessage): boolean {
   return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
-}
-
-function acceptsEventStream(req: IncomingMessage): boolean {
-  return (req.headers.accept ?? '').includes('text/event-stream');
 }
 
 /**

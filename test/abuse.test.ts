@@ -5,6 +5,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { CreateJobDocument, JobsDocument } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
 import { codesOf, graphqlOk, rest } from './helpers/http.js';
+import { liveSubscriptions } from './helpers/metrics.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
 
@@ -29,6 +30,14 @@ async function post(url: string, body: string, key?: string, headers: Record<str
 }
 
 const query = (q: string, variables?: unknown) => JSON.stringify({ query: q, variables });
+
+/** The first bytes of a (streaming) response, without waiting for its end. */
+async function readSome(response: Response): Promise<string> {
+  const reader = response.body!.getReader();
+  const { value } = await Promise.race([reader.read(), new Promise<{ value: undefined }>((resolve) => setTimeout(() => resolve({ value: undefined }), 300))]);
+  reader.releaseLock();
+  return value ? new TextDecoder().decode(value) : '';
+}
 const aliases = (count: number, field: string) => `{ ${Array.from({ length: count }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
 
 /** What every refusal must look like: a 4xx or a coded GraphQL error, never a 5xx or INTERNAL_SERVER_ERROR. */
@@ -79,6 +88,28 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
     ]) {
       expectClientError(await post(t.url, body, reader), 'QUERY_TOO_COMPLEX');
     }
+  });
+
+  it('answers a CORS preflight without a key (browsers never send one), and keeps ids of any shape apart over WebSockets', async () => {
+    const preflight = await fetch(`${t.url}/graphql`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://dashboard.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-api-key' },
+    });
+    expect(preflight.status).toBeLessThan(300);
+    expect(preflight.headers.get('access-control-allow-origin')).toBeTruthy();
+
+    const socket = await TestSocket.open(t.url, { apiKey: writer });
+    const ids = ['a', 'a\u0000b', 'q"\\u0000', 'x'.repeat(90)];
+    for (const id of ids) socket.subscribe(id, 'subscription { jobUpdated { id } }');
+    await expect.poll(async () => (await liveSubscriptions(t.url)).multiplexed).toBeGreaterThanOrEqual(ids.length);
+    await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'ids', steps } }, writer);
+    for (const id of ids) expect(await socket.waitForNexts(id, 1)).toHaveLength(1);
+    // A duplicate of an active id closes with 4409, its reason naming the client's id only.
+    socket.subscribe('x'.repeat(90), 'subscription { jobUpdated { id } }');
+    const closed = await socket.waitForClose();
+    expect(closed.code).toBe(4409);
+    expect(closed.reason).not.toContain('\u0000');
+    expect(t.logs.filter((entry) => entry.level >= 50)).toEqual([]);
   });
 
   it('refuses a document from a missing or unknown key before parsing it', async () => {
@@ -195,6 +226,12 @@ describeDb('response size, rate and connection limits', () => {
     expect(big.json).toEqual({ data: null, errors: [expect.objectContaining({ extensions: { code: 'RESPONSE_TOO_LARGE' } })] });
     expect(big.text.length).toBeLessThan(4096);
     expect((await post(t.url, query('{ jobs { id } }'), key)).json?.errors).toBeUndefined();
+    // graphql-ws serializes its results itself: the same cap there.
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    socket.subscribe('q', '{ jobs { metadata } }');
+    const next = await socket.waitFor((m) => m.id === 'q' && m.type === 'next');
+    expect(next.payload).toEqual({ data: null, errors: [expect.objectContaining({ extensions: { code: 'RESPONSE_TOO_LARGE' } })] });
+    socket.close();
   });
 
   it('limits each key to RATE_LIMIT_PER_KEY with a burst: 429 with Retry-After on REST and GraphQL, errors on WebSocket subscribes, other keys unaffected (property)', async () => {
@@ -235,30 +272,36 @@ describeDb('response size, rate and connection limits', () => {
     socket.close();
   });
 
-  it('counts Server-Sent Events streams against MAX_CONNECTIONS_PER_KEY, as WebSockets', async () => {
+  it('counts Server-Sent Events streams against MAX_CONNECTIONS_PER_KEY, as WebSockets, whatever the Accept header', async () => {
     const t = await startTestApp({ env: { MAX_CONNECTIONS_PER_KEY: '2' } });
     const key = await t.createKey('sse-cap');
-    const open = () =>
-      fetch(`${t.url}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': key },
-        body: query('subscription { jobUpdated { id } }'),
+    // yoga answers a subscription with Server-Sent Events for any of these.
+    const open = (accept?: string) =>
+      fetch(`${t.url}/graphql?query=${encodeURIComponent('subscription { jobUpdated { id } }')}`, {
+        headers: { 'x-api-key': key, ...(accept !== undefined && { accept }) },
       });
-    const first = await open();
+    const first = await open('text/event-stream');
     const second = await open();
     expect([first.status, second.status]).toEqual([200, 200]);
-    const third = await open();
-    expect(third.status).toBe(429);
-    expect(await third.json()).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'TOO_MANY_CONNECTIONS' } })] });
+    expect(second.headers.get('content-type')).toContain('text/event-stream');
+    for (const accept of ['text/event-stream', '*/*', 'TEXT/EVENT-STREAM', 'text/*', undefined]) {
+      const refused = await open(accept);
+      const text = await refused.text();
+      expect(text, String(accept)).toContain('TOO_MANY_CONNECTIONS');
+    }
+    // A query is no stream: it never counts.
+    expect((await post(t.url, query('{ jobs(limit: 1) { id } }'), key, { accept: 'text/event-stream' })).status).toBe(200);
     const socket = await TestSocket.open(t.url, { apiKey: key, ack: false });
     expect((await socket.waitForClose()).code).toBe(1013);
     await first.body!.cancel();
-    await expect.poll(async () => {
-      const again = await open();
-      const status = again.status;
-      await again.body?.cancel();
-      return status;
-    }).toBe(200);
+    await expect
+      .poll(async () => {
+        const again = await open('text/event-stream');
+        const ok = again.headers.get('content-type')?.includes('text/event-stream') && !(await readSome(again)).includes('TOO_MANY_CONNECTIONS');
+        await again.body?.cancel().catch(() => {});
+        return ok;
+      })
+      .toBe(true);
     await second.body!.cancel();
   });
 

@@ -2,6 +2,7 @@ import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
+import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 
 /** What every resolver gets: who is calling (resolved before yoga runs) and the services. */
@@ -10,6 +11,8 @@ export interface GatewayContext {
   readonly jobs: JobStore;
   readonly live: LiveJobs;
   readonly revocations: RevocationWatch;
+  /** What each key holds open: a Server-Sent Events stream counts like a WebSocket. */
+  readonly keyConnections: KeyConnections;
   /** Over WebSockets: aborted when the socket closes, so that its streams end with it. */
   readonly connectionClosed?: AbortSignal;
 }

@@ -3,6 +3,7 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
+import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
@@ -23,10 +24,11 @@ export interface YogaDeps {
   jobs: JobStore;
   live: LiveJobs;
   revocations: RevocationWatch;
+  keyConnections: KeyConnections;
   logger: Logger;
 }
 
-export function createGatewayYoga({ limits, jobs, live, revocations, logger }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, jobs, live, revocations, keyConnections, logger }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -51,7 +53,7 @@ export function createGatewayYoga({ limits, jobs, live, revocations, logger }: Y
       warn: (...args) => log.warn(args.map(String).join(' ')),
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations, keyConnections }),
     // Scopes first: a document the key may not run is refused before its cost is estimated.
     plugins: [useOperationScopes(), ...useOperationLimits(limits), useVariableErrorCode()],
   });

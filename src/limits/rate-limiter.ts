@@ -7,6 +7,14 @@ interface Bucket {
   refilledAt: number;
 }
 
+/**
+ * How long a refusal (429) is held before it is sent. A flooding client with many connections
+ * would otherwise get its refusals as fast as it can send, and refusing thousands of requests a
+ * second takes the event loop from every other key; held, each of its connections sends at most
+ * a few requests a second. It waits for Retry-After anyway.
+ */
+export const REFUSAL_DELAY_MS = 250;
+
 /** Keys remembered at once; a forgotten key starts again with a full bucket, which only errs towards allowing. */
 const MAX_TRACKED_KEYS = 100_000;
 

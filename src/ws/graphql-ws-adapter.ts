@@ -17,11 +17,18 @@ export interface SocketExtra {
  */
 const MARK = randomBytes(6).toString('hex');
 const INTERNAL_SUFFIX = new RegExp(`\\\\u0000${MARK}\\d+"`);
+const SUFFIX = `\u0000${MARK}`;
 
 /** The client's own id of an operation id that graphql-ws hands to hooks. */
 export function clientIdOf(operationId: string): string {
-  const at = operationId.indexOf('\u0000');
+  const at = operationId.lastIndexOf(SUFFIX);
   return at === -1 ? operationId : operationId.slice(0, at);
+}
+
+/** A close reason as the client may read it: its own ids, and within the protocol's 123 bytes. */
+function clientReason(reason: string): string {
+  const text = reason.replaceAll(new RegExp(`\u0000${MARK}\\d+`, 'g'), '');
+  return Buffer.byteLength(text) <= 123 ? text : text.slice(0, 30); // 30 characters are at most 120 bytes
 }
 
 /**
@@ -98,7 +105,7 @@ export function attachGraphqlWs(
             if (socket.readyState !== socket.OPEN) return resolve();
             socket.send(data.includes(MARK) ? data.replace(INTERNAL_SUFFIX, '"') : data, (error) => (error ? reject(error) : resolve()));
           }),
-        close: (code, reason) => socket.close(code, reason),
+        close: (code, reason) => socket.close(code, reason === undefined ? undefined : clientReason(reason)),
         onMessage: (deliver) =>
           socket.on('message', (raw) => {
             const text = String(raw);
@@ -124,10 +131,10 @@ export function attachGraphqlWs(
       if (typeof id !== 'string' || (type !== MessageType.Subscribe && type !== MessageType.Complete)) return text;
       let internal = active.get(id);
       if (type === MessageType.Subscribe) {
-        if (internal === undefined) active.set(id, (internal = `${id}\u0000${MARK}${++sequence}`));
+        if (internal === undefined) active.set(id, (internal = `${id}${SUFFIX}${++sequence}`));
       } else {
         active.delete(id);
-        internal ??= `${id}\u0000${MARK}0`; // completes nothing, as graphql-ws does for unknown ids
+        internal ??= `${id}${SUFFIX}0`; // completes nothing, as graphql-ws does for unknown ids
       }
       return JSON.stringify({ ...message, id: internal });
     }

@@ -8,6 +8,7 @@ import type { Principal } from '../auth/scopes.js';
 import type { Config } from '../config.js';
 import { appError, errors } from '../errors.js';
 import type { GatewayContext } from '../graphql/context.js';
+import { withinResponseLimit } from '../graphql/plugins/operation-limits.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
@@ -183,10 +184,10 @@ export function attachWebSockets(deps: {
         return args;
       },
 
-      execute: (args) => {
+      execute: async (args) => {
         const route = routes.get(args.contextValue as object);
         if (!route || 'member' in route) return { errors: [new GraphQLError('Unexpected error.')] };
-        return route.execute(args) as ExecutionResult;
+        return withinResponseLimit((await route.execute(args)) as ExecutionResult, config.graphql.maxResponseBytes);
       },
       subscribe: (args) => {
         const route = routes.get(args.contextValue as object);

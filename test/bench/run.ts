@@ -19,6 +19,8 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
     /** Only the fan-out part, for profiling it. */
     'fanout-only': { type: 'boolean' },
+    /** Only the fairness phase (a flooding key against another workspace's reads), with the limit and without. */
+    'fairness-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -298,6 +300,7 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 
 interface FairnessRow {
   db: Db;
+  rateLimitPerKey: number;
   quietP50Ms: number;
   floodP50Ms: number;
   /** floodP50Ms / quietP50Ms: the goal is at most 2. */
@@ -311,8 +314,8 @@ interface FairnessRow {
  * dashboard of another workspace reads its one job in a loop: that dashboard's p50, quiet and
  * during the flood.
  */
-async function fairness(db: Db): Promise<FairnessRow> {
-  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: '200' });
+async function fairness(db: Db, rateLimitPerKey = 200): Promise<FairnessRow> {
+  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: String(rateLimitPerKey) });
   try {
     const flooder = await gateway.request<string>({ cmd: 'createKey', workspace: 'flooder' });
     const bystander = await gateway.request<string>({ cmd: 'createKey', workspace: 'bystander' });
@@ -337,6 +340,7 @@ async function fairness(db: Db): Promise<FairnessRow> {
     ]);
     return {
       db,
+      rateLimitPerKey,
       quietP50Ms: round(quietP50Ms, 2),
       floodP50Ms: round(floodP50Ms, 2),
       ratio: round(floodP50Ms / quietP50Ms, 2),
@@ -350,6 +354,14 @@ async function fairness(db: Db): Promise<FairnessRow> {
 
 async function main() {
   log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  if (flags['fairness-only']) {
+    const rows: FairnessRow[] = [];
+    // Side by side: the default limit, and none (what the limit buys).
+    for (const db of profile.restDbs) rows.push(await fairness(db), await fairness(db, 0));
+    console.table(rows);
+    console.log(JSON.stringify({ fairness: rows }));
+    return;
+  }
   const subs = await spawnChild('./subscribers.ts');
   const fanout: FanoutRow[] = [];
   const restRows: RestRow[] = [];

@@ -3,7 +3,7 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesPlugin } from '@escape.tech/graphql-armor-max-directives';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { createComplexityRule } from '@pothos/plugin-complexity';
-import { type ExecutionArgs, type ExecutionResult, type GraphQLError, MaxIntrospectionDepthRule, validate } from 'graphql';
+import { type ExecutionArgs, type ExecutionResult, GraphQLError, MaxIntrospectionDepthRule, validate } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { appError } from '../../errors.js';
 
@@ -98,6 +98,28 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
       },
     },
   ];
+}
+
+/**
+ * The same cap for results that yoga does not serialize (queries over WebSockets: graphql-ws
+ * serializes them itself). Measuring costs one more serialization on that rare path.
+ */
+export function withinResponseLimit(result: ExecutionResult, maxBytes: number): ExecutionResult {
+  let text: string;
+  try {
+    text = JSON.stringify(result);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    return responseTooLarge(maxBytes);
+  }
+  return text.length > maxBytes || Buffer.byteLength(text) > maxBytes ? responseTooLarge(maxBytes) : result;
+}
+
+function responseTooLarge(maxBytes: number): ExecutionResult {
+  return {
+    data: null,
+    errors: [new GraphQLError(`The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`, { extensions: { code: 'RESPONSE_TOO_LARGE' } })],
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { errors } from '../../errors.js';
+import { appError, errors } from '../../errors.js';
 import type { JobFilter } from '../../jobs/job-filter.js';
 import type { JobRow } from '../../jobs/model.js';
 import { builder } from '../builder.js';
@@ -50,11 +50,23 @@ builder.subscriptionFields((t) => ({
     subscribe: (_root, args, ctx) => {
       const { keyId, workspaceId } = principalOf(ctx);
       const after = parseAfter(args.after);
+      // Over HTTP (Server-Sent Events) the stream holds a connection of the key's, as a WebSocket
+      // does; over a WebSocket the socket itself is what counts.
+      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(keyId);
+      if (!ctx.connectionClosed && !release) {
+        throw appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${ctx.keyConnections.max}).`);
+      }
       // A stream outlives the request that authenticated it: end it when its key is revoked.
       const revoked = new AbortController();
       const unwatch = ctx.revocations.watch(keyId, () => revoked.abort(errors.keyRevoked()));
       const signal = ctx.connectionClosed ? AbortSignal.any([revoked.signal, ctx.connectionClosed]) : revoked.signal;
-      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, { signal, onEnd: unwatch });
+      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, {
+        signal,
+        onEnd: () => {
+          unwatch();
+          release?.();
+        },
+      });
     },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,
