@@ -12,7 +12,7 @@ import { describeDb } from './helpers/databases.js';
 import { type RestResult, codesOf, graphql, graphqlOk, rest } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 
-/** The fields of a job in the Jobs API reference (/work/shared/spec/jobs-api.txt), in its order. */
+/** The fields of a job in the Jobs API (see the README, REST), in the order its clients know. */
 const REFERENCE_FIELDS = ['id', 'workspaceId', 'competitorId', 'type', 'displayTitle', 'status', 'progress', 'currentStep', 'steps', 'startedAt', 'completedAt', 'metadata'];
 const STEP_FIELDS = ['id', 'name', 'status'];
 const ISO_UTC_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;

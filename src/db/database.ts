@@ -131,8 +131,9 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     schema: 'public',
     queries,
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
-    // In-process: PGlite delivers NOTIFYs from its own connection (over a socket it would not;
-    // see ../shared/STACK.md), and there is no connection to lose.
+    // In-process: PGlite delivers NOTIFYs from its own connection (through pglite-socket, a LISTEN
+    // on one socket connection was seen to receive none of another's NOTIFYs), and there is no
+    // connection to lose.
     listen: async (channel, handlers) => {
       const unlisten = await pglite.listen(channel, handlers.onNotify);
       handlers.onConnected();

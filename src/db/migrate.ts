@@ -35,8 +35,8 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
 /**
  * Applies pending migrations and records them in `_prisma_migrations` exactly as Prisma Migrate does,
  * so that `prisma migrate status` on a machine with Prisma's engine agrees with us. Written by hand
- * because Prisma's migrate commands need a schema-engine binary that cannot be downloaded here
- * (see ../shared/STACK.md). Idempotent; concurrent starts serialize on Prisma's own advisory lock.
+ * because Prisma's migrate commands need a schema-engine binary that cannot be downloaded on our
+ * machines. Idempotent; concurrent starts serialize on Prisma's own advisory lock.
  */
 export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
   const migrations = await readMigrations(dir);

@@ -9,7 +9,7 @@ import {
 import { RestError } from './rest-error.js';
 
 /**
- * The Jobs API (../shared/spec/jobs-api.txt) as a table: each route is one GraphQL operation plus
+ * The Jobs API (described in the README under REST) as a table: each route is one GraphQL operation plus
  * the mapping of its parameters to variables and of its result to the documented body.
  */
 export interface RestRoute<Result = unknown, Variables = Record<string, unknown>> {
