@@ -100,9 +100,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     }
 
     const principal = await authenticate(req);
-    // Nothing of a request without a valid key is parsed (GraphiQL's page aside: a browser
-    // cannot send the key before it has the page).
-    // CORS preflights carry no key either (browsers never send one): yoga answers them.
+    // Nothing of a request without a valid key is parsed, but for what a browser asks before it can
+    // send a key: GraphiQL's page, and CORS preflights (yoga answers both).
     if (!principal && route === 'graphql' && req.method !== 'OPTIONS' && !wantsGraphiQL(req)) {
       return sendGraphqlError(res, 401, 'UNAUTHENTICATED', errors.unauthenticated().message);
     }
@@ -133,17 +132,17 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
     },
     (req, res) => {
-    const { url, route } = requestRoute(req.url);
-    if (metrics) {
-      const started = performance.now();
-      res.once('close', () => metrics.observeRequest(route, req.method ?? 'other', res.statusCode, (performance.now() - started) / 1000));
-    }
-    handle(req, res, url, route).catch((error: unknown) => {
-      logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
-      if (res.headersSent) return void res.destroy();
-      // Auth or routing failed before yoga could answer: almost always the database being away.
-      sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
-    });
+      const { url, route } = requestRoute(req.url);
+      if (metrics) {
+        const started = performance.now();
+        res.once('close', () => metrics.observeRequest(route, req.method ?? 'other', res.statusCode, (performance.now() - started) / 1000));
+      }
+      handle(req, res, url, route).catch((error: unknown) => {
+        logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
+        if (res.headersSent) return void res.destroy();
+        // Auth or routing failed before yoga could answer: almost always the database being away.
+        sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
+      });
     },
   );
   guardConnections(server, config.http.maxConnections);

@@ -36,7 +36,12 @@ describeDb('WebSocket protocol abuse: nothing outlives its socket', () => {
       }
       // A second, ordinary subscription tells when the job's creation has been delivered.
       socket.subscribe('probe', MULTIPLEXED);
-      await expect.poll(async () => (await liveSubscriptions(t.url)).multiplexed + (await liveSubscriptions(t.url)).streams, { timeout: 15_000 }).toBe(2);
+      await expect
+        .poll(async () => {
+          const { multiplexed, streams } = await liveSubscriptions(t.url);
+          return multiplexed + streams;
+        }, { timeout: 15_000 })
+        .toBe(2);
       await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key);
       await socket.waitForNexts('probe', 1);
       await socket.waitForNexts('s0', 1);

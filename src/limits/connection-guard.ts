@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
  * never finished); only when every connection is busy is the new one refused. WebSockets count
  * while open and are never evicted (their keys bound them: MAX_CONNECTIONS_PER_KEY).
  */
-export function guardConnections(server: Server, maxConnections: number): { readonly size: number } {
+export function guardConnections(server: Server, maxConnections: number): void {
   /** Open connections, oldest first, with their requests in progress (-1: upgraded to a WebSocket). */
   const sockets = new Map<Socket, { busy: number }>();
 
@@ -42,10 +42,4 @@ export function guardConnections(server: Server, maxConnections: number): { read
     }
     return false;
   }
-
-  return {
-    get size() {
-      return sockets.size;
-    },
-  };
 }

@@ -3,7 +3,18 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesPlugin } from '@escape.tech/graphql-armor-max-directives';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { createComplexityRule } from '@pothos/plugin-complexity';
-import { type ExecutionArgs, type ExecutionResult, GraphQLError, MaxIntrospectionDepthRule, validate } from 'graphql';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  GraphQLError,
+  type GraphQLSchema,
+  MaxIntrospectionDepthRule,
+  TypeInfo,
+  validate,
+  visit,
+  visitWithTypeInfo,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { appError } from '../../errors.js';
 
@@ -32,24 +43,25 @@ const tagTooComplex = (_context: unknown, error: GraphQLError) => {
  * Refuses documents that would cost too much before anything executes: graphql-armor bounds
  * tokens (at parse), aliases, depth and directives (at validation, cached per document with the
  * validation itself); graphql-js bounds introspection's cycles; Pothos's complexity rule
- * estimates the cost with the variables (so at execution start, not cached), where `jobs`
- * counts as many times as its `limit` asks for. Every refusal carries `QUERY_TOO_COMPLEX`.
+ * estimates the cost with the variables at execution start (remembered per document and value of
+ * the variables it depends on), where `jobs` counts as many times as its `limit` asks for. Every refusal carries `QUERY_TOO_COMPLEX`.
  */
 export function useOperationLimits(limits: OperationLimits): Plugin[] {
   const armor = { exposeLimits: true, onReject: [tagTooComplex], propagateOnRejection: true };
+  // The estimate depends on the document and on the variables that feed a field's cost (`jobs`'s
+  // `limit`), nothing else: it is computed once per such combination, not per request.
+  const verdicts = new WeakMap<DocumentNode, Map<string, ExecutionResult | undefined>>();
   const checkCost = (args: ExecutionArgs): ExecutionResult | undefined => {
-    const rule = createComplexityRule({
-      variableValues: (args.variableValues ?? {}) as Record<string, unknown>,
-      operationName: args.operationName ?? undefined,
-      context: args.contextValue as object,
-      maxComplexity: limits.maxCost,
-    });
-    const errors = validate(args.schema, args.document, [rule]);
-    if (errors.length === 0) return undefined;
-    // Variables that do not coerce are execution's to report, with its own message.
-    const costError = errors.find((error) => error.extensions?.code === 'QUERY_COMPLEXITY');
-    if (!costError) return undefined;
-    return { errors: [appError('QUERY_TOO_COMPLEX', `${costError.message}.`)] };
+    let byInputs = verdicts.get(args.document);
+    if (!byInputs) verdicts.set(args.document, (byInputs = new Map()));
+    const variables = (args.variableValues ?? {}) as Record<string, unknown>;
+    const inputs = JSON.stringify([args.operationName ?? null, costVariables(args.schema, args.document).map((name) => variables[name] ?? null)]);
+    if (byInputs.has(inputs)) return byInputs.get(inputs);
+    const verdict = estimateCost(args, limits.maxCost);
+    // A document whose cost-bearing variables take ever new values must not grow memory for good.
+    if (byInputs.size >= MAX_VERDICTS_PER_DOCUMENT) byInputs.clear();
+    byInputs.set(inputs, verdict);
+    return verdict;
   };
 
   return [
@@ -100,19 +112,49 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
   ];
 }
 
+/** Cost verdicts remembered per document (one per operation name and value of its cost variables). */
+const MAX_VERDICTS_PER_DOCUMENT = 256;
+
+/** Pothos's complexity rule with the request's variables: a QUERY_TOO_COMPLEX result, or undefined. */
+function estimateCost(args: ExecutionArgs, maxCost: number): ExecutionResult | undefined {
+  const rule = createComplexityRule({
+    variableValues: (args.variableValues ?? {}) as Record<string, unknown>,
+    operationName: args.operationName ?? undefined,
+    context: args.contextValue as object,
+    maxComplexity: maxCost,
+  });
+  // Variables that do not coerce are execution's to report, with its own message.
+  const costError = validate(args.schema, args.document, [rule]).find((error) => error.extensions?.code === 'QUERY_COMPLEXITY');
+  return costError ? { errors: [appError('QUERY_TOO_COMPLEX', `${costError.message}.`)] } : undefined;
+}
+
+const costVariablesOf = new WeakMap<DocumentNode, string[]>();
+
+/** The variables used in the arguments of fields whose cost depends on their arguments (once per document). */
+function costVariables(schema: GraphQLSchema, document: DocumentNode): string[] {
+  let names = costVariablesOf.get(document);
+  if (names) return names;
+  const found = new Set<string>();
+  const typeInfo = new TypeInfo(schema);
+  visit(
+    document,
+    visitWithTypeInfo(typeInfo, {
+      Field: (node) => {
+        if (typeof typeInfo.getFieldDef()?.extensions?.complexity !== 'function') return;
+        for (const argument of node.arguments ?? []) visit(argument, { Variable: (variable) => void found.add(variable.name.value) });
+      },
+    }),
+  );
+  costVariablesOf.set(document, (names = [...found].sort()));
+  return names;
+}
+
 /**
  * The same cap for results that yoga does not serialize (queries over WebSockets: graphql-ws
  * serializes them itself). Measuring costs one more serialization on that rare path.
  */
 export function withinResponseLimit(result: ExecutionResult, maxBytes: number): ExecutionResult {
-  let text: string;
-  try {
-    text = JSON.stringify(result);
-  } catch (error) {
-    if (!(error instanceof RangeError)) throw error;
-    return responseTooLarge(maxBytes);
-  }
-  return text.length > maxBytes || Buffer.byteLength(text) > maxBytes ? responseTooLarge(maxBytes) : result;
+  return serializeWithin(result, maxBytes) === undefined ? responseTooLarge(maxBytes) : result;
 }
 
 function responseTooLarge(maxBytes: number): ExecutionResult {
@@ -123,26 +165,25 @@ function responseTooLarge(maxBytes: number): ExecutionResult {
 }
 
 /**
+ * `value` as JSON, or undefined when that is over `maxBytes` (or over V8's string limit, which
+ * would throw "Invalid string length": the same verdict, never a 500).
+ */
+function serializeWithin(value: unknown, maxBytes: number): string | undefined {
+  let text: string;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError) return undefined;
+    throw error;
+  }
+  // Characters bound bytes from below; the exact byte count is only needed near the limit.
+  return text.length > maxBytes || (text.length * 3 > maxBytes && Buffer.byteLength(text) > maxBytes) ? undefined : text;
+}
+
+/**
  * yoga serializes a result with its `stringify` when it has one: serializing once, measuring, and
- * answering an error instead of an oversized body costs no second serialization. (A string over
- * V8's limit would throw "Invalid string length": the same error, never a 500.)
+ * answering an error instead of an oversized body costs no second serialization.
  */
 function capResponseSize(result: ExecutionResult & { stringify?: (value: unknown) => string }, maxBytes: number): void {
-  const tooLarge = () =>
-    JSON.stringify({
-      data: null,
-      errors: [{ message: `The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`, extensions: { code: 'RESPONSE_TOO_LARGE' } }],
-    });
-  result.stringify = (value) => {
-    let text: string;
-    try {
-      text = JSON.stringify(value);
-    } catch (error) {
-      if (error instanceof RangeError) return tooLarge();
-      throw error;
-    }
-    // Characters bound bytes from below; the exact byte count is only needed near the limit.
-    if (text.length > maxBytes || (text.length * 3 > maxBytes && Buffer.byteLength(text) > maxBytes)) return tooLarge();
-    return text;
-  };
+  result.stringify = (value) => serializeWithin(value, maxBytes) ?? JSON.stringify(responseTooLarge(maxBytes));
 }
