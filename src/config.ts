@@ -73,7 +73,7 @@ const envSchema = z.object({
   WS_KEEPALIVE_MS: intFrom(0, 3_600_000).default(12_000),
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
   AUTH_CACHE_TTL_MS: intFrom(0, 600_000).default(2_000),
-  FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(20_000),
+  FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(1_000),
   FEED_COALESCE_MS: intFrom(0, 10_000).default(10),
   REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),

@@ -3,6 +3,7 @@ import type { PrismaClient } from '../db/database.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
+import { cursorOf, splitPosition } from './change-position.js';
 import type { JobFilter } from './job-filter.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -22,6 +23,18 @@ const MAX_TRANSITION_ATTEMPTS = 25;
 /** Jobs whose latest state this instance remembers (see `JobStore.latest`). */
 const REMEMBERED_JOBS = 10_000;
 
+/** What a read of changes found. */
+export interface ChangesRead {
+  /** Final changes after the position asked for, in position order. */
+  rows: JobRow[];
+  /** Every transaction with a smaller id had ended when the rows were read. */
+  horizon: bigint;
+  /** Committed changes were found past the horizon: a transaction still running holds them back. */
+  heldBack: boolean;
+}
+
+type WriteListener = () => void;
+
 /**
  * The only code that writes jobs. Every method is scoped to one workspace: a job of another
  * workspace is indistinguishable from one that does not exist.
@@ -36,8 +49,28 @@ export class JobStore {
    * write is conditional on the change cursor, and a stale start fails it, reads, and retries.
    */
   private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
+  private readonly writeListeners = new Set<WriteListener>();
+  /** The newest horizon a read has seen: positions below it are final (see change-position.ts). */
+  private horizon = 0n;
 
   constructor(readonly prisma: PrismaClient) {}
+
+  /** Calls `listener` after each job write of this instance has committed. Returns the removal. */
+  onWrite(listener: WriteListener): () => void {
+    this.writeListeners.add(listener);
+    return () => this.writeListeners.delete(listener);
+  }
+
+  /** The cursor a client may resume from after receiving `row`. */
+  cursorOf(row: JobRow): bigint {
+    return cursorOf(row, this.horizon);
+  }
+
+  private written(row: JobRow): JobRow {
+    this.remember(row);
+    for (const listener of this.writeListeners) listener();
+    return row;
+  }
 
   /** Keeps the remembered state of these jobs current with rows just read or notified (whoever wrote them). */
   observe(rows: readonly JobRow[]): void {
@@ -47,7 +80,8 @@ export class JobStore {
   /** Remembers `row` unless a newer state of its job is remembered already. */
   private remember(row: JobRow): void {
     const known = this.latest.peek(row.id);
-    if (!known || known.changeCursor < row.changeCursor) this.latest.set(row.id, row);
+    // changeSeq is drawn while the row is locked, so per job it orders states as they were written.
+    if (!known || known.changeSeq < row.changeSeq) this.latest.set(row.id, row);
   }
 
   async list(workspaceId: string, filter: ListFilter = {}): Promise<JobRow[]> {
@@ -75,23 +109,41 @@ export class JobStore {
   }
 
   /**
-   * Jobs whose latest change came after `cursor`, oldest change first: the change feed's read
-   * (all workspaces) and a resumed subscription's replay (one workspace).
+   * The current state of every job whose latest change has a position after `after` and is final,
+   * in position order: the change feed's read (all workspaces) and a resumed subscription's replay
+   * (one workspace). One statement, so that the horizon and the rows come from one snapshot; rows
+   * past the horizon are read (up to `limit`) only to learn that some are held back.
    */
-  async changedSince(cursor: bigint, limit: number, workspaceId?: string): Promise<JobRow[]> {
-    const rows = await this.prisma.job.findMany({
-      where: { changeCursor: { gt: cursor }, ...(workspaceId !== undefined && { workspaceId }) },
-      orderBy: { changeCursor: 'asc' },
-      take: limit,
-    });
+  async changedSince(after: bigint, limit: number, workspaceId?: string): Promise<ChangesRead> {
+    const { xid, seq } = splitPosition(after);
+    const inWorkspace = workspaceId === undefined ? Prisma.empty : Prisma.sql`AND "workspaceId" = ${workspaceId}::uuid`;
+    const found = await this.prisma.$queryRaw<Array<Partial<JobRow> & { horizon: bigint }>>`
+      SELECT h.horizon, j.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h
+      LEFT JOIN LATERAL (
+        SELECT * FROM "Job" WHERE ("changeXid", "changeSeq") > (${xid}, ${seq}) ${inWorkspace}
+        ORDER BY "changeXid", "changeSeq" LIMIT ${limit}
+      ) j ON true`;
+    const horizon = found[0]!.horizon;
+    if (horizon > this.horizon) this.horizon = horizon;
+    const rows: JobRow[] = [];
+    let heldBack = false;
+    for (const { horizon: _, ...row } of found) {
+      if (row.id === null || row.id === undefined) continue;
+      if ((row.changeXid as bigint) >= horizon) {
+        heldBack = true;
+        break;
+      }
+      rows.push(row as JobRow);
+    }
     this.observe(rows);
-    return rows;
+    return { rows, horizon, heldBack };
   }
 
-  /** The largest change cursor committed so far (0 before the first job). */
-  async latestCursor(): Promise<bigint> {
-    const { _max } = await this.prisma.job.aggregate({ _max: { changeCursor: true } });
-    return _max.changeCursor ?? 0n;
+  /** The current horizon: where a change feed starting now begins. */
+  async currentHorizon(): Promise<bigint> {
+    const [{ horizon }] = await this.prisma.$queryRaw<[{ horizon: bigint }]>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon`;
+    if (horizon > this.horizon) this.horizon = horizon;
+    return horizon;
   }
 
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
@@ -99,8 +151,7 @@ export class JobStore {
     const job = await this.prisma.job.create({
       data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
     });
-    this.remember(job);
-    return job;
+    return this.written(job);
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
@@ -121,7 +172,7 @@ export class JobStore {
 
   /**
    * Optimistic concurrency: read the job, compute the change, and write it only if the job is still
-   * RUNNING at the change cursor that was read. The trigger gives every write a new cursor, so any
+   * RUNNING at the changeSeq that was read. The trigger gives every write a new one, so any
    * write in between makes ours match no row; we then read again and retry. A cancel racing a
    * worker's completeJob therefore ends in exactly one of the two outcomes, and the loser learns
    * JOB_NOT_RUNNING. One statement per attempt works the same on PostgreSQL and PGlite.
@@ -153,7 +204,7 @@ export class JobStore {
       const { steps, metadata, ...fields } = change(job);
       try {
         const updated = await this.prisma.job.update({
-          where: { id, workspaceId, status: JobStatus.RUNNING, changeCursor: job.changeCursor },
+          where: { id, workspaceId, status: JobStatus.RUNNING, changeSeq: job.changeSeq },
           data: {
             ...fields,
             ...(steps && { steps: toJson(steps) }),
@@ -161,8 +212,7 @@ export class JobStore {
           },
         });
         // The feed may already have brought a newer state (another writer's) than this write's.
-        this.remember(updated);
-        return updated;
+        return this.written(updated);
       } catch (error) {
         if (!isRecordNotFound(error)) throw error;
         this.latest.delete(id);

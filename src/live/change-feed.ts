@@ -1,21 +1,20 @@
 import { performance } from 'node:perf_hooks';
 import type { Database } from '../db/database.js';
+import { floorOf, positionOf } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
-import { parseChangeNotification } from './change-notification.js';
 
 export interface ChangeFeedOptions {
-  /** The backstop: read by cursor this often even without notifications. */
+  /** Read this often even when nothing announced a change: how soon other writers' changes arrive. */
   catchUpIntervalMs: number;
   /** Rows per read; more changes than this are read in further pages. */
   pageSize: number;
   /**
-   * The pause after a dispatch (once its socket writes are done) before the next one. A change
+   * The pause after a dispatch (once its socket writes are done) before the next read. A change
    * after a quiet spell goes out at once; changes that follow faster wait (at most this long) and
-   * go out together, one socket write per subscriber for all of them: under load that trades a few
-   * milliseconds of latency for several times fewer socket writes, and leaves the gateway time to
-   * accept the writes that produce the changes.
+   * go out together, one read and one socket write per subscriber for all of them: under load
+   * that trades a few milliseconds of latency for many times fewer reads and socket writes.
    */
   coalesceMs: number;
 }
@@ -23,51 +22,83 @@ export interface ChangeFeedOptions {
 export type ChangeListener = (jobs: JobRow[]) => void;
 
 /**
- * The database as the source of truth for live updates. A trigger NOTIFYs every committed job
- * change with its cursor and, when it fits, the row. Cursors commit in order (see the job_touch
- * trigger), so a notification whose cursor follows the last one this instance has is the next
- * change and is taken as it is; a gap (a change whose row did not fit, a rolled-back cursor, a
- * notification lost while the listening connection reconnected) makes the feed read every job
- * changed after its cursor instead. Either way a change costs latency at worst, never data, and
- * the database work does not grow with subscribers. Listeners get every notified state in cursor
- * order; a read can only return each job's current state, so across a gap states may merge.
+ * A read that found changes held back by a running transaction tries again after this long,
+ * doubling while the same transaction holds them, up to the catch-up interval.
+ */
+const HELD_BACK_RETRY_MS = { first: 5, max: 1_000 } as const;
+
+/** A transaction that holds changes back this long is worth a warning to the operator. */
+const HELD_BACK_WARNING_MS = 10_000;
+
+/**
+ * The database as the source of truth for live updates. Every change has a position (see
+ * change-position.ts); the feed reads the changes after the last one it dispatched, up to the
+ * horizon below which no transaction can still commit, and hands them to listeners in position
+ * order. Nothing is skipped, even when transactions commit out of order: one that commits late
+ * holds the feed back until it has, and then goes out in its place.
+ *
+ * What starts a read: a write through this instance (after it commits), another instance's
+ * announcement of its writes (one NOTIFY per batch, sent after commit, never inside the write),
+ * and a read every `catchUpIntervalMs` for writers that announce nothing (SQL, other programs) and
+ * for announcements lost while the listening connection reconnected. Writers pay for none of it.
+ * The database work is one indexed read per batch of changes per instance, whatever the number
+ * of subscribers; a read returns each job's current state, so states close together may merge.
  */
 export class ChangeFeed {
-  /** The newest change dispatched or waiting in `pending`. */
-  private cursor = 0n;
-  private pending: JobRow[] = [];
+  /** The position of the last change dispatched. */
+  private position = 0n;
   private readonly listeners = new Set<ChangeListener>();
   private reading: Promise<void> | undefined;
   private readAgain = false;
-  private flushTimer: NodeJS.Timeout | undefined;
+  private readTimer: { timeout: NodeJS.Timeout; due: number } | undefined;
+  /** A wake-up came while reading or writing: read once that is over. */
+  private wakePending = false;
   /** A dispatch's listeners are still writing (they finish in promise callbacks). */
   private writing = false;
-  /** When the last dispatch's writes were done. */
-  private lastFlushEnd = -Infinity;
+  /** When the last dispatch's socket writes were done. */
+  private lastDispatchEnd = -Infinity;
+  private heldBackRetryMs: number = HELD_BACK_RETRY_MS.first;
+  private heldBackSince: { horizon: bigint; at: number; warned: boolean } | undefined;
   private stopListening: (() => Promise<void>) | undefined;
+  private stopAnnouncing: (() => void) | undefined;
+  private announcing: Promise<void> | undefined;
+  private announceAgain = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Reads of the database so far: none while notifications carry the changes. */
+  /** Reads of the database so far. */
   reads = 0;
   /** Dispatches to the listeners so far, and the job states they carried. */
   dispatches = 0;
   dispatched = 0;
+  /** Announcements of this instance's writes sent to the others. */
+  announcements = 0;
+  /** As of the last read, committed changes wait for an older transaction to end. */
+  heldBack = false;
+
+  private readonly channel: string;
 
   constructor(
     private readonly database: Database,
     private readonly jobs: JobStore,
     private readonly logger: Logger,
     private readonly options: ChangeFeedOptions,
-  ) {}
+  ) {
+    this.channel = `job_changes_${database.schema}`;
+  }
 
   async start(): Promise<void> {
-    this.cursor = await this.jobs.latestCursor();
-    this.stopListening = await this.database.listen(`job_changes_${this.database.schema}`, {
-      onNotify: (payload) => this.onNotify(payload),
-      onConnected: () => this.poke(),
+    // Every change below the current horizon is history; anything at or past it may still come.
+    this.position = floorOf(await this.jobs.currentHorizon());
+    this.stopListening = await this.database.listen(this.channel, {
+      onNotify: () => this.wake(),
+      onConnected: () => this.wake(),
       onDisconnected: (error) => this.logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
     });
-    this.timer = setInterval(() => this.poke(), this.options.catchUpIntervalMs);
+    this.stopAnnouncing = this.jobs.onWrite(() => {
+      this.wake();
+      this.announce();
+    });
+    this.timer = setInterval(() => this.wake(), this.options.catchUpIntervalMs);
     this.timer.unref();
   }
 
@@ -79,57 +110,137 @@ export class ChangeFeed {
   /** Reads and dispatches whatever changed since the last change it has. Resolves when caught up. */
   poke(): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    clearTimeout(this.readTimer?.timeout);
+    this.readTimer = undefined;
     if (this.reading) {
       this.readAgain = true;
       return this.reading;
     }
-    this.reading = this.readUntilCaughtUp().finally(() => (this.reading = undefined));
+    this.reading = this.readUntilCaughtUp().finally(() => {
+      this.reading = undefined;
+      if (this.wakePending && !this.writing) this.wake();
+    });
     return this.reading;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    clearTimeout(this.flushTimer);
+    clearTimeout(this.readTimer?.timeout);
+    this.stopAnnouncing?.();
     await this.stopListening?.();
     await this.reading;
+    await this.announcing;
   }
 
-  private onNotify(payload: string): void {
-    const change = parseChangeNotification(payload);
-    if (change && change.cursor <= this.cursor) return; // already had it
-    if (change?.row && !this.reading && change.cursor === this.cursor + 1n) {
-      this.cursor = change.cursor;
-      this.jobs.observe([change.row]);
-      this.pending.push(change.row);
-      this.scheduleFlush();
+  /** A change may be there: read soon, but not sooner than `coalesceMs` after the last dispatch. */
+  private wake(): void {
+    if (this.stopped) return;
+    if (this.reading || this.writing) {
+      this.wakePending = true;
       return;
     }
-    // A gap, a row that did not fit, or a read under way that may or may not include this change.
-    void this.poke();
+    this.wakePending = false;
+    this.readIn(this.lastDispatchEnd + this.options.coalesceMs - performance.now());
   }
 
-  private scheduleFlush(): void {
-    // While a dispatch is writing, its end schedules the next one.
-    if (this.flushTimer || this.writing || this.stopped) return;
-    const wait = Math.max(0, this.lastFlushEnd + this.options.coalesceMs - performance.now());
-    this.flushTimer = setTimeout(() => this.flush(), wait);
+  /** Reads in `ms` (at once if not positive), unless a read is due sooner already. */
+  private readIn(ms: number): void {
+    if (ms <= 0) {
+      void this.poke();
+      return;
+    }
+    const due = performance.now() + ms;
+    if (this.readTimer && this.readTimer.due <= due) return;
+    clearTimeout(this.readTimer?.timeout);
+    this.readTimer = { timeout: setTimeout(() => void this.poke(), ms), due };
   }
 
-  private flush(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    if (this.pending.length === 0 || this.stopped) return;
-    const rows = this.pending;
-    this.pending = [];
+  /**
+   * Tells the other instances that this one wrote (they read then, rather than at their next
+   * catch-up). Sent after the writes committed, one at a time: writes that commit while one is on
+   * its way are covered by the next. The embedded database has no other instance to tell.
+   */
+  private announce(): void {
+    if (this.stopped || this.database.kind === 'embedded') return;
+    if (this.announcing) {
+      this.announceAgain = true;
+      return;
+    }
+    this.announcing = (async () => {
+      do {
+        this.announceAgain = false;
+        this.announcements++;
+        try {
+          await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, '']);
+        } catch (error) {
+          // The others find these writes at their next catch-up read.
+          if (!this.stopped) this.logger.warn({ err: error }, 'could not announce writes to other instances');
+        }
+        if (this.announceAgain) await new Promise((resolve) => setTimeout(resolve, this.options.coalesceMs));
+      } while (this.announceAgain && !this.stopped);
+    })().finally(() => (this.announcing = undefined));
+  }
+
+  private async readUntilCaughtUp(): Promise<void> {
+    let heldBack = false;
+    let horizon = 0n;
+    do {
+      this.readAgain = false;
+      let read;
+      try {
+        this.reads++;
+        read = await this.jobs.changedSince(this.position, this.options.pageSize);
+      } catch (error) {
+        if (!this.stopped) this.logger.error({ err: error }, 'change feed read failed; the next announcement or catch-up retries');
+        break;
+      }
+      ({ heldBack, horizon } = read);
+      if (read.rows.length > 0) {
+        this.position = positionOf(read.rows.at(-1)!);
+        this.dispatch(read.rows);
+      }
+      if (read.rows.length === this.options.pageSize) this.readAgain = true;
+    } while (this.readAgain && !this.stopped);
+    this.heldBack = heldBack;
+    if (heldBack) this.retryHeldBack(horizon);
+    else {
+      this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
+      this.heldBackSince = undefined;
+    }
+  }
+
+  /**
+   * Changes wait behind a transaction that has not ended, and nothing may announce its end (it may
+   * have written no job): look again shortly, then less often while the same transaction holds on.
+   */
+  private retryHeldBack(horizon: bigint): void {
+    const now = performance.now();
+    if (this.heldBackSince?.horizon !== horizon) {
+      this.heldBackSince = { horizon, at: now, warned: false };
+      this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
+    } else {
+      this.heldBackRetryMs = Math.min(this.heldBackRetryMs * 2, HELD_BACK_RETRY_MS.max, this.options.catchUpIntervalMs);
+      if (!this.heldBackSince.warned && now - this.heldBackSince.at > HELD_BACK_WARNING_MS) {
+        this.heldBackSince.warned = true;
+        this.logger.warn(
+          { transactionId: horizon.toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
+          'live updates are held back by a transaction that has not ended (see pg_stat_activity where backend_xid = transactionId)',
+        );
+      }
+    }
+    this.readIn(this.heldBackRetryMs);
+  }
+
+  private dispatch(rows: JobRow[]): void {
     this.dispatches++;
     this.dispatched += rows.length;
-    this.writing = true;
     // Listeners finish their writes in promise callbacks; setImmediate runs after all of them.
+    this.writing = true;
     setImmediate(() => {
       this.writing = false;
-      this.lastFlushEnd = performance.now();
-      if (this.pending.length > 0) this.scheduleFlush();
+      this.lastDispatchEnd = performance.now();
+      if (this.wakePending && !this.reading) this.wake();
     });
     for (const listener of this.listeners) {
       try {
@@ -138,25 +249,5 @@ export class ChangeFeed {
         this.logger.error({ err: error }, 'change listener failed');
       }
     }
-  }
-
-  private async readUntilCaughtUp(): Promise<void> {
-    do {
-      this.readAgain = false;
-      let rows: JobRow[];
-      try {
-        this.reads++;
-        rows = await this.jobs.changedSince(this.cursor, this.options.pageSize);
-      } catch (error) {
-        if (!this.stopped) this.logger.error({ err: error }, 'change feed read failed; the next notification or catch-up retries');
-        break;
-      }
-      if (rows.length === 0) continue;
-      this.cursor = rows[rows.length - 1]!.changeCursor;
-      this.pending.push(...rows);
-      if (rows.length === this.options.pageSize) this.readAgain = true;
-    } while (this.readAgain && !this.stopped);
-    // What a read found goes out at once: reads are the exception (gaps, catch-up), not the stream.
-    this.flush();
   }
 }

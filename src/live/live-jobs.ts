@@ -1,3 +1,4 @@
+import { positionOf } from '../jobs/change-position.js';
 import { type JobFilter, changeMatches } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
 import type { ChangeFeed } from './change-feed.js';
@@ -55,14 +56,14 @@ export class LiveJobs {
       workspaceId: subscriber.workspaceId,
       filter: subscriber.filter,
       deliver: (jobs) => {
-        const live = jobs.filter((job) => gate.offer(job.id, job.changeCursor, job) === 'send');
+        const live = jobs.filter((job) => gate.offer(job.id, positionOf(job), job) === 'send');
         if (live.length > 0) subscriber.deliver(live);
       },
     });
     try {
       const replay = await this.replay(subscriber.workspaceId, subscriber.filter, after);
       if (replay.length > 0) subscriber.deliver(replay);
-      const held = gate.release(new Map(replay.map((job) => [job.id, job.changeCursor])));
+      const held = gate.release(new Map(replay.map((job) => [job.id, positionOf(job)])));
       if (held.length > 0) subscriber.deliver(held);
       return remove;
     } catch (error) {

@@ -1,4 +1,5 @@
 import { appError } from '../errors.js';
+import { positionOf } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 
@@ -42,7 +43,7 @@ export class ReplayQueue {
   /** Reads done so far (fewer than replays when they share). */
   reads = 0;
 
-  /** The current state of every job of the workspace changed after `after`, in cursor order. */
+  /** The current state of every job of the workspace changed after `after` (final changes only), in position order. */
   replay(workspaceId: string, after: bigint): Promise<JobRow[]> {
     if (this.queued >= this.options.maxQueued) return Promise.reject(new ReplayOverloadedError());
     return new Promise<JobRow[]>((resolve, reject) => {
@@ -82,7 +83,7 @@ export class ReplayQueue {
     const from = batch.reduce((min, w) => (w.after < min ? w.after : min), batch[0]!.after);
     try {
       this.reads++;
-      const rows = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
+      const { rows } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
       if (rows.length > this.options.maxJobs) {
         // Truncated: those at the smallest cursor are too far behind; the others read again.
         for (const waiting of batch) {
@@ -91,7 +92,7 @@ export class ReplayQueue {
         }
         return;
       }
-      for (const waiting of batch) waiting.resolve(rows.filter((row) => row.changeCursor > waiting.after));
+      for (const waiting of batch) waiting.resolve(rows.filter((row) => positionOf(row) > waiting.after));
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);
     }

@@ -1,4 +1,5 @@
 import type { DocumentNode, ExecutionArgs, ExecutionResult } from 'graphql';
+import { positionOf } from '../jobs/change-position.js';
 import type { JobFilter } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
 import { ReplayGate } from '../live/replay-gate.js';
@@ -186,7 +187,7 @@ export class Member {
       const job = jobs[i]!;
       const payload = payloads[i]!;
       if (this.gate) {
-        if (this.gate.offer(job.id, job.changeCursor, { jobId: job.id, payload }) !== 'send') continue;
+        if (this.gate.offer(job.id, positionOf(job), { jobId: job.id, payload }) !== 'send') continue;
         if (this.gate.open) this.gate = undefined;
       }
       this.send(job.id, payload);
@@ -199,7 +200,7 @@ export class Member {
     for (const job of jobs) payloads.push(await this.group.render(job));
     if (this.ended) return;
     jobs.forEach((job, i) => this.send(job.id, payloads[i]!));
-    const replayed = new Map(jobs.map((job) => [job.id, job.changeCursor]));
+    const replayed = new Map(jobs.map((job) => [job.id, positionOf(job)]));
     for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
   }
 

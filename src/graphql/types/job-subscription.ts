@@ -1,4 +1,5 @@
 import { appError, errors } from '../../errors.js';
+import { MAX_POSITION } from '../../jobs/change-position.js';
 import type { JobFilter } from '../../jobs/job-filter.js';
 import type { JobRow } from '../../jobs/model.js';
 import { builder } from '../builder.js';
@@ -23,13 +24,10 @@ export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
   };
 }
 
-/** Cursors are PostgreSQL bigints. */
-const MAX_CURSOR = 2n ** 63n - 1n;
-
-/** `after` is a changeCursor: a decimal integer in a string. */
+/** `after` is a changeCursor: a decimal integer in a string (see change-position.ts). */
 export function parseAfter(after: string | null | undefined): bigint | undefined {
   if (after == null) return undefined;
-  if (!/^\d{1,19}$/.test(after) || BigInt(after) > MAX_CURSOR) throw errors.badInput('after must be a changeCursor (a string of digits).');
+  if (!/^\d{1,38}$/.test(after) || BigInt(after) > MAX_POSITION) throw errors.badInput('after must be a changeCursor (a string of digits).');
   return BigInt(after);
 }
 

@@ -35,8 +35,9 @@ export const JobRef = builder.prismaObject('Job', {
     error: t.exposeString('error', { nullable: true, description: 'Why the job failed or was cancelled.' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     changeCursor: t.string({
-      description: 'Grows with every change of any job; pass the largest one seen as `after` to resume.',
-      resolve: (job) => job.changeCursor.toString(),
+      description:
+        'Grows with every change of any job; pass the largest one seen as `after` to resume. A change that a transaction still running could precede reads as a smaller cursor, so that resuming from it misses nothing.',
+      resolve: (job, _args, ctx) => ctx.jobs.cursorOf(job).toString(),
     }),
   }),
 });
