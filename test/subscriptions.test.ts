@@ -202,13 +202,12 @@ describeDb('jobUpdated over WebSockets', () => {
     expect(cursors[0]! > largest).toBe(true); // nothing already seen comes again
     expect(new Set(cursors).size).toBe(cursors.length); // no duplicate
     expect(cursors).toEqual([...cursors].sort((x, y) => (x < y ? -1 : 1)));
-    // No gap: the resumed stream ends at the final state, and between the replayed state and the
-    // live ones every later write is present (merging may only skip states older than a replayed one).
+    // No gap: the resumed stream picks up after what was seen, moves only forward, and ends at the
+    // final state (states written faster than the feed reads may merge into the newest).
     expect(resumed.at(-1)).toMatchObject({ status: 'COMPLETED', progress: 100 });
-    const firstResumed = resumed[0]!.progress;
-    const liveProgress = resumed.slice(1, -1).map((s) => s.progress);
-    const expected = Array.from({ length: written - firstResumed }, (_, i) => firstResumed + 1 + i);
-    expect(liveProgress).toEqual(expected);
+    expect(resumed[0]!.progress).toBeGreaterThan(Math.max(...seen.map((s) => s.progress)));
+    const progress = resumed.map((s) => s.progress);
+    expect(progress).toEqual([...new Set(progress)].sort((x, y) => x - y));
   });
 
   it('refuses a bad key with 4403 before any subscription, and a key without jobs:read with FORBIDDEN', async () => {
@@ -264,7 +263,7 @@ describeDb('jobUpdated over WebSockets', () => {
     expect(await socket.waitForClose(5_000)).toEqual({ code: 4401, reason: 'API key revoked' });
   });
 
-  it('costs no database read per change, whatever the number of subscribers', async () => {
+  it('costs one read per batch of changes, whatever the number of subscribers', async () => {
     const { worker, dashboard } = await workspace('one-read');
     const job = await create(worker, { type: 'one-read' });
     const from = (BigInt(job.changeCursor) - 1n).toString();
@@ -280,11 +279,15 @@ describeDb('jobUpdated over WebSockets', () => {
     const executions = t.app.webSockets.multiplexer.executions;
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 33 } }, worker);
     for (const socket of sockets) for (const id of Object.keys(filters)) await socket.waitForNexts(id, 2);
-    // The change came with its notification: the feed read nothing.
-    expect(t.app.feed.reads - reads).toBe(0);
-    // All the database saw: the mutation's one conditional write (this instance remembered the
-    // job it created), perhaps the key's lookup (its cache may have expired); nothing per subscriber.
-    expect(t.app.database.queries.count - statements).toBeLessThanOrEqual(2);
+    // The feed read once for the change, perhaps once more on its own announcement (PostgreSQL) or
+    // its catch-up timer; never once per subscriber.
+    const feedReads = t.app.feed.reads - reads;
+    expect(feedReads).toBeGreaterThanOrEqual(1);
+    expect(feedReads).toBeLessThanOrEqual(3);
+    // All the database saw besides: the mutation's one conditional write (this instance remembered
+    // the job it created), perhaps the key's lookup (its cache may have expired) and the
+    // announcement to other instances; nothing per subscriber.
+    expect(t.app.database.queries.count - statements - feedReads).toBeLessThanOrEqual(3);
     expect(t.app.webSockets.multiplexer.executions - executions).toBe(Object.keys(filters).length);
   });
 

@@ -15,6 +15,7 @@ function jobFrom(input: transitions.NewJobInput): JobRow {
     error: null,
     updatedAt: new Date(0),
     changeXid: 0n,
+    changeXmin: 0n,
     changeSeq: 1n,
     previousStatus: null,
     steps: fields.steps as unknown as JobRow['steps'],

@@ -38,10 +38,11 @@ export function floorOf(horizon: bigint): bigint {
 }
 
 /**
- * The cursor to give a client for `row`, given a horizon seen earlier: its position when final,
- * else the floor of the horizon, so that resuming from it cannot skip a transaction still running
- * (it may send this state once more).
+ * The cursor to give a client for a committed `row`, given a horizon seen earlier: its position
+ * when final (below the horizon, or written while no older transaction was running), else the
+ * floor of the horizon, so that resuming from it cannot skip a transaction still running (it may
+ * send this state once more).
  */
-export function cursorOf(row: Pick<JobRow, 'changeXid' | 'changeSeq'>, horizon: bigint): bigint {
-  return row.changeXid < horizon ? positionOf(row) : floorOf(horizon);
+export function cursorOf(row: Pick<JobRow, 'changeXid' | 'changeXmin' | 'changeSeq'>, horizon: bigint): bigint {
+  return row.changeXid < horizon || row.changeXmin >= row.changeXid ? positionOf(row) : floorOf(horizon);
 }

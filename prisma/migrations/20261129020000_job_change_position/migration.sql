@@ -24,6 +24,11 @@ DROP FUNCTION "job_notify"();
 
 ALTER TABLE "Job" RENAME COLUMN "changeCursor" TO "changeSeq";
 ALTER TABLE "Job" ADD COLUMN "changeXid" BIGINT NOT NULL DEFAULT 0;
+-- The oldest transaction still running when the change was written. When that is the writer
+-- itself, no older transaction can commit later: the change's position is final as soon as it has
+-- committed, and a client can be given it at once (otherwise it gets a floor; see
+-- src/jobs/change-position.ts).
+ALTER TABLE "Job" ADD COLUMN "changeXmin" BIGINT NOT NULL DEFAULT 0;
 
 DROP INDEX "Job_changeCursor_key";
 DROP INDEX "Job_workspaceId_changeCursor_idx";
@@ -34,6 +39,7 @@ CREATE INDEX "Job_workspaceId_changeXid_changeSeq_idx" ON "Job"("workspaceId", "
 CREATE OR REPLACE FUNCTION "job_touch"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW."changeXid" := pg_current_xact_id()::text::bigint;
+    NEW."changeXmin" := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
     NEW."changeSeq" := nextval(format('%I.job_change_cursor_seq', TG_TABLE_SCHEMA));
     NEW."updatedAt" := date_trunc('milliseconds', clock_timestamp());
     IF TG_OP = 'UPDATE' THEN
