@@ -1,0 +1,203 @@
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
+import { positionOf } from '../src/jobs/change-position.js';
+import { describePostgres } from './helpers/databases.js';
+import { graphqlOk } from './helpers/http.js';
+import { postgresUrl } from './helpers/postgres.js';
+import { openEventStream } from './helpers/sse-client.js';
+import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+// Job writes no longer wait for each other, so transactions commit in any order: one that took its
+// change position first may commit last. Subscribers must still get every job's changes, in order,
+// nothing at or below their `after`, nothing twice, and resuming from any cursor they were given
+// must miss nothing (test/change-feed.test.ts covers writers one at a time).
+
+const SELECTION = 'id progress changeCursor';
+const WATCH = `subscription($after: String) { jobUpdated(after: $after) { ${SELECTION} } }`;
+interface State {
+  id: string;
+  progress: number;
+  changeCursor: string;
+}
+type Update = { data: { jobUpdated: State } };
+const steps = [{ id: 'a', name: 'A' }];
+
+describePostgres('transactions that commit out of order', () => {
+  let t: TestApp;
+  let key: string;
+  const clients: pg.Client[] = [];
+  const cleanups: Array<() => void> = [];
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    key = await t.createKey('late-commit');
+  });
+  afterAll(async () => {
+    for (const cleanup of cleanups) cleanup();
+    await Promise.all(clients.map((client) => client.end().catch(() => {})));
+    await t.close();
+  });
+
+  /** A connection of its own, as another program's would be. */
+  async function connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${t.app.database.schema}"` });
+    await client.connect();
+    clients.push(client);
+    return client;
+  }
+
+  const createJob = async (title: string) => (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'late', displayTitle: title, steps } }, key)).createJob;
+
+  /** States received over a WebSocket subscription. */
+  async function watchSocket(after?: string) {
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, after === undefined ? {} : { after });
+    return { states: () => socket.nexts<Update>('1').map((u) => u.data.jobUpdated) };
+  }
+
+  /** States received over Server-Sent Events, read in the background. */
+  async function watchStream(after?: string) {
+    const stream = await openEventStream(t.url, key, WATCH, after === undefined ? {} : { after });
+    let open = true;
+    cleanups.push(() => {
+      open = false;
+      void stream.close();
+    });
+    void (async () => {
+      for (let n = 1; open; n++) await stream.next(n).catch(() => (open = false));
+    })();
+    return { states: () => stream.events.filter((e) => e.event === 'next').map((e) => (e.data as Update).data.jobUpdated) };
+  }
+
+  const subscriptions = () => t.app.webSockets.multiplexer.memberCount + t.app.live.streamCount;
+
+  it('holds a change back until an older transaction has committed, then sends both in position order, live and on resume, over WebSockets and SSE', async () => {
+    const a = await createJob('A');
+    const b = await createJob('B');
+    await t.app.feed.poke();
+    const before = subscriptions();
+    const live = [await watchSocket(), await watchStream()];
+    await expect.poll(subscriptions).toBe(before + 2);
+
+    // A takes its position first and commits last; B commits in between.
+    const late = await connect();
+    await late.query('BEGIN');
+    await late.query('UPDATE "Job" SET progress = 10 WHERE id = $1', [a.id]);
+    const other = await connect();
+    await other.query('UPDATE "Job" SET progress = 20 WHERE id = $1', [b.id]);
+
+    // B is committed and readable, but nothing past A's position goes out while A may still commit.
+    const { job: readWhileOpen } = await graphqlOk(t.url, JobDocument, { id: b.id }, key);
+    expect(readWhileOpen!.progress).toBe(20);
+    await t.app.feed.poke();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (const watcher of live) expect(watcher.states()).toEqual([]);
+    expect(t.app.feed.heldBack).toBe(true);
+    // Resuming from the cursor a client read meanwhile (or from the last one it received) misses nothing.
+    const resumed = [await watchSocket(readWhileOpen!.changeCursor), await watchStream(readWhileOpen!.changeCursor)];
+
+    await late.query('COMMIT');
+    for (const watcher of [...live, ...resumed]) {
+      await expect.poll(() => watcher.states().map((s) => [s.id, s.progress]), { timeout: 5_000 }).toEqual([
+        [a.id, 10],
+        [b.id, 20],
+      ]);
+      const [first, second] = watcher.states();
+      expect(BigInt(first!.changeCursor)).toBeLessThan(BigInt(second!.changeCursor));
+      // What the query said before A committed is no larger than anything sent since.
+      expect(BigInt(readWhileOpen!.changeCursor)).toBeLessThan(BigInt(first!.changeCursor));
+    }
+    expect(t.app.feed.heldBack).toBe(false);
+
+    // From the last cursor received, nothing comes again.
+    const last = live[0]!.states().at(-1)!.changeCursor;
+    const caughtUp = [await watchSocket(last), await watchStream(last)];
+    await other.query('UPDATE "Job" SET progress = 30 WHERE id = $1', [a.id]);
+    for (const watcher of caughtUp) await expect.poll(() => watcher.states().map((s) => [s.id, s.progress]), { timeout: 5_000 }).toEqual([[a.id, 30]]);
+  });
+
+  type Write = { job: number; progress: number };
+  interface Transaction {
+    writes: Write[];
+    /** Milliseconds between statements: some transactions stay open long. */
+    pause: number;
+    rollback: boolean;
+  }
+  const JOBS = 4;
+  const transaction: fc.Arbitrary<Transaction> = fc.record({
+    writes: fc.array(fc.record({ job: fc.integer({ min: 0, max: JOBS - 1 }), progress: fc.integer({ min: 0, max: 99 }) }), { minLength: 1, maxLength: 3 }),
+    pause: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 }), fc.constant(150)),
+    rollback: fc.boolean(),
+  });
+
+  it('delivers every job’s final state, in per-job order, nothing at or below `after`, nothing twice, whatever the overlap and commit order of concurrent writers (property)', async () => {
+    const writers = await Promise.all(Array.from({ length: 4 }, () => connect()));
+    for (const writer of writers) await writer.query(`SET lock_timeout = '300ms'`);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(transaction, { minLength: 1, maxLength: 3 }), { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 3 }), async (plans, resumeAt) => {
+        const jobs: Array<Awaited<ReturnType<typeof createJob>>> = [];
+        for (let i = 0; i < JOBS; i++) jobs.push(await createJob(`P${i}`));
+        await t.app.feed.poke();
+        const ids = new Set(jobs.map((job) => job.id));
+        const only = (states: State[]) => states.filter((s) => ids.has(s.id));
+        const before = subscriptions();
+        const from = jobs.at(-1)!.changeCursor;
+        const live = await watchSocket(from);
+        await expect.poll(subscriptions).toBe(before + 1);
+
+        // Each writer runs its transactions one after another; the writers run side by side.
+        let done = 0;
+        let resumed: Awaited<ReturnType<typeof watchStream>> | undefined;
+        let resumedAfter = from;
+        await Promise.all(
+          plans.map(async (plan, w) => {
+            const writer = writers[w]!;
+            for (const tx of plan) {
+              try {
+                await writer.query('BEGIN');
+                for (const write of tx.writes) {
+                  if (tx.pause > 0) await new Promise((resolve) => setTimeout(resolve, tx.pause));
+                  await writer.query('UPDATE "Job" SET progress = $2 WHERE id = $1', [jobs[write.job]!.id, write.progress]);
+                }
+                await writer.query(tx.rollback ? 'ROLLBACK' : 'COMMIT');
+              } catch {
+                await writer.query('ROLLBACK').catch(() => {});
+              }
+              // Midway, a second subscriber resumes from the last cursor the first one received.
+              if (++done === resumeAt + 1) {
+                resumedAfter = only(live.states()).at(-1)?.changeCursor ?? from;
+                resumed = await watchStream(resumedAfter);
+              }
+            }
+          }),
+        );
+        // Every job ends on its final state for each subscriber that it changed for; nothing else.
+        const final = await t.app.database.prisma.job.findMany({ where: { id: { in: [...ids] } } });
+        for (const [watcher, after] of [
+          [live, from],
+          [resumed!, resumedAfter],
+        ] as const) {
+          const owed = final.filter((row) => positionOf(row) > BigInt(after));
+          await expect
+            .poll(() => owed.every((row) => only(watcher.states()).findLast((s) => s.id === row.id)?.progress === row.progress), { timeout: 5_000 })
+            .toBe(true);
+          const states = only(watcher.states());
+          expect(new Set(states.map((s) => s.id))).toEqual(new Set(owed.map((row) => row.id)));
+          const cursors = states.map((s) => BigInt(s.changeCursor));
+          expect(new Set(cursors).size).toBe(cursors.length);
+          for (const cursor of cursors) expect(cursor).toBeGreaterThan(BigInt(after));
+          for (const id of ids) {
+            const mine = cursors.filter((_, i) => states[i]!.id === id);
+            expect(mine).toEqual([...mine].sort((x, y) => (x < y ? -1 : 1)));
+          }
+        }
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+});
