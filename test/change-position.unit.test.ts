@@ -20,7 +20,11 @@ describe('change positions', () => {
   });
 
   it('keep the cursors handed out before positions existed (changeXid 0)', () => {
-    fc.assert(fc.property(int8, (seq) => expect(positionOf({ changeXid: 0n, changeSeq: seq })).toBe(seq)));
+    fc.assert(
+      fc.property(int8, (seq) => {
+        expect(positionOf({ changeXid: 0n, changeSeq: seq })).toBe(seq);
+      }),
+    );
   });
 
   it('floor a horizon above every change of an ended transaction and below every other', () => {
