@@ -6,6 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
+import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
 // loopback, against the machine's ceiling (bare ws) and the usual yoga + graphql-ws + pubsub setup.
@@ -21,6 +22,8 @@ const { values: flags } = parseArgs({
     'fanout-only': { type: 'boolean' },
     /** Only the fairness phase (a flooding key against another workspace's reads), with the limit and without. */
     'fairness-only': { type: 'boolean' },
+    /** Only the writes phase (workers reporting progress, against a bare server and pgbench). */
+    'writes-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -352,8 +355,57 @@ async function fairness(db: Db, rateLimitPerKey = 200): Promise<FairnessRow> {
   }
 }
 
+/** Workers reporting progress on jobs of their own through the gateway, beside the bare write ceiling. */
+async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | undefined }> {
+  const rows: WriteRow[] = [];
+  const workerCounts = flags.smoke ? [1, 8] : [1, 8, 32];
+  for (const db of profile.restDbs) {
+    const { gateway, url, key, stop } = await startGateway(db, 'writes');
+    try {
+      const jobIds = await createJobs(url, key, Math.max(...workerCounts));
+      for (const workers of workerCounts) {
+        const measured = await drive(`${url}/graphql`, { 'x-api-key': key }, gatewayBody(jobIds), workers, profile.restS);
+        const ceiling = await bareCeiling(db, POSTGRES_URL, workers, profile.restS);
+        if (measured.failed > 0 || ceiling.failed > 0) throw new Error(`writes (${db}, ${workers} workers): ${measured.failed} gateway and ${ceiling.failed} bare requests failed`);
+        rows.push({
+          db,
+          workers,
+          writesPerSec: Math.round(measured.perSec),
+          p50Ms: round(measured.p50),
+          p99Ms: round(measured.p99),
+          ceilingWritesPerSec: Math.round(ceiling.perSec),
+          ceilingP99Ms: round(ceiling.p99),
+        });
+        log(`writes (${db}, ${workers} workers): ${JSON.stringify(rows.at(-1))}`);
+      }
+      const stats = await gateway.request<{ feedReads: number }>({ cmd: 'stats' });
+      log(`writes (${db}): ${stats.feedReads} feed reads in all`);
+    } finally {
+      await stop();
+    }
+  }
+  const database = profile.restDbs.includes('postgres') ? await pgbenchRows(POSTGRES_URL, [1, 8, 32], flags.quick ? 3 : 8) : undefined;
+  if (database) log(`pgbench: ${JSON.stringify(database)}`);
+  return { rows, database };
+}
+
+function printWrites(result: { rows: WriteRow[]; database: PgbenchRow[] | undefined }) {
+  console.log('\nWrites: workers each reporting progress on a job of their own (updateJobProgress), against a bare node:http server running the same UPDATE with no trigger');
+  console.table(result.rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.writesPerSec) / r.ceilingWritesPerSec) })));
+  if (!result.database) return;
+  console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
+  const plain = (clients: number) => result.database!.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
+  console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
+}
+
 async function main() {
   log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  if (flags['writes-only']) {
+    const result = await writes();
+    printWrites(result);
+    console.log(JSON.stringify({ writes: result.rows, writesDatabase: result.database }));
+    return;
+  }
   if (flags['fairness-only']) {
     const rows: FairnessRow[] = [];
     // Side by side: the default limit, and none (what the limit buys).
@@ -443,11 +495,20 @@ async function main() {
       fairnessRows.push(await fairness(db));
       log(`fairness (${db}): ${JSON.stringify(fairnessRows.at(-1))}`);
     }
+    const writeResult = await writes();
     printTable(fanout, restRows, polling);
+    printWrites(writeResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
     console.log(
-      JSON.stringify({ fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row), rest: restRows, polling, fairness: fairnessRows }),
+      JSON.stringify({
+        fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row),
+        rest: restRows,
+        polling,
+        fairness: fairnessRows,
+        writes: writeResult.rows,
+        writesDatabase: writeResult.database,
+      }),
     );
   } finally {
     await subs.stop();

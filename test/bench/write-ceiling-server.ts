@@ -1,0 +1,80 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import { serveParent } from './ipc.js';
+
+// The machine's limit for a worker's progress report: a bare node:http server that parses the
+// report, runs the same UPDATE as the gateway on a copy of the Job table with no trigger, and
+// answers the row as JSON. No GraphQL, no auth, no change feed. PostgreSQL (BARE_DATABASE_URL,
+// BARE_SCHEMA) through pg's pool, or an in-memory PGlite (one process owns it, as the gateway's).
+
+const SETUP = `
+  CREATE TABLE "Job" (
+    id uuid PRIMARY KEY, "workspaceId" uuid NOT NULL, progress integer NOT NULL DEFAULT 0,
+    metadata jsonb NOT NULL DEFAULT '{}', "updatedAt" timestamptz(3) NOT NULL DEFAULT now(), "changeSeq" bigint NOT NULL DEFAULT 0
+  );
+  CREATE INDEX ON "Job"("workspaceId", "changeSeq");`;
+const UPDATE = `UPDATE "Job" SET metadata = metadata || $2::jsonb, "updatedAt" = now() WHERE id = $1 RETURNING id, progress, metadata, "updatedAt"`;
+
+type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
+let query: Query;
+let close: () => Promise<void>;
+if (process.env.BARE_DATABASE_URL) {
+  const schema = process.env.BARE_SCHEMA!;
+  const admin = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE; CREATE SCHEMA "${schema}"; SET search_path = "${schema}"; ${SETUP}`);
+  await admin.end();
+  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: Number(process.env.BARE_POOL_SIZE ?? 10), options: `-c search_path="${schema}"` });
+  query = (text, params) => pool.query(text, params);
+  close = async () => {
+    await pool.end();
+    const drop = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
+    await drop.connect();
+    await drop.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await drop.end();
+  };
+} else {
+  const db = await PGlite.create();
+  await db.exec(SETUP);
+  query = (text, params) => db.query(text, params);
+  close = () => db.close();
+}
+
+const server = http.createServer((request, response) => {
+  const chunks: Buffer[] = [];
+  request.on('data', (chunk: Buffer) => chunks.push(chunk));
+  request.on('end', () => {
+    const { id, metadata } = JSON.parse(Buffer.concat(chunks).toString()) as { id: string; metadata: unknown };
+    query(UPDATE, [id, JSON.stringify(metadata)]).then(
+      ({ rows }) => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ data: { updateJobProgress: rows[0] } }));
+      },
+      (error: Error) => {
+        response.writeHead(500);
+        response.end(error.message);
+      },
+    );
+  });
+});
+await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+
+serveParent(
+  {
+    url: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    createJobs: async (m) => {
+      const ids: string[] = [];
+      for (let i = 0; i < (m.count as number); i++) {
+        const { rows } = await query(`INSERT INTO "Job"(id, "workspaceId") VALUES (gen_random_uuid(), gen_random_uuid()) RETURNING id`);
+        ids.push((rows[0] as { id: string }).id);
+      }
+      return ids;
+    },
+  },
+  async () => {
+    server.close();
+    await close();
+  },
+);
