@@ -85,7 +85,16 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
   mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.multiplexer.executions);
   mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.dispatches);
   mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.dispatched);
-  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed by cursor (gaps, catch-up); notified changes cost none.', () => sources.feed.reads);
+  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed (one per batch of changes, and one per catch-up interval).', () => sources.feed.reads);
+  mirrored('jobs_gateway_feed_announcements_total', "NOTIFYs sent to other instances after this instance's writes (one per batch).", () => sources.feed.announcements);
+  new Gauge({
+    name: 'jobs_gateway_feed_held_back',
+    help: '1 while committed changes wait for an older transaction that has not ended (live updates are held back meanwhile).',
+    registers,
+    collect() {
+      this.set(sources.feed.heldBack ? 1 : 0);
+    },
+  });
   mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.count);
 
   const requests = new Histogram({

@@ -5,6 +5,7 @@ import { CreateJobDocument, JobDocument } from '../src/graphql/operations.genera
 import { positionOf } from '../src/jobs/change-position.js';
 import { describePostgres } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
+import { scrape } from './helpers/metrics.js';
 import { postgresUrl } from './helpers/postgres.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
@@ -97,6 +98,7 @@ describePostgres('transactions that commit out of order', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const watcher of live) expect(watcher.states()).toEqual([]);
     expect(t.app.feed.heldBack).toBe(true);
+    expect((await scrape(t.url)).value('jobs_gateway_feed_held_back')).toBe(1);
     // Resuming from the cursor a client read meanwhile (or from the last one it received) misses nothing.
     const resumed = [await watchSocket(readWhileOpen!.changeCursor), await watchStream(readWhileOpen!.changeCursor)];
 
@@ -112,6 +114,7 @@ describePostgres('transactions that commit out of order', () => {
       expect(BigInt(readWhileOpen!.changeCursor)).toBeLessThan(BigInt(first!.changeCursor));
     }
     expect(t.app.feed.heldBack).toBe(false);
+    expect((await scrape(t.url)).value('jobs_gateway_feed_held_back')).toBe(0);
 
     // From the last cursor received, nothing comes again.
     const last = live[0]!.states().at(-1)!.changeCursor;

@@ -1,21 +1,25 @@
+import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 import { serveParent } from './ipc.js';
 
 // The machine's limit for a worker's progress report: a bare node:http server that parses the
-// report, runs the same UPDATE as the gateway on a copy of the Job table with no trigger, and
-// answers the row as JSON. No GraphQL, no auth, no change feed. PostgreSQL (BARE_DATABASE_URL,
-// BARE_SCHEMA) through pg's pool, or an in-memory PGlite (one process owns it, as the gateway's).
+// report, runs the same UPDATE as the gateway on the same Job table (every migration applied, same
+// indexes) with its triggers disabled, and answers the row as JSON. No GraphQL, no auth, no change
+// feed. PostgreSQL (BARE_DATABASE_URL, BARE_SCHEMA) through pg's pool, or an in-memory PGlite (one
+// process owns it, as the gateway's).
 
-const SETUP = `
-  CREATE TABLE "Job" (
-    id uuid PRIMARY KEY, "workspaceId" uuid NOT NULL, progress integer NOT NULL DEFAULT 0,
-    metadata jsonb NOT NULL DEFAULT '{}', "updatedAt" timestamptz(3) NOT NULL DEFAULT now(), "changeSeq" bigint NOT NULL DEFAULT 0
-  );
-  CREATE INDEX ON "Job"("workspaceId", "changeSeq");`;
-const UPDATE = `UPDATE "Job" SET metadata = metadata || $2::jsonb, "updatedAt" = now() WHERE id = $1 RETURNING id, progress, metadata, "updatedAt"`;
+const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
+let SETUP = '';
+for (const name of migrations) SETUP += `${await fs.readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8')};\n`;
+SETUP += `ALTER TABLE "Job" DISABLE TRIGGER USER; INSERT INTO "Workspace"(id, slug) VALUES (gen_random_uuid(), 'bare');`;
+// What a progress report through the gateway amounts to: the merged metadata, written only if the
+// job is still running.
+const UPDATE = `UPDATE "Job" SET metadata = metadata || $2::jsonb, "updatedAt" = now() WHERE id = $1 AND status = 'RUNNING' RETURNING *`;
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
 let query: Query;
@@ -67,7 +71,10 @@ serveParent(
     createJobs: async (m) => {
       const ids: string[] = [];
       for (let i = 0; i < (m.count as number); i++) {
-        const { rows } = await query(`INSERT INTO "Job"(id, "workspaceId") VALUES (gen_random_uuid(), gen_random_uuid()) RETURNING id`);
+        const { rows } = await query(
+          `INSERT INTO "Job"(id, "workspaceId", type, "displayTitle", steps) VALUES (gen_random_uuid(), (SELECT id FROM "Workspace"), 'collect', $1, '[{"id":"collect","name":"Collecting Intel","status":"PENDING"}]') RETURNING id`,
+          [`Analyzing Competitor ${i}`],
+        );
         ids.push((rows[0] as { id: string }).id);
       }
       return ids;
