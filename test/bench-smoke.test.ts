@@ -17,6 +17,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 180_000 }, as
     rest: Array<Record<string, number | string>>;
     polling: Record<string, number>;
     fairness: Array<Record<string, number | string>>;
+    writes: Array<Record<string, number | string>>;
   };
   expect(report.fanout).toHaveLength(1);
   const fanout = report.fanout[0]!;
@@ -34,4 +35,12 @@ it('npm run bench -- --smoke produces the full report', { timeout: 180_000 }, as
   for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(report.fairness[0]![key]).toBeGreaterThan(0);
   // How much of the flood was refused depends on how fast this machine serves it: only present.
   expect(report.fairness[0]!.floodRefusedPerSec).toBeGreaterThanOrEqual(0);
+  expect(report.writes.map((row) => [row.db, row.workers])).toEqual([
+    ['embedded', 1],
+    ['embedded', 8],
+  ]);
+  for (const row of report.writes) {
+    for (const key of ['writesPerSec', 'ceilingWritesPerSec']) expect(row[key]).toBeGreaterThan(0);
+    for (const key of ['p50Ms', 'p99Ms']) expect(row[key]).toBeGreaterThanOrEqual(0);
+  }
 });
