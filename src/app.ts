@@ -55,7 +55,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
-  const jobs = new JobStore(database.prisma);
+  const jobs = new JobStore(database.prisma, database.sql);
   const feed = new ChangeFeed(database, jobs, logger.child({ component: 'feed' }), config.feed);
   const replays = new ReplayQueue(jobs, config.replay);
   const live = new LiveJobs(feed, replays);

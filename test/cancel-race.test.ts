@@ -53,11 +53,12 @@ describeDb('a cancel racing a worker', () => {
 
 describeDb('a transition that starts from a remembered state', () => {
   it('is one statement while the memory is current; when another writer changed the job, it reads and applies to the current state', async () => {
-    const t = await startTestApp();
+    // Statements are counted for the whole app: its feed must not read on its own meanwhile.
+    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
     await t.createKey('remembered', ['jobs:write']);
     const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
-    const store = new JobStore(t.app.database.prisma);
+    const store = new JobStore(t.app.database.prisma, t.app.database.sql);
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.
