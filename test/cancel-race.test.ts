@@ -4,6 +4,7 @@ import { JobStore } from '../src/jobs/job-store.js';
 import { describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { settleFeed } from './helpers/feed.js';
 
 describeDb('a cancel racing a worker', () => {
   let t: TestApp;
@@ -62,7 +63,7 @@ describeDb('a transition that starts from a remembered state', () => {
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.
-    await t.app.feed.poke();
+    await settleFeed(t.app.feed);
 
     let before = statements();
     await store.updateProgress(workspaceId, job.id, { progress: 10, metadata: { fromWorker: 1 } });

@@ -1,9 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { positionOf } from '../src/jobs/change-position.js';
+import { SEQ_SPAN, positionOf } from '../src/jobs/change-position.js';
 import type { JobRow } from '../src/jobs/model.js';
-import { describeDb } from './helpers/databases.js';
+import { describeDb, freshDatabase } from './helpers/databases.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { settleFeed } from './helpers/feed.js';
+import { TestSocket } from './helpers/ws-client.js';
 
 // Whatever mix of writes reaches the database (through the gateway, large rows, rolled-back
 // writes, writers other than the gateway that announce nothing, notifications nobody expected), the
@@ -74,7 +76,7 @@ describeDb('the change feed', () => {
           ids.push(created.id);
           baseline = positionOf(created);
         }
-        await t.app.feed.poke();
+        await settleFeed(t.app.feed);
         const dispatched: JobRow[] = [];
         const unsubscribe = t.app.feed.subscribe((rows) => dispatched.push(...rows));
         try {
@@ -82,7 +84,7 @@ describeDb('the change feed', () => {
           const current = await t.app.database.prisma.job.findMany({ where: { id: { in: ids } } });
           const changed = current.filter((row) => positionOf(row) > baseline);
           // The poke stands for the catch-up read that finds what no announcement revealed.
-          await t.app.feed.poke();
+          await settleFeed(t.app.feed);
           await expect
             .poll(() => changed.every((row) => dispatched.some((state) => positionOf(state) === positionOf(row))), { timeout: 5_000 })
             .toBe(true);
@@ -100,5 +102,33 @@ describeDb('the change feed', () => {
       }),
       { numRuns: 25 },
     );
+  });
+});
+
+describeDb('positions from another database (a dump restored into another cluster)', () => {
+  it('refuse to start, naming the fix, rather than stall live updates; a cursor from elsewhere gets BAD_USER_INPUT', async () => {
+    const database = await freshDatabase();
+    try {
+      const first = await startTestApp({ database });
+      const key = await first.createKey('restored', ['jobs:read', 'jobs:write']);
+      const job = await first.app.jobs.create((await first.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'restored' } })).id, { type: 'collect', displayTitle: 'x', steps: [] });
+
+      // A cursor whose transaction id this database has not reached: refused, over WebSockets.
+      const socket = await TestSocket.open(first.url, { apiKey: key });
+      const future = ((positionOf(job) / SEQ_SPAN + 1_000_000_000n) * SEQ_SPAN).toString();
+      socket.subscribe('1', 'subscription($after: String) { jobUpdated(after: $after) { id } }', { after: future });
+      const error = await socket.waitFor((m) => m.id === '1' && m.type === 'error');
+      expect(error.payload).toMatchObject([{ extensions: { code: 'BAD_USER_INPUT' } }]);
+      socket.close();
+
+      // As a restore into a younger cluster leaves them: ids ahead of the cluster's.
+      await first.app.database.sql.exec(
+        `ALTER TABLE "Job" DISABLE TRIGGER job_touch; UPDATE "Job" SET "changeXid" = "changeXid" + 1000000000; ALTER TABLE "Job" ENABLE TRIGGER job_touch;`,
+      );
+      await first.close();
+      await expect(startTestApp({ database })).rejects.toThrow(/another PostgreSQL cluster.*UPDATE "Job" SET "changeXid" = 0/);
+    } finally {
+      await database.drop();
+    }
   });
 });

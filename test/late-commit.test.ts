@@ -5,6 +5,7 @@ import { CreateJobDocument, JobDocument } from '../src/graphql/operations.genera
 import { positionOf } from '../src/jobs/change-position.js';
 import { describePostgres } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
+import { settleFeed } from './helpers/feed.js';
 import { scrape } from './helpers/metrics.js';
 import { postgresUrl } from './helpers/postgres.js';
 import { openEventStream } from './helpers/sse-client.js';
@@ -79,7 +80,7 @@ describePostgres('transactions that commit out of order', () => {
   it('holds a change back until an older transaction has committed, then sends both in position order, live and on resume, over WebSockets and SSE', async () => {
     const a = await createJob('A');
     const b = await createJob('B');
-    await t.app.feed.poke();
+    await settleFeed(t.app.feed);
     const before = subscriptions();
     const live = [await watchSocket(), await watchStream()];
     await expect.poll(subscriptions).toBe(before + 2);
@@ -123,6 +124,31 @@ describePostgres('transactions that commit out of order', () => {
     for (const watcher of caughtUp) await expect.poll(() => watcher.states().map((s) => [s.id, s.progress]), { timeout: 5_000 }).toEqual([[a.id, 30]]);
   });
 
+  it('gives a query or a mutation a cursor that stays below a change still uncommitted when it read or wrote, however far the horizon has moved since', async () => {
+    const jobs = [await createJob('read'), await createJob('written'), await createJob('late')];
+    const [read, written, late] = jobs;
+    await settleFeed(t.app.feed);
+    const { workspaceId } = (await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } }));
+    const open = await connect();
+    await open.query('BEGIN');
+    await open.query('UPDATE "Job" SET progress = 7 WHERE id = $1', [late!.id]);
+    // Newer transactions commit while that one is open; a list reads them, a worker writes one.
+    const other = await connect();
+    await other.query('UPDATE "Job" SET progress = 8 WHERE id = $1', [read!.id]);
+    const listed = await t.app.jobs.list(workspaceId);
+    const reported = await t.app.jobs.updateProgress(workspaceId, written!.id, { progress: 9 });
+    await open.query('COMMIT');
+    // The horizon moves past everything (the feed reads) before the cursors are worked out.
+    await settleFeed(t.app.feed);
+    const lateChange = positionOf(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } }));
+    const cursors = [...listed.map((row) => t.app.jobs.cursorOf(row)), t.app.jobs.cursorOf(reported)];
+    for (const cursor of cursors) expect(cursor).toBeLessThan(lateChange);
+    // And resuming from the largest of them brings the late change.
+    const largest = cursors.reduce((a, b) => (a > b ? a : b)).toString();
+    const resumed = await watchSocket(largest);
+    await expect.poll(() => resumed.states().some((s) => s.id === late!.id && s.progress === 7), { timeout: 5_000 }).toBe(true);
+  });
+
   type Write = { job: number; progress: number };
   interface Transaction {
     writes: Write[];
@@ -144,7 +170,7 @@ describePostgres('transactions that commit out of order', () => {
       fc.asyncProperty(fc.array(fc.array(transaction, { minLength: 1, maxLength: 3 }), { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 3 }), async (plans, resumeAt) => {
         const jobs: Array<Awaited<ReturnType<typeof createJob>>> = [];
         for (let i = 0; i < JOBS; i++) jobs.push(await createJob(`P${i}`));
-        await t.app.feed.poke();
+        await settleFeed(t.app.feed);
         const ids = new Set(jobs.map((job) => job.id));
         const only = (states: State[]) => states.filter((s) => ids.has(s.id));
         const before = subscriptions();

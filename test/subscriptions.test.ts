@@ -13,6 +13,7 @@ import { graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
+import { settleFeed } from './helpers/feed.js';
 
 const SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
 const SUBSCRIPTION = `subscription Watch($id: ID, $competitorId: ID, $type: String, $status: JobStatus, $after: String) {
@@ -272,7 +273,7 @@ describeDb('jobUpdated over WebSockets', () => {
     const filters = { all: {}, byType: { type: 'one-read' }, byId: { id: job.id } };
     for (const socket of sockets) for (const [id, filter] of Object.entries(filters)) socket.subscribe(id, SUBSCRIPTION, { ...filter, after: from });
     for (const socket of sockets) for (const id of Object.keys(filters)) await socket.waitForNexts(id, 1);
-    await t.app.feed.poke(); // nothing left unread from before
+    await settleFeed(t.app.feed); // nothing left unread from before
 
     const reads = t.app.feed.reads;
     const statements = t.app.database.queries.count;

@@ -32,6 +32,8 @@ export interface ChangesRead {
   horizon: bigint;
   /** Committed changes were found past the horizon: a transaction still running holds them back. */
   heldBack: boolean;
+  /** The id the next transaction will get: no position of this database has a larger one. */
+  nextXid: bigint;
 }
 
 type WriteListener = () => void;
@@ -51,8 +53,14 @@ export class JobStore {
    */
   private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
   private readonly writeListeners = new Set<WriteListener>();
-  /** The newest horizon a read has seen: positions below it are final (see change-position.ts). */
+  /** The newest horizon a read has seen: every transaction below it had ended (see change-position.ts). */
   private horizon = 0n;
+  /**
+   * For rows this store read, a horizon taken at or before the snapshot that read them: what a
+   * client's cursor for that row may rely on. A horizon seen later would not do: a transaction that
+   * committed after the read may have changed other jobs at smaller positions.
+   */
+  private readonly readHorizons = new WeakMap<JobRow, bigint>();
 
   /**
    * `sql` runs the three statements on the hot paths (a transition, the feed's read, the horizon)
@@ -70,9 +78,19 @@ export class JobStore {
     return () => this.writeListeners.delete(listener);
   }
 
-  /** The cursor a client may resume from after receiving `row`. */
+  /**
+   * The cursor a client may resume from after receiving `row`. For a row this store read, the
+   * horizon of that read; otherwise (a row it wrote) the oldest transaction running when the row was
+   * written, which no later snapshot's horizon is below.
+   */
   cursorOf(row: JobRow): bigint {
-    return cursorOf(row, this.horizon);
+    return cursorOf(row, this.readHorizons.get(row) ?? row.changeXmin);
+  }
+
+  /** Rows read under a horizon taken before the read: at most the read's own. */
+  private readUnder(horizon: bigint, rows: JobRow[]): JobRow[] {
+    for (const row of rows) this.readHorizons.set(row, horizon > row.changeXmin ? horizon : row.changeXmin);
+    return rows;
   }
 
   private written(row: JobRow): JobRow {
@@ -100,7 +118,8 @@ export class JobStore {
     }
     if (filter.competitorId != null) transitions.rejectNul('competitorId', filter.competitorId);
     if (filter.type != null) transitions.rejectNul('type', filter.type);
-    return this.prisma.job.findMany({
+    const horizon = this.horizon;
+    const rows = await this.prisma.job.findMany({
       where: {
         workspaceId,
         ...(filter.competitorId != null && { competitorId: filter.competitorId }),
@@ -110,43 +129,53 @@ export class JobStore {
       orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
       take: limit,
     });
+    return this.readUnder(horizon, rows);
   }
 
   async get(workspaceId: string, id: string): Promise<JobRow | null> {
     if (!isUuid(id)) return null;
-    return this.prisma.job.findFirst({ where: { id, workspaceId } });
+    const horizon = this.horizon;
+    const row = await this.prisma.job.findFirst({ where: { id, workspaceId } });
+    return row && this.readUnder(horizon, [row])[0]!;
   }
 
   /**
    * The current state of every job whose latest change has a position after `after` and is final,
    * in position order: the change feed's read (all workspaces) and a resumed subscription's replay
-   * (one workspace). One statement, so that the horizon and the rows come from one snapshot; rows
-   * past the horizon are read (up to `limit`) only to learn that some are held back.
+   * (one workspace). One statement, so that the horizon and the rows come from one snapshot.
    */
   async changedSince(after: bigint, limit: number, workspaceId?: string): Promise<ChangesRead> {
     const { xid, seq } = splitPosition(after);
     const inWorkspace = workspaceId === undefined ? Prisma.empty : Prisma.sql`AND "workspaceId" = ${workspaceId}::uuid`;
     const found = await this.run(Prisma.sql`
-      SELECT h.horizon, j.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h
-      LEFT JOIN LATERAL (
-        SELECT * FROM "Job" WHERE ("changeXid", "changeSeq") > (${xid}, ${seq}) ${inWorkspace}
+      WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, pg_snapshot_xmax(pg_current_snapshot())::text AS "nextXid")
+      SELECT h.horizon::text AS horizon, h."nextXid",
+        EXISTS (SELECT FROM "Job" WHERE "changeXid" >= h.horizon AND ("changeXid", "changeSeq") > (${xid}, ${seq}) ${inWorkspace}) AS "heldBack",
+        j.*
+      FROM h LEFT JOIN LATERAL (
+        SELECT * FROM "Job" WHERE ("changeXid", "changeSeq") > (${xid}, ${seq}) AND "changeXid" < h.horizon ${inWorkspace}
         ORDER BY "changeXid", "changeSeq" LIMIT ${limit}
       ) j ON true`);
     const horizon = BigInt(found[0]!.horizon as string);
     if (horizon > this.horizon) this.horizon = horizon;
+    const heldBack = found[0]!.heldBack === true;
+    const nextXid = BigInt(found[0]!.nextXid as string);
     const rows: JobRow[] = [];
-    let heldBack = false;
-    for (const { horizon: _, ...raw } of found) {
-      if (raw.id === null || raw.id === undefined) continue;
-      const row = jobRowOf(raw);
-      if (row.changeXid >= horizon) {
-        heldBack = true;
-        break;
-      }
-      rows.push(row);
-    }
+    for (const { horizon: _, heldBack: __, nextXid: ___, ...raw } of found) if (raw.id !== null && raw.id !== undefined) rows.push(jobRowOf(raw));
     this.observe(rows);
-    return { rows, horizon, heldBack };
+    return { rows: this.readUnder(horizon, rows), horizon, heldBack, nextXid };
+  }
+
+  /**
+   * Whether some job carries a transaction id this database has not handed out yet: rows restored
+   * from another PostgreSQL cluster (a dump, a replica promoted elsewhere). Their positions would
+   * sort after every new change and hold the feed back until the ids catch up.
+   */
+  async positionsFromElsewhere(): Promise<boolean> {
+    const [found] = await this.sql.query<{ foreign: boolean }>(
+      `SELECT coalesce(max("changeXid"), 0) >= pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS foreign FROM "Job"`,
+    );
+    return found!.foreign;
   }
 
   /** The current horizon: where a change feed starting now begins. */

@@ -87,6 +87,13 @@ export class ChangeFeed {
   }
 
   async start(): Promise<void> {
+    if (await this.jobs.positionsFromElsewhere()) {
+      throw new Error(
+        'Jobs carry transaction ids from another PostgreSQL cluster (restored from a dump?), so live updates would stall. ' +
+          'Reset their positions once, then start again: ALTER TABLE "Job" DISABLE TRIGGER job_touch; ' +
+          'UPDATE "Job" SET "changeXid" = 0, "changeXmin" = 0; ALTER TABLE "Job" ENABLE TRIGGER job_touch;',
+      );
+    }
     // Every change below the current horizon is history; anything at or past it may still come.
     this.position = floorOf(await this.jobs.currentHorizon());
     this.stopListening = await this.database.listen(this.channel, {
@@ -113,8 +120,10 @@ export class ChangeFeed {
     clearTimeout(this.readTimer?.timeout);
     this.readTimer = undefined;
     if (this.reading) {
+      // The read under way may have started before the caller's change: read once more after it
+      // (its loop does, unless it had already finished looping).
       this.readAgain = true;
-      return this.reading;
+      return this.reading.then(() => (this.readAgain ? this.poke() : undefined));
     }
     this.reading = this.readUntilCaughtUp().finally(() => {
       this.reading = undefined;
@@ -146,6 +155,7 @@ export class ChangeFeed {
 
   /** Reads in `ms` (at once if not positive), unless a read is due sooner already. */
   private readIn(ms: number): void {
+    if (this.stopped) return;
     if (ms <= 0) {
       void this.poke();
       return;
@@ -153,7 +163,7 @@ export class ChangeFeed {
     const due = performance.now() + ms;
     if (this.readTimer && this.readTimer.due <= due) return;
     clearTimeout(this.readTimer?.timeout);
-    this.readTimer = { timeout: setTimeout(() => void this.poke(), ms), due };
+    this.readTimer = { timeout: setTimeout(() => void this.poke(), ms).unref(), due };
   }
 
   /**
@@ -185,6 +195,7 @@ export class ChangeFeed {
   private async readUntilCaughtUp(): Promise<void> {
     let heldBack = false;
     let horizon = 0n;
+    let progressed = false;
     do {
       this.readAgain = false;
       let read;
@@ -199,11 +210,12 @@ export class ChangeFeed {
       if (read.rows.length > 0) {
         this.position = positionOf(read.rows.at(-1)!);
         this.dispatch(read.rows);
+        progressed = true;
       }
       if (read.rows.length === this.options.pageSize) this.readAgain = true;
     } while (this.readAgain && !this.stopped);
     this.heldBack = heldBack;
-    if (heldBack) this.retryHeldBack(horizon);
+    if (heldBack) this.retryHeldBack(horizon, progressed);
     else {
       this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
       this.heldBackSince = undefined;
@@ -214,18 +226,20 @@ export class ChangeFeed {
    * Changes wait behind a transaction that has not ended, and nothing may announce its end (it may
    * have written no job): look again shortly, then less often while the same transaction holds on.
    */
-  private retryHeldBack(horizon: bigint): void {
+  private retryHeldBack(horizon: bigint, progressed: boolean): void {
     const now = performance.now();
-    if (this.heldBackSince?.horizon !== horizon) {
-      this.heldBackSince = { horizon, at: now, warned: false };
-      this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
-    } else {
-      this.heldBackRetryMs = Math.min(this.heldBackRetryMs * 2, HELD_BACK_RETRY_MS.max, this.options.catchUpIntervalMs);
+    // Under concurrent writes changes are held back briefly all the time: no faster than the pause
+    // between dispatches, and slower while nothing moves.
+    const first = Math.max(HELD_BACK_RETRY_MS.first, this.options.coalesceMs);
+    this.heldBackRetryMs = progressed ? first : Math.min(Math.max(this.heldBackRetryMs * 2, first), HELD_BACK_RETRY_MS.max, this.options.catchUpIntervalMs);
+    if (this.heldBackSince?.horizon !== horizon) this.heldBackSince = { horizon, at: now, warned: false };
+    else {
       if (!this.heldBackSince.warned && now - this.heldBackSince.at > HELD_BACK_WARNING_MS) {
         this.heldBackSince.warned = true;
         this.logger.warn(
-          { transactionId: horizon.toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
-          'live updates are held back by a transaction that has not ended (see pg_stat_activity where backend_xid = transactionId)',
+          // pg_stat_activity shows the 32-bit form of the id, in any database of the cluster.
+          { transactionId: horizon.toString(), backendXid: (horizon % 2n ** 32n).toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
+          "live updates are held back by a transaction that has not ended (SELECT * FROM pg_stat_activity WHERE backend_xid::text = '<backendXid>')",
         );
       }
     }

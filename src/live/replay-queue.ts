@@ -1,5 +1,5 @@
 import { appError } from '../errors.js';
-import { positionOf } from '../jobs/change-position.js';
+import { positionOf, splitPosition } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 
@@ -83,7 +83,13 @@ export class ReplayQueue {
     const from = batch.reduce((min, w) => (w.after < min ? w.after : min), batch[0]!.after);
     try {
       this.reads++;
-      const { rows } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
+      const { rows, nextXid } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
+      // A cursor past every transaction this database has seen comes from another one (a restore
+      // elsewhere): nothing would ever be sent after it.
+      for (const waiting of batch.filter((w) => splitPosition(w.after).xid >= nextXid)) {
+        waiting.reject(appError('BAD_USER_INPUT', `after ${waiting.after} is not a changeCursor of this database: fetch the jobs again, then subscribe with the newest changeCursor.`));
+        batch.splice(batch.indexOf(waiting), 1);
+      }
       if (rows.length > this.options.maxJobs) {
         // Truncated: those at the smallest cursor are too far behind; the others read again.
         for (const waiting of batch) {
