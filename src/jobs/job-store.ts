@@ -99,7 +99,7 @@ export class JobStore {
     return row;
   }
 
-  /** Keeps the remembered state of these jobs current with rows just read or notified (whoever wrote them). */
+  /** Keeps the remembered state of these jobs current with rows the feed or a replay just read (whoever wrote them). */
   observe(rows: readonly JobRow[]): void {
     for (const row of rows) if (this.latest.has(row.id)) this.remember(row);
   }
