@@ -149,21 +149,28 @@ describePostgres('transactions that commit out of order', () => {
     await expect.poll(() => resumed.states().some((s) => s.id === late!.id && s.progress === 7), { timeout: 5_000 }).toBe(true);
   });
 
-  type Write = { job: number; progress: number };
+  /** One statement of a transaction: a row, two rows at once, or a row inside a savepoint kept or undone. */
+  type Write = { job: number; other: number; progress: number; kind: 'one' | 'two' | 'savepoint' | 'undone' };
   interface Transaction {
+    isolation: 'READ COMMITTED' | 'REPEATABLE READ';
     writes: Write[];
     /** Milliseconds between statements: some transactions stay open long. */
     pause: number;
     rollback: boolean;
   }
   const JOBS = 4;
+  const index = fc.integer({ min: 0, max: JOBS - 1 });
   const transaction: fc.Arbitrary<Transaction> = fc.record({
-    writes: fc.array(fc.record({ job: fc.integer({ min: 0, max: JOBS - 1 }), progress: fc.integer({ min: 0, max: 99 }) }), { minLength: 1, maxLength: 3 }),
+    isolation: fc.constantFrom('READ COMMITTED' as const, 'REPEATABLE READ' as const),
+    writes: fc.array(
+      fc.record({ job: index, other: index, progress: fc.integer({ min: 0, max: 99 }), kind: fc.constantFrom('one' as const, 'one' as const, 'two' as const, 'savepoint' as const, 'undone' as const) }),
+      { minLength: 1, maxLength: 3 },
+    ),
     pause: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 }), fc.constant(150)),
     rollback: fc.boolean(),
   });
 
-  it('delivers every job’s final state, in per-job order, nothing at or below `after`, nothing twice, whatever the overlap and commit order of concurrent writers (property)', async () => {
+  it('delivers every job’s final state, in per-job order, nothing at or below `after`, nothing twice, whatever the overlap, commit order, isolation level, savepoints and multi-row statements of concurrent writers (property)', async () => {
     const writers = await Promise.all(Array.from({ length: 4 }, () => connect()));
     for (const writer of writers) await writer.query(`SET lock_timeout = '300ms'`);
     await fc.assert(
@@ -187,10 +194,14 @@ describePostgres('transactions that commit out of order', () => {
             const writer = writers[w]!;
             for (const tx of plan) {
               try {
-                await writer.query('BEGIN');
+                await writer.query(`BEGIN ISOLATION LEVEL ${tx.isolation}`);
                 for (const write of tx.writes) {
                   if (tx.pause > 0) await new Promise((resolve) => setTimeout(resolve, tx.pause));
-                  await writer.query('UPDATE "Job" SET progress = $2 WHERE id = $1', [jobs[write.job]!.id, write.progress]);
+                  const targets = write.kind === 'two' ? [jobs[write.job]!.id, jobs[write.other]!.id] : [jobs[write.job]!.id];
+                  if (write.kind === 'savepoint' || write.kind === 'undone') await writer.query('SAVEPOINT s');
+                  await writer.query('UPDATE "Job" SET progress = $2 WHERE id = ANY($1::uuid[])', [targets, write.progress]);
+                  if (write.kind === 'savepoint') await writer.query('RELEASE SAVEPOINT s');
+                  if (write.kind === 'undone') await writer.query('ROLLBACK TO SAVEPOINT s');
                 }
                 await writer.query(tx.rollback ? 'ROLLBACK' : 'COMMIT');
               } catch {
