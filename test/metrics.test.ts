@@ -8,6 +8,7 @@ import { scrape } from './helpers/metrics.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
+import { positionOfJob } from './helpers/cursor.js';
 
 const steps = [{ id: 'a', name: 'A' }];
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress } }';
@@ -28,7 +29,7 @@ describeDb('GET /metrics (Prometheus)', () => {
 
     // Two subscriptions in one group over a WebSocket, and one Server-Sent Events stream.
     const socket = await TestSocket.open(t.url, { apiKey: key });
-    const from = (BigInt(job.changeCursor) - 1n).toString();
+    const from = ((await positionOfJob(t, job.id)) - 1n).toString();
     socket.subscribe('1', WATCH, { after: from });
     socket.subscribe('2', WATCH, { after: from });
     const stream = await openEventStream(t.url, key, WATCH, { after: from });

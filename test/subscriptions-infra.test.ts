@@ -11,6 +11,7 @@ import { graphqlOk } from './helpers/http.js';
 import { startTestApp } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
+import { positionOfJob } from './helpers/cursor.js';
 
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress metadata changeCursor } }';
 const steps = [{ id: 'a', name: 'A' }];
@@ -314,7 +315,7 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
     cleanups.push(() => socket.close());
     const job = (await graphqlOk(second.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'elsewhere', steps } }, key)).createJob;
     // The creation, replayed, is the first message; then the live change from the other process.
-    socket.subscribe('1', WATCH, { after: (BigInt(job.changeCursor) - 1n).toString() });
+    socket.subscribe('1', WATCH, { after: ((await positionOfJob(first, job.id)) - 1n).toString() });
     await socket.waitForNexts('1', 1);
     await graphqlOk(second.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 42 } }, key);
     const updates = await socket.waitForNexts<Update>('1', 2);

@@ -14,6 +14,7 @@ import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 import { settleFeed } from './helpers/feed.js';
+import { positionOfJob } from './helpers/cursor.js';
 
 const SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
 const SUBSCRIPTION = `subscription Watch($id: ID, $competitorId: ID, $type: String, $status: JobStatus, $after: String) {
@@ -65,7 +66,7 @@ describeDb('jobUpdated over WebSockets', () => {
     const socket = await open({ apiKey: dashboard });
     // Resuming from just before the creation replays it as the first message: from then on the
     // subscription is live, so no later state can be merged away by a late replay.
-    socket.subscribe('1', SUBSCRIPTION, { after: (BigInt(job.changeCursor) - 1n).toString() });
+    socket.subscribe('1', SUBSCRIPTION, { after: ((await positionOfJob(t, job.id)) - 1n).toString() });
     await socket.waitForNexts('1', 1);
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 30 } }, worker);
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 60, stepId: 'b', stepStatus: 'RUNNING' } }, worker);
@@ -114,7 +115,7 @@ describeDb('jobUpdated over WebSockets', () => {
     const second = await create(worker, { type: 'discover-products', competitorId: null });
     // (A second connection: this app allows three subscriptions per connection.)
     const byId = await open({ apiKey: dashboard });
-    byId.subscribe('id', SUBSCRIPTION, { id: first.id, after: first.changeCursor });
+    byId.subscribe('id', SUBSCRIPTION, { id: first.id, after: (await positionOfJob(t, first.id)).toString() });
     await graphqlOk(t.url, CompleteJobDocument, { id: first.id }, worker); // leaves RUNNING
     await graphqlOk(t.url, FailJobDocument, { id: second.id, error: 'boom' }, worker);
     const third = await create(worker, { competitorId: 'c-9' });
@@ -267,7 +268,7 @@ describeDb('jobUpdated over WebSockets', () => {
   it('costs one read per batch of changes, whatever the number of subscribers', async () => {
     const { worker, dashboard } = await workspace('one-read');
     const job = await create(worker, { type: 'one-read' });
-    const from = (BigInt(job.changeCursor) - 1n).toString();
+    const from = ((await positionOfJob(t, job.id)) - 1n).toString();
     const sockets = await Promise.all([open({ apiKey: dashboard }), open({ apiKey: dashboard })]);
     // Six subscriptions in three groups (three distinct filters), each live once its replay arrived.
     const filters = { all: {}, byType: { type: 'one-read' }, byId: { id: job.id } };
@@ -314,7 +315,7 @@ describeDb('jobUpdated over Server-Sent Events', () => {
     const t = await startTestApp();
     const worker = await t.createKey('sse', ['jobs:read', 'jobs:write']);
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
-    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${BigInt(job.changeCursor) - 1n}") { id status progress } }`);
+    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${(await positionOfJob(t, job.id)) - 1n}") { id status progress } }`);
     try {
       // The replayed creation is the first event: the stream is live, so complete the job now.
       await stream.next(1);
@@ -333,7 +334,7 @@ describeDb('jobUpdated over Server-Sent Events', () => {
     const t = await startTestApp({ env: { KEY_RECHECK_INTERVAL_MS: '200' } });
     const worker = await t.createKey('sse-revoked', ['jobs:read', 'jobs:write']);
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
-    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${BigInt(job.changeCursor) - 1n}") { id status } }`);
+    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${(await positionOfJob(t, job.id)) - 1n}") { id status } }`);
     try {
       await stream.next(1);
       // Behind the gateway's back, as the CLI or another instance revokes: no cache to invalidate here.
