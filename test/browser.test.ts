@@ -16,6 +16,7 @@ import { startTestApp } from './helpers/test-app.js';
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveBrowser = existsSync(executablePath);
 if (!haveBrowser && process.env.REQUIRE_BROWSER === '1') throw new Error(`No Chromium at ${executablePath} (REQUIRE_BROWSER=1)`);
+if (!haveBrowser) console.warn(`\n!!! No Chromium at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH): the browser tests are SKIPPED.\n`);
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

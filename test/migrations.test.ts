@@ -4,8 +4,9 @@ import { expect, it } from 'vitest';
 import { migrate, MIGRATIONS_DIR, readMigrations } from '../src/db/migrate.js';
 import { getDatamodel } from '../src/generated/pothos-prisma-types.js';
 import { CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
-import { describeDb, freshDatabase } from './helpers/databases.js';
+import { adminQuery, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
+import { ensureTestDatabase, postgresUrl } from './helpers/postgres.js';
 import { startTestApp } from './helpers/test-app.js';
 
 describeDb('migrations', () => {
@@ -127,3 +128,20 @@ function expectedUdt(type: string, kind: string, isList: boolean, native: string
   if (!base) throw new Error(`No mapping for Prisma type ${type}`);
   return isList ? `_${base}` : base;
 }
+
+describePostgres('the test database', () => {
+  it('is created by the suite when the server answers but the database is missing', async () => {
+    const url = new URL(postgresUrl());
+    const name = `jobs_gateway_created_${Date.now()}`;
+    url.pathname = `/${name}`;
+    try {
+      expect(await ensureTestDatabase(url.toString())).toBe('created');
+      expect(await ensureTestDatabase(url.toString())).toBe('ready');
+      const unreachable = new URL(url);
+      unreachable.port = '1';
+      expect(await ensureTestDatabase(unreachable.toString())).toBe('unreachable');
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS "${name}"`);
+    }
+  });
+});

@@ -1,11 +1,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { openDatabase } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
-import { postgresUrl } from './postgres.js';
+import { ensureTestDatabase, postgresUrl } from './postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,7 +17,9 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject) {
   if (project.config.env?.TEST_DB === 'postgres') {
-    const available = await postgresAnswers();
+    const state = await ensureTestDatabase();
+    const available = state !== 'unreachable';
+    if (state === 'created') console.warn(`\n--- Created the database of ${postgresUrl()} for the "postgres" project.\n`);
     if (!available) {
       const message = `PostgreSQL at ${postgresUrl()} is not reachable: the "postgres" project's tests are SKIPPED.`;
       if (process.env.REQUIRE_POSTGRES === '1') throw new Error(`${message} (REQUIRE_POSTGRES=1)`);
@@ -37,17 +38,4 @@ export default async function setup(project: TestProject) {
   return async () => {
     await fs.rm(dir, { recursive: true, force: true });
   };
-}
-
-async function postgresAnswers(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: postgresUrl(), connectionTimeoutMillis: 3_000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
 }
