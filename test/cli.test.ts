@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { CancelJobDocument, CreateJobDocument, JobDocument, JobsDocument } from '../src/graphql/operations.generated.js';
 import { type FreshDatabase, dbKind, describeDb, freshDatabase } from './helpers/databases.js';
+import { spawnGateway } from './helpers/gateway-process.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
 import { startTestApp } from './helpers/test-app.js';
 
@@ -212,6 +213,32 @@ describeDb('the jobs-gateway keys command', () => {
     const listed = await cli(db, 'keys', 'list', '--workspace', 'bad-args');
     expect(listed).toMatchObject({ code: 1, signal: null });
     expect(listed.stderr).toContain('No workspace "bad-args"');
+  });
+
+  it.skipIf(dbKind !== 'embedded')('starts at once after the server holding the data dir was killed (SIGKILL), its data intact', { timeout: 120_000 }, async () => {
+    const db = await database();
+    const setup = await startTestApp({ database: db });
+    const key = await setup.createKey('killed');
+    const job = (await graphqlOk(setup.url, CreateJobDocument, { input }, key)).createJob;
+    await setup.close();
+
+    const first = await spawnGateway(db.env);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    // The lock's holder is gone: the next start takes it now, not once it has gone stale (10 s).
+    const began = Date.now();
+    const second = await spawnGateway(db.env);
+    try {
+      expect(Date.now() - began).toBeLessThan(8_000);
+      expect((await graphqlOk(second.url, JobDocument, { id: job.id }, key)).job).toMatchObject({ id: job.id, displayTitle: input.displayTitle });
+      // While this one lives, another process is still refused.
+      const refused = await cli(db, 'keys', 'list', '--workspace', 'killed');
+      expect(refused).toMatchObject({ code: 1, signal: null });
+      expect(refused.stderr).toContain('in use');
+    } finally {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    }
   });
 
   it.skipIf(dbKind !== 'embedded')('refuses with exit 1 ("in use") while a server holds the data dir; the server goes on', { timeout: 240_000 }, async () => {

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 
@@ -14,21 +15,50 @@ export class DataDirInUseError extends Error {
 /**
  * PGlite is one process's database: a second process opening the same directory would corrupt it.
  * proper-lockfile holds an atomic mkdir lock that it refreshes, so a crashed holder's lock goes
- * stale on its own instead of blocking the next start forever.
+ * stale on its own instead of blocking the next start forever. Beside it we record who holds it:
+ * when that process is gone (SIGKILL, a crash), the next start takes the lock at once instead of
+ * waiting for it to go stale; while it lives (or on another host, where we cannot tell), it refuses.
  */
 export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   await fs.mkdir(dataDir, { recursive: true });
   const target = path.resolve(dataDir);
+  const lockPath = path.join(target, 'gateway.lock');
+  const ownerPath = path.join(target, 'gateway.lock.owner');
+  const take = () => lockfile.lock(target, { lockfilePath: lockPath, stale: 10_000, update: 2_000, retries: 0, realpath: false });
+  let release: () => Promise<void>;
   try {
-    return await lockfile.lock(target, {
-      lockfilePath: path.join(target, 'gateway.lock'),
-      stale: 10_000,
-      update: 2_000,
-      retries: 0,
-      realpath: false,
-    });
+    release = await take();
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
-    throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+    if (!(await holderIsGone(ownerPath))) throw new DataDirInUseError(dataDir);
+    await fs.rm(lockPath, { recursive: true, force: true });
+    try {
+      release = await take();
+    } catch (again) {
+      // Another process took it between our look and our take.
+      if ((again as NodeJS.ErrnoException).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
+      throw again;
+    }
+  }
+  await fs.writeFile(ownerPath, JSON.stringify({ pid: process.pid, host: os.hostname() }));
+  return async () => {
+    await fs.rm(ownerPath, { force: true });
+    await release();
+  };
+}
+
+async function holderIsGone(ownerPath: string): Promise<boolean> {
+  let owner: { pid?: unknown; host?: unknown };
+  try {
+    owner = JSON.parse(await fs.readFile(ownerPath, 'utf8')) as typeof owner;
+  } catch {
+    return false; // no record (a holder still starting, or an older version): let the lock go stale
+  }
+  if (owner.host !== os.hostname() || typeof owner.pid !== 'number' || owner.pid === process.pid) return false;
+  try {
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
