@@ -141,7 +141,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
         if (res.headersSent) return void res.destroy();
         // Auth or routing failed before yoga could answer: almost always the database being away.
-        sendError(res, 503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.');
+        const message = errors.unavailable().message;
+        if (route === 'graphql') sendGraphqlError(res, 503, 'SERVICE_UNAVAILABLE', message);
+        else sendError(res, 503, 'SERVICE_UNAVAILABLE', message);
       });
     },
   );

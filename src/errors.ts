@@ -10,10 +10,17 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'QUERY_TOO_COMPLEX'
   | 'RATE_LIMITED'
-  | 'TOO_MANY_CONNECTIONS';
+  | 'TOO_MANY_CONNECTIONS'
+  | 'SERVICE_UNAVAILABLE';
 
-/** Only authentication, authorization and rate limits change the HTTP status of a GraphQL response. */
-const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, TOO_MANY_CONNECTIONS: 429 };
+/** Only authentication, authorization, rate limits and outages change the HTTP status of a GraphQL response. */
+const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = {
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  RATE_LIMITED: 429,
+  TOO_MANY_CONNECTIONS: 429,
+  SERVICE_UNAVAILABLE: 503,
+};
 
 /**
  * An expected error: yoga passes GraphQLErrors through its masking unchanged, so clients see the
@@ -32,4 +39,5 @@ export const errors = {
   jobNotRunning: (id: string, status: string) =>
     appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
+  unavailable: () => appError('SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.'),
 };

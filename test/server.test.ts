@@ -3,7 +3,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { describeDb, dbKind, freshDatabase } from './helpers/databases.js';
 import { spawnGateway } from './helpers/gateway-process.js';
-import { rest } from './helpers/http.js';
+import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
+import { codesOf, graphql, graphqlOk, rest } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
@@ -104,6 +105,27 @@ describeDb('the HTTP server', () => {
     const text = await list.text();
     expect(JSON.parse(text)).toEqual({ error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) } });
     noStackTrace(text);
+  });
+
+  it('answers 503 SERVICE_UNAVAILABLE, shaped for each route, while a known key is still remembered and the database is away', async () => {
+    const away = await startTestApp();
+    const key = await away.createKey('away-known');
+    const job = (await graphqlOk(away.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps: [] } }, key)).createJob;
+    expect((await rest(away.url, 'GET', '/api/jobs', key)).status).toBe(200); // the key is remembered now
+    await away.app.database.close();
+
+    const list = await fetch(`${away.url}/api/jobs`, { headers: { 'x-api-key': key } });
+    const listText = await list.text();
+    expect([list.status, JSON.parse(listText)]).toEqual([503, { error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) } }]);
+    noStackTrace(listText);
+    for (const response of [
+      await graphql(away.url, JobsDocument, {}, key),
+      await graphql(away.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 5 } }, key),
+    ]) {
+      expect(response.status).toBe(503);
+      expect(codesOf(response)).toEqual(['SERVICE_UNAVAILABLE']);
+      noStackTrace(JSON.stringify(response));
+    }
   });
 });
 

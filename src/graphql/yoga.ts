@@ -1,7 +1,10 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { GraphQLError } from 'graphql';
+import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
+import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
@@ -38,8 +41,15 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
     // http/body-limit.ts) and Node reads no more than it declares; yoga's own limit would pipe every
     // body through a stream transform again, a measurable cost per request.
     maxRequestBodySize: false,
-    // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim.
-    maskedErrors: true,
+    // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim. The
+    // database being out of reach is no fault of the request: SERVICE_UNAVAILABLE, HTTP 503.
+    maskedErrors: {
+      maskError: (error, message, isDev) => {
+        const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+        if (!(original instanceof GraphQLError) && isDatabaseUnavailable(original)) return errors.unavailable();
+        return maskError(error, message, isDev);
+      },
+    },
     // GraphiQL bundled with the server rather than loaded from a CDN: it works offline and behind
     // strict networks. Subscriptions in it go over SSE.
     renderGraphiQL,

@@ -22,6 +22,7 @@ export const statusOfCode: Record<ErrorCode, number> = {
   QUERY_TOO_COMPLEX: 400,
   RATE_LIMITED: 429,
   TOO_MANY_CONNECTIONS: 429,
+  SERVICE_UNAVAILABLE: 503,
 };
 
 export function isErrorCode(code: unknown): code is ErrorCode {
