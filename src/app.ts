@@ -87,6 +87,12 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       const up = await database.ping(HEALTH_TIMEOUT_MS);
       return sendJson(res, up ? 200 : 503, { status: up ? 'ok' : 'unavailable', database: database.kind });
     }
+    if (route === 'readyz') {
+      // Whether a load balancer should send new work here: not while draining (from the first
+      // moment of shutdown), nor while the database or the change feed's listener is away.
+      const status = closing ? 'draining' : !(await database.ping(HEALTH_TIMEOUT_MS)) ? 'unavailable' : !feed.listening ? 'reconnecting' : 'ready';
+      return sendJson(res, status === 'ready' ? 200 : 503, { status, database: database.kind });
+    }
     if (route === 'metrics' && metrics) {
       const { contentType, body } = await metrics.render();
       return sendText(res, 200, contentType, body);
@@ -210,6 +216,7 @@ function requestRoute(target: string | undefined): { url: URL | undefined; route
   if (path === '/graphql') return { url, route: 'graphql' };
   if (path === '/api' || path.startsWith('/api/')) return { url, route: 'rest' };
   if (path === '/healthz') return { url, route: 'healthz' };
+  if (path === '/readyz') return { url, route: 'readyz' };
   if (path === '/metrics') return { url, route: 'metrics' };
   return { url, route: 'unknown' };
 }

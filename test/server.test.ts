@@ -6,6 +6,7 @@ import { spawnGateway } from './helpers/gateway-process.js';
 import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { codesOf, graphql, graphqlOk, rest } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
 
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
 
@@ -91,6 +92,21 @@ describeDb('the HTTP server', () => {
       expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'BAD_USER_INPUT', message: 'The request target is not a valid URL.' } });
     }
     expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
+  });
+
+  it('answers /readyz 200 while it should get work, and 503 "draining" from the first moment of shutdown, while /healthz still answers 200', async () => {
+    const t = await startTestApp({ env: { SHUTDOWN_TIMEOUT_MS: '3000' } });
+    const key = await t.createKey('ready');
+    expect(await rest(t.url, 'GET', '/readyz')).toMatchObject({ status: 200, body: { status: 'ready', database: dbKind } });
+    // A peer that stops reading holds the WebSocket part of shutdown until SHUTDOWN_TIMEOUT_MS.
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    (socket.socket as unknown as { _socket: net.Socket })._socket.pause();
+    const closed = t.app.close();
+    const during = await rest(t.url, 'GET', '/readyz');
+    expect(during).toMatchObject({ status: 503, body: { status: 'draining' } });
+    // Alive all the same: liveness is /healthz's question, not readiness.
+    expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
+    await closed;
   });
 
   it('answers 503 without a stack trace when the database is away', async () => {

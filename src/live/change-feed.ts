@@ -74,6 +74,8 @@ export class ChangeFeed {
   announcements = 0;
   /** As of the last read, committed changes wait for an older transaction to end. */
   heldBack = false;
+  /** The LISTEN connection is up (announcements from other instances arrive). */
+  listening = false;
 
   private readonly channel: string;
 
@@ -98,8 +100,14 @@ export class ChangeFeed {
     this.position = floorOf(await this.jobs.currentHorizon());
     this.stopListening = await this.database.listen(this.channel, {
       onNotify: () => this.wake(),
-      onConnected: () => this.wake(),
-      onDisconnected: (error) => this.logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
+      onConnected: () => {
+        this.listening = true;
+        this.wake();
+      },
+      onDisconnected: (error) => {
+        this.listening = false;
+        this.logger.warn({ err: error }, 'change feed connection lost; reconnecting');
+      },
     });
     this.stopAnnouncing = this.jobs.onWrite(() => {
       this.wake();
