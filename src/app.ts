@@ -181,10 +181,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       }),
     close: () => {
       closing ??= (async () => {
-        // Subscribers first: sockets close with 1001 and SSE streams end, so clients reconnect to
-        // another instance while this one finishes its requests.
-        await webSockets.close(config.shutdownTimeoutMs);
-        await live.close();
+        // Subscribers first, all at once: sockets close with 1001 and SSE streams end, so clients
+        // reconnect to another instance while this one finishes its requests (a WebSocket peer that
+        // does not answer its close must not keep SSE clients waiting).
+        await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
         revocations.close();
         await stopServer(server, config.shutdownTimeoutMs);
         await feed.stop();

@@ -6,6 +6,7 @@ import { spawnGateway } from './helpers/gateway-process.js';
 import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { codesOf, graphql, graphqlOk, rest } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
@@ -94,16 +95,21 @@ describeDb('the HTTP server', () => {
     expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
   });
 
-  it('answers /readyz 200 while it should get work, and 503 "draining" from the first moment of shutdown, while /healthz still answers 200', async () => {
+  it('answers /readyz 200 while it should get work, and 503 "draining" from the first moment of shutdown, while /healthz still answers 200 and SSE streams end at once', async () => {
     const t = await startTestApp({ env: { SHUTDOWN_TIMEOUT_MS: '3000' } });
     const key = await t.createKey('ready');
     expect(await rest(t.url, 'GET', '/readyz')).toMatchObject({ status: 200, body: { status: 'ready', database: dbKind } });
     // A peer that stops reading holds the WebSocket part of shutdown until SHUTDOWN_TIMEOUT_MS.
     const socket = await TestSocket.open(t.url, { apiKey: key });
     (socket.socket as unknown as { _socket: net.Socket })._socket.pause();
+    const events = await openEventStream(t.url, key, 'subscription { jobUpdated { id } }');
+    const began = Date.now();
     const closed = t.app.close();
     const during = await rest(t.url, 'GET', '/readyz');
     expect(during).toMatchObject({ status: 503, body: { status: 'draining' } });
+    // SSE streams end at once, not after the paused WebSocket peer's SHUTDOWN_TIMEOUT_MS.
+    await events.rest();
+    expect(Date.now() - began).toBeLessThan(2_000);
     // Alive all the same: liveness is /healthz's question, not readiness.
     expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
     await closed;
