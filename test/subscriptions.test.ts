@@ -68,8 +68,12 @@ describeDb('jobUpdated over WebSockets', () => {
     // subscription is live, so no later state can be merged away by a late replay.
     socket.subscribe('1', SUBSCRIPTION, { after: ((await positionOfJob(t, job.id)) - 1n).toString() });
     await socket.waitForNexts('1', 1);
+    // Each change waits for the one before to arrive: states of one job written within one read of
+    // the feed would merge into the newest (the README says so).
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 30 } }, worker);
+    await socket.waitForNexts('1', 2);
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 60, stepId: 'b', stepStatus: 'RUNNING' } }, worker);
+    await socket.waitForNexts('1', 3);
     await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
     const updates = await socket.waitForNexts<Update>('1', 4);
     expect(updates.map((u) => [u.data.jobUpdated.status, u.data.jobUpdated.progress, u.data.jobUpdated.currentStep])).toEqual([
