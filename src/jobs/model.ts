@@ -15,9 +15,6 @@ export interface JobStep {
 
 export type JobMetadata = Record<string, unknown>;
 
-/** The job types the reference names; any other non-empty string is accepted too. */
-export const KNOWN_JOB_TYPES = ['collect', 'discover-products', 'discover-profile', 'analyze-product-capabilities'] as const;
-
 /** `steps` is a JSON column written only by the job store, so its shape is known. */
 export function stepsOf(job: Pick<JobRow, 'steps'>): JobStep[] {
   return Array.isArray(job.steps) ? (job.steps as unknown as JobStep[]) : [];
