@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Database } from '../db/database.js';
 import { floorOf, positionOf } from '../jobs/change-position.js';
@@ -78,6 +79,8 @@ export class ChangeFeed {
   listening = false;
 
   private readonly channel: string;
+  /** What this instance's announcements carry, so that it does not read again on its own. */
+  private readonly instanceId = randomUUID();
 
   constructor(
     private readonly database: Database,
@@ -99,7 +102,8 @@ export class ChangeFeed {
     // Every change below the current horizon is history; anything at or past it may still come.
     this.position = floorOf(await this.jobs.currentHorizon());
     this.stopListening = await this.database.listen(this.channel, {
-      onNotify: () => this.wake(),
+      // Its own announcement comes back too: the write that caused it has woken this feed already.
+      onNotify: (payload) => payload !== this.instanceId && this.wake(),
       onConnected: () => {
         this.listening = true;
         this.wake();
@@ -190,7 +194,7 @@ export class ChangeFeed {
         this.announceAgain = false;
         this.announcements++;
         try {
-          await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, '']);
+          await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, this.instanceId]);
         } catch (error) {
           // The others find these writes at their next catch-up read.
           if (!this.stopped) this.logger.warn({ err: error }, 'could not announce writes to other instances');
@@ -241,15 +245,13 @@ export class ChangeFeed {
     const first = Math.max(HELD_BACK_RETRY_MS.first, this.options.coalesceMs);
     this.heldBackRetryMs = progressed ? first : Math.min(Math.max(this.heldBackRetryMs * 2, first), HELD_BACK_RETRY_MS.max, this.options.catchUpIntervalMs);
     if (this.heldBackSince?.horizon !== horizon) this.heldBackSince = { horizon, at: now, warned: false };
-    else {
-      if (!this.heldBackSince.warned && now - this.heldBackSince.at > HELD_BACK_WARNING_MS) {
-        this.heldBackSince.warned = true;
-        this.logger.warn(
-          // pg_stat_activity shows the 32-bit form of the id, in any database of the cluster.
-          { transactionId: horizon.toString(), backendXid: (horizon % 2n ** 32n).toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
-          "live updates are held back by a transaction that has not ended (SELECT * FROM pg_stat_activity WHERE backend_xid::text = '<backendXid>')",
-        );
-      }
+    else if (!this.heldBackSince.warned && now - this.heldBackSince.at > HELD_BACK_WARNING_MS) {
+      this.heldBackSince.warned = true;
+      this.logger.warn(
+        // pg_stat_activity shows the 32-bit form of the id, in any database of the cluster.
+        { transactionId: horizon.toString(), backendXid: (horizon % 2n ** 32n).toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
+        "live updates are held back by a transaction that has not ended (SELECT * FROM pg_stat_activity WHERE backend_xid::text = '<backendXid>')",
+      );
     }
     this.readIn(this.heldBackRetryMs);
   }

@@ -86,10 +86,11 @@ export class ReplayQueue {
       const { rows, nextXid } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
       // A cursor past every transaction this database has seen comes from another one (a restore
       // elsewhere): nothing would ever be sent after it.
-      for (const waiting of batch.filter((w) => splitPosition(w.after).xid >= nextXid)) {
+      const ours = (waiting: Waiting) => splitPosition(waiting.after).xid < nextXid;
+      for (const waiting of batch.filter((w) => !ours(w))) {
         waiting.reject(appError('BAD_USER_INPUT', `after ${waiting.after} is not a changeCursor of this database: fetch the jobs again, then subscribe with the newest changeCursor.`));
-        batch.splice(batch.indexOf(waiting), 1);
       }
+      batch = batch.filter(ours);
       if (rows.length > this.options.maxJobs) {
         // Truncated: those at the smallest cursor are too far behind; the others read again.
         for (const waiting of batch) {
