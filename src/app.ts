@@ -11,7 +11,7 @@ import { migrate } from './db/migrate.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
-import { sendError, sendGraphqlError, sendJson, sendText } from './http/respond.js';
+import { sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { REFUSAL_DELAY_MS, RateLimiter } from './limits/rate-limiter.js';
@@ -117,9 +117,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         const message = `Too many requests for this API key (${config.rateLimit.perSecond} per second); retry after ${verdict.retryAfterSeconds} s.`;
         const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
         await sleep(REFUSAL_DELAY_MS);
-        return route === 'rest'
-          ? sendError(res, 429, 'RATE_LIMITED', message, headers)
-          : sendGraphqlError(res, 429, 'RATE_LIMITED', message, headers);
+        return sendErrorFor(route === 'graphql', res, 429, 'RATE_LIMITED', message, headers);
       }
     }
     if (route === 'rest') {
@@ -147,9 +145,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
         if (res.headersSent) return void res.destroy();
         // Auth or routing failed before yoga could answer: almost always the database being away.
-        const message = errors.unavailable().message;
-        if (route === 'graphql') sendGraphqlError(res, 503, 'SERVICE_UNAVAILABLE', message);
-        else sendError(res, 503, 'SERVICE_UNAVAILABLE', message);
+        sendErrorFor(route === 'graphql', res, 503, 'SERVICE_UNAVAILABLE', errors.unavailable().message);
       });
     },
   );

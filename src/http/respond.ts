@@ -23,3 +23,15 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
 export function sendGraphqlError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
   sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
+
+/** An error in the shape its route speaks: GraphQL `errors` on /graphql, the REST envelope elsewhere. */
+export function sendErrorFor(
+  graphql: boolean,
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers?: Record<string, string>,
+): void {
+  (graphql ? sendGraphqlError : sendError)(res, status, code, message, headers);
+}
