@@ -8,6 +8,7 @@ import type { Principal } from './auth/scopes.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
+import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
@@ -33,6 +34,8 @@ export interface App {
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
   readonly webSockets: WebSocketGateway;
+  /** Query results served again until their workspace changes; undefined with RESPONSE_CACHE=false. */
+  readonly responses: WorkspaceResponseCache | undefined;
   readonly httpServer: http.Server;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   start(): Promise<string>;
@@ -57,6 +60,14 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const jobs = new JobStore(database.prisma, database.sql);
   const feed = new ChangeFeed(database, jobs, logger.child({ component: 'feed' }), config.feed);
+  const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, usable: () => feed.inStep }) : undefined;
+  if (responses) {
+    // Before the write answers, and before the feed's subscribers hear of a change (see response-cache.ts).
+    jobs.onWrite((row) => responses.invalidateWorkspace(row.workspaceId));
+    feed.subscribe((rows) => {
+      for (const row of rows) responses.invalidateWorkspace(row.workspaceId);
+    });
+  }
   const replays = new ReplayQueue(jobs, config.replay);
   const live = new LiveJobs(feed, replays);
   try {
@@ -67,7 +78,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger });
+  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
@@ -152,7 +163,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   guardConnections(server, config.http.maxConnections);
 
   const webSockets = attachWebSockets({ server, yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config, logger });
-  const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, webSockets, queries: database.queries }) : undefined;
+  const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, webSockets, queries: database.queries, responses }) : undefined;
 
   let closing: Promise<void> | undefined;
 
@@ -164,6 +175,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     live,
     replays,
     webSockets,
+    responses,
     httpServer: server,
     start: () =>
       new Promise<string>((resolve, reject) => {

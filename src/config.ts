@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { OperationLimits } from './graphql/plugins/operation-limits.js';
+import type { ResponseCacheOptions } from './graphql/plugins/response-cache.js';
 
 /** Everything the gateway reads from its environment, parsed and validated once. */
 export interface Config {
@@ -48,6 +49,8 @@ export interface Config {
     maxConnections: number;
   };
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
+  /** Query results served again until their workspace changes; undefined when RESPONSE_CACHE=false. */
+  responseCache: Pick<ResponseCacheOptions, 'maxBytes' | 'ttlMs'> | undefined;
 }
 
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -91,6 +94,9 @@ const envSchema = z.object({
   HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000).default(30_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
   MAX_CONNECTIONS: intFrom(1, 10_000_000).default(10_000),
+  RESPONSE_CACHE: z.enum(['true', 'false']).default('true'),
+  RESPONSE_CACHE_MAX_BYTES: intFrom(0, 64 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+  RESPONSE_CACHE_TTL_MS: intFrom(1, 86_400_000).default(60_000),
 });
 
 export class ConfigError extends Error {}
@@ -126,6 +132,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500, coalesceMs: e.FEED_COALESCE_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
+    responseCache:
+      e.RESPONSE_CACHE === 'true' && e.RESPONSE_CACHE_MAX_BYTES > 0 ? { maxBytes: e.RESPONSE_CACHE_MAX_BYTES, ttlMs: e.RESPONSE_CACHE_TTL_MS } : undefined,
     metricsEnabled: e.METRICS_ENABLED === 'true',
     graphql: {
       maxCost: e.GRAPHQL_MAX_COST,

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueryCounter } from './db/query-counter.js';
+import type { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import type { ChangeFeed } from './live/change-feed.js';
 import type { LiveJobs } from './live/live-jobs.js';
 import type { WebSocketGateway } from './ws/ws-server.js';
@@ -9,6 +10,7 @@ export interface MetricSources {
   live: LiveJobs;
   webSockets: WebSocketGateway;
   queries: QueryCounter;
+  responses: WorkspaceResponseCache | undefined;
 }
 
 /** The routes of the HTTP entry, as a bounded label (paths carry job ids). */
@@ -96,6 +98,29 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     },
   });
   mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.count);
+  const { responses } = sources;
+  if (responses) {
+    new Counter({
+      name: 'jobs_gateway_response_cache_requests_total',
+      help: 'Query results looked up in the response cache: "hit" answered from memory, "miss" executed (and cached unless it failed).',
+      labelNames: ['result'] as const,
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ result: 'hit' }, responses.hits);
+        this.inc({ result: 'miss' }, responses.misses);
+      },
+    });
+    mirrored('jobs_gateway_response_cache_invalidations_total', 'Workspaces whose cached results were dropped (one per change written or dispatched).', () => responses.invalidations);
+    new Gauge({
+      name: 'jobs_gateway_response_cache_bytes',
+      help: 'Serialized size of the cached results (at most RESPONSE_CACHE_MAX_BYTES).',
+      registers,
+      collect() {
+        this.set(responses.bytes);
+      },
+    });
+  }
 
   const requests = new Histogram({
     name: 'jobs_gateway_http_request_duration_seconds',

@@ -27,8 +27,12 @@ it('npm run bench -- --smoke produces the full report', { timeout: 180_000 }, as
   expect(fanout).toMatchObject({ db: 'embedded', subscribers: 20 });
   for (const key of ['deliveriesPerSec', 'ceilingDeliveriesPerSec', 'naiveDeliveriesPerSec'] as const) expect(fanout[key]).toBeGreaterThan(0);
   expect(Number.isFinite(fanout.p99Ms)).toBe(true);
-  expect(report.rest.map((r) => r.route)).toEqual(['GET /api/jobs?limit=50', 'POST /graphql jobs(limit: 50)', 'GET /api/jobs/{id}', 'POST /graphql job(id)']);
-  for (const row of report.rest) expect(row.reqPerSec).toBeGreaterThan(0);
+  const routes = ['GET /api/jobs?limit=50', 'POST /graphql jobs(limit: 50)', 'GET /api/jobs/{id}', 'POST /graphql job(id)'];
+  expect(report.rest.map((r) => [r.route, r.cache])).toEqual([...routes.map((route) => [route, 'on']), ...routes.map((route) => [route, 'off'])]);
+  for (const row of report.rest) for (const key of ['reqPerSec', 'ceilingReqPerSec']) expect(row[key]).toBeGreaterThan(0);
+  // With the cache off, every read reads the database; with it on, a repeated read does not.
+  for (const row of report.rest.filter((r) => r.cache === 'off')) expect(row.dbQueriesPerRequest).toBeGreaterThanOrEqual(1);
+  for (const row of report.rest.filter((r) => r.cache === 'on')) expect(row.dbQueriesPerRequest).toBeLessThan(0.5);
   expect(report.polling).toMatchObject({ dashboards: 20 });
   for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec']) expect(report.polling[key]).toBeGreaterThan(0);
   expect(report.fairness.map((row) => row.db)).toEqual(['embedded']);

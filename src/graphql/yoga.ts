@@ -1,5 +1,6 @@
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, getOperationAST } from 'graphql';
 import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
@@ -12,6 +13,7 @@ import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
+import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { schema } from './schema.js';
 
@@ -29,9 +31,22 @@ export interface YogaDeps {
   revocations: RevocationWatch;
   keyConnections: KeyConnections;
   logger: Logger;
+  /** Query results served again until their workspace changes (absent: every query executes). */
+  responses?: WorkspaceResponseCache | undefined;
 }
 
-export function createGatewayYoga({ limits, jobs, live, revocations, keyConnections, logger }: YogaDeps): GatewayYoga {
+/**
+ * Queries and mutations run compiled by graphql-jit (once per document, cached): on the read routes
+ * graphql-js's interpreter was the largest cost after the database (test/bench/RESULTS.md, reads).
+ * Subscriptions keep graphql-js: over SSE they run through yoga's subscribe, which jit's compiled
+ * subscribe does not serve correctly (streams did not start); over WebSockets they never execute per
+ * event anyway (see ws/multiplexer.ts).
+ */
+function useCompiledQueries() {
+  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' });
+}
+
+export function createGatewayYoga({ limits, jobs, live, revocations, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -64,7 +79,15 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations, keyConnections }),
-    // Scopes first: a document the key may not run is refused before its cost is estimated.
-    plugins: [useOperationScopes(), ...useOperationLimits(limits), useVariableErrorCode()],
+    // Scopes first: a document the key may not run is refused before its cost is estimated. The
+    // response cache last: only what passed every check is looked up, and on a miss it wraps the
+    // compiled executor that the plugin before it has set.
+    plugins: [
+      useOperationScopes(),
+      ...useOperationLimits(limits),
+      useVariableErrorCode(),
+      useCompiledQueries(),
+      ...(responses ? [useWorkspaceResponseCache(responses)] : []),
+    ],
   });
 }

@@ -77,6 +77,8 @@ export class ChangeFeed {
   heldBack = false;
   /** The LISTEN connection is up (announcements from other instances arrive). */
   listening = false;
+  /** The last read succeeded (and dispatched what it found). */
+  private lastReadSucceeded = false;
 
   private readonly channel: string;
   /** What this instance's announcements carry, so that it does not read again on its own. */
@@ -119,6 +121,15 @@ export class ChangeFeed {
     });
     this.timer = setInterval(() => this.wake(), this.options.catchUpIntervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * What this feed has dispatched is current: it hears other instances and its last read worked.
+   * False from the moment the listening connection drops or a read fails (a database outage shows
+   * at the latest at the next catch-up read) until a read after it has dispatched what it missed.
+   */
+  get inStep(): boolean {
+    return this.listening && this.lastReadSucceeded && !this.stopped;
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -215,6 +226,7 @@ export class ChangeFeed {
         this.reads++;
         read = await this.jobs.changedSince(this.position, this.options.pageSize);
       } catch (error) {
+        this.lastReadSucceeded = false;
         if (!this.stopped) this.logger.error({ err: error }, 'change feed read failed; the next announcement or catch-up retries');
         break;
       }
@@ -225,6 +237,7 @@ export class ChangeFeed {
         progressed = true;
       }
       if (read.rows.length === this.options.pageSize) this.readAgain = true;
+      else this.lastReadSucceeded = true;
     } while (this.readAgain && !this.stopped);
     this.heldBack = heldBack;
     if (heldBack) this.retryHeldBack(horizon, progressed);

@@ -3,6 +3,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { serveParent } from './ipc.js';
+import { seedJobInput } from './load.js';
 
 // The gateway under test, in a process of its own: exactly what `npm start` builds (createApp),
 // plus an IPC channel that reports its memory and counters.
@@ -27,6 +28,15 @@ serveParent(
     url: () => url,
     pid: () => process.pid,
     createKey: async (m) => (await app.apiKeys.create({ workspace: m.workspace as string, scopes: ['jobs:read', 'jobs:write', 'jobs:cancel'] })).key,
+    /** `count` of the bench's jobs in the key's workspace, written by the job store itself (faster than the API). */
+    seedJobs: async (m) => {
+      const principal = await app.apiKeys.authenticate(m.key as string);
+      const ids: string[] = [];
+      for (let i = 0; i < (m.count as number); i++) ids.push((await app.jobs.create(principal!.workspaceId, seedJobInput(i))).id);
+      // As read-ceiling-server.ts does: the statistics autovacuum would gather soon after.
+      await app.database.sql.query('ANALYZE "Job"');
+      return ids;
+    },
     memory: async () => {
       // V8 gives freed pages back to the OS on helper threads after a collection: let it finish,
       // or RSS readings differ by tens of MB depending on when they were taken.

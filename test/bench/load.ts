@@ -17,6 +17,22 @@ export async function gql<T>(url: string, key: string | undefined, query: string
   return body.data;
 }
 
+/** The bench's job number `i`: the reference's "collect" job with its four steps. */
+export function seedJobInput(i: number) {
+  return {
+    type: 'collect',
+    displayTitle: `Analyzing Competitor ${i}`,
+    competitorId: `competitor-${i}`,
+    steps: [
+      { id: 'collect', name: 'Collecting Intel' },
+      { id: 'ingest', name: 'Processing Intel' },
+      { id: 'build-matrix', name: 'Building Competitor Matrix' },
+      { id: 'build-battlecard', name: 'Generating Battle Card' },
+    ],
+    metadata: { competitorName: `Competitor ${i} Inc`, isFirstRun: true },
+  };
+}
+
 /** Creates `count` jobs, ten at a time; returns their ids in creation order. */
 export async function createJobs(url: string, key: string | undefined, count: number): Promise<string[]> {
   const create = async (i: number) => {
@@ -24,20 +40,7 @@ export async function createJobs(url: string, key: string | undefined, count: nu
       url,
       key,
       `mutation($input: CreateJobInput!) { createJob(input: $input) { id } }`,
-      {
-        input: {
-          type: 'collect',
-          displayTitle: `Analyzing Competitor ${i}`,
-          competitorId: `competitor-${i}`,
-          steps: [
-            { id: 'collect', name: 'Collecting Intel' },
-            { id: 'ingest', name: 'Processing Intel' },
-            { id: 'build-matrix', name: 'Building Competitor Matrix' },
-            { id: 'build-battlecard', name: 'Generating Battle Card' },
-          ],
-          metadata: { competitorName: `Competitor ${i} Inc`, isFirstRun: true },
-        },
-      },
+      { input: seedJobInput(i) },
     );
     return createJob.id;
   };
@@ -97,6 +100,7 @@ export interface CannonResult {
   reqPerSec: number;
   p99Ms: number;
   non2xx: number;
+  requests: number;
 }
 
 export async function cannon(options: { url: string; method?: 'GET' | 'POST'; headers: Record<string, string>; body?: string; durationS: number; connections: number }): Promise<CannonResult> {
@@ -108,5 +112,5 @@ export async function cannon(options: { url: string; method?: 'GET' | 'POST'; he
     duration: options.durationS,
     connections: options.connections,
   });
-  return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors };
+  return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors, requests: result.requests.total };
 }

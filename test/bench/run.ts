@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
-import { DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
+import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
 import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
@@ -24,6 +24,8 @@ const { values: flags } = parseArgs({
     'fairness-only': { type: 'boolean' },
     /** Only the writes phase (workers reporting progress, against a bare server and pgbench). */
     'writes-only': { type: 'boolean' },
+    /** Only the reads phase (every read route, cache on and off, against a bare node:http + database server). */
+    'reads-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -32,13 +34,13 @@ const { values: flags } = parseArgs({
 });
 type Db = 'embedded' | 'postgres';
 const profile = flags.smoke
-  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
+  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, readJobs: 200, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
   : flags.quick
-    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, pollMs: 3000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
-    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
+    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, readJobs: 2000, pollMs: 3000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
+    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, readJobs: 2000, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
 
 if (flags.n) profile.ns = flags.n.map(Number);
-if (flags.db) profile.dbs = flags.db as Db[];
+if (flags.db) profile.dbs = profile.restDbs = flags.db as Db[];
 
 const POSTGRES_URL = process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const SUBSCRIPTION = `subscription { jobUpdated { ${DASHBOARD_SELECTION} } }`;
@@ -58,11 +60,17 @@ interface FanoutRow {
   payloadBytes: number;
   ceilingPayloadBytes: number;
 }
-interface RestRow {
+interface ReadRow {
   db: Db;
   route: string;
+  /** The response cache (RESPONSE_CACHE). */
+  cache: 'on' | 'off';
   reqPerSec: number;
   p99Ms: number;
+  /** The bare server's rate for the same read (the list for `jobs`, one job for `job`). */
+  ceilingReqPerSec: number;
+  ceilingP99Ms: number;
+  dbQueriesPerRequest: number;
 }
 
 const began = performance.now();
@@ -223,26 +231,70 @@ interface GatewayStats {
   bytesWritten: number;
 }
 
-async function rest(db: Db, url: string, key: string, jobId: string): Promise<RestRow[]> {
-  const headers = { 'x-api-key': key };
-  const json = { ...headers, 'content-type': 'application/json' };
-  const fields = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata';
-  const runs: Array<[string, Parameters<typeof cannon>[0]]> = [
-    ['GET /api/jobs?limit=50', { url: `${url}/api/jobs?limit=50`, headers, durationS: profile.restS, connections: 10 }],
-    ['POST /graphql jobs(limit: 50)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ jobs(limit: 50) { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
-    ['GET /api/jobs/{id}', { url: `${url}/api/jobs/${jobId}`, headers, durationS: profile.restS, connections: 10 }],
-    ['POST /graphql job(id)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
-  ];
-  const rows: RestRow[] = [];
-  // Warm every route up first (JIT, caches), so that none is measured cold and the order is fair:
-  // one after the other, or, for the short profiles, all at once (a second, not four).
-  const warmUps = runs.map(([, options]) => () => cannon({ ...options, durationS: 1 }));
-  if (profile.restS > 1) for (const warmUp of warmUps) await warmUp();
-  else await Promise.all(warmUps.map((warmUp) => warmUp()));
-  for (const [route, options] of runs) {
+/**
+ * Every read route, REST and GraphQL, side by side with a bare node:http server running the same
+ * SELECT on the same jobs (read-ceiling-server.ts): the gateway with its response cache on (a poll
+ * of the same page), and off (every request reads the database).
+ */
+async function reads(db: Db): Promise<ReadRow[]> {
+  const runs = (url: string, key: string, jobId: string): Array<[string, Parameters<typeof cannon>[0]]> => {
+    const headers = { 'x-api-key': key };
+    const json = { ...headers, 'content-type': 'application/json' };
+    const fields = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata';
+    return [
+      ['GET /api/jobs?limit=50', { url: `${url}/api/jobs?limit=50`, headers, durationS: profile.restS, connections: 10 }],
+      ['POST /graphql jobs(limit: 50)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ jobs(limit: 50) { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+      ['GET /api/jobs/{id}', { url: `${url}/api/jobs/${jobId}`, headers, durationS: profile.restS, connections: 10 }],
+      ['POST /graphql job(id)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+    ];
+  };
+  const measure = async (options: Parameters<typeof cannon>[0], what: string) => {
+    // Warm up first (JIT, pools, caches), so that nothing is measured cold.
+    const warmUp = await cannon({ ...options, durationS: 1 });
     const result = await cannon(options);
-    if (result.non2xx > 0) throw new Error(`${route}: ${result.non2xx} failed requests`);
-    rows.push({ db, route, reqPerSec: round(result.reqPerSec), p99Ms: result.p99Ms });
+    if (result.non2xx + warmUp.non2xx > 0) throw new Error(`${what}: ${result.non2xx + warmUp.non2xx} failed requests`);
+    return { ...result, warmUpRequests: warmUp.requests };
+  };
+
+  const env: Record<string, string> = db === 'postgres' ? { BARE_DATABASE_URL: POSTGRES_URL, BARE_SCHEMA: `bench_bare_reads_${Date.now()}` } : {};
+  const bare = await spawnChild('./read-ceiling-server.ts', env);
+  const ceiling = new Map<string, CannonResult>();
+  try {
+    const bareUrl = await bare.request<string>({ cmd: 'url' });
+    const [bareJob] = await bare.request<string[]>({ cmd: 'seedJobs', count: profile.readJobs });
+    ceiling.set('list', await measure({ url: `${bareUrl}/api/jobs?limit=50`, headers: {}, durationS: profile.restS, connections: 10 }, 'bare list'));
+    ceiling.set('one', await measure({ url: `${bareUrl}/api/jobs/${bareJob}`, headers: {}, durationS: profile.restS, connections: 10 }, 'bare job'));
+  } finally {
+    await bare.stop();
+  }
+  log(`reads (${db}): bare list ${Math.round(ceiling.get('list')!.reqPerSec)}/s, one job ${Math.round(ceiling.get('one')!.reqPerSec)}/s`);
+
+  const rows: ReadRow[] = [];
+  for (const cache of [true, false]) {
+    const { gateway, url, key, stop } = await startGateway(db, 'reads', { RESPONSE_CACHE: String(cache) });
+    try {
+      const [jobId] = await gateway.request<string[]>({ cmd: 'seedJobs', key, count: profile.readJobs });
+      for (const [route, options] of runs(url, key, jobId!)) {
+        const before = await gateway.request<GatewayStats>({ cmd: 'stats' });
+        const result = await measure(options, `${route} (${db}, cache ${cache})`);
+        const after = await gateway.request<GatewayStats>({ cmd: 'stats' });
+        const bareRow = ceiling.get(route.includes('limit') ? 'list' : 'one')!;
+        rows.push({
+          db,
+          route,
+          cache: cache ? 'on' : 'off',
+          reqPerSec: Math.round(result.reqPerSec),
+          p99Ms: result.p99Ms,
+          ceilingReqPerSec: Math.round(bareRow.reqPerSec),
+          ceilingP99Ms: bareRow.p99Ms,
+          // Counted over the measurement and its warm-up alike (the counters cannot tell them apart).
+          dbQueriesPerRequest: round((after.queries - before.queries) / Math.max(1, result.requests + result.warmUpRequests), 3),
+        });
+        log(`reads (${db}, cache ${cache ? 'on' : 'off'}): ${JSON.stringify(rows.at(-1))}`);
+      }
+    } finally {
+      await stop();
+    }
   }
   return rows;
 }
@@ -406,6 +458,13 @@ async function main() {
     console.log(JSON.stringify({ writes: result.rows, writesDatabase: result.database }));
     return;
   }
+  if (flags['reads-only']) {
+    const rows: ReadRow[] = [];
+    for (const db of profile.restDbs) rows.push(...(await reads(db)));
+    printReads(rows);
+    console.log(JSON.stringify({ rest: rows }));
+    return;
+  }
   if (flags['fairness-only']) {
     const rows: FairnessRow[] = [];
     // Side by side: the default limit, and none (what the limit buys).
@@ -416,7 +475,6 @@ async function main() {
   }
   const subs = await spawnChild('./subscribers.ts');
   const fanout: FanoutRow[] = [];
-  const restRows: RestRow[] = [];
   let polling: Awaited<ReturnType<typeof pollingAgainstPush>> | undefined;
   try {
     for (const n of profile.ns) {
@@ -465,11 +523,6 @@ async function main() {
           fanout.push(row);
           log(`gateway (${db}): ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ${row.rssPerSubscriberKiB} KiB RSS per subscriber`);
           await subs.request({ cmd: 'closeAll' });
-          // REST last: its load would inflate the memory baseline above.
-          if (n === profile.ns[0] && profile.restDbs.includes(db) && !flags['fanout-only']) {
-            restRows.push(...(await rest(db, url, key, jobIds[0]!)));
-            log(`rest (${db}): ${restRows.filter((r) => r.db === db).map((r) => `${r.route} ${Math.round(r.reqPerSec)}/s p99 ${r.p99Ms} ms`).join('; ')}`);
-          }
           // Polling against push on this gateway too (it has a job of its own): no second start.
           if (n === profile.ns[0] && db === 'embedded' && !flags['fanout-only']) polling = await pollingAgainstPush(subs, { gateway, url, key });
         } finally {
@@ -479,7 +532,7 @@ async function main() {
       }
     }
     if (flags['fanout-only']) {
-      printTable(fanout, restRows, undefined);
+      printTable(fanout, [], undefined);
       return;
     }
     if (!polling) {
@@ -495,15 +548,17 @@ async function main() {
       fairnessRows.push(await fairness(db));
       log(`fairness (${db}): ${JSON.stringify(fairnessRows.at(-1))}`);
     }
+    const readRows: ReadRow[] = [];
+    for (const db of profile.restDbs) readRows.push(...(await reads(db)));
     const writeResult = await writes();
-    printTable(fanout, restRows, polling);
+    printTable(fanout, readRows, polling);
     printWrites(writeResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
     console.log(
       JSON.stringify({
         fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row),
-        rest: restRows,
+        rest: readRows,
         polling,
         fairness: fairnessRows,
         writes: writeResult.rows,
@@ -515,7 +570,7 @@ async function main() {
   }
 }
 
-function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<ReturnType<typeof pollingAgainstPush>> | undefined) {
+function printTable(fanout: FanoutRow[], readRows: ReadRow[], polling: Awaited<ReturnType<typeof pollingAgainstPush>> | undefined) {
   const table = (rows: Array<Record<string, string | number>>) => {
     const headers = Object.keys(rows[0] ?? {});
     const widths = headers.map((h) => Math.max(h.length, ...rows.map((r) => String(r[h]).length)));
@@ -542,8 +597,7 @@ function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<R
     ),
   );
   if (!polling) return;
-  console.log('\nREST shim against the same operation on /graphql (autocannon, 10 connections)');
-  console.log(table(restRows.map((r) => ({ db: r.db, route: r.route, 'req/s': r.reqPerSec, 'p99 ms': r.p99Ms }))));
+  printReads(readRows);
   console.log(`\nPolling against push: ${polling.dashboards} dashboards, one job updated ${polling.updatesPerSec}/s`);
   console.log(
     table([
@@ -552,6 +606,11 @@ function printTable(fanout: FanoutRow[], restRows: RestRow[], polling: Awaited<R
     ]),
   );
   console.log(`(${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec)} times fewer database queries with push)`);
+}
+
+function printReads(rows: ReadRow[]) {
+  console.log(`\nReads (autocannon, 10 connections, ${profile.readJobs} jobs in one workspace) against a bare node:http server running the same SELECT and writing the same body`);
+  console.table(rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.reqPerSec) / r.ceilingReqPerSec) })));
 }
 
 await main();

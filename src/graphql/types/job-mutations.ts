@@ -51,32 +51,32 @@ builder.mutationFields((t) => ({
 
   // Worker mutations. A job that is no longer RUNNING answers JOB_NOT_RUNNING: that is how a worker
   // learns that its job was cancelled.
-  createJob: t.prismaField({
+  createJob: t.field({
     type: JobRef,
     authScopes: { 'jobs:write': true },
     args: { input: t.arg({ type: CreateJobInput, required: true }) },
-    resolve: (_query, _root, { input }, ctx) =>
+    resolve: (_root, { input }, ctx) =>
       ctx.jobs.create(workspaceOf(ctx), {
         ...input,
         competitorId: input.competitorId == null ? null : String(input.competitorId),
       }),
   }),
-  updateJobProgress: t.prismaField({
+  updateJobProgress: t.field({
     type: JobRef,
     authScopes: { 'jobs:write': true },
     args: { input: t.arg({ type: UpdateJobProgressInput, required: true }) },
-    resolve: (_query, _root, { input }, ctx) => ctx.jobs.updateProgress(workspaceOf(ctx), String(input.id), input),
+    resolve: (_root, { input }, ctx) => ctx.jobs.updateProgress(workspaceOf(ctx), String(input.id), input),
   }),
-  completeJob: t.prismaField({
+  completeJob: t.field({
     type: JobRef,
     authScopes: { 'jobs:write': true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_query, _root, args, ctx) => ctx.jobs.complete(workspaceOf(ctx), String(args.id)),
+    resolve: (_root, args, ctx) => ctx.jobs.complete(workspaceOf(ctx), String(args.id)),
   }),
-  failJob: t.prismaField({
+  failJob: t.field({
     type: JobRef,
     authScopes: { 'jobs:write': true },
     args: { id: t.arg.id({ required: true }), error: t.arg.string({ required: true }) },
-    resolve: (_query, _root, args, ctx) => ctx.jobs.fail(workspaceOf(ctx), String(args.id), args.error),
+    resolve: (_root, args, ctx) => ctx.jobs.fail(workspaceOf(ctx), String(args.id), args.error),
   }),
 }));

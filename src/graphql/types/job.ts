@@ -1,4 +1,4 @@
-import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobStep } from '../../jobs/model.js';
+import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
 import { LIST_LIMIT } from '../../jobs/job-store.js';
 import { builder } from '../builder.js';
 import { workspaceOf } from '../context.js';
@@ -14,7 +14,7 @@ export const JobStepRef = builder.objectRef<JobStep>('JobStep').implement({
   }),
 });
 
-export const JobRef = builder.prismaObject('Job', {
+export const JobRef = builder.objectRef<JobRow>('Job').implement({
   description: 'A background job of a workspace, with its ordered steps.',
   fields: (t) => ({
     id: t.exposeID('id'),
@@ -43,7 +43,7 @@ export const JobRef = builder.prismaObject('Job', {
 });
 
 builder.queryFields((t) => ({
-  jobs: t.prismaField({
+  jobs: t.field({
     type: [JobRef],
     description: `The workspace's jobs, newest first. limit: 1 to ${LIST_LIMIT.max}, default ${LIST_LIMIT.default}.`,
     authScopes: { 'jobs:read': true },
@@ -55,7 +55,7 @@ builder.queryFields((t) => ({
       status: t.arg({ type: JobStatusEnum }),
       limit: t.arg.int(),
     },
-    resolve: (_query, _root, args, ctx) =>
+    resolve: (_root, args, ctx) =>
       ctx.jobs.list(workspaceOf(ctx), {
         competitorId: args.competitorId == null ? null : String(args.competitorId),
         type: args.type,
@@ -63,12 +63,12 @@ builder.queryFields((t) => ({
         limit: args.limit,
       }),
   }),
-  job: t.prismaField({
+  job: t.field({
     type: JobRef,
     nullable: true,
     description: 'One job of the workspace, or null when there is no such job.',
     authScopes: { 'jobs:read': true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_query, _root, args, ctx) => ctx.jobs.get(workspaceOf(ctx), String(args.id)),
+    resolve: (_root, args, ctx) => ctx.jobs.get(workspaceOf(ctx), String(args.id)),
   }),
 }));

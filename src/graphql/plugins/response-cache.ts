@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import { type Cache, useResponseCache } from '@envelop/response-cache';
+import type { ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import stableStringify from 'fast-json-stable-stringify';
+import { LRUCache } from 'lru-cache';
+import type { GatewayContext } from '../context.js';
+
+export interface ResponseCacheOptions {
+  /**
+   * Whether invalidation can be trusted right now (the change feed is in step). While it is not,
+   * nothing is served from or stored in the cache: every query executes, and answers as the
+   * database does (503 during an outage).
+   */
+  usable?: () => boolean;
+  /** Workspaces whose generation is remembered (default 100,000); see `generations`. */
+  trackedWorkspaces?: number;
+  /** Serialized size of all cached results together, at most. */
+  maxBytes: number;
+  /** How long a result may be served at most, changes or not (a safety net: changes invalidate). */
+  ttlMs: number;
+}
+
+/** Workspaces whose generation is remembered by default: a few MB at most. */
+const TRACKED_WORKSPACES = 100_000;
+
+/**
+ * Query results, served again while nothing in their workspace has changed: what makes a dashboard
+ * that polls its job list every 2 s cost no database read while its jobs stand still.
+ *
+ * envelop's response cache plugin does the GraphQL side (keys from document, operation name,
+ * variables and session; only queries; no result with errors). It invalidates by entity, which
+ * cannot see a list gain a job that it does not contain yet; so this store invalidates a whole
+ * workspace instead, on every change this instance writes or its change feed dispatches (whoever
+ * wrote it). Written here because no cache store of the plugin's offers that.
+ *
+ * A key carries its workspace's generation as it was when the request began, before the database
+ * was read. A change invalidates by moving the generation on: a result whose read may predate the
+ * change is then stored under a key nobody asks for again (and refused at `set`), so no response is
+ * older than the last change this instance has written or dispatched.
+ */
+export class WorkspaceResponseCache implements Cache {
+  private readonly results: LRUCache<string, ExecutionResult>;
+  /**
+   * The generation of each workspace that has been invalidated since it was last evicted from here.
+   * Generations come from one counter, so they only grow; a workspace not listed is at `floor`, the
+   * largest generation ever evicted, which is at least its own was (keys at the floor may then be
+   * missed, never served stale).
+   */
+  private readonly generations: LRUCache<string, number>;
+  private counter = 0;
+  private floor = 0;
+
+  readonly usable: () => boolean;
+  hits = 0;
+  misses = 0;
+  /** Invalidations of a workspace (one per change written or dispatched). */
+  invalidations = 0;
+
+  constructor(private readonly options: ResponseCacheOptions) {
+    this.usable = options.usable ?? (() => true);
+    this.generations = new LRUCache<string, number>({
+      max: options.trackedWorkspaces ?? TRACKED_WORKSPACES,
+      dispose: (generation) => {
+        if (generation > this.floor) this.floor = generation;
+      },
+    });
+    this.results = new LRUCache<string, ExecutionResult>({
+      maxSize: options.maxBytes,
+      // A result's serialized length, taken once when it is stored (a miss serializes it anyway).
+      sizeCalculation: (result, key) => Math.max(1, key.length + JSON.stringify(result).length),
+      ttl: options.ttlMs,
+      ttlAutopurge: false,
+    });
+  }
+
+  get entries(): number {
+    return this.results.size;
+  }
+
+  get bytes(): number {
+    return this.results.calculatedSize;
+  }
+
+  /** Every cached result of `workspaceId` stops being served, including those being computed now. */
+  invalidateWorkspace(workspaceId: string): void {
+    this.generations.set(workspaceId, ++this.counter);
+    this.invalidations++;
+  }
+
+  /** The key prefix of `session` (workspace and scopes) right now. */
+  keyFor(workspaceId: string, scopes: string, operation: string): string {
+    return `${workspaceId}/${this.generationOf(workspaceId)}/${scopes}/${operation}`;
+  }
+
+  get(key: string): ExecutionResult | undefined {
+    const result = this.results.get(key);
+    if (result) this.hits++;
+    else this.misses++;
+    return result;
+  }
+
+  set(key: string, result: ExecutionResult, _entities: unknown, ttl: number): void {
+    // A change since the request began: this result may predate it. Its key carries the old
+    // generation, so nobody would ask for it again; refusing it spares the memory.
+    const [workspaceId, generation] = key.split('/', 2) as [string, string];
+    if (Number(generation) !== this.generationOf(workspaceId)) return;
+    this.results.set(key, result, { ttl: Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs });
+  }
+
+  /** Entity invalidation (after a mutation) is covered by the workspace's: every write invalidates it. */
+  invalidate(): void {}
+
+  private generationOf(workspaceId: string): number {
+    return this.generations.get(workspaceId) ?? this.floor;
+  }
+}
+
+/**
+ * The plugin over `cache`: queries of an authenticated key, keyed by workspace (with its generation)
+ * and the key's scopes, so that a result is only ever served to a key of the workspace it was read
+ * for and that may run the same operation. Mutations and subscriptions are never cached.
+ */
+export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin<GatewayContext> {
+  return useResponseCache<GatewayContext>({
+    cache,
+    ttl: Number.POSITIVE_INFINITY,
+    enabled: (ctx) => ctx.principal !== null && cache.usable(),
+    session: (ctx) => (ctx.principal ? scopesOf(ctx) : null),
+    buildResponseCacheKey: ({ documentString, operationName, variableValues, context }) => {
+      const { principal } = context as GatewayContext;
+      const operation = createHash('sha256')
+        .update(documentString)
+        .update('\0')
+        .update(operationName ?? '')
+        .update('\0')
+        .update(stableStringify(variableValues ?? {}))
+        .digest('base64url');
+      return cache.keyFor(principal!.workspaceId, scopesOf(context as GatewayContext), operation);
+    },
+    // Results with errors (not found is null data, not an error) are answered afresh every time.
+    shouldCacheResult: ({ result }) => result.errors === undefined || result.errors.length === 0,
+    includeExtensionMetadata: false,
+  }) as Plugin<GatewayContext>;
+}
+
+const scopesOf = (ctx: GatewayContext) => [...(ctx.principal?.scopes ?? [])].sort().join(',');

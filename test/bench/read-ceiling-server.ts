@@ -1,0 +1,130 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { serveParent } from './ipc.js';
+import { seedJobInput } from './load.js';
+
+// The machine's limit for a read: a bare node:http server running the gateway's own SELECT on the
+// same Job table (every migration applied, same indexes, the same jobs) and writing the same JSON
+// body as the REST shim. No framework, no GraphQL, no auth. PostgreSQL (BARE_DATABASE_URL,
+// BARE_SCHEMA) through pg's pool, or PGlite in a data directory of its own (as the gateway's).
+
+const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
+let SETUP = '';
+for (const name of migrations) SETUP += `${await fs.readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8')};\n`;
+SETUP += `INSERT INTO "Workspace"(id, slug) VALUES (gen_random_uuid(), 'bare');`;
+
+const LIST = `SELECT * FROM "Job" WHERE "workspaceId" = $1 ORDER BY "startedAt" DESC, id DESC LIMIT $2`;
+const ONE = `SELECT * FROM "Job" WHERE id = $1 AND "workspaceId" = $2`;
+
+type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
+let query: Query;
+let close: () => Promise<void>;
+if (process.env.BARE_DATABASE_URL) {
+  const schema = process.env.BARE_SCHEMA!;
+  const admin = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE; CREATE SCHEMA "${schema}"; SET search_path = "${schema}"; ${SETUP}`);
+  await admin.end();
+  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: 10, options: `-c search_path="${schema}"` });
+  query = (text, params) => pool.query(text, params);
+  close = async () => {
+    await pool.end();
+    const drop = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
+    await drop.connect();
+    await drop.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await drop.end();
+  };
+} else {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-bare-reads-'));
+  const db = await PGlite.create(dir);
+  await db.exec(SETUP);
+  query = (text, params) => db.query(text, params);
+  close = async () => {
+    await db.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+}
+const { rows: workspaces } = await query(`SELECT id FROM "Workspace"`);
+const workspaceId = (workspaces[0] as { id: string }).id;
+
+interface Row {
+  id: string;
+  workspaceId: string;
+  competitorId: string | null;
+  type: string;
+  displayTitle: string;
+  status: string;
+  progress: number;
+  currentStep: string | null;
+  steps: Array<{ id: string; name: string; status: string }>;
+  startedAt: Date;
+  completedAt: Date | null;
+  metadata: unknown;
+}
+
+/** The REST shim's job body, field for field. */
+const restJob = (job: Row) => ({
+  id: job.id,
+  workspaceId: job.workspaceId,
+  competitorId: job.competitorId,
+  type: job.type,
+  displayTitle: job.displayTitle,
+  status: job.status.toLowerCase(),
+  progress: job.progress,
+  currentStep: job.currentStep,
+  steps: job.steps.map((step) => ({ id: step.id, name: step.name, status: step.status.toLowerCase() })),
+  startedAt: job.startedAt,
+  completedAt: job.completedAt,
+  metadata: job.metadata,
+});
+
+const send = (response: http.ServerResponse, status: number, body: unknown) => {
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  response.end(JSON.stringify(body));
+};
+
+const server = http.createServer((request, response) => {
+  const url = new URL(request.url ?? '/', 'http://localhost');
+  const answer =
+    url.pathname === '/api/jobs'
+      ? query(LIST, [workspaceId, Number(url.searchParams.get('limit') ?? 50)]).then(({ rows }) => send(response, 200, { jobs: (rows as Row[]).map(restJob) }))
+      : query(ONE, [url.pathname.slice('/api/jobs/'.length), workspaceId]).then(({ rows }) =>
+          rows[0] ? send(response, 200, { job: restJob(rows[0] as Row) }) : send(response, 404, { error: { code: 'NOT_FOUND', message: 'Job not found.' } }),
+        );
+  answer.catch((error: Error) => send(response, 500, { error: { code: 'INTERNAL_SERVER_ERROR', message: error.message } }));
+});
+await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+
+serveParent(
+  {
+    url: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    /** The same jobs as the gateway's seed (load.ts), inserted directly. */
+    seedJobs: async (m) => {
+      const ids: string[] = [];
+      for (let i = 0; i < (m.count as number); i++) {
+        const input = seedJobInput(i);
+        const steps = input.steps.map((step, index) => ({ ...step, status: index === 0 ? 'RUNNING' : 'PENDING' }));
+        const { rows } = await query(
+          `INSERT INTO "Job"(id, "workspaceId", type, "displayTitle", "competitorId", "currentStep", steps, metadata)
+           VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+          [workspaceId, input.type, input.displayTitle, input.competitorId, steps[0]!.name, JSON.stringify(steps), JSON.stringify(input.metadata)],
+        );
+        ids.push((rows[0] as { id: string }).id);
+      }
+      // Statistics, as autovacuum would gather them soon after: without them the planner sorts the
+      // workspace's every job instead of walking the (workspaceId, startedAt, id) index.
+      await query('ANALYZE "Job"');
+      return ids;
+    },
+  },
+  async () => {
+    server.close();
+    await close();
+  },
+);
