@@ -70,6 +70,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
   const replays = new ReplayQueue(jobs, config.replay);
   const live = new LiveJobs(feed, replays);
+  if (config.responseCache) jobs.answerFromMemoryWhile(() => feed.inStep, config.responseCache.ttlMs);
   try {
     await feed.start();
   } catch (error) {

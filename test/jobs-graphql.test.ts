@@ -59,6 +59,21 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
     expect(BigInt(job.changeCursor)).toBeGreaterThan(0n);
   });
 
+  it('keeps variables written inside a metadata literal, and literals inside input objects', async () => {
+    const { createJob: job } = await graphqlOk(t.url, CreateJobDocument, { input: collectInput() }, key);
+    const response = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({
+        query: 'mutation($id: ID!, $count: Int, $names: [String]) { updateJobProgress(input: { id: $id, progress: 10, metadata: { count: $count, names: $names, fixed: "yes" } }) { progress metadata } }',
+        variables: { id: job.id, count: 7, names: ['a', 'b'] },
+      }),
+    });
+    expect(await response.json()).toEqual({
+      data: { updateJobProgress: { progress: 10, metadata: { competitorName: 'Competitor Inc', isFirstRun: true, count: 7, names: ['a', 'b'], fixed: 'yes' } } },
+    });
+  });
+
   it('updateJobProgress moves progress forward, runs steps in order and merges metadata', async () => {
     const { createJob: job } = await graphqlOk(t.url, CreateJobDocument, { input: collectInput() }, key);
     const { updateJobProgress: updated } = await graphqlOk(

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CreateJobDocument, JobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
-import { describeDb } from './helpers/databases.js';
+import { dbKind, describeDb } from './helpers/databases.js';
 import { settleFeed } from './helpers/feed.js';
 import { graphql, graphqlOk, rest } from './helpers/http.js';
 import { scrape } from './helpers/metrics.js';
@@ -43,7 +43,8 @@ describeDb('response cache: polling served from memory, never stale, never anoth
   let jobId: string;
 
   beforeAll(async () => {
-    t = await startTestApp();
+    // No catch-up reads: every statement counted below is one the requests caused.
+    t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
     key = await t.createKey('cache');
     for (let i = 0; i < 3; i++) jobId = (await graphqlOk(t.url, CreateJobDocument, { input: input(i) }, key)).createJob.id;
     await settleFeed(t.app.feed);
@@ -113,6 +114,33 @@ describeDb('response cache: polling served from memory, never stale, never anoth
     const after = await metrics();
     expect(after.misses - before.misses).toBe(1);
     expect(after.hits - before.hits).toBe(2);
+  });
+});
+
+describeDb('polling a job that a worker moves', () => {
+  it('costs one statement per progress report, the feed\'s read of it, and nothing per poll', async () => {
+    // No catch-up read during the test: every statement counted is one the requests caused.
+    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const key = await t.createKey('polled');
+    const { id } = (await graphqlOk(t.url, CreateJobDocument, { input: input(0) }, key)).createJob;
+    await settleFeed(t.app.feed);
+    await rest(t.url, 'GET', `/api/jobs/${id}`, key);
+    const before = { queries: queriesOf(t), reads: t.app.feed.reads, announcements: t.app.feed.announcements };
+    for (let progress = 1; progress <= 5; progress++) {
+      await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id, progress } }, key);
+      await settleFeed(t.app.feed);
+      for (let poll = 0; poll < 3; poll++) {
+        const { body } = await rest(t.url, 'GET', `/api/jobs/${id}`, key);
+        expect((body as { job: { progress: number } }).job.progress).toBe(progress);
+      }
+    }
+    // Each report: its UPDATE, the feed's read (or reads: one may start before the write commits),
+    // and on PostgreSQL its announcement to other instances (one NOTIFY). The fifteen polls: none.
+    const reads = t.app.feed.reads - before.reads;
+    const announcements = t.app.feed.announcements - before.announcements;
+    expect(announcements).toBe(dbKind === 'postgres' ? 5 : 0);
+    expect(queriesOf(t) - before.queries).toBe(5 + reads + announcements);
+    await t.close();
   });
 });
 

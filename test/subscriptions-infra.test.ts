@@ -6,6 +6,7 @@ import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
 import { positionOf } from '../src/jobs/change-position.js';
 import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
+import { settleFeed } from './helpers/feed.js';
 import { spawnGateway } from './helpers/gateway-process.js';
 import { graphqlOk } from './helpers/http.js';
 import { startTestApp } from './helpers/test-app.js';
@@ -260,6 +261,9 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     const workspaceId = await principalOf(t.app.apiKeys, key);
     const jobs: JobRow[] = [];
     for (let i = 0; i < 3; i++) jobs.push(await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: `j${i}`, steps }));
+    // Replays read below the horizon: a transaction of another test file still open on the cluster
+    // would hold the new jobs back. Wait until nothing is held back.
+    await settleFeed(t.app.feed);
     const queue = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 25, maxJobs: 100 });
 
     // A stampede: twenty resumptions at once, from different cursors.

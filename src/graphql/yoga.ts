@@ -36,14 +36,13 @@ export interface YogaDeps {
 }
 
 /**
- * Queries and mutations run compiled by graphql-jit (once per document, cached): on the read routes
- * graphql-js's interpreter was the largest cost after the database (test/bench/RESULTS.md, reads).
- * Subscriptions keep graphql-js: over SSE they run through yoga's subscribe, which jit's compiled
- * subscribe does not serve correctly (streams did not start); over WebSockets they never execute per
- * event anyway (see ws/multiplexer.ts).
+ * Queries run compiled by graphql-jit (once per document, cached): on the read routes graphql-js's
+ * interpreter was the largest cost after the database (test/bench/RESULTS.md, reads). Mutations and
+ * subscriptions keep graphql-js: jit drops a variable inside a JSON literal (`metadata: { a: $x }`
+ * loses `a`), which only mutations take, and under jit Server-Sent Events streams did not start.
  */
 function useCompiledQueries() {
-  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' });
+  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });
 }
 
 export function createGatewayYoga({ limits, jobs, live, revocations, keyConnections, logger, responses }: YogaDeps): GatewayYoga {

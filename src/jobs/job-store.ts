@@ -53,6 +53,10 @@ export class JobStore {
    */
   private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
   private readonly writeListeners = new Set<WriteListener>();
+  private fromMemory: () => boolean = () => false;
+  private memoryMaxAgeMs = 0;
+  /** When each remembered state was written or last seen in the feed. */
+  private readonly rememberedAt = new WeakMap<JobRow, number>();
   /** The newest horizon a read has seen: every transaction below it had ended (see change-position.ts). */
   private horizon = 0n;
   /**
@@ -108,7 +112,13 @@ export class JobStore {
   private remember(row: JobRow): void {
     const known = this.latest.peek(row.id);
     // changeSeq is drawn while the row is locked, so per job it orders states as they were written.
-    if (!known || known.changeSeq < row.changeSeq) this.latest.set(row.id, row);
+    if (!known || known.changeSeq < row.changeSeq) {
+      this.latest.set(row.id, row);
+      this.rememberedAt.set(row, performance.now());
+    } else if (known.changeSeq === row.changeSeq) {
+      // The same state seen again (the feed reading this instance's own write): still current.
+      this.rememberedAt.set(known, performance.now());
+    }
   }
 
   async list(workspaceId: string, filter: ListFilter = {}): Promise<JobRow[]> {
@@ -130,8 +140,25 @@ export class JobStore {
     return this.readUnder(horizon, rows.map(jobRowOf));
   }
 
+  /**
+   * Lets `get` answer from the remembered state of a job (see `latest`) while `when` holds: that
+   * state is never older than the last change the feed dispatched (the feed's reads update it, and
+   * this instance's writes set it), the promise the response cache makes too. app.ts enables it with
+   * the cache, while the feed is in step: a dashboard polling a job that a worker moves then costs
+   * no read per change.
+   */
+  answerFromMemoryWhile(when: () => boolean, maxAgeMs: number): void {
+    this.fromMemory = when;
+    this.memoryMaxAgeMs = maxAgeMs;
+  }
+
   async get(workspaceId: string, id: string): Promise<JobRow | null> {
     if (!isUuid(id)) return null;
+    if (this.fromMemory()) {
+      const known = this.latest.peek(id);
+      // Not older than maxAgeMs: the feed sees no deletions, so a deleted job is forgotten in time.
+      if (known?.workspaceId === workspaceId && performance.now() - (this.rememberedAt.get(known) ?? -Infinity) <= this.memoryMaxAgeMs) return known;
+    }
     const horizon = this.horizon;
     const [row] = await this.run(Prisma.sql`SELECT * FROM "Job" WHERE id = ${id}::uuid AND "workspaceId" = ${workspaceId}::uuid`);
     return row ? this.readUnder(horizon, [jobRowOf(row)])[0]! : null;

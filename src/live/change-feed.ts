@@ -124,12 +124,14 @@ export class ChangeFeed {
   }
 
   /**
-   * What this feed has dispatched is current: it hears other instances and its last read worked.
-   * False from the moment the listening connection drops or a read fails (a database outage shows
-   * at the latest at the next catch-up read) until a read after it has dispatched what it missed.
+   * What this feed has dispatched is current: it hears other instances, its last read worked, and
+   * no committed change waits behind an open transaction. False from the moment the listening
+   * connection drops or a read fails (a database outage shows at the latest at the next catch-up
+   * read) until a read after it has dispatched what it missed, and while changes are held back (a
+   * long transaction elsewhere must not freeze what the response cache serves).
    */
   get inStep(): boolean {
-    return this.listening && this.lastReadSucceeded && !this.stopped;
+    return this.listening && this.lastReadSucceeded && !this.heldBack && !this.stopped;
   }
 
   subscribe(listener: ChangeListener): () => void {

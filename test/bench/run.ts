@@ -24,6 +24,8 @@ const { values: flags } = parseArgs({
     'fairness-only': { type: 'boolean' },
     /** Only the writes phase (workers reporting progress, against a bare server and pgbench). */
     'writes-only': { type: 'boolean' },
+    /** Only the polling phase (dashboards polling one job against the same dashboards subscribed). */
+    'polling-only': { type: 'boolean' },
     /** Only the reads phase (every read route, cache on and off, against a bare node:http + database server). */
     'reads-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
@@ -250,7 +252,8 @@ async function reads(db: Db): Promise<ReadRow[]> {
   };
   const measure = async (options: Parameters<typeof cannon>[0], what: string) => {
     // Warm up first (JIT, pools, caches), so that nothing is measured cold.
-    const warmUp = await cannon({ ...options, durationS: 1 });
+    // (The smoke run only checks that every figure comes out: no warm-up.)
+    const warmUp = flags.smoke ? { requests: 0, non2xx: 0 } : await cannon({ ...options, durationS: 1 });
     const result = await cannon(options);
     if (result.non2xx + warmUp.non2xx > 0) throw new Error(`${what}: ${result.non2xx + warmUp.non2xx} failed requests`);
     return { ...result, warmUpRequests: warmUp.requests };
@@ -299,16 +302,13 @@ async function reads(db: Db): Promise<ReadRow[]> {
   return rows;
 }
 
-/** On a running embedded gateway whose dashboards have all disconnected. */
-async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway: Child; url: string; key: string }) {
-  const [jobId] = await createJobs(url, key, 1);
-  const dashboards = profile.dashboards;
-  // A job that moves every 2 s: as often as the old dashboards poll it.
-  const updatesPerSec = 0.5;
+/**
+ * Dashboards polling one job every 2 s (spread evenly), as the old clients do, while a worker moves
+ * it: the gateway's database queries and bytes written per second. Aborting ends the loops and the
+ * pollers' waits at once when the measurement is over.
+ */
+async function pollLoad({ gateway, url, key }: { gateway: Child; url: string; key: string }, jobId: string, dashboards: number, updatesPerSec: number) {
   const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
-
-  // Polling: every dashboard asks for the job every 2 s (spread evenly), as the old clients do.
-  // Aborting ends the loops and the pollers' waits at once when the measurement is over.
   const stopPolling = new AbortController();
   const pollers = Array.from({ length: dashboards }, async (_, i) => {
     await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
@@ -320,32 +320,59 @@ async function pollingAgainstPush(subs: Child, { gateway, url, key }: { gateway:
     }
   });
   await new Promise((resolve) => setTimeout(resolve, 2000)); // every poller has started
-  const pollBefore = await stats();
-  let start = now();
-  await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
-  const pollAfter = await stats();
-  let seconds = (now() - start) / 1000;
+  const before = await stats();
+  const start = now();
+  await driveUpdates(url, key, [jobId], updatesPerSec, profile.pollMs);
+  const after = await stats();
+  const seconds = (now() - start) / 1000;
   stopPolling.abort();
   await Promise.all(pollers);
-  const poll = { queries: (pollAfter.queries - pollBefore.queries) / seconds, bytes: (pollAfter.bytesWritten - pollBefore.bytesWritten) / seconds };
+  return { queries: (after.queries - before.queries) / seconds, bytes: (after.bytesWritten - before.bytesWritten) / seconds };
+}
+
+/**
+ * On a running embedded gateway whose dashboards have all disconnected: polling (response cache on,
+ * as shipped), then the same dashboards subscribed instead; and polling on a second gateway with
+ * RESPONSE_CACHE=false, for what the cache saves.
+ */
+async function pollingAgainstPush(subs: Child, started: { gateway: Child; url: string; key: string }) {
+  const { gateway, url, key } = started;
+  const [jobId] = await createJobs(url, key, 1);
+  const dashboards = profile.dashboards;
+  // A job that moves every 2 s: as often as the old dashboards poll it.
+  const updatesPerSec = 0.5;
+  const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
+
+  const poll = await pollLoad(started, jobId!, dashboards, updatesPerSec);
   log(`polling: ${round(poll.queries)} queries/s`);
 
   // Push: the same dashboards hold a subscription to that job instead.
   await subscribeAll(subs, url, key, dashboards, [jobId!], `subscription { jobUpdated(id: "${jobId}") { ${DASHBOARD_SELECTION} } }`);
   const pushBefore = await stats();
-  start = now();
+  const start = now();
   await driveUpdates(url, key, [jobId!], updatesPerSec, profile.pollMs);
   await new Promise((resolve) => setTimeout(resolve, 200)); // the last update's fan-out
   const pushAfter = await stats();
-  seconds = (now() - start) / 1000;
+  const seconds = (now() - start) / 1000;
   await subs.request({ cmd: 'closeAll' });
   const push = { queries: (pushAfter.queries - pushBefore.queries) / seconds, bytes: (pushAfter.bytesWritten - pushBefore.bytesWritten) / seconds };
   log(`push: ${round(push.queries)} queries/s`);
+
+  const uncachedGateway = await startGateway('embedded', 'poll-uncached', { RESPONSE_CACHE: 'false' });
+  let uncached: { queries: number; bytes: number };
+  try {
+    const [uncachedJob] = await createJobs(uncachedGateway.url, uncachedGateway.key, 1);
+    uncached = await pollLoad(uncachedGateway, uncachedJob!, dashboards, updatesPerSec);
+  } finally {
+    await uncachedGateway.stop();
+  }
+  log(`polling with RESPONSE_CACHE=false: ${round(uncached.queries)} queries/s`);
   return {
     dashboards,
     updatesPerSec,
     pollDbQueriesPerSec: round(poll.queries),
     pushDbQueriesPerSec: round(push.queries),
+    pollUncachedDbQueriesPerSec: round(uncached.queries),
     pollBytesPerSec: Math.round(poll.bytes),
     pushBytesPerSec: Math.round(push.bytes),
   };
@@ -456,6 +483,19 @@ async function main() {
     const result = await writes();
     printWrites(result);
     console.log(JSON.stringify({ writes: result.rows, writesDatabase: result.database }));
+    return;
+  }
+  if (flags['polling-only']) {
+    const subs = await spawnChild('./subscribers.ts');
+    const started = await startGateway('embedded', 'poll');
+    try {
+      const polling = await pollingAgainstPush(subs, started);
+      printTable([], [], polling);
+      console.log(JSON.stringify({ polling }));
+    } finally {
+      await started.stop();
+      await subs.stop();
+    }
     return;
   }
   if (flags['reads-only']) {
@@ -577,8 +617,8 @@ function printTable(fanout: FanoutRow[], readRows: ReadRow[], polling: Awaited<R
     const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
     return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(headers.map((h) => String(r[h]))))].join('\n');
   };
-  console.log('\nFan-out (deliveries/s at saturation; latency from mutation response to receipt at a steady rate)');
-  console.log(
+  if (fanout.length > 0) console.log('\nFan-out (deliveries/s at saturation; latency from mutation response to receipt at a steady rate)');
+  if (fanout.length > 0) console.log(
     table(
       fanout.map((r) => ({
         db: r.db,
@@ -603,12 +643,14 @@ function printTable(fanout: FanoutRow[], readRows: ReadRow[], polling: Awaited<R
     table([
       { mode: 'poll every 2 s', 'db queries/s': polling.pollDbQueriesPerSec, 'bytes/s': polling.pollBytesPerSec },
       { mode: 'subscribe', 'db queries/s': polling.pushDbQueriesPerSec, 'bytes/s': polling.pushBytesPerSec },
+      { mode: 'poll every 2 s, RESPONSE_CACHE=false', 'db queries/s': polling.pollUncachedDbQueriesPerSec, 'bytes/s': '' },
     ]),
   );
-  console.log(`(${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec)} times fewer database queries with push)`);
+  console.log(`(polling costs ${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec, 2)} times the database queries of push; ${round(polling.pollUncachedDbQueriesPerSec / polling.pollDbQueriesPerSec)} times fewer than without the cache)`);
 }
 
 function printReads(rows: ReadRow[]) {
+  if (rows.length === 0) return;
   console.log(`\nReads (autocannon, 10 connections, ${profile.readJobs} jobs in one workspace) against a bare node:http server running the same SELECT and writing the same body`);
   console.table(rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.reqPerSec) / r.ceilingReqPerSec) })));
 }
