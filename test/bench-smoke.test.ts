@@ -18,6 +18,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 300_000 }, as
     polling: Record<string, number>;
     fairness: Array<Record<string, number | string>>;
     writes: Array<Record<string, number | string>>;
+    memory: Array<Record<string, number | string>>;
   };
   expect(report.fanout).toHaveLength(1);
   const fanout = report.fanout[0]!;
@@ -33,6 +34,8 @@ it('npm run bench -- --smoke produces the full report', { timeout: 300_000 }, as
   // With the cache off, every read reads the database; with it on, a repeated read does not.
   for (const row of report.rest.filter((r) => r.cache === 'off')) expect(row.dbQueriesPerRequest).toBeGreaterThanOrEqual(1);
   for (const row of report.rest.filter((r) => r.cache === 'on')) expect(row.dbQueriesPerRequest).toBeLessThan(0.5);
+  expect(report.memory.map((row) => row.db)).toEqual(['embedded']);
+  for (const key of ['idleRssMiB', 'firstStartRssMiB']) expect(report.memory[0]![key]).toBeGreaterThan(0);
   expect(report.polling).toMatchObject({ dashboards: 20 });
   for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollUncachedDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec']) expect(report.polling[key]).toBeGreaterThan(0);
   expect(report.fairness.map((row) => row.db)).toEqual(['embedded']);

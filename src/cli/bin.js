@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// The `jobs-gateway` command. The sources are TypeScript; tsx compiles them as they load.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('./main.ts');
+// The `jobs-gateway` command: the build of src/cli/main.ts (`npm run build`, run at install).
+await import('../../dist/cli/main.js');

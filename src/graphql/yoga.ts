@@ -1,5 +1,4 @@
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, getOperationAST } from 'graphql';
 import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
@@ -65,8 +64,9 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
       },
     },
     // GraphiQL bundled with the server rather than loaded from a CDN: it works offline and behind
-    // strict networks. Subscriptions in it go over SSE.
-    renderGraphiQL,
+    // strict networks. Subscriptions in it go over SSE. Its page (the editor inline, about 9 MB) is
+    // loaded when a browser first asks for it: held from the start it was 40 MB of an idle server.
+    renderGraphiQL: async (options) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(options),
     graphiql: {
       title: 'jobs-gateway',
       headers: JSON.stringify({ 'X-API-Key': 'paste a key from `jobs-gateway keys create`' }),

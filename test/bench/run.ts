@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
@@ -24,6 +26,8 @@ const { values: flags } = parseArgs({
     'fairness-only': { type: 'boolean' },
     /** Only the writes phase (workers reporting progress, against a bare server and pgbench). */
     'writes-only': { type: 'boolean' },
+    /** Only the idle memory of `npm start` on each database. */
+    'memory-only': { type: 'boolean' },
     /** Only the polling phase (dashboards polling one job against the same dashboards subscribed). */
     'polling-only': { type: 'boolean' },
     /** Only the reads phase (every read route, cache on and off, against a bare node:http + database server). */
@@ -378,6 +382,65 @@ async function pollingAgainstPush(subs: Child, started: { gateway: Child; url: s
   };
 }
 
+interface MemoryRow {
+  db: Db;
+  /** Every process `npm start` runs (npm and the server), idle, on a database it has started on before. */
+  idleRssMiB: number;
+  /** The same at the very first start: for the embedded database that includes initdb, whose memory PGlite keeps. */
+  firstStartRssMiB: number;
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Resident memory of `pid` and every process below it, in MiB (from /proc). */
+async function treeRssMiB(pid: number): Promise<number> {
+  const parents = new Map<number, number>();
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // The fields after the command name (which may hold spaces and parentheses): state, ppid, ...
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[1]) parents.set(Number(entry), Number(fields[1]));
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
+  let kib = 0;
+  for (const member of tree) {
+    const status = await fs.readFile(`/proc/${member}/status`, 'utf8').catch(() => '');
+    kib += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  }
+  return kib / 1024;
+}
+
+/** `npm start` as the README documents it, idle for a few seconds after it listens: all its processes' RSS. */
+async function idleMemory(db: Db): Promise<MemoryRow> {
+  const database = await freshDatabaseEnv(db, 'idle');
+  const measure = async () => {
+    const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env: { ...process.env, ...database.env, PORT: '0', LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('listening on')) resolve();
+      });
+      void exited.then(() => reject(new Error(`npm start exited before listening: ${out}`)));
+    });
+    await sleep(flags.smoke ? 500 : 5_000);
+    const rss = await treeRssMiB(child.pid!);
+    child.kill('SIGTERM');
+    await exited;
+    return round(rss);
+  };
+  try {
+    const firstStartRssMiB = await measure();
+    // The smoke run only checks that the figures come out: one start.
+    return { db, idleRssMiB: flags.smoke ? firstStartRssMiB : await measure(), firstStartRssMiB };
+  } finally {
+    await database.drop();
+  }
+}
+
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 interface FairnessRow {
@@ -485,6 +548,13 @@ async function main() {
     console.log(JSON.stringify({ writes: result.rows, writesDatabase: result.database }));
     return;
   }
+  if (flags['memory-only']) {
+    const rows: MemoryRow[] = [];
+    for (const db of profile.restDbs) rows.push(await idleMemory(db));
+    console.table(rows);
+    console.log(JSON.stringify({ memory: rows }));
+    return;
+  }
   if (flags['polling-only']) {
     const subs = await spawnChild('./subscribers.ts');
     const started = await startGateway('embedded', 'poll');
@@ -590,6 +660,9 @@ async function main() {
     }
     const readRows: ReadRow[] = [];
     for (const db of profile.restDbs) readRows.push(...(await reads(db)));
+    const memoryRows: MemoryRow[] = [];
+    for (const db of profile.restDbs) memoryRows.push(await idleMemory(db));
+    log(`memory: ${JSON.stringify(memoryRows)}`);
     const writeResult = await writes();
     printTable(fanout, readRows, polling);
     printWrites(writeResult);
@@ -599,6 +672,7 @@ async function main() {
       JSON.stringify({
         fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row),
         rest: readRows,
+        memory: memoryRows,
         polling,
         fairness: fairnessRows,
         writes: writeResult.rows,

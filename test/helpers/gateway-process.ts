@@ -14,9 +14,12 @@ export interface GatewayProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `src/main.ts` as `npm start` does, in a process of its own, on PORT=0. */
-export async function spawnGateway(env: Record<string, string | undefined>): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+/** Runs the build of `src/main.ts` (`node dist/main.js`, what `npm start` execs), in a process of its own, on PORT=0. */
+export async function spawnGateway(env: Record<string, string | undefined>, options: { npmStart?: boolean } = {}): Promise<GatewayProcess> {
+  // With npmStart, the command the README documents, as a supervisor runs it: `npm start` (npm
+  // then execs node); the child is npm.
+  const [command, args] = options.npmStart ? ['npm', ['start', '--silent']] : [process.execPath, ['dist/main.js']];
+  const child = spawn(command, args, {
     cwd: root,
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,81 @@
+import net from 'node:net';
+import { afterAll, expect, it } from 'vitest';
+import { dbKind, describeDb, freshDatabase } from './helpers/databases.js';
+import { spawnGateway } from './helpers/gateway-process.js';
+import { openEventStream } from './helpers/sse-client.js';
+import { startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+/** Whether a process with this pid still exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describeDb('the production start: `npm start`, signalled as a supervisor does', () => {
+  // One signal per project (each a few npm and server processes): SIGINT (Ctrl+C) on the embedded
+  // database, SIGTERM (supervisors, load balancers) on PostgreSQL.
+  for (const signal of [dbKind === 'embedded' ? 'SIGINT' : 'SIGTERM'] as const) {
+    it(`${signal} to the npm process drains and exits 0 within SHUTDOWN_TIMEOUT_MS, nothing left running`, { timeout: 60_000 }, async () => {
+      const database = await freshDatabase();
+      cleanups.push(() => database.drop());
+      const seed = await startTestApp({ database });
+      const key = await seed.createKey('supervised');
+      await seed.close();
+
+      const shutdownTimeoutMs = 3_000;
+      const gateway = await spawnGateway({ ...database.env, SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs) }, { npmStart: true });
+      const serverPid = Number((await gateway.waitForLog(/listening on/)).pid);
+      cleanups.push(() => {
+        if (alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+        if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+      });
+      // npm execs the server: no tsx, no shell in between.
+      expect(serverPid).not.toBe(gateway.child.pid);
+
+      // Open at the signal: a subscriber, a WebSocket peer that stopped reading, an SSE stream,
+      // and a request whose body is only half sent.
+      const socket = await TestSocket.open(gateway.url, { apiKey: key });
+      socket.subscribe('1', 'subscription { jobUpdated { id } }');
+      const paused = await TestSocket.open(gateway.url, { apiKey: key });
+      (paused.socket as unknown as { _socket: net.Socket })._socket.pause();
+      const events = await openEventStream(gateway.url, key, 'subscription { jobUpdated { id } }');
+      const { port, hostname } = new URL(gateway.url);
+      const body = JSON.stringify({ query: '{ __typename }' });
+      const inFlight = net.connect(Number(port), hostname);
+      await new Promise<void>((resolve) => inFlight.once('connect', () => resolve()));
+      let response = '';
+      inFlight.on('data', (chunk) => (response += chunk.toString()));
+      const answered = new Promise<void>((resolve) => inFlight.once('close', () => resolve()));
+      inFlight.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+      inFlight.write(body.slice(0, 5));
+      await gateway.waitForLog(/^request$/);
+
+      const began = Date.now();
+      gateway.child.kill(signal);
+      await gateway.waitForLog(/shutting down/);
+      inFlight.write(body.slice(5));
+      await answered;
+      expect(response).toMatch(/^HTTP\/1\.1 200 OK/);
+      expect(response).toContain('{"data":{"__typename":"Query"}}');
+      expect((await socket.waitForClose()).code).toBe(1001);
+      await events.rest();
+
+      expect(await gateway.exited).toBe(0);
+      // Bounded by SHUTDOWN_TIMEOUT_MS, not by the paused peer (ws would wait 30 s for its close
+      // frame); the margin is for a machine loaded by the rest of the suite.
+      expect(Date.now() - began).toBeLessThan(shutdownTimeoutMs + 10_000);
+      await gateway.waitForLog(/^stopped$/);
+      expect(alive(serverPid)).toBe(false);
+    });
+  }
+});
