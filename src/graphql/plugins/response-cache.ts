@@ -88,7 +88,7 @@ export class WorkspaceResponseCache implements Cache {
     this.invalidations++;
   }
 
-  /** The key prefix of `session` (workspace and scopes) right now. */
+  /** The key of `operation` (a hash of document, operation name and variables) for a key of `workspaceId` with `scopes`, at the workspace's generation now. */
   keyFor(workspaceId: string, scopes: string, operation: string): string {
     return `${workspaceId}/${this.generationOf(workspaceId)}/${scopes}/${operation}`;
   }
