@@ -67,10 +67,11 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     feed.subscribe((rows) => {
       for (const row of rows) responses.invalidateWorkspace(row.workspaceId);
     });
+    // One job's read may then answer from the job store's memory, under the cache's own promise.
+    jobs.answerFromMemoryWhile(responses.usable, responses.ttlMs);
   }
   const replays = new ReplayQueue(jobs, config.replay);
   const live = new LiveJobs(feed, replays);
-  if (config.responseCache) jobs.answerFromMemoryWhile(() => feed.inStep, config.responseCache.ttlMs);
   try {
     await feed.start();
   } catch (error) {

@@ -99,6 +99,14 @@ describeDb('response cache: polling served from memory, never stale, never anoth
     expect(refused.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
     expect((await graphql(t.url, JobsDocument, { limit: 50 })).status).toBe(401);
     expect((await rest(t.url, 'GET', '/api/jobs?limit=50')).status).toBe(401);
+    // A key of the same workspace that may also run it, with other scopes: an entry of its own
+    // (first read a miss, the next a hit), never the one read for the first key.
+    const reader = await t.createKey('cache', ['jobs:read']);
+    const cache = t.app.responses!;
+    const before = { hits: cache.hits, misses: cache.misses };
+    await graphqlOk(t.url, JobsDocument, { limit: 50 }, reader);
+    await graphqlOk(t.url, JobsDocument, { limit: 50 }, reader);
+    expect({ hits: cache.hits - before.hits, misses: cache.misses - before.misses }).toEqual({ hits: 1, misses: 1 });
   });
 
   it('counts hits and misses in /metrics', async () => {

@@ -4,7 +4,7 @@ import { openDatabase } from '../src/db/database.js';
 import { describeDb, dbKind, freshDatabase } from './helpers/databases.js';
 import { spawnGateway } from './helpers/gateway-process.js';
 import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
-import { codesOf, graphql, graphqlOk, rest } from './helpers/http.js';
+import { codesOf, graphql, graphqlOk, halfSentQuery, rest } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
@@ -173,17 +173,9 @@ describeDb('the gateway process', () => {
     cleanups.push(async () => {
       if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
     });
-    const { port, hostname } = new URL(gateway.url);
 
     // A request whose body is only half sent is in flight when the signal arrives.
-    const body = JSON.stringify({ query: '{ __typename }' });
-    const socket = net.connect(Number(port), hostname);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    let response = '';
-    socket.on('data', (chunk) => (response += chunk.toString()));
-    const responseDone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nX-API-Key: ${sigtermKey}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
-    socket.write(body.slice(0, 5));
+    const inFlight = await halfSentQuery(gateway.url, sigtermKey);
     await gateway.waitForLog(/^request$/);
 
     gateway.child.kill('SIGTERM');
@@ -192,8 +184,7 @@ describeDb('the gateway process', () => {
     // No new connections once shutting down.
     await expect(fetch(`${gateway.url}/healthz`)).rejects.toThrow();
 
-    socket.write(body.slice(5));
-    await responseDone;
+    const response = await inFlight.finish();
     expect(response).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(response).toContain('{"data":{"__typename":"Query"}}');
 

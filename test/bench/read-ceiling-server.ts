@@ -1,75 +1,22 @@
-import fs from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
-import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { type JobRow, stepsOf } from '../../src/jobs/model.js';
+import { openBareDatabase } from './bare-database.js';
 import { serveParent } from './ipc.js';
 import { seedJobInput } from './load.js';
 
 // The machine's limit for a read: a bare node:http server running the gateway's own SELECT on the
 // same Job table (every migration applied, same indexes, the same jobs) and writing the same JSON
-// body as the REST shim. No framework, no GraphQL, no auth. PostgreSQL (BARE_DATABASE_URL,
-// BARE_SCHEMA) through pg's pool, or PGlite in a data directory of its own (as the gateway's).
-
-const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
-let SETUP = '';
-for (const name of migrations) SETUP += `${await fs.readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8')};\n`;
-SETUP += `INSERT INTO "Workspace"(id, slug) VALUES (gen_random_uuid(), 'bare');`;
+// body as the REST shim. No framework, no GraphQL, no auth. PostgreSQL, or PGlite in a data
+// directory of its own as the gateway's (see bare-database.ts).
 
 const LIST = `SELECT * FROM "Job" WHERE "workspaceId" = $1 ORDER BY "startedAt" DESC, id DESC LIMIT $2`;
 const ONE = `SELECT * FROM "Job" WHERE id = $1 AND "workspaceId" = $2`;
 
-type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
-let query: Query;
-let close: () => Promise<void>;
-if (process.env.BARE_DATABASE_URL) {
-  const schema = process.env.BARE_SCHEMA!;
-  const admin = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE; CREATE SCHEMA "${schema}"; SET search_path = "${schema}"; ${SETUP}`);
-  await admin.end();
-  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: 10, options: `-c search_path="${schema}"` });
-  query = (text, params) => pool.query(text, params);
-  close = async () => {
-    await pool.end();
-    const drop = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
-    await drop.connect();
-    await drop.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await drop.end();
-  };
-} else {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-bare-reads-'));
-  const db = await PGlite.create(dir);
-  await db.exec(SETUP);
-  query = (text, params) => db.query(text, params);
-  close = async () => {
-    await db.close();
-    await fs.rm(dir, { recursive: true, force: true });
-  };
-}
-const { rows: workspaces } = await query(`SELECT id FROM "Workspace"`);
-const workspaceId = (workspaces[0] as { id: string }).id;
-
-interface Row {
-  id: string;
-  workspaceId: string;
-  competitorId: string | null;
-  type: string;
-  displayTitle: string;
-  status: string;
-  progress: number;
-  currentStep: string | null;
-  steps: Array<{ id: string; name: string; status: string }>;
-  startedAt: Date;
-  completedAt: Date | null;
-  metadata: unknown;
-}
+const { query, workspaceId, close } = await openBareDatabase({ pgliteInDataDir: true });
 
 /** The REST shim's job body, field for field. */
-const restJob = (job: Row) => ({
+const restJob = (job: JobRow) => ({
   id: job.id,
   workspaceId: job.workspaceId,
   competitorId: job.competitorId,
@@ -78,7 +25,7 @@ const restJob = (job: Row) => ({
   status: job.status.toLowerCase(),
   progress: job.progress,
   currentStep: job.currentStep,
-  steps: job.steps.map((step) => ({ id: step.id, name: step.name, status: step.status.toLowerCase() })),
+  steps: stepsOf(job).map((step) => ({ id: step.id, name: step.name, status: step.status.toLowerCase() })),
   startedAt: job.startedAt,
   completedAt: job.completedAt,
   metadata: job.metadata,
@@ -93,9 +40,9 @@ const server = http.createServer((request, response) => {
   const url = new URL(request.url ?? '/', 'http://localhost');
   const answer =
     url.pathname === '/api/jobs'
-      ? query(LIST, [workspaceId, Number(url.searchParams.get('limit') ?? 50)]).then(({ rows }) => send(response, 200, { jobs: (rows as Row[]).map(restJob) }))
+      ? query(LIST, [workspaceId, Number(url.searchParams.get('limit') ?? 50)]).then(({ rows }) => send(response, 200, { jobs: (rows as JobRow[]).map(restJob) }))
       : query(ONE, [url.pathname.slice('/api/jobs/'.length), workspaceId]).then(({ rows }) =>
-          rows[0] ? send(response, 200, { job: restJob(rows[0] as Row) }) : send(response, 404, { error: { code: 'NOT_FOUND', message: 'Job not found.' } }),
+          rows[0] ? send(response, 200, { job: restJob(rows[0] as JobRow) }) : send(response, 404, { error: { code: 'NOT_FOUND', message: 'Job not found.' } }),
         );
   answer.catch((error: Error) => send(response, 500, { error: { code: 'INTERNAL_SERVER_ERROR', message: error.message } }));
 });

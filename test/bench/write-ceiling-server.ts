@@ -1,10 +1,6 @@
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
-import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { openBareDatabase } from './bare-database.js';
 import { serveParent } from './ipc.js';
 
 // The machine's limit for a worker's progress report: a bare node:http server that parses the
@@ -13,38 +9,12 @@ import { serveParent } from './ipc.js';
 // feed. PostgreSQL (BARE_DATABASE_URL, BARE_SCHEMA) through pg's pool, or an in-memory PGlite (one
 // process owns it, as the gateway's).
 
-const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
-let SETUP = '';
-for (const name of migrations) SETUP += `${await fs.readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8')};\n`;
-SETUP += `ALTER TABLE "Job" DISABLE TRIGGER USER; INSERT INTO "Workspace"(id, slug) VALUES (gen_random_uuid(), 'bare');`;
 // What a progress report through the gateway amounts to: the merged metadata, written only if the
 // job is still running.
 const UPDATE = `UPDATE "Job" SET metadata = metadata || $2::jsonb, "updatedAt" = now() WHERE id = $1 AND status = 'RUNNING' RETURNING *`;
 
-type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
-let query: Query;
-let close: () => Promise<void>;
-if (process.env.BARE_DATABASE_URL) {
-  const schema = process.env.BARE_SCHEMA!;
-  const admin = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE; CREATE SCHEMA "${schema}"; SET search_path = "${schema}"; ${SETUP}`);
-  await admin.end();
-  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: Number(process.env.BARE_POOL_SIZE ?? 10), options: `-c search_path="${schema}"` });
-  query = (text, params) => pool.query(text, params);
-  close = async () => {
-    await pool.end();
-    const drop = new pg.Client({ connectionString: process.env.BARE_DATABASE_URL });
-    await drop.connect();
-    await drop.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await drop.end();
-  };
-} else {
-  const db = await PGlite.create();
-  await db.exec(SETUP);
-  query = (text, params) => db.query(text, params);
-  close = () => db.close();
-}
+// Triggers off: the ceiling is the UPDATE alone.
+const { query, close } = await openBareDatabase({ setup: 'ALTER TABLE "Job" DISABLE TRIGGER USER', poolSize: Number(process.env.BARE_POOL_SIZE ?? 10) });
 
 const server = http.createServer((request, response) => {
   const chunks: Buffer[] = [];

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { type GraphQLFormattedError, print } from 'graphql';
 
@@ -52,4 +53,28 @@ export async function rest(baseUrl: string, method: string, path: string, key?: 
   const response = await fetch(`${baseUrl}${path}`, { method, headers: { ...(key && { 'x-api-key': key }), ...headers } });
   const text = await response.text();
   return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+/**
+ * A `{ __typename }` query whose body is only half sent: a request in flight for as long as the
+ * test wants. `finish()` sends the rest and resolves with the raw HTTP response once the server
+ * has answered and closed the connection.
+ */
+export async function halfSentQuery(baseUrl: string, key: string): Promise<{ finish(): Promise<string> }> {
+  const { port, hostname } = new URL(baseUrl);
+  const body = JSON.stringify({ query: '{ __typename }' });
+  const socket = net.connect(Number(port), hostname);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  let response = '';
+  socket.on('data', (chunk) => (response += chunk.toString()));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write(`POST /graphql HTTP/1.1\r\nHost: ${hostname}\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+  socket.write(body.slice(0, 5));
+  return {
+    finish: async () => {
+      socket.write(body.slice(5));
+      await closed;
+      return response;
+    },
+  };
 }

@@ -74,6 +74,11 @@ export class WorkspaceResponseCache implements Cache {
     });
   }
 
+  /** The longest any result is served (RESPONSE_CACHE_TTL_MS). */
+  get ttlMs(): number {
+    return this.options.ttlMs;
+  }
+
   get entries(): number {
     return this.results.size;
   }
@@ -126,8 +131,9 @@ export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin
     cache,
     ttl: Number.POSITIVE_INFINITY,
     enabled: (ctx) => ctx.principal !== null && cache.usable(),
-    session: (ctx) => (ctx.principal ? scopesOf(ctx) : null),
-    buildResponseCacheKey: ({ documentString, operationName, variableValues, context }) => {
+    // The plugin hands the session to the key builder below: the scopes are joined once a request.
+    session: (ctx) => (ctx.principal ? [...ctx.principal.scopes].sort().join(',') : null),
+    buildResponseCacheKey: ({ documentString, operationName, variableValues, sessionId, context }) => {
       const { principal } = context as GatewayContext;
       const operation = createHash('sha256')
         .update(documentString)
@@ -136,12 +142,10 @@ export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin
         .update('\0')
         .update(stableStringify(variableValues ?? {}))
         .digest('base64url');
-      return cache.keyFor(principal!.workspaceId, scopesOf(context as GatewayContext), operation);
+      return cache.keyFor(principal!.workspaceId, sessionId ?? '', operation);
     },
     // Results with errors (not found is null data, not an error) are answered afresh every time.
     shouldCacheResult: ({ result }) => result.errors === undefined || result.errors.length === 0,
     includeExtensionMetadata: false,
   }) as Plugin<GatewayContext>;
 }
-
-const scopesOf = (ctx: GatewayContext) => [...(ctx.principal?.scopes ?? [])].sort().join(',');
