@@ -84,6 +84,15 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       this.set(sources.webSockets.multiplexer.groupCount);
     },
   });
+  new Gauge({
+    name: 'jobs_gateway_websocket_pending_bytes',
+    help: 'Bytes of states waiting for WebSocket readers that have not taken what they were sent (merged newest per job).',
+    registers,
+    collect() {
+      this.set(sources.webSockets.backlog.pendingBytes);
+    },
+  });
+  mirrored('jobs_gateway_websocket_slow_consumer_closes_total', 'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).', () => sources.webSockets.backlog.slowConsumerCloses);
   mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.multiplexer.executions);
   mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.dispatches);
   mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.dispatched);

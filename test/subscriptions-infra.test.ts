@@ -1,6 +1,5 @@
 import type net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
-import type { ApiKeyStore } from '../src/auth/api-keys.js';
 import { CreateJobDocument, type CreateJobInput, FailJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
@@ -9,7 +8,7 @@ import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from 
 import { settleFeed } from './helpers/feed.js';
 import { spawnGateway } from './helpers/gateway-process.js';
 import { graphqlOk } from './helpers/http.js';
-import { startTestApp } from './helpers/test-app.js';
+import { startTestApp, workspaceIdOf } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 import { positionOfJob } from './helpers/cursor.js';
@@ -208,34 +207,6 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(event!.data.jobUpdated.progress).toBe(3);
   });
 
-  it('closes a slow consumer with 4008 instead of buffering without bound', async () => {
-    const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '300' } });
-    const key = await t.createKey('slow');
-    const workspaceId = await principalOf(t.app.apiKeys, key);
-    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'big', steps });
-    const socket = await TestSocket.open(t.url, { apiKey: key });
-    cleanups.push(() => socket.close());
-    // Replaying the job's creation makes the subscription's first message: from then on it is live.
-    socket.subscribe('1', WATCH, { after: (positionOf(job) - 1n).toString() });
-    await socket.waitForNexts('1', 1);
-    // The client stops reading: its TCP window fills, then the server's socket buffer.
-    const tcp = (socket.socket as unknown as { _socket: net.Socket })._socket;
-    tcp.pause();
-    // More than loopback's socket buffers can absorb (about 10 MB): the server's own buffer must fill.
-    // (Each state under the 64 KiB a job's metadata may hold.)
-    const blob = 'x'.repeat(60 * 1024);
-    const updates = 400;
-    for (let progress = 1; progress <= updates; progress++) {
-      await t.app.jobs.updateProgress(workspaceId, job.id, { progress: Math.min(progress, 100), metadata: { blob: `${progress}${blob}` } });
-      // One dispatch per write (the feed would otherwise merge a burst into the newest state).
-      await t.app.feed.poke();
-    }
-    tcp.resume();
-    expect((await socket.waitForClose(15_000)).code).toBe(4008);
-    // States were merged and then dropped, not all buffered for the client.
-    expect(socket.nexts<Update>('1').length).toBeLessThan(updates + 1);
-  });
-
   it('closes a socket that sends a message over WS_MAX_PAYLOAD_BYTES with 1009', async () => {
     const t = await startTestApp({ env: { WS_MAX_PAYLOAD_BYTES: '2048' } });
     const key = await t.createKey('payload');
@@ -258,7 +229,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   it('admits replays through a bounded queue: waiting replays share one read, overflow is refused', async () => {
     const t = await startTestApp();
     const key = await t.createKey('stampede');
-    const workspaceId = await principalOf(t.app.apiKeys, key);
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
     const jobs: JobRow[] = [];
     for (let i = 0; i < 3; i++) jobs.push(await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: `j${i}`, steps }));
     // Replays read below the horizon: a transaction of another test file still open on the cluster
@@ -367,8 +338,3 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<voi
   }
 }
 
-async function principalOf(apiKeys: ApiKeyStore, key: string): Promise<string> {
-  const principal = await apiKeys.authenticate(key);
-  if (!principal) throw new Error('key does not authenticate');
-  return principal.workspaceId;
-}

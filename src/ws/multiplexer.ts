@@ -196,10 +196,15 @@ export class Member {
 
   async replay(after: bigint, live: LiveJobs): Promise<void> {
     const jobs = await live.replay(this.group.workspaceId, this.group.filter, after);
-    const payloads: Buffer[] = [];
-    for (const job of jobs) payloads.push(await this.group.render(job));
+    // At the reader's pace: a resume over thousands of jobs is rendered and sent one job at a time
+    // while the socket has room, not queued whole (live changes meanwhile wait in the gate, merged).
+    for (const job of jobs) {
+      if (this.sender.congested) await this.sender.writable();
+      const payload = await this.group.render(job);
+      if (this.ended) return;
+      this.send(job.id, payload);
+    }
     if (this.ended) return;
-    jobs.forEach((job, i) => this.send(job.id, payloads[i]!));
     const replayed = new Map(jobs.map((job) => [job.id, positionOf(job)]));
     for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
   }

@@ -1,49 +1,164 @@
 import type { WebSocket } from 'ws';
 import { CloseCode } from './close-codes.js';
 
-export interface Corkable {
+/** The TCP connection under a WebSocket: corked so that one dispatch's frames share a write. */
+export interface Connection {
   cork(): void;
   uncork(): void;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+export interface BacklogLimits {
+  /** Bytes a socket may have queued in Node (not yet taken by the kernel) before frames wait and merge. */
+  maxBufferedBytes: number;
+  /** How long a socket may take none of its waiting frames before it is closed with SlowConsumer. */
+  maxCongestedMs: number;
 }
 
 /**
- * Writes pre-serialized frames to one socket without letting a slow reader grow memory: while the
- * socket's buffer is over `maxBufferedBytes`, frames wait in a map that keeps only the newest frame
- * per key (one subscription's one job), so intermediate states merge. If even the merged frames pass
- * the limit, or the socket stays congested for `maxCongestedMs`, it is closed with SlowConsumer.
+ * Why this multiple: the waiting frames are merged (newest per subscription and job), so they
+ * outgrow a buffer only when a burst touches many jobs at once (a feed page of large states, a bulk
+ * update by SQL). A reader that keeps up takes such a burst within milliseconds; one that has
+ * stopped keeps it. 256 buffers' worth bounds what all the stopped readers together (however many
+ * sockets one key opens) make the process hold until their timeout.
+ */
+export const PENDING_BYTES_TOTAL_FACTOR = 256;
+/** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
+const FLUSH_INTERVAL_MS = 50;
+
+/**
+ * The frames of every socket whose reader has not taken what it was sent: flushed as buffers
+ * drain, and bounded per socket and for the whole process (the socket holding the most is closed
+ * when the whole is over).
+ */
+export class SendBacklog {
+  readonly maxPendingBytes: number;
+  private readonly waiting = new Set<SocketSender>();
+  private bytes = 0;
+  /** Sockets closed with SlowConsumer so far. */
+  slowConsumerCloses = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly limits: BacklogLimits) {
+    this.maxPendingBytes = limits.maxBufferedBytes * PENDING_BYTES_TOTAL_FACTOR;
+  }
+
+  /** Bytes of frames waiting across all sockets. */
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  sender(socket: WebSocket, connection: Connection): SocketSender {
+    return new SocketSender(socket, connection, this);
+  }
+
+  /** Sockets with frames (or a replay) waiting for their reader. */
+  get waitingSockets(): number {
+    return this.waiting.size;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** @internal Called by a sender when frames start to wait. */
+  wait(sender: SocketSender): void {
+    this.waiting.add(sender);
+    this.timer ??= setInterval(() => this.flushAll(), FLUSH_INTERVAL_MS).unref();
+  }
+
+  /** @internal Called by a sender whose waiting frames grew or shrank by `delta` bytes. */
+  charge(delta: number): void {
+    this.bytes += delta;
+  }
+
+  /**
+   * Sends what the readers have room for; then, while all that waits is over the bound, closes the
+   * stalled socket (no room since the last flush) holding the most. Checked here and not at each
+   * send: a dispatch hands every subscriber its whole burst at once, and a reader that keeps up
+   * keeps taking it (it is never the one closed), while one that has stopped holds it all.
+   */
+  private flushAll(): void {
+    for (const sender of this.waiting) if (!sender.flush()) this.waiting.delete(sender);
+    const now = Date.now();
+    while (this.bytes > this.maxPendingBytes) {
+      let largest: SocketSender | undefined;
+      for (const sender of this.waiting) {
+        if (now - sender.hadRoomAt < FLUSH_INTERVAL_MS) continue;
+        if (!largest || sender.pendingBytes > largest.pendingBytes) largest = sender;
+      }
+      if (!largest || largest.pendingBytes === 0) break;
+      largest.closeSlow();
+      this.waiting.delete(largest);
+    }
+    if (this.waiting.size === 0) this.stop();
+  }
+}
+
+/**
+ * Writes pre-serialized frames to one socket without letting a slow reader grow memory. While the
+ * socket has more than `maxBufferedBytes` queued, frames wait in a map that keeps only the newest
+ * frame per key (one subscription's one job), so intermediate states merge; they go out as the
+ * reader takes what it was sent. A reader that takes nothing for `maxCongestedMs`, or that has
+ * stalled and holds the most when all that waits passes the backlog's bound, is closed with SlowConsumer: it resumes with `after`.
+ *
+ * Why by hand: the frames bypass graphql-ws (one serialization per group, see the multiplexer),
+ * so its own buffering does not apply, and `ws` has no policy for a reader that falls behind.
  */
 export class SocketSender {
   private pending: Map<string, Buffer> | undefined;
-  private pendingBytes = 0;
-  private congestedSince = 0;
+  private pendingSize = 0;
+  /** The last time the socket had room (below the limit), while frames wait. */
+  hadRoomAt = 0;
   private corked = false;
+  private waiters: (() => void)[] = [];
 
   constructor(
     readonly socket: WebSocket,
-    /** The TCP connection under `socket`, corked so that the frames of one dispatch share one write. */
-    private readonly connection: Corkable,
-    private readonly maxBufferedBytes: number,
-    private readonly maxCongestedMs: number,
-    private readonly onCongested: (sender: SocketSender) => void,
-  ) {}
+    private readonly connection: Connection,
+    private readonly backlog: SendBacklog,
+  ) {
+    connection.on('drain', () => {
+      if (this.pending) this.flush();
+    });
+    socket.once('close', () => this.reset());
+  }
+
+  get pendingBytes(): number {
+    return this.pendingSize;
+  }
+
+  /** True while frames wait for the reader (a replay then waits with `writable`). */
+  get congested(): boolean {
+    return this.pending !== undefined || !this.hasRoom();
+  }
 
   /** Sends `frame` of subscription `id` about job `jobId` (the pair a slow socket merges on). */
   send(id: string, jobId: string, frame: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
-    if (!this.pending && this.socket.bufferedAmount <= this.maxBufferedBytes) {
+    if (!this.pending && this.hasRoom()) {
       this.write(frame);
       return;
     }
+    const pending = this.startWaiting();
     const mergeKey = `${id}\u0000${jobId}`;
-    if (!this.pending) {
-      this.pending = new Map();
-      this.congestedSince = Date.now();
-      this.onCongested(this);
-    }
-    const previous = this.pending.get(mergeKey);
-    this.pendingBytes += frame.length - (previous?.length ?? 0);
-    this.pending.set(mergeKey, frame);
-    if (this.pendingBytes > this.maxBufferedBytes) this.closeSlow();
+    const previous = pending.get(mergeKey);
+    const delta = frame.length - (previous?.length ?? 0);
+    pending.set(mergeKey, frame);
+    this.pendingSize += delta;
+    this.backlog.charge(delta);
+  }
+
+  /**
+   * Resolves once the socket has room and nothing waits (or it closed): a replay sends one job at a
+   * time behind it, so a resume over thousands of jobs streams at the reader's pace instead of
+   * queueing all of them.
+   */
+  writable(): Promise<void> {
+    if (!this.congested || this.socket.readyState !== this.socket.OPEN) return Promise.resolve();
+    this.startWaiting();
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   /** Forgets frames of a subscription that ended. */
@@ -53,31 +168,66 @@ export class SocketSender {
     for (const [key, frame] of this.pending) {
       if (key.startsWith(keyPrefix)) {
         this.pending.delete(key);
-        this.pendingBytes -= frame.length;
+        this.pendingSize -= frame.length;
+        this.backlog.charge(-frame.length);
       }
     }
   }
 
-  /** Sends what waited once the buffer has room again; returns true while still congested. */
+  /** Sends what waited while the socket has room; returns true while frames still wait. */
   flush(): boolean {
     if (!this.pending) return false;
     if (this.socket.readyState !== this.socket.OPEN) {
-      this.pending = undefined;
+      this.reset();
       return false;
     }
     for (const [key, frame] of this.pending) {
-      if (this.socket.bufferedAmount > this.maxBufferedBytes) {
-        if (Date.now() - this.congestedSince <= this.maxCongestedMs) return true;
-        this.closeSlow();
-        return false;
-      }
+      if (!this.hasRoom()) return this.stillWaiting();
+      this.hadRoomAt = Date.now();
       this.write(frame);
       this.pending.delete(key);
-      this.pendingBytes -= frame.length;
+      this.pendingSize -= frame.length;
+      this.backlog.charge(-frame.length);
     }
-    this.pending = undefined;
-    this.pendingBytes = 0;
+    if (!this.hasRoom()) return this.stillWaiting();
+    this.reset();
     return false;
+  }
+
+  /** @internal The reader fell behind, or the backlog needs this socket's memory back. */
+  closeSlow(): void {
+    this.reset();
+    this.backlog.slowConsumerCloses++;
+    this.socket.close(CloseCode.SlowConsumer, 'Slow consumer: read your socket faster, then resume with after');
+  }
+
+  private hasRoom(): boolean {
+    return this.socket.bufferedAmount <= this.backlog.limits.maxBufferedBytes;
+  }
+
+  private startWaiting(): Map<string, Buffer> {
+    if (!this.pending) {
+      this.pending = new Map();
+      this.hadRoomAt = Date.now();
+      this.backlog.wait(this);
+    }
+    return this.pending;
+  }
+
+  private stillWaiting(): boolean {
+    if (Date.now() - this.hadRoomAt <= this.backlog.limits.maxCongestedMs) return true;
+    this.closeSlow();
+    return false;
+  }
+
+  /** Nothing waits any more: the socket caught up, or closed. */
+  private reset(): void {
+    if (this.pendingSize !== 0) this.backlog.charge(-this.pendingSize);
+    this.pending = undefined;
+    this.pendingSize = 0;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /**
@@ -96,11 +246,5 @@ export class SocketSender {
       });
     }
     this.socket.send(frame, { binary: false });
-  }
-
-  private closeSlow(): void {
-    this.pending = undefined;
-    this.pendingBytes = 0;
-    this.socket.close(CloseCode.SlowConsumer, 'Slow consumer: read your socket faster, then resume with after');
   }
 }

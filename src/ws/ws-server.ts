@@ -19,7 +19,7 @@ import { CloseCode } from './close-codes.js';
 import { attachGraphqlWs, clientIdOf } from './graphql-ws-adapter.js';
 import { planJobUpdated } from './jobupdated-plan.js';
 import { type Member, Multiplexer, SocketClosedError } from './multiplexer.js';
-import { SocketSender } from './socket-sender.js';
+import { SendBacklog, type SocketSender } from './socket-sender.js';
 
 interface Connection {
   principal: Principal;
@@ -33,6 +33,8 @@ type Route = { member: Member } | { execute: (args: ExecutionArgs) => unknown; s
 
 export interface WebSocketGateway {
   readonly multiplexer: Multiplexer;
+  /** Frames waiting for readers that have not taken what they were sent. */
+  readonly backlog: SendBacklog;
   readonly connectionCount: number;
   /**
    * Closes every socket with 1001 (clients reconnect elsewhere) and stops accepting; peers that do
@@ -63,7 +65,7 @@ export function attachWebSockets(deps: {
   const multiplexer = new Multiplexer(live, logger);
   const connections = new Map<WebSocket, Connection>();
   const routes = new WeakMap<object, Route>();
-  const congested = new Set<SocketSender>();
+  const backlog = new SendBacklog({ maxBufferedBytes: config.ws.maxBufferedBytes, maxCongestedMs: config.ws.slowConsumerTimeoutMs });
 
   const wss = new WebSocketServer({
     server: deps.server,
@@ -88,7 +90,7 @@ export function attachWebSockets(deps: {
           socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${keyConnections.max})`);
           return false;
         }
-        const sender = new SocketSender(socket, request.socket, config.ws.maxBufferedBytes, config.ws.slowConsumerTimeoutMs, (s) => congested.add(s));
+        const sender = backlog.sender(socket, request.socket);
         const closed = new AbortController();
         connections.set(socket, { principal, sender, closed });
         // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
@@ -199,19 +201,14 @@ export function attachWebSockets(deps: {
     { keepAliveMs: config.ws.keepAliveMs, logger },
   );
 
-  // Frames that waited on full socket buffers go out as the buffers drain.
-  const flushTimer = setInterval(() => {
-    for (const sender of congested) if (!sender.flush()) congested.delete(sender);
-  }, 50);
-  flushTimer.unref();
-
   return {
     multiplexer,
+    backlog,
     get connectionCount() {
       return connections.size;
     },
     close: async (timeoutMs) => {
-      clearInterval(flushTimer);
+      backlog.stop();
       await graphqlWs.dispose(timeoutMs);
     },
   };

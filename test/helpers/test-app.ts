@@ -1,5 +1,6 @@
 import { afterAll } from 'vitest';
 import { type App, createApp } from '../../src/app.js';
+import type { ApiKeyStore } from '../../src/auth/api-keys.js';
 import type { Scope } from '../../src/auth/scopes.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -55,4 +56,11 @@ export async function startTestApp(
   };
   started.push(testApp);
   return testApp;
+}
+
+/** The workspace a key belongs to. */
+export async function workspaceIdOf(apiKeys: ApiKeyStore, key: string): Promise<string> {
+  const principal = await apiKeys.authenticate(key);
+  if (!principal) throw new Error('key does not authenticate');
+  return principal.workspaceId;
 }

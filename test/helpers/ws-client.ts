@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import { type RawData, WebSocket } from 'ws';
 
 export interface ServerMessage {
@@ -19,6 +20,7 @@ export class TestSocket {
   readonly messages: ServerMessage[] = [];
   private readonly waiters = new Set<() => void>();
   closed: CloseInfo | undefined;
+  private resumeTcp: (() => net.Socket) | undefined;
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data: RawData) => {
@@ -59,6 +61,28 @@ export class TestSocket {
 
   complete(id: string): void {
     this.send({ id, type: 'complete' });
+  }
+
+  /**
+   * Stops taking bytes off the TCP connection, as a frozen peer would: the kernel's buffers fill,
+   * then the server's. ws resumes its connection itself whenever its parser drains, so that is
+   * held off until `resumeReading`.
+   */
+  stopReading(): void {
+    const tcp = (this.socket as unknown as { _socket: net.Socket })._socket;
+    if (this.resumeTcp) return;
+    const resume = tcp.resume.bind(tcp);
+    this.resumeTcp = resume;
+    tcp.resume = () => tcp;
+    tcp.pause();
+  }
+
+  resumeReading(): void {
+    const tcp = (this.socket as unknown as { _socket: net.Socket })._socket;
+    if (!this.resumeTcp) return;
+    tcp.resume = this.resumeTcp;
+    this.resumeTcp = undefined;
+    tcp.resume();
   }
 
   /** The `next` payloads received for a subscription id, in order. */
