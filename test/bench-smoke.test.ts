@@ -19,6 +19,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 300_000 }, as
     fairness: Array<Record<string, number | string>>;
     writes: Array<Record<string, number | string>>;
     memory: Array<Record<string, number | string>>;
+    soak: Array<Record<string, number | string> & { heapMiB: number[]; updatesPerSec: number; pollsPerSec: number }>;
   };
   expect(report.fanout).toHaveLength(1);
   const fanout = report.fanout[0]!;
@@ -42,6 +43,12 @@ it('npm run bench -- --smoke produces the full report', { timeout: 300_000 }, as
   for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(report.fairness[0]![key]).toBeGreaterThan(0);
   // How much of the flood was refused depends on how fast this machine serves it: only present.
   expect(report.fairness[0]!.floodRefusedPerSec).toBeGreaterThanOrEqual(0);
+  // The soak's figures come out, and what it checks holds: every subscriber ends at every job's
+  // state in the database, none was closed, and no poll failed.
+  expect(report.soak).toHaveLength(1);
+  expect(report.soak[0]).toMatchObject({ db: 'embedded', subscribers: 20, finalStatesMissing: 0, finalStatePairs: 20 * 50, socketsClosed: 0, pollFailures: 0 });
+  expect(report.soak[0]!.heapMiB.length).toBeGreaterThanOrEqual(2);
+  for (const key of ['updatesPerSec', 'pollsPerSec'] as const) expect(report.soak[0]![key]).toBeGreaterThan(0);
   expect(report.writes.map((row) => [row.db, row.workers])).toEqual([
     ['embedded', 1],
     ['embedded', 8],

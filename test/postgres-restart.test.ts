@@ -105,10 +105,13 @@ describePostgres('PostgreSQL stopped and started under load', () => {
       // The change feed saw it too (its listening connection and reads failed): subscribers must
       // catch up from the database after, not from this instance's memory.
       await expect.poll(() => t.app.feed.inStep, { timeout: 10_000 }).toBe(false);
+      expect((await rest(t.url, 'GET', '/readyz')).status).toBe(503);
+      for (const socket of sockets) expect(socket.closed).toBeUndefined();
       const okBeforeRestart = seen.graphql.get('ok') ?? 0;
       await cluster.start();
       // Up again: the worker's reports succeed again, without a restart of the gateway.
       await expect.poll(() => seen.graphql.get('ok') ?? 0, { timeout: 30_000 }).toBeGreaterThan(okBeforeRestart + 20);
+      await expect.poll(async () => (await rest(t.url, 'GET', '/readyz')).status, { timeout: 10_000 }).toBe(200);
     } finally {
       running = false;
       await Promise.all([worker, poller]);

@@ -49,6 +49,37 @@ it('never serves a result older than the last invalidation of its workspace (pro
   );
 });
 
+it("holds only results of each workspace's current generation: a change frees the others at once (property)", () => {
+  type Op = { kind: 'store'; ws: number; query: number } | { kind: 'invalidate'; ws: number };
+  const ws = fc.nat({ max: 3 });
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('store' as const), ws, query: fc.nat({ max: 4 }) }),
+    fc.record({ kind: fc.constant('invalidate' as const), ws }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
+      // What should be held: per workspace, the queries stored since its last change.
+      const held = new Map<number, Set<number>>();
+      for (const o of ops) {
+        if (o.kind === 'store') {
+          cache.set(cache.keyFor(`w${o.ws}`, 'jobs:read', `q${o.query}`), { data: { list: 'x'.repeat(100) } }, [], Number.POSITIVE_INFINITY);
+          held.set(o.ws, (held.get(o.ws) ?? new Set()).add(o.query));
+        } else {
+          cache.invalidateWorkspace(`w${o.ws}`);
+          held.delete(o.ws);
+        }
+        const expected = [...held.values()].reduce((sum, queries) => sum + queries.size, 0);
+        expect(cache.entries).toBe(expected);
+        // And what is held is served: another workspace's change strands nothing.
+        for (const [w, queries] of held) for (const q of queries) expect(cache.get(cache.keyFor(`w${w}`, 'jobs:read', `q${q}`))).toBeDefined();
+        if (expected === 0) expect(cache.bytes).toBe(0);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
+
 it('serves a result stored before any change, to the same workspace, scopes and operation only', () => {
   const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   const key = cache.keyFor('w1', 'jobs:read', 'q');

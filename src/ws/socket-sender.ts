@@ -25,6 +25,12 @@ export interface BacklogLimits {
 export const PENDING_BYTES_TOTAL_FACTOR = 256;
 /** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
 const FLUSH_INTERVAL_MS = 50;
+/**
+ * How long a socket must have had no room before it may be closed for the backlog's bound: long
+ * enough that a reader busy with a large burst (a client parsing megabytes, a loaded machine) is
+ * not taken for a stopped one; short enough that stopped readers' memory is back within a second.
+ */
+const STALLED_MS = 1_000;
 
 /**
  * The frames of every socket whose reader has not taken what it was sent: flushed as buffers
@@ -75,7 +81,7 @@ export class SendBacklog {
 
   /**
    * Sends what the readers have room for; then, while all that waits is over the bound, closes the
-   * stalled socket (no room since the last flush) holding the most. Checked here and not at each
+   * stalled socket (no room for `STALLED_MS`) holding the most. Checked here and not at each
    * send: a dispatch hands every subscriber its whole burst at once, and a reader that keeps up
    * keeps taking it (it is never the one closed), while one that has stopped holds it all.
    */
@@ -85,7 +91,7 @@ export class SendBacklog {
     while (this.bytes > this.maxPendingBytes) {
       let largest: SocketSender | undefined;
       for (const sender of this.waiting) {
-        if (now - sender.hadRoomAt < FLUSH_INTERVAL_MS) continue;
+        if (now - sender.hadRoomAt < STALLED_MS) continue;
         if (!largest || sender.pendingBytes > largest.pendingBytes) largest = sender;
       }
       if (!largest || largest.pendingBytes === 0) break;

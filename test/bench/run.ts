@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -32,6 +33,8 @@ const { values: flags } = parseArgs({
     'polling-only': { type: 'boolean' },
     /** Only the reads phase (every read route, cache on and off, against a bare node:http + database server). */
     'reads-only': { type: 'boolean' },
+    /** Only the soak: subscribers, steady updates and REST polling for a minute; memory and final states. */
+    'soak-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -40,10 +43,10 @@ const { values: flags } = parseArgs({
 });
 type Db = 'embedded' | 'postgres';
 const profile = flags.smoke
-  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, readJobs: 200, pollMs: 2500, dashboards: 20, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
+  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, readJobs: 200, pollMs: 2500, dashboards: 20, soak: { subscribers: 20, seconds: 3, pollers: 5 }, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
   : flags.quick
-    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, readJobs: 2000, pollMs: 3000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
-    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, readJobs: 2000, pollMs: 20_000, dashboards: 1000, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
+    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, readJobs: 2000, pollMs: 3000, dashboards: 1000, soak: { subscribers: 1000, seconds: 20, pollers: 100 }, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
+    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, readJobs: 2000, pollMs: 20_000, dashboards: 1000, soak: { subscribers: 1000, seconds: 60, pollers: 100 }, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
 
 if (flags.n) profile.ns = flags.n.map(Number);
 if (flags.db) profile.dbs = profile.restDbs = flags.db as Db[];
@@ -314,6 +317,8 @@ async function reads(db: Db): Promise<ReadRow[]> {
 async function pollLoad({ gateway, url, key }: { gateway: Child; url: string; key: string }, jobId: string, dashboards: number, updatesPerSec: number) {
   const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
   const stopPolling = new AbortController();
+  // Every poller waits on this one signal: that is no leak.
+  setMaxListeners(dashboards + 1, stopPolling.signal);
   const pollers = Array.from({ length: dashboards }, async (_, i) => {
     await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
     while (!stopPolling.signal.aborted) {
@@ -438,6 +443,102 @@ async function idleMemory(db: Db): Promise<MemoryRow> {
     return { db, idleRssMiB: flags.smoke ? firstStartRssMiB : await measure(), firstStartRssMiB };
   } finally {
     await database.drop();
+  }
+}
+
+interface SoakRow {
+  db: Db;
+  subscribers: number;
+  seconds: number;
+  updatesPerSec: number;
+  pollsPerSec: number;
+  pollFailures: number;
+  /** The gateway's heap and RSS after a full GC, from the start of the steady state to its end. */
+  heapMiB: number[];
+  rssMiB: number[];
+  heapGrowthMiB: number;
+  /** (Subscriber, job) pairs whose newest state is not the database's at the end, of all pairs. */
+  finalStatesMissing: number;
+  finalStatePairs: number;
+  socketsClosed: number;
+}
+
+/** Updates per second in the soak: 20 across 50 jobs, 20,000 deliveries/s at 1,000 subscribers. */
+const SOAK_UPDATES_PER_SEC = 20;
+
+/**
+ * The soak: subscribers following the workspace while a worker reports steadily and old dashboards
+ * poll the list over REST beside them, for a minute. Memory (after a GC) sampled through it, and at
+ * the end, every subscriber's newest state of every job against what the database holds.
+ */
+async function soak(subs: Child, db: Db): Promise<SoakRow> {
+  const { subscribers, seconds, pollers } = profile.soak;
+  const { gateway, url, key, stop } = await startGateway(db, 'soak');
+  const memory = async () => {
+    const { rss, heapUsed } = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
+    return { rss: round(rss / 2 ** 20), heap: round(heapUsed / 2 ** 20) };
+  };
+  try {
+    const jobIds = await createJobs(url, key, 50);
+    await subscribeAll(subs, url, key, subscribers, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= subscribers);
+    await subs.request({ cmd: 'newest', on: true });
+    const stopPolling = new AbortController();
+    // Every poller waits on this one signal: that is no leak.
+    setMaxListeners(pollers + 1, stopPolling.signal);
+    let polls = 0;
+    let pollFailures = 0;
+    const polling = Array.from({ length: pollers }, async (_, i) => {
+      await sleep((i * 2000) / pollers);
+      while (!stopPolling.signal.aborted) {
+        const started = Date.now();
+        const response = await fetch(`${url}/api/jobs?limit=50`, { headers: { 'x-api-key': key } });
+        await response.arrayBuffer();
+        if (response.status === 200) polls++;
+        else pollFailures++;
+        await sleep(Math.max(0, 2000 - (Date.now() - started)), undefined, { signal: stopPolling.signal }).catch(() => undefined);
+      }
+    });
+    const samples = [await memory()];
+    let driving = true;
+    const sampling = (async () => {
+      while (driving) {
+        await sleep((seconds * 1000) / 6);
+        if (driving) samples.push(await memory());
+      }
+    })();
+    const start = now();
+    const sent = await driveUpdates(url, key, jobIds, SOAK_UPDATES_PER_SEC, seconds * 1000);
+    const elapsed = (now() - start) / 1000;
+    driving = false;
+    stopPolling.abort();
+    await Promise.all([sampling, ...polling]);
+    const pollsPerSec = round(polls / elapsed);
+
+    // Final states: what the database holds, against each subscriber's newest.
+    const { jobs } = await gql<{ jobs: Array<{ id: string; changeCursor: string }> }>(url, key, '{ jobs(limit: 50) { id changeCursor } }');
+    const expected = Object.fromEntries(jobs.map((job) => [job.id, job.changeCursor]));
+    const check = () => subs.request<{ missing: number; pairs: number; closed: number }>({ cmd: 'checkFinal', expected });
+    await waitUntil(async () => (await check()).missing === 0, 15_000, 'final states delivered').catch(() => undefined);
+    const final = await check();
+    samples.push(await memory());
+    return {
+      db,
+      subscribers,
+      seconds: round(elapsed),
+      updatesPerSec: round(sent.length / elapsed),
+      pollsPerSec,
+      pollFailures,
+      heapMiB: samples.map((sample) => sample.heap),
+      rssMiB: samples.map((sample) => sample.rss),
+      heapGrowthMiB: round(samples.at(-1)!.heap - samples[0]!.heap),
+      finalStatesMissing: final.missing,
+      finalStatePairs: final.pairs,
+      socketsClosed: final.closed,
+    };
+  } finally {
+    await subs.request({ cmd: 'newest', on: false });
+    await subs.request({ cmd: 'closeAll' });
+    await stop();
   }
 }
 
@@ -568,6 +669,18 @@ async function main() {
     }
     return;
   }
+  if (flags['soak-only']) {
+    const subs = await spawnChild('./subscribers.ts');
+    try {
+      const rows: SoakRow[] = [];
+      for (const db of profile.restDbs) rows.push(await soak(subs, db));
+      console.table(rows);
+      console.log(JSON.stringify({ soak: rows }));
+    } finally {
+      await subs.stop();
+    }
+    return;
+  }
   if (flags['reads-only']) {
     const rows: ReadRow[] = [];
     for (const db of profile.restDbs) rows.push(...(await reads(db)));
@@ -663,11 +776,18 @@ async function main() {
     const memoryRows: MemoryRow[] = [];
     for (const db of profile.restDbs) memoryRows.push(await idleMemory(db));
     log(`memory: ${JSON.stringify(memoryRows)}`);
+    const soakRows: SoakRow[] = [];
+    for (const db of profile.restDbs) {
+      soakRows.push(await soak(subs, db));
+      log(`soak (${db}): ${JSON.stringify(soakRows.at(-1))}`);
+    }
     const writeResult = await writes();
     printTable(fanout, readRows, polling);
     printWrites(writeResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
+    console.log(`\nSoak: subscribers following ${SOAK_UPDATES_PER_SEC} updates/s while dashboards poll GET /api/jobs every 2 s; gateway memory after a GC, start to end`);
+    console.table(soakRows.map(({ heapMiB, rssMiB, ...row }) => ({ ...row, heapMiB: heapMiB.join(' '), rssMiB: rssMiB.join(' ') })));
     console.log(
       JSON.stringify({
         fanout: fanout.map(({ heapPerSubscriberKiB, payloadBytes, ceilingPayloadBytes, ...row }) => row),
@@ -675,6 +795,7 @@ async function main() {
         memory: memoryRows,
         polling,
         fairness: fairnessRows,
+        soak: soakRows,
         writes: writeResult.rows,
         writesDatabase: writeResult.database,
       }),

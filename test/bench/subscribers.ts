@@ -12,6 +12,21 @@ let bytes = 0;
 let tracking = false;
 const receipts = new Map<string, number[]>();
 const CURSOR = /"changeCursor":"(\d+)"/;
+const JOB = /"jobUpdated":\{"id":"([^"]+)"/;
+/** With `newest` on (the soak), each socket's newest cursor per job, to check that final states arrived. */
+let keepNewest = false;
+const newest = new Map<WebSocket, Map<string, bigint>>();
+
+function noteNewest(socket: WebSocket, data: Buffer): void {
+  const text = data.toString('latin1');
+  const job = JOB.exec(text)?.[1];
+  const cursor = CURSOR.exec(text)?.[1];
+  if (!job || !cursor) return;
+  let jobs = newest.get(socket);
+  if (!jobs) newest.set(socket, (jobs = new Map()));
+  const position = BigInt(cursor);
+  if ((jobs.get(job) ?? -1n) < position) jobs.set(job, position);
+}
 
 function onMessage(data: Buffer): void {
   messages++;
@@ -41,7 +56,10 @@ async function openOne(url: string, protocol: 'graphql-ws' | 'raw', apiKey: stri
     socket.on('message', (data: Buffer) => {
       // Answer graphql-ws pings so keepalive does not drop idle dashboards.
       if (data.length < 40 && data.toString().includes('"ping"')) socket.send('{"type":"pong"}');
-      else onMessage(data);
+      else {
+        onMessage(data);
+        if (keepNewest) noteNewest(socket, data);
+      }
     });
     if (subscribe) socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: subscribe }));
   } else {
@@ -77,6 +95,21 @@ serveParent(
       return true;
     },
     receipts: () => Object.fromEntries(receipts),
+    newest: (m) => {
+      keepNewest = m.on as boolean;
+      newest.clear();
+      return true;
+    },
+    /** Against the database's cursor per job: the (socket, job) pairs whose newest state is not it, and the sockets closed. */
+    checkFinal: (m) => {
+      const expected = Object.entries(m.expected as Record<string, string>);
+      let missing = 0;
+      for (const socket of sockets) {
+        const jobs = newest.get(socket);
+        for (const [job, cursor] of expected) if (jobs?.get(job) !== BigInt(cursor)) missing++;
+      }
+      return { missing, pairs: sockets.length * expected.length, closed: sockets.filter((socket) => socket.readyState !== WebSocket.OPEN).length };
+    },
     closeAll: async () => {
       await Promise.all(
         sockets.splice(0).map(

@@ -41,6 +41,8 @@ const TRACKED_WORKSPACES = 100_000;
  */
 export class WorkspaceResponseCache implements Cache {
   private readonly results: LRUCache<string, ExecutionResult>;
+  /** The keys cached per workspace, so that a change drops them at once instead of leaving them to the TTL. */
+  private readonly keysOf = new Map<string, Set<string>>();
   /**
    * The generation of each workspace that has been invalidated since it was last evicted from here.
    * Generations come from one counter, so they only grow; a workspace not listed is at `floor`, the
@@ -61,8 +63,11 @@ export class WorkspaceResponseCache implements Cache {
     this.usable = options.usable ?? (() => true);
     this.generations = new LRUCache<string, number>({
       max: options.trackedWorkspaces ?? TRACKED_WORKSPACES,
-      dispose: (generation) => {
-        if (generation > this.floor) this.floor = generation;
+      // Only a workspace forgotten for room raises the floor: a workspace's own next invalidation
+      // replaces its generation (reason 'set'), and raising the floor then would strand every
+      // untracked workspace's results.
+      dispose: (generation, _workspaceId, reason) => {
+        if (reason === 'evict' && generation > this.floor) this.floor = generation;
       },
     });
     this.results = new LRUCache<string, ExecutionResult>({
@@ -71,6 +76,12 @@ export class WorkspaceResponseCache implements Cache {
       sizeCalculation: (result, key) => Math.max(1, key.length + JSON.stringify(result).length),
       ttl: options.ttlMs,
       ttlAutopurge: false,
+      dispose: (_result, key) => {
+        const workspaceId = workspaceOfKey(key);
+        const keys = this.keysOf.get(workspaceId);
+        keys?.delete(key);
+        if (keys?.size === 0) this.keysOf.delete(workspaceId);
+      },
     });
   }
 
@@ -91,6 +102,11 @@ export class WorkspaceResponseCache implements Cache {
   invalidateWorkspace(workspaceId: string): void {
     this.generations.set(workspaceId, ++this.counter);
     this.invalidations++;
+    // Nobody asks for these keys again (they carry the old generation): free them now. A workspace
+    // that changes 20 times a second while dashboards poll it would otherwise hold a minute's worth
+    // of stale lists until their TTL.
+    const keys = this.keysOf.get(workspaceId);
+    if (keys) for (const key of [...keys]) this.results.delete(key);
   }
 
   /** The key of `operation` (a hash of document, operation name and variables) for a key of `workspaceId` with `scopes`, at the workspace's generation now. */
@@ -111,6 +127,11 @@ export class WorkspaceResponseCache implements Cache {
     const [workspaceId, generation] = key.split('/', 2) as [string, string];
     if (Number(generation) !== this.generationOf(workspaceId)) return;
     this.results.set(key, result, { ttl: Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs });
+    // (Too large for the cache: not stored, nothing to remember.)
+    if (!this.results.has(key)) return;
+    let keys = this.keysOf.get(workspaceId);
+    if (!keys) this.keysOf.set(workspaceId, (keys = new Set()));
+    keys.add(key);
   }
 
   /** Entity invalidation (after a mutation) is covered by the workspace's: every write invalidates it. */
@@ -119,6 +140,10 @@ export class WorkspaceResponseCache implements Cache {
   private generationOf(workspaceId: string): number {
     return this.generations.get(workspaceId) ?? this.floor;
   }
+}
+
+function workspaceOfKey(key: string): string {
+  return key.slice(0, key.indexOf('/'));
 }
 
 /**
