@@ -45,15 +45,17 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
       progress: 0,
       currentStep: 'Collecting Intel',
       steps: [
-        { id: 'collect', name: 'Collecting Intel', status: 'RUNNING' },
-        { id: 'ingest', name: 'Processing Intel', status: 'PENDING' },
-        { id: 'build-matrix', name: 'Building Competitor Matrix', status: 'PENDING' },
+        { key: 'collect', name: 'Collecting Intel', status: 'RUNNING' },
+        { key: 'ingest', name: 'Processing Intel', status: 'PENDING' },
+        { key: 'build-matrix', name: 'Building Competitor Matrix', status: 'PENDING' },
       ],
       completedAt: null,
       error: null,
       metadata: { competitorName: 'Competitor Inc', isFirstRun: true },
     });
     expect(job.id).toMatch(/^[0-9a-f-]{36}$/);
+    // A step's id is unique across jobs (what client caches identify it by); its key is its own.
+    expect(job.steps.map((step) => step.id)).toEqual(['collect', 'ingest', 'build-matrix'].map((key) => `${job.id}:${key}`));
     expect(job.startedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(new Date(job.startedAt).getTime()).toBeGreaterThanOrEqual(before - 1000);
     expect(BigInt(job.changeCursor)).toBeGreaterThan(0n);
@@ -86,9 +88,9 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
       progress: 50,
       currentStep: 'Processing Intel',
       steps: [
-        { id: 'collect', status: 'COMPLETED' },
-        { id: 'ingest', status: 'RUNNING' },
-        { id: 'build-matrix', status: 'PENDING' },
+        { key: 'collect', status: 'COMPLETED' },
+        { key: 'ingest', status: 'RUNNING' },
+        { key: 'build-matrix', status: 'PENDING' },
       ],
       metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['p1'] },
     });

@@ -72,7 +72,7 @@ const referenceJob = (job: FullJobFragment): RestJob => ({
   status: job.status.toLowerCase(),
   progress: job.progress,
   currentStep: job.currentStep ?? null,
-  steps: job.steps.map((step) => ({ id: step.id, name: step.name, status: step.status.toLowerCase() })),
+  steps: job.steps.map((step) => ({ id: step.key, name: step.name, status: step.status.toLowerCase() })),
   startedAt: job.startedAt as string,
   completedAt: (job.completedAt as string | null | undefined) ?? null,
   metadata: job.metadata,

@@ -16,7 +16,7 @@ import { TestSocket } from './helpers/ws-client.js';
 import { settleFeed } from './helpers/feed.js';
 import { positionOfJob } from './helpers/cursor.js';
 
-const SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
+const SELECTION = 'id status progress currentStep steps { key name status } changeCursor';
 const SUBSCRIPTION = `subscription Watch($id: ID, $competitorId: ID, $type: String, $status: JobStatus, $after: String) {
   jobUpdated(id: $id, competitorId: $competitorId, type: $type, status: $status, after: $after) { ${SELECTION} }
 }`;
@@ -88,8 +88,8 @@ describeDb('jobUpdated over WebSockets', () => {
       progress: 100,
       currentStep: 'B',
       steps: [
-        { id: 'a', name: 'A', status: 'COMPLETED' },
-        { id: 'b', name: 'B', status: 'COMPLETED' },
+        { key: 'a', name: 'A', status: 'COMPLETED' },
+        { key: 'b', name: 'B', status: 'COMPLETED' },
       ],
       changeCursor: expect.any(String),
     });

@@ -6,9 +6,23 @@ import { workspaceOf } from '../context.js';
 export const JobStatusEnum = builder.enumType(JobStatus, { name: 'JobStatus' });
 export const JobStepStatusEnum = builder.enumType('JobStepStatus', { values: JOB_STEP_STATUSES });
 
-export const JobStepRef = builder.objectRef<JobStep>('JobStep').implement({
+/** A step as GraphQL serves it: with its job's id, which makes its identity unique across jobs. */
+interface JobStepOfJob extends JobStep {
+  jobId: string;
+}
+
+export const JobStepRef = builder.objectRef<JobStepOfJob>('JobStep').implement({
+  description: 'One step of a job.',
   fields: (t) => ({
-    id: t.exposeString('id'),
+    // Normalized client caches (Apollo Client, urql Graphcache, Relay) identify an object by its
+    // type and `id`: with the step's own key there, every job's `collect` step would be one object.
+    id: t.id({
+      description: "Unique across all jobs (the job's id and the step's key): what client caches identify the step by.",
+      resolve: (step) => `${step.jobId}:${step.id}`,
+    }),
+    key: t.exposeString('id', {
+      description: "The step's key within its job, as given in createJob's steps[].id and named by updateJobProgress's stepId (the REST routes' steps[].id).",
+    }),
     name: t.exposeString('name'),
     status: t.field({ type: JobStepStatusEnum, resolve: (step) => step.status }),
   }),
@@ -27,7 +41,7 @@ export const JobRef = builder.objectRef<JobRow>('Job').implement({
     currentStep: t.exposeString('currentStep', { nullable: true }),
     // Counted as 10 steps (the default list multiplier): typical jobs have a few, and the response
     // size limit catches what an estimate misses.
-    steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job) }),
+    steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job).map((step) => ({ ...step, jobId: job.id })) }),
     startedAt: t.expose('startedAt', { type: 'DateTime' }),
     completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
     // Up to 64 KiB each (LIMITS.metadataBytes): worth several scalars.
