@@ -12,7 +12,7 @@ import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
-import { sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
+import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { REFUSAL_DELAY_MS, RateLimiter } from './limits/rate-limiter.js';
@@ -22,6 +22,7 @@ import { ChangeFeed } from './live/change-feed.js';
 import { LiveJobs } from './live/live-jobs.js';
 import { ReplayQueue } from './live/replay-queue.js';
 import { type GatewayMetrics, type RouteLabel, createMetrics } from './metrics.js';
+import { OPENAPI_PATH, openApiDocument } from './rest/openapi.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
@@ -82,6 +83,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
+  const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
   async function authenticate(req: IncomingMessage): Promise<Principal | null> {
@@ -111,6 +113,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       return sendText(res, 200, contentType, body);
     }
     if (route !== 'rest' && route !== 'graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${url.pathname}. GraphQL is at /graphql.`);
+    // The REST contract is public, like GraphQL's introspection would be: no key needed to read it.
+    if (route === 'rest' && url.pathname === OPENAPI_PATH && (req.method === 'GET' || req.method === 'HEAD')) return openApi.send(req, res);
 
     const body = checkBodySize(req, config.maxBodyBytes);
     if (!body.ok) {

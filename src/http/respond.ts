@@ -1,4 +1,6 @@
-import type { ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const payload = JSON.stringify(body);
@@ -34,4 +36,66 @@ export function sendErrorFor(
   headers?: Record<string, string>,
 ): void {
   (graphql ? sendGraphqlError : sendError)(res, status, code, message, headers);
+}
+
+export interface CacheableBody {
+  /** Answers a GET or HEAD: 304 when the client's copy is current, else the body (compressed when the client takes it). */
+  send(req: IncomingMessage, res: ServerResponse): void;
+}
+
+/**
+ * A body that never changes while the process runs (the OpenAPI document, GraphiQL's page): its
+ * ETag and compressed forms are computed once, at the first request that needs each, and clients
+ * revalidate with If-None-Match instead of downloading it again.
+ */
+export function cacheableBody(contentType: string, render: () => string, maxAgeSeconds = 300): CacheableBody {
+  let body: Buffer | undefined;
+  let etag = '';
+  const compressed = new Map<'br' | 'gzip', Buffer>();
+  return {
+    send(req, res) {
+      if (!body) {
+        body = Buffer.from(render());
+        etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      }
+      const headers: Record<string, string | number> = {
+        'content-type': contentType,
+        'cache-control': `public, max-age=${maxAgeSeconds}`,
+        etag,
+        vary: 'accept-encoding',
+      };
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, headers);
+        return void res.end();
+      }
+      const encoding = preferredEncoding(req.headers['accept-encoding']);
+      let payload = body;
+      if (encoding) {
+        let packed = compressed.get(encoding);
+        if (!packed) {
+          packed = encoding === 'br' ? brotliCompressSync(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9 } }) : gzipSync(body, { level: 9 });
+          compressed.set(encoding, packed);
+        }
+        payload = packed;
+        headers['content-encoding'] = encoding;
+      }
+      headers['content-length'] = payload.length;
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : payload);
+    },
+  };
+}
+
+/** Brotli, else gzip, when the client lists it (without q=0); identity otherwise. */
+function preferredEncoding(acceptEncoding: string | undefined): 'br' | 'gzip' | undefined {
+  const accepted = new Set(
+    (acceptEncoding ?? '')
+      .split(',')
+      .map((part) => part.trim().toLowerCase())
+      .filter((part) => !/;\s*q=0(\.0*)?$/.test(part))
+      .map((part) => part.split(';')[0]!.trim()),
+  );
+  if (accepted.has('br')) return 'br';
+  if (accepted.has('gzip')) return 'gzip';
+  return undefined;
 }

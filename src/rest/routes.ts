@@ -6,7 +6,32 @@ import {
   type JobStatus,
   type RestJobFragment,
 } from '../graphql/operations.generated.js';
+import type { Scope } from '../auth/scopes.js';
+import { LIST_LIMIT } from '../jobs/job-store.js';
+import { JOB_STEP_STATUSES, JobStatus as JOB_STATUSES } from '../jobs/model.js';
 import { RestError } from './rest-error.js';
+
+/** A JSON Schema (2020-12, as OpenAPI 3.1 uses it); `$ref`s point into `jobSchemas`. */
+export type JsonSchema = Record<string, unknown>;
+
+/** One error a route answers: its status, its `error.code`, and when. */
+export interface ErrorDoc {
+  status: number;
+  code: string;
+  when: string;
+}
+
+/** What the OpenAPI document says of a route (src/rest/openapi.ts writes it from these). */
+export interface RouteDoc {
+  operationId: string;
+  summary: string;
+  /** The scope the key needs. */
+  scope: Scope;
+  parameters: Array<{ name: string; in: 'path' | 'query'; description: string; schema: JsonSchema }>;
+  ok: { description: string; schema: JsonSchema };
+  /** The errors of this route, beyond those of every route (see openapi.ts). */
+  errors: ErrorDoc[];
+}
 
 /**
  * The Jobs API (described in the README under REST) as a table: each route is one GraphQL operation plus
@@ -20,9 +45,14 @@ export interface RestRoute<Result = unknown, Variables = Record<string, unknown>
   variables(request: { params: Record<string, string>; query: URLSearchParams }): Variables;
   /** The response body; throw RestError for a result that is an error in REST terms. */
   body(data: Result): unknown;
+  doc: RouteDoc;
 }
 
 const route = <Result, Variables>(r: RestRoute<Result, Variables>) => r as unknown as RestRoute;
+
+const REST_STATUSES: Record<string, JobStatus> = { running: 'RUNNING', completed: 'COMPLETED', failed: 'FAILED' };
+
+const JOB_ID_PARAMETER = { name: 'id', in: 'path', description: "The job's id.", schema: { type: 'string' } } as const;
 
 export const routes: RestRoute[] = [
   route({
@@ -36,6 +66,27 @@ export const routes: RestRoute[] = [
       limit: integerParam('limit', optional(query, 'limit')),
     }),
     body: (data) => ({ jobs: data.jobs.map(restJob) }),
+    doc: {
+      operationId: 'listJobs',
+      summary: "The workspace's jobs, newest first (by startedAt), optionally filtered.",
+      scope: 'jobs:read',
+      parameters: [
+        { name: 'competitorId', in: 'query', description: "Only this competitor's jobs (absent or empty: all).", schema: { type: 'string' } },
+        { name: 'type', in: 'query', description: 'Only jobs of this type, e.g. collect (absent or empty: all).', schema: { type: 'string' } },
+        { name: 'status', in: 'query', description: 'Only jobs in this status (any case).', schema: { type: 'string', enum: Object.keys(REST_STATUSES) } },
+        {
+          name: 'limit',
+          in: 'query',
+          description: `How many jobs at most, from 1 to ${LIST_LIMIT.max}.`,
+          schema: { type: 'integer', minimum: 1, maximum: LIST_LIMIT.max, default: LIST_LIMIT.default },
+        },
+      ],
+      ok: {
+        description: 'The jobs.',
+        schema: { type: 'object', required: ['jobs'], additionalProperties: false, properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } } } },
+      },
+      errors: [{ status: 400, code: 'BAD_USER_INPUT', when: `an unknown status, or a limit that is not an integer from 1 to ${LIST_LIMIT.max}` }],
+    },
   }),
   route({
     method: 'GET',
@@ -45,6 +96,17 @@ export const routes: RestRoute[] = [
     body: (data) => {
       if (!data.job) throw new RestError(404, 'NOT_FOUND', 'Job not found.');
       return { job: restJob(data.job) };
+    },
+    doc: {
+      operationId: 'getJob',
+      summary: 'One job of the workspace.',
+      scope: 'jobs:read',
+      parameters: [JOB_ID_PARAMETER],
+      ok: {
+        description: 'The job.',
+        schema: { type: 'object', required: ['job'], additionalProperties: false, properties: { job: { $ref: '#/components/schemas/Job' } } },
+      },
+      errors: [{ status: 404, code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" }],
     },
   }),
   route({
@@ -56,8 +118,69 @@ export const routes: RestRoute[] = [
       success: cancelJob.success,
       job: { id: cancelJob.job.id, status: lower(cancelJob.job.status), currentStep: cancelJob.job.currentStep ?? null },
     }),
+    doc: {
+      operationId: 'cancelJob',
+      summary: 'Cancels a running job: it becomes failed, with currentStep and error "Cancelled". No body.',
+      scope: 'jobs:cancel',
+      parameters: [JOB_ID_PARAMETER],
+      ok: {
+        description: 'The job was cancelled.',
+        schema: {
+          type: 'object',
+          required: ['success', 'job'],
+          additionalProperties: false,
+          properties: {
+            success: { const: true },
+            job: {
+              type: 'object',
+              required: ['id', 'status', 'currentStep'],
+              additionalProperties: false,
+              properties: { id: { type: 'string', format: 'uuid' }, status: { const: 'failed' }, currentStep: { const: 'Cancelled' } },
+            },
+          },
+        },
+      },
+      errors: [
+        { status: 400, code: 'JOB_NOT_RUNNING', when: 'the job is no longer running' },
+        { status: 404, code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" },
+        { status: 409, code: 'CONFLICT', when: 'the job kept changing under other writers for 25 attempts; retry' },
+      ],
+    },
   }),
 ];
+
+/** The schemas the routes' bodies refer to: the reference's job, as `restJob` writes it. */
+export const jobSchemas: Record<string, JsonSchema> = {
+  Job: {
+    type: 'object',
+    required: ['id', 'workspaceId', 'competitorId', 'type', 'displayTitle', 'status', 'progress', 'currentStep', 'steps', 'startedAt', 'completedAt', 'metadata'],
+    additionalProperties: false,
+    properties: {
+      id: { type: 'string', format: 'uuid' },
+      workspaceId: { type: 'string', format: 'uuid' },
+      competitorId: { type: ['string', 'null'] },
+      type: { type: 'string', description: 'What the job does, e.g. collect, discover-products, discover-profile, analyze-product-capabilities.' },
+      displayTitle: { type: 'string' },
+      status: { type: 'string', enum: Object.values(JOB_STATUSES).map((status) => lower(status)) },
+      progress: { type: 'integer', minimum: 0, maximum: 100 },
+      currentStep: { type: ['string', 'null'], description: "The running step's name; the failed step's name or \"Cancelled\" once failed." },
+      steps: { type: 'array', items: { $ref: '#/components/schemas/JobStep' } },
+      startedAt: { type: 'string', format: 'date-time' },
+      completedAt: { type: ['string', 'null'], format: 'date-time' },
+      metadata: { type: 'object', description: 'What the worker reported, merged shallowly across reports.' },
+    },
+  },
+  JobStep: {
+    type: 'object',
+    required: ['id', 'name', 'status'],
+    additionalProperties: false,
+    properties: {
+      id: { type: 'string', description: "The step's key within its job (collect, ingest, ...)." },
+      name: { type: 'string' },
+      status: { type: 'string', enum: JOB_STEP_STATUSES.map((status) => lower(status)) },
+    },
+  },
+};
 
 /** The reference's job: its field order, lowercase statuses, null where absent. */
 function restJob(job: RestJobFragment) {
@@ -77,15 +200,15 @@ function restJob(job: RestJobFragment) {
   };
 }
 
-const lower = <T extends string>(value: T) => value.toLowerCase() as Lowercase<T>;
+function lower<T extends string>(value: T): Lowercase<T> {
+  return value.toLowerCase() as Lowercase<T>;
+}
 
 /** An absent or empty parameter means "no filter". */
 function optional(query: URLSearchParams, name: string): string | undefined {
   const value = query.get(name);
   return value === null || value === '' ? undefined : value;
 }
-
-const REST_STATUSES: Record<string, JobStatus> = { running: 'RUNNING', completed: 'COMPLETED', failed: 'FAILED' };
 
 function jobStatusParam(value: string | undefined): JobStatus | undefined {
   if (value === undefined) return undefined;
