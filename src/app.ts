@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
+import { graphiqlPage } from './graphql/graphiql.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
@@ -83,6 +84,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
+  const graphiql = graphiqlPage();
   const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
@@ -122,10 +124,12 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       return sendError(res, body.status, body.code, body.message);
     }
 
+    if (route === 'graphql' && wantsGraphiQL(req)) return graphiql.send(req, res);
+
     const principal = await authenticate(req);
     // Nothing of a request without a valid key is parsed, but for what a browser asks before it can
-    // send a key: GraphiQL's page, and CORS preflights (yoga answers both).
-    if (!principal && route === 'graphql' && req.method !== 'OPTIONS' && !wantsGraphiQL(req)) {
+    // send a key: CORS preflights (yoga answers them).
+    if (!principal && route === 'graphql' && req.method !== 'OPTIONS') {
       return sendGraphqlError(res, 401, 'UNAUTHENTICATED', errors.unauthenticated().message);
     }
     if (principal) {
@@ -210,7 +214,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   };
 }
 
-/** A browser asking for the GraphiQL page (yoga renders it for a GET that accepts HTML). */
+/** A browser asking for the GraphiQL page (a GET of /graphql that accepts HTML). */
 function wantsGraphiQL(req: IncomingMessage): boolean {
   return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
 }

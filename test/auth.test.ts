@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import fc from 'fast-check';
@@ -516,6 +517,24 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
     expect(html).toMatch(/<html/i);
     expect(html).toContain('<title>jobs-gateway</title>');
     expect(html).not.toContain(full);
+
+    // Served compressed (a fraction of its 9 MB) and revalidated by ETag rather than downloaded again.
+    const raw = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; bytes: number }>((resolve, reject) => {
+      http
+        .get(`${t.url}/graphql`, { headers: { accept: 'text/html', 'accept-encoding': 'gzip, br' } }, (response) => {
+          let bytes = 0;
+          response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+          response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes }));
+        })
+        .on('error', reject);
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.headers['content-encoding']).toBe('br');
+    expect(raw.bytes).toBeLessThan(Buffer.byteLength(html) / 3);
+    expect(raw.headers['cache-control']).toMatch(/max-age=\d+/);
+    const revalidated = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html', 'if-none-match': raw.headers.etag! } });
+    expect(revalidated.status).toBe(304);
+    expect(await revalidated.text()).toBe('');
 
     // A GET with a query is an API call like any other: no key, no data.
     const query = encodeURIComponent('{ jobs { id } }');

@@ -19,11 +19,14 @@ if (!haveBrowser && process.env.REQUIRE_BROWSER === '1') throw new Error(`No Chr
 if (!haveBrowser) console.warn(`\n!!! No Chromium at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH): the browser tests are SKIPPED.\n`);
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** Screenshots, kept for a look after the run (gitignored). */
+const artifacts = path.join(root, 'test', 'artifacts');
 
 describe.skipIf(!haveBrowser)('in a real browser', () => {
   let browser: Browser;
 
   beforeAll(async () => {
+    await fs.mkdir(artifacts, { recursive: true });
     browser = await chromium.launch({
       executablePath,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -45,6 +48,17 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await page.goto(`${t.url}/graphql`);
     await page.waitForSelector('.graphiql-container', { timeout: 20_000 });
     expect(foreign).toEqual([]);
+    // It opens on working examples, not GraphiQL's welcome text: the jobs query and the subscription.
+    await page.waitForSelector('.graphiql-query-editor', { timeout: 20_000 });
+    // (The editor renders spaces as no-break spaces.)
+    const editorText = async () => (await page.locator('.graphiql-query-editor').innerText()).replace(/\s+/g, ' ');
+    await expect.poll(editorText, { timeout: 10_000 }).toContain('query Jobs {');
+    expect(await editorText()).toContain('steps { id key name status }');
+    expect(await editorText()).not.toContain('in-browser tool');
+    const tabs = await page.locator('.graphiql-tab').allInnerTexts();
+    expect(tabs.join(' ')).toContain('Jobs');
+    expect(tabs.join(' ')).toContain('Watch');
+    await page.screenshot({ path: path.join(artifacts, 'graphiql.png') });
     // What GraphiQL sends, from inside the page: the endpoint answers it.
     const result = await page.evaluate(async (apiKey) => {
       const send = (headers: Record<string, string>) =>

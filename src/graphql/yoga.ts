@@ -63,14 +63,8 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
         return maskError(error, message, isDev);
       },
     },
-    // GraphiQL bundled with the server rather than loaded from a CDN: it works offline and behind
-    // strict networks. Subscriptions in it go over SSE. Its page (the editor inline, about 9 MB) is
-    // loaded when a browser first asks for it: held from the start it was 40 MB of an idle server.
-    renderGraphiQL: async (options) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(options),
-    graphiql: {
-      title: 'jobs-gateway',
-      headers: JSON.stringify({ 'X-API-Key': 'paste a key from `jobs-gateway keys create`' }),
-    },
+    // GraphiQL's page is served by the HTTP entry (src/graphql/graphiql.ts), compressed and cached.
+    graphiql: false,
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),

@@ -40,24 +40,25 @@ export function sendErrorFor(
 
 export interface CacheableBody {
   /** Answers a GET or HEAD: 304 when the client's copy is current, else the body (compressed when the client takes it). */
-  send(req: IncomingMessage, res: ServerResponse): void;
+  send(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 /**
- * A body that never changes while the process runs (the OpenAPI document, GraphiQL's page): its
- * ETag and compressed forms are computed once, at the first request that needs each, and clients
- * revalidate with If-None-Match instead of downloading it again.
+ * A body that never changes while the process runs (the OpenAPI document, GraphiQL's page): it is
+ * rendered at the first request that needs it (not at start: GraphiQL's is 9 MB), its ETag and
+ * compressed forms are computed once, and clients revalidate with If-None-Match instead of
+ * downloading it again.
  */
-export function cacheableBody(contentType: string, render: () => string, maxAgeSeconds = 300): CacheableBody {
-  let body: Buffer | undefined;
-  let etag = '';
+export function cacheableBody(contentType: string, render: () => string | Promise<string>, maxAgeSeconds = 300): CacheableBody {
+  let rendered: Promise<{ body: Buffer; etag: string }> | undefined;
   const compressed = new Map<'br' | 'gzip', Buffer>();
   return {
-    send(req, res) {
-      if (!body) {
-        body = Buffer.from(render());
-        etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-      }
+    async send(req, res) {
+      rendered ??= Promise.resolve(render()).then((text) => {
+        const body = Buffer.from(text);
+        return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+      });
+      const { body, etag } = await rendered;
       const headers: Record<string, string | number> = {
         'content-type': contentType,
         'cache-control': `public, max-age=${maxAgeSeconds}`,

@@ -76,7 +76,7 @@ export function openApiDocument(routes: RestRoute[]): Record<string, unknown> {
     paths,
     components: {
       securitySchemes: {
-        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'A key made with `npm run jobs-gateway -- keys create`.' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'A key made with `npx jobs-gateway keys create`.' },
         bearer: { type: 'http', scheme: 'bearer', description: 'The same key as a bearer token.' },
       },
       schemas: jobSchemas,
