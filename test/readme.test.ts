@@ -118,6 +118,36 @@ describeDb('README examples against a running gateway', () => {
     }
   });
 
+  it('the polling loop and the subscription that replaces it both work as written, side by side', async () => {
+    const [polling, subscribed] = blocks('bash');
+    expect(polling).toContain('while sleep 2');
+    expect(subscribed).toContain('text/event-stream');
+    const { createJob } = await send('CreateJob');
+    const id = createJob!.id as string;
+    const env = { ...process.env, KEY: key, JOB_ID: id };
+    const start = (script: string) => {
+      const child = spawn('bash', ['-c', script.replaceAll('http://127.0.0.1:4000', t.url)], { env, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      return { output: () => output, stop: () => process.kill(-child.pid!, 'SIGTERM') };
+    };
+    const poller = start(polling!);
+    const subscriber = start(subscribed!);
+    try {
+      // Move the job until the subscription has delivered a state, and the loop has polled one.
+      for (let i = 0; !subscriber.output().includes('"progress":50') || !poller.output().includes(`"id":"${id}"`); i++) {
+        expect(i, 'no state arrived over one of the two').toBeLessThan(60);
+        if (i % 4 === 0 && !subscriber.output().includes('"progress":50')) await send('UpdateJobProgress', { id });
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      expect(JSON.parse(poller.output().trim().split('\n')[0]!)).toMatchObject({ job: { id, status: 'running' } });
+      expect(subscriber.output()).toMatch(/event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":50,"currentStep":"Processing Intel","changeCursor":"\d+"\}\}\}/);
+    } finally {
+      poller.stop();
+      subscriber.stop();
+    }
+  });
+
   it('the key commands work as written and print the key on the last line', async () => {
     const commands = blocks('sh')
       .flatMap((block) => block.split('\n'))
