@@ -11,6 +11,7 @@ import { migrate } from './db/migrate.js';
 import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import { graphiqlPage } from './graphql/graphiql.js';
 import { createGatewayYoga } from './graphql/yoga.js';
+import { dashboardFiles } from './dashboard/page.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
 import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
@@ -85,6 +86,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
   const graphiql = graphiqlPage();
+  const dashboard = dashboardFiles();
   const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
@@ -113,6 +115,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     if (route === 'metrics' && metrics) {
       const { contentType, body } = await metrics.render();
       return sendText(res, 200, contentType, body);
+    }
+    if (route === 'dashboard' && (req.method === 'GET' || req.method === 'HEAD')) {
+      const file = dashboard.get(url.pathname);
+      if (file) return file.send(req, res);
     }
     if (route !== 'rest' && route !== 'graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${url.pathname}. GraphQL is at /graphql.`);
     // The REST contract is public, like GraphQL's introspection would be: no key needed to read it.
@@ -233,6 +239,7 @@ function requestRoute(target: string | undefined): { url: URL | undefined; route
   const path = url.pathname;
   if (path === '/graphql') return { url, route: 'graphql' };
   if (path === '/api' || path.startsWith('/api/')) return { url, route: 'rest' };
+  if (path === '/' || path.startsWith('/dashboard/')) return { url, route: 'dashboard' };
   if (path === '/healthz') return { url, route: 'healthz' };
   if (path === '/readyz') return { url, route: 'readyz' };
   if (path === '/metrics') return { url, route: 'metrics' };

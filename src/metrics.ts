@@ -14,7 +14,7 @@ export interface MetricSources {
 }
 
 /** The routes of the HTTP entry, as a bounded label (paths carry job ids). */
-export type RouteLabel = 'graphql' | 'rest' | 'healthz' | 'readyz' | 'metrics' | 'unknown';
+export type RouteLabel = 'graphql' | 'rest' | 'dashboard' | 'healthz' | 'readyz' | 'metrics' | 'unknown';
 
 export interface GatewayMetrics {
   /** The Prometheus text exposition of every metric. */

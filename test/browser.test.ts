@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompleteJobDocument, CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { freshDatabase } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
-import { startTestApp } from './helpers/test-app.js';
+import { startTestApp, workspaceIdOf } from './helpers/test-app.js';
 
 // Debian's Chromium (`apt-get install chromium`; .ci/run installs it). Without it these tests are
 // reported as skipped; REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
@@ -68,6 +68,81 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     expect(result.withKey).toEqual({ data: { __typename: 'Query' } });
     expect(result.without).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] });
     await page.close();
+  });
+
+  it('the live dashboard at / lists the jobs, moves with the worker, cancels, filters, and survives a restart', { timeout: 120_000 }, async () => {
+    const database = await freshDatabase();
+    let t = await startTestApp({ database });
+    const port = new URL(t.url).port;
+    const key = await t.createKey('dashboard'); // jobs:read and jobs:cancel
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const steps = [
+      { id: 'collect', name: 'Collecting Intel' },
+      { id: 'ingest', name: 'Processing Intel' },
+    ];
+    const running = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Analyzing Competitor', competitorId: 'c1', steps });
+    const failed = await t.app.jobs.create(workspaceId, { type: 'discover-products', displayTitle: 'Discovering Products', steps: [] });
+    await t.app.jobs.fail(workspaceId, failed.id, 'Scraper timed out');
+
+    const tab = await browser.newPage();
+    const pageErrors: string[] = [];
+    tab.on('pageerror', (error) => pageErrors.push(String(error)));
+    await tab.goto(`${t.url}/`);
+    // Paste the key, and submit from the keyboard.
+    await tab.getByLabel('API key').fill(key);
+    await tab.getByLabel('API key').press('Enter');
+    await expect.poll(() => tab.locator('#connection').innerText(), { timeout: 20_000 }).toBe('Live');
+    await expect.poll(() => tab.locator('li.job').count()).toBe(2);
+    // The key stays in this tab's sessionStorage, never in the URL.
+    expect(tab.url()).not.toContain(key);
+    expect(await tab.evaluate(() => sessionStorage.getItem('jobs-gateway:key'))).toBe(key);
+    const cardOf = (id: string) => tab.locator(`li.job[data-job-id="${id}"]`);
+    expect(await cardOf(failed.id).locator('.job-error').innerText()).toBe('Scraper timed out');
+    expect(await cardOf(failed.id).locator('button.cancel').count()).toBe(0);
+    expect(await cardOf(running.id).locator('.meta').innerText()).toContain('competitor c1');
+    await tab.screenshot({ path: path.join(artifacts, 'dashboard-list.png'), fullPage: true });
+
+    // A worker reports: the progress bar moves without a reload.
+    await t.app.jobs.updateProgress(workspaceId, running.id, { progress: 60, stepId: 'ingest', stepStatus: 'RUNNING' });
+    await expect.poll(() => cardOf(running.id).getByRole('progressbar').getAttribute('aria-valuenow'), { timeout: 10_000 }).toBe('60');
+    expect(await cardOf(running.id).locator('.steps').innerText()).toContain('Processing Intel: running');
+
+    // Restart the gateway: the page shows it reconnecting, then resumes; a change made before it
+    // is back comes through the replay from `after`.
+    await t.close();
+    await expect.poll(() => tab.locator('#connection').innerText(), { timeout: 10_000 }).toBe('Reconnecting…');
+    t = await startTestApp({ database, env: { PORT: port } });
+    await t.app.jobs.updateProgress(workspaceId, running.id, { progress: 80 });
+    await expect.poll(() => cardOf(running.id).getByRole('progressbar').getAttribute('aria-valuenow'), { timeout: 45_000 }).toBe('80');
+    expect(await tab.locator('#connection').innerText()).toBe('Live');
+    const created = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'A new one', steps });
+    await expect.poll(() => tab.locator('li.job h2').first().innerText(), { timeout: 10_000 }).toBe('A new one');
+
+    // Cancel, from the keyboard: the job fails as cancelled, in the database and on the page.
+    await cardOf(created.id).getByRole('button', { name: 'Cancel A new one' }).focus();
+    await tab.keyboard.press('Enter');
+    await expect.poll(async () => (await t.app.jobs.get(workspaceId, created.id))?.status, { timeout: 10_000 }).toBe('FAILED');
+    await expect.poll(() => cardOf(created.id).getAttribute('data-status'), { timeout: 10_000 }).toBe('FAILED');
+    expect(await cardOf(created.id).locator('.job-error').innerText()).toBe('Cancelled');
+
+    // Filters: failed jobs only.
+    await tab.getByLabel('Status').selectOption('FAILED');
+    await expect.poll(async () => (await tab.locator('li.job').evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.status))).join()).toBe('FAILED,FAILED');
+    await tab.setViewportSize({ width: 375, height: 812 });
+    await tab.screenshot({ path: path.join(artifacts, 'dashboard-phone.png'), fullPage: true });
+    expect(await tab.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+
+    // A key that may not cancel gets no Cancel button.
+    const reader = await t.createKey('dashboard', ['jobs:read']);
+    await tab.getByRole('button', { name: 'Forget key' }).click();
+    await tab.getByLabel('API key').fill(reader);
+    await tab.getByRole('button', { name: 'Show jobs' }).click();
+    await expect.poll(() => tab.locator('li.job').count(), { timeout: 10_000 }).toBe(3);
+    expect(await tab.locator('button.cancel').count()).toBe(0);
+    expect(pageErrors).toEqual([]);
+    await tab.close();
+    await t.close();
+    await database.drop();
   });
 
   // The client reconnects with graphql-ws's randomised exponential backoff (1 s, 2 s, 4 s... plus up to

@@ -2,21 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../package-path.js';
 import type { Database } from './database.js';
 
-/**
- * The package's prisma/migrations, whether this module runs from its source (src/db/, in tests) or
- * from the build (dist/, bundled into one file): the first one up from here.
- */
-export const MIGRATIONS_DIR = findUp(path.dirname(fileURLToPath(import.meta.url)), path.join('prisma', 'migrations'));
-
-function findUp(from: string, relative: string): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, relative))) return path.join(dir, relative);
-    if (path.dirname(dir) === dir) throw new Error(`${relative} not found above ${from}`);
-  }
-}
+/** The package's prisma/migrations, from the source or the build alike. */
+export const MIGRATIONS_DIR = packagePath(path.join('prisma', 'migrations'));
 
 /** The same key `prisma migrate deploy` locks, so our migrator and Prisma's never run at once. */
 const PRISMA_MIGRATE_LOCK_KEY = 72707369;

@@ -1,0 +1,284 @@
+// The live dashboard served at `/`: a key pasted once (kept in sessionStorage, never in the URL),
+// the workspace's jobs from the `jobs` query, then every change pushed over graphql-ws, resumed with
+// `after` across reconnects. Plain DOM, bundled with graphql-ws at install (no build step at run time).
+import { type Client, createClient } from 'graphql-ws';
+import './app.css';
+
+interface Step {
+  id: string;
+  key: string;
+  name: string;
+  status: 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED';
+}
+interface Job {
+  id: string;
+  type: string;
+  displayTitle: string;
+  competitorId: string | null;
+  status: 'RUNNING' | 'COMPLETED' | 'FAILED';
+  progress: number;
+  currentStep: string | null;
+  steps: Step[];
+  startedAt: string;
+  completedAt: string | null;
+  error: string | null;
+  changeCursor: string;
+}
+interface Filters {
+  status: string;
+  type: string;
+  competitorId: string;
+}
+
+const KEY_STORAGE = 'jobs-gateway:key';
+const FIELDS = 'id type displayTitle competitorId status progress currentStep steps { id key name status } startedAt completedAt error changeCursor';
+const LIST = `query Dashboard($status: JobStatus, $type: String, $competitorId: ID) {
+  viewer { scopes }
+  jobs(status: $status, type: $type, competitorId: $competitorId, limit: 100) { ${FIELDS} }
+}`;
+const WATCH = `subscription Watch($after: String, $status: JobStatus, $type: String, $competitorId: ID) {
+  jobUpdated(after: $after, status: $status, type: $type, competitorId: $competitorId) { ${FIELDS} }
+}`;
+const CANCEL = 'mutation Cancel($id: ID!) { cancelJob(id: $id) { success job { id status } } }';
+
+const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
+
+const jobs = new Map<string, Job>();
+let scopes: string[] = [];
+let client: Client | undefined;
+let unsubscribe: (() => void) | undefined;
+/** Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen. */
+let variables: Record<string, string | null> = {};
+
+function setConnection(state: 'connecting' | 'live' | 'reconnecting' | 'signed-out', detail = ''): void {
+  const element = $('#connection');
+  element.dataset.state = state;
+  element.textContent = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', 'signed-out': 'Not connected' }[state] + (detail ? ` ${detail}` : '');
+}
+
+function showError(message: string): void {
+  const element = $('#error');
+  element.textContent = message;
+  element.hidden = message === '';
+}
+
+async function graphql<T>(query: string, vars: Record<string, unknown>): Promise<T> {
+  const response = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': sessionStorage.getItem(KEY_STORAGE) ?? '' },
+    body: JSON.stringify({ query, variables: vars }),
+  });
+  const body = (await response.json()) as { data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+  if (body.errors?.length) throw Object.assign(new Error(body.errors[0]!.message), { code: body.errors[0]!.extensions?.code });
+  return body.data!;
+}
+
+function filters(): Filters {
+  return {
+    status: $<HTMLSelectElement>('#filter-status').value,
+    type: $<HTMLInputElement>('#filter-type').value.trim(),
+    competitorId: $<HTMLInputElement>('#filter-competitor').value.trim(),
+  };
+}
+
+function filterVariables(f: Filters): Record<string, string | null> {
+  return { status: f.status || null, type: f.type || null, competitorId: f.competitorId || null };
+}
+
+function matches(job: Job, f: Filters): boolean {
+  return (!f.status || job.status === f.status) && (!f.type || job.type === f.type) && (!f.competitorId || job.competitorId === f.competitorId);
+}
+
+const isNewer = (cursor: string, than: string | null) => than === null || BigInt(cursor) > BigInt(than);
+
+/** Loads the list for the current filters, then follows it live from the newest cursor in it. */
+async function load(): Promise<void> {
+  const f = filters();
+  unsubscribe?.();
+  showError('');
+  let data: { viewer: { scopes: string[] }; jobs: Job[] };
+  try {
+    data = await graphql(LIST, filterVariables(f));
+  } catch (error) {
+    if ((error as { code?: string }).code === 'UNAUTHENTICATED') return signOut('That key is not valid (or was revoked).');
+    showError(`Could not load the jobs: ${(error as Error).message}`);
+    return;
+  }
+  scopes = data.viewer.scopes;
+  jobs.clear();
+  let after: string | null = null;
+  for (const job of data.jobs) {
+    jobs.set(job.id, job);
+    if (isNewer(job.changeCursor, after)) after = job.changeCursor;
+  }
+  render();
+  variables = { ...filterVariables(f), after };
+  unsubscribe = client!.subscribe<{ jobUpdated: Job }>(
+    { query: WATCH, variables },
+    {
+      next: ({ data: pushed, errors }) => {
+        if (errors?.length) return showError(errors[0]!.message);
+        const job = pushed?.jobUpdated;
+        if (!job) return;
+        if (isNewer(job.changeCursor, variables.after ?? null)) variables.after = job.changeCursor;
+        // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
+        if (!matches(job, filters())) {
+          jobs.delete(job.id);
+          return render();
+        }
+        const known = jobs.has(job.id);
+        jobs.set(job.id, job);
+        if (known) replaceCard(job);
+        else render();
+      },
+      error: (error) => showError(`The live updates stopped: ${error instanceof Error ? error.message : 'the connection was refused'}`),
+      complete: () => {},
+    },
+  );
+}
+
+function connect(): void {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (!key) return signOut();
+  $('#sign-in').hidden = true;
+  $('#board').hidden = false;
+  setConnection('connecting');
+  client = createClient({
+    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
+    connectionParams: { apiKey: key },
+    retryAttempts: Number.POSITIVE_INFINITY,
+    shouldRetry: () => true,
+    // Back soon after a restart or a deploy: 0.5 s doubling to 8 s, with jitter so that a fleet of
+    // dashboards does not reconnect in one wave.
+    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** retries, 8_000) + Math.random() * 1_000)),
+    on: {
+      connected: () => setConnection('live'),
+      closed: (event) => {
+        const code = (event as CloseEvent | undefined)?.code;
+        if (code === 4403 || code === 4401) return signOut('That key is not valid (or was revoked).');
+        setConnection('reconnecting');
+      },
+    },
+  });
+  void load();
+}
+
+function signOut(message = ''): void {
+  unsubscribe?.();
+  void client?.dispose();
+  client = undefined;
+  sessionStorage.removeItem(KEY_STORAGE);
+  jobs.clear();
+  $<HTMLFormElement>('#filters').reset();
+  $('#board').hidden = true;
+  $('#sign-in').hidden = false;
+  setConnection('signed-out');
+  showError(message);
+  $<HTMLInputElement>('#key').focus();
+}
+
+async function cancel(id: string, button: HTMLButtonElement): Promise<void> {
+  button.disabled = true;
+  try {
+    await graphql(CANCEL, { id });
+  } catch (error) {
+    showError(`Could not cancel: ${(error as Error).message}`);
+    button.disabled = false;
+  }
+}
+
+const time = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '');
+
+function card(job: Job): HTMLElement {
+  const item = document.createElement('li');
+  item.className = 'job';
+  item.dataset.jobId = job.id;
+  item.dataset.status = job.status;
+  const title = document.createElement('h2');
+  title.textContent = job.displayTitle;
+  const meta = document.createElement('p');
+  meta.className = 'meta';
+  meta.textContent = [job.type, job.competitorId && `competitor ${job.competitorId}`, `started ${time(job.startedAt)}`, job.completedAt && `ended ${time(job.completedAt)}`]
+    .filter(Boolean)
+    .join(' · ');
+  const status = document.createElement('span');
+  status.className = `status status-${job.status.toLowerCase()}`;
+  status.textContent = job.status.toLowerCase();
+  const progress = document.createElement('div');
+  progress.className = 'progress';
+  progress.setAttribute('role', 'progressbar');
+  progress.setAttribute('aria-label', `Progress of ${job.displayTitle}`);
+  progress.setAttribute('aria-valuemin', '0');
+  progress.setAttribute('aria-valuemax', '100');
+  progress.setAttribute('aria-valuenow', String(job.progress));
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  bar.style.width = `${job.progress}%`;
+  progress.append(bar);
+  const percent = document.createElement('span');
+  percent.className = 'percent';
+  percent.textContent = `${job.progress}%${job.currentStep ? ` · ${job.currentStep}` : ''}`;
+  const steps = document.createElement('ol');
+  steps.className = 'steps';
+  for (const step of job.steps) {
+    const li = document.createElement('li');
+    li.dataset.status = step.status;
+    li.textContent = `${step.name}: ${step.status.toLowerCase()}`;
+    steps.append(li);
+  }
+  const header = document.createElement('div');
+  header.className = 'head';
+  header.append(title, status);
+  item.append(header, meta, progress, percent, steps);
+  if (job.status === 'FAILED' && job.error) {
+    const error = document.createElement('p');
+    error.className = 'job-error';
+    error.textContent = job.error;
+    item.append(error);
+  }
+  if (job.status === 'RUNNING' && scopes.includes('jobs:cancel')) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'cancel';
+    button.textContent = 'Cancel';
+    button.setAttribute('aria-label', `Cancel ${job.displayTitle}`);
+    button.addEventListener('click', () => void cancel(job.id, button));
+    item.append(button);
+  }
+  return item;
+}
+
+/** Redraws one job in place, keeping the keyboard focus where it was (on its Cancel button, say). */
+function replaceCard(job: Job): void {
+  const old = document.querySelector<HTMLElement>(`li.job[data-job-id="${job.id}"]`);
+  if (!old) return render();
+  const focused = old.contains(document.activeElement) ? (document.activeElement as HTMLElement).className : undefined;
+  const fresh = card(job);
+  old.replaceWith(fresh);
+  if (focused) (fresh.querySelector<HTMLElement>(`.${focused}`) ?? fresh.querySelector('h2'))?.focus();
+}
+
+function render(): void {
+  const list = $('#jobs');
+  const sorted = [...jobs.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
+  list.replaceChildren(...sorted.map(card));
+  $('#empty').hidden = sorted.length > 0;
+  $('#count').textContent = `${sorted.length} job${sorted.length === 1 ? '' : 's'}`;
+}
+
+$('#sign-in').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $<HTMLInputElement>('#key');
+  const key = input.value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  input.value = '';
+  connect();
+});
+$('#sign-out').addEventListener('click', () => signOut());
+$('#filters').addEventListener('submit', (event) => {
+  event.preventDefault();
+  void load();
+});
+$('#filter-status').addEventListener('change', () => void load());
+connect();
