@@ -1,0 +1,100 @@
+import type { JobsWorker } from '../sdk/worker.js';
+import { JobCancelledError } from '../sdk/worker.js';
+
+/** The kinds of jobs the Jobs API's clients run, with their steps, as a worker of theirs creates them. */
+export const DEMO_KINDS = [
+  {
+    type: 'collect',
+    title: (competitor: string) => `Analyzing ${competitor}`,
+    steps: [
+      { id: 'collect', name: 'Collecting Intel' },
+      { id: 'ingest', name: 'Processing Intel' },
+      { id: 'build-matrix', name: 'Building Competitor Matrix' },
+      { id: 'build-battlecard', name: 'Generating Battle Card' },
+    ],
+  },
+  { type: 'discover-products', title: (competitor: string) => `Discovering ${competitor}'s products`, steps: [{ id: 'discover', name: 'Discovering Products' }] },
+  { type: 'discover-profile', title: (competitor: string) => `Profiling ${competitor}`, steps: [] },
+  {
+    type: 'analyze-product-capabilities',
+    title: (competitor: string) => `Analyzing ${competitor}'s product capabilities`,
+    steps: [
+      { id: 'fetch', name: 'Fetching Product Pages' },
+      { id: 'analyze', name: 'Analyzing Capabilities' },
+    ],
+  },
+] as const;
+
+const COMPETITORS = ['Acme Corp', 'Globex', 'Initech', 'Umbrella', 'Hooli'];
+
+export interface DemoWorkerOptions {
+  /** Time between two reports of a job. */
+  stepMs: number;
+  /** Chance that a job fails (as a scraper times out). */
+  failureRate: number;
+  /** Jobs run at once. */
+  concurrency: number;
+  random?: () => number;
+}
+
+/**
+ * A simulated worker pool: runs jobs of every kind through their steps with the SDK, reports
+ * progress, sometimes fails one, and stops a job as soon as a dashboard cancels it, until `signal`.
+ */
+export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, options: DemoWorkerOptions): Promise<void> {
+  const random = options.random ?? Math.random;
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const sleep = (ms: number, job?: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      const signals = job ? AbortSignal.any([signal, job]) : signal;
+      if (signals.aborted) return reject(signals.reason);
+      const timer = setTimeout(resolve, ms * (0.5 + random()));
+      signals.addEventListener('abort', () => (clearTimeout(timer), reject(signals.reason)), { once: true });
+    });
+
+  const runOne = async () => {
+    const kind = pick(DEMO_KINDS);
+    const competitor = pick(COMPETITORS);
+    const job = await worker.createJob({
+      type: kind.type,
+      displayTitle: kind.title(competitor),
+      competitorId: competitor.toLowerCase().replace(/\W+/g, '-'),
+      steps: kind.steps.map((step) => ({ ...step })),
+      metadata: { competitorName: competitor, demo: true },
+    });
+    const fails = random() < options.failureRate;
+    const reports = Math.max(kind.steps.length, 1) * 3;
+    try {
+      for (let i = 1; i <= reports; i++) {
+        await sleep(options.stepMs, job.cancelled);
+        if (fails && i === Math.ceil(reports / 2)) {
+          await job.fail('Scraper timed out');
+          return;
+        }
+        const step = kind.steps[Math.floor(((i - 1) / reports) * kind.steps.length)];
+        const progress = Math.round((i / reports) * 95);
+        const runningStep = job.state?.steps.find((s) => s.status === 'RUNNING')?.key;
+        await job.report({ progress, metadata: { pagesSeen: i * 7 }, ...(step && step.id !== runningStep && { stepId: step.id, stepStatus: 'RUNNING' as const }) });
+      }
+      await job.complete();
+    } catch (error) {
+      // Cancelled from a dashboard: stop this job's work, report nothing more.
+      if (error instanceof JobCancelledError || (error instanceof DOMException && error.name === 'AbortError') || job.cancelled.aborted) return;
+      if (signal.aborted) return;
+      throw error;
+    }
+  };
+
+  const lanes = Array.from({ length: options.concurrency }, async () => {
+    while (!signal.aborted) {
+      try {
+        await runOne();
+      } catch (error) {
+        if (signal.aborted) return;
+        console.error(`demo worker: ${(error as Error).message}`);
+        await sleep(1_000).catch(() => undefined);
+      }
+    }
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { dbKind } from './helpers/databases.js';
+import { rest } from './helpers/http.js';
+
+/** `npm run demo` as the README tells a newcomer to run it (always on an embedded database of its own). */
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cleanups: Array<() => unknown> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+interface RestJob {
+  id: string;
+  type: string;
+  status: string;
+  progress: number;
+  currentStep: string | null;
+  steps: Array<{ id: string; status: string }>;
+}
+
+const demoDirs = async () => (await fs.readdir(os.tmpdir())).filter((name) => name.startsWith('jobs-gateway-demo-'));
+
+describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
+  it('prints a key and the URLs, runs every kind of job through its steps (some failing), honours a cancel, and cleans up on Ctrl+C', { timeout: 90_000 }, async () => {
+    const dirsBefore = await demoDirs();
+    const child = spawn('npm', ['run', 'demo', '--silent'], {
+      cwd: root,
+      env: { ...process.env, PORT: '0', DEMO_STEP_MS: '80', DEMO_CONCURRENCY: '4', DEMO_FAILURE_RATE: '0.3' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+
+    await expect.poll(() => /jg_[A-Za-z0-9_-]{43}/.test(stdout), { timeout: 30_000 }).toBe(true);
+    const url = /jobs-gateway demo: (http:\/\/\S+)/.exec(stdout)![1]!;
+    const key = /(jg_[A-Za-z0-9_-]{43})/.exec(stdout)![1]!;
+    expect(stdout).toContain(`dashboard:  ${url}/`);
+    expect((await fetch(`${url}/`)).status).toBe(200);
+
+    const list = async () => ((await rest(url, 'GET', '/api/jobs?limit=200', key)).body as { jobs: RestJob[] }).jobs;
+    // Every kind, jobs completed and failed, and steps that moved on.
+    await expect
+      .poll(
+        async () => {
+          const jobs = await list();
+          return {
+            kinds: [...new Set(jobs.map((job) => job.type))].sort(),
+            completed: jobs.some((job) => job.status === 'completed' && job.progress === 100),
+            failed: jobs.some((job) => job.status === 'failed' && job.currentStep !== 'Cancelled'),
+            stepped: jobs.some((job) => job.steps.length > 1 && job.steps[0]!.status === 'completed'),
+          };
+        },
+        { timeout: 45_000, interval: 500 },
+      )
+      .toEqual({ kinds: ['analyze-product-capabilities', 'collect', 'discover-products', 'discover-profile'], completed: true, failed: true, stepped: true });
+
+    // A dashboard cancels a running job: the worker stops on it (it stays cancelled, nothing overwrites it).
+    const running = (await list()).find((job) => job.status === 'running')!;
+    expect(running).toBeDefined();
+    expect((await rest(url, 'POST', `/api/jobs/${running.id}/cancel`, key)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const after = ((await rest(url, 'GET', `/api/jobs/${running.id}`, key)).body as { job: RestJob }).job;
+    expect(after).toMatchObject({ status: 'failed', currentStep: 'Cancelled' });
+
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(stderr).toBe('');
+    // Its database went with it.
+    expect(await demoDirs()).toEqual(dirsBefore);
+  });
+});
