@@ -98,7 +98,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   /** Answers one request; `url` and `route` come from `requestRoute`, which the metrics share. */
   async function handle(req: IncomingMessage, res: ServerResponse, url: URL | undefined, route: RouteLabel): Promise<void> {
     // Node's parser lets through targets that are no URL (`GET http://[ HTTP/1.1`).
-    if (!url) return sendError(res, 400, 'BAD_USER_INPUT', 'The request target is not a valid URL.');
+    if (!url) return sendError(res, 'BAD_USER_INPUT', 'The request target is not a valid URL.');
     // Never the query string or headers: both can carry ids and keys.
     logger.debug({ method: req.method, path: url.pathname }, 'request');
 
@@ -120,14 +120,14 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       const file = dashboard.get(url.pathname);
       if (file) return file.send(req, res);
     }
-    if (route !== 'rest' && route !== 'graphql') return sendError(res, 404, 'NOT_FOUND', `Nothing at ${url.pathname}. GraphQL is at /graphql.`);
+    if (route !== 'rest' && route !== 'graphql') return sendError(res, 'NOT_FOUND', `Nothing at ${url.pathname}. GraphQL is at /graphql.`);
     // The REST contract is public, like GraphQL's introspection would be: no key needed to read it.
     if (route === 'rest' && url.pathname === OPENAPI_PATH && (req.method === 'GET' || req.method === 'HEAD')) return openApi.send(req, res);
 
     const body = checkBodySize(req, config.maxBodyBytes);
     if (!body.ok) {
       discardRefusedBody(req);
-      return sendError(res, body.status, body.code, body.message);
+      return sendError(res, body.code, body.message);
     }
 
     if (route === 'graphql' && wantsGraphiQL(req)) return graphiql.send(req, res);
@@ -136,7 +136,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     // Nothing of a request without a valid key is parsed, but for what a browser asks before it can
     // send a key: CORS preflights (yoga answers them).
     if (!principal && route === 'graphql' && req.method !== 'OPTIONS') {
-      return sendGraphqlError(res, 401, 'UNAUTHENTICATED', errors.unauthenticated().message);
+      return sendGraphqlError(res, 'UNAUTHENTICATED', errors.unauthenticated().message);
     }
     if (principal) {
       const verdict = rateLimiter.take(principal.keyId);
@@ -144,7 +144,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         const message = `Too many requests for this API key (${config.rateLimit.perSecond} per second); retry after ${verdict.retryAfterSeconds} s.`;
         const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
         await sleep(REFUSAL_DELAY_MS);
-        return sendErrorFor(route === 'graphql', res, 429, 'RATE_LIMITED', message, headers);
+        return sendErrorFor(route === 'graphql', res, 'RATE_LIMITED', message, headers);
       }
     }
     if (route === 'rest') {
@@ -172,7 +172,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         logger.error({ err: error, method: req.method, path: url?.pathname }, 'request failed');
         if (res.headersSent) return void res.destroy();
         // Auth or routing failed before yoga could answer: almost always the database being away.
-        sendErrorFor(route === 'graphql', res, 503, 'SERVICE_UNAVAILABLE', errors.unavailable().message);
+        sendErrorFor(route === 'graphql', res, 'SERVICE_UNAVAILABLE', errors.unavailable().message);
       });
     },
   );

@@ -99,6 +99,15 @@ const envSchema = z.object({
   RESPONSE_CACHE_TTL_MS: intFrom(1, 86_400_000).default(60_000),
 });
 
+/** Every environment variable the gateway reads (the README's configuration table lists exactly these). */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as ReadonlyArray<keyof typeof envSchema.shape>;
+
+/** A variable's default as the environment would spell it; undefined when it has none. */
+export function configDefault(name: (typeof CONFIG_VARIABLES)[number]): string | undefined {
+  const parsed = envSchema.shape[name].safeParse(undefined);
+  return parsed.success && parsed.data !== undefined ? String(parsed.data) : undefined;
+}
+
 export class ConfigError extends Error {}
 
 /** Parses the environment; throws ConfigError naming every bad variable. */

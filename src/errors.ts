@@ -1,34 +1,58 @@
 import { GraphQLError } from 'graphql';
 
-/** The error codes clients see in `extensions.code` (GraphQL) and `error.code` (REST). */
-export type ErrorCode =
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'BAD_USER_INPUT'
-  | 'JOB_NOT_RUNNING'
-  | 'CONFLICT'
-  | 'QUERY_TOO_COMPLEX'
-  | 'RATE_LIMITED'
-  | 'TOO_MANY_CONNECTIONS'
-  | 'SERVICE_UNAVAILABLE';
+/**
+ * Every error code a client can see: `extensions.code` on GraphQL (HTTP and WebSockets alike) and
+ * `error.code` on REST, with the HTTP status each one answers with on REST (`rest`) and, for the few
+ * that change a GraphQL response's status, on /graphql (`graphql`: authentication, authorization,
+ * rate limits and outages; every other GraphQL error is part of a 200 response). The one place
+ * where a code, and its status, is defined.
+ */
+export const ERROR_CODES = {
+  BAD_USER_INPUT: { rest: 400 },
+  JOB_NOT_RUNNING: { rest: 400 },
+  QUERY_TOO_COMPLEX: { rest: 400 },
+  RESPONSE_TOO_LARGE: { rest: 400 },
+  UNAUTHENTICATED: { rest: 401, graphql: 401 },
+  FORBIDDEN: { rest: 403, graphql: 403 },
+  NOT_FOUND: { rest: 404 },
+  METHOD_NOT_ALLOWED: { rest: 405 },
+  CONFLICT: { rest: 409 },
+  LENGTH_REQUIRED: { rest: 411 },
+  PAYLOAD_TOO_LARGE: { rest: 413 },
+  RATE_LIMITED: { rest: 429, graphql: 429 },
+  TOO_MANY_CONNECTIONS: { rest: 429, graphql: 429 },
+  /** WebSockets only: more than MAX_SUBSCRIPTIONS_PER_CONNECTION on one socket. */
+  TOO_MANY_SUBSCRIPTIONS: { rest: 429 },
+  /** WebSockets only: more replays waiting than REPLAY_QUEUE_MAX. */
+  OVERLOADED: { rest: 503 },
+  INTERNAL_SERVER_ERROR: { rest: 500 },
+  SERVICE_UNAVAILABLE: { rest: 503, graphql: 503 },
+} as const satisfies Record<string, { rest: number; graphql?: number }>;
 
-/** Only authentication, authorization, rate limits and outages change the HTTP status of a GraphQL response. */
-const graphqlHttpStatus: Partial<Record<ErrorCode, number>> = {
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  RATE_LIMITED: 429,
-  TOO_MANY_CONNECTIONS: 429,
-  SERVICE_UNAVAILABLE: 503,
-};
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
+/** The HTTP status of a REST response with this code. */
+export function restStatusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].rest;
+}
+
+/** The HTTP status of a GraphQL response whose error has this code (200 for most). */
+export function graphqlStatusOf(code: ErrorCode): number {
+  const entry: { rest: number; graphql?: number } = ERROR_CODES[code];
+  return entry.graphql ?? 200;
+}
 
 /**
  * An expected error: yoga passes GraphQLErrors through its masking unchanged, so clients see the
  * code and message; anything else is masked to "Unexpected error.".
  */
 export function appError(code: ErrorCode, message: string): GraphQLError {
-  const status = graphqlHttpStatus[code];
-  return new GraphQLError(message, { extensions: status ? { code, http: { status } } : { code } });
+  const status = graphqlStatusOf(code);
+  return new GraphQLError(message, { extensions: status !== 200 ? { code, http: { status } } : { code } });
 }
 
 export const errors = {

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { CreateJobDocument, type CreateJobInput, FailJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
@@ -50,15 +50,15 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   function watchFeed(t: Awaited<ReturnType<typeof startTestApp>>) {
     const seen: JobRow[] = [];
     cleanups.push(t.app.feed.subscribe((rows) => seen.push(...rows)));
-    return async (match: (row: JobRow) => boolean): Promise<JobRow> => {
-      const deadline = Date.now() + 5_000;
-      for (;;) {
-        const row = seen.find(match);
-        if (row) return row;
-        if (Date.now() > deadline) throw new Error('no such change dispatched');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    };
+    return (match: (row: JobRow) => boolean): Promise<JobRow> =>
+      vi.waitFor(
+        () => {
+          const row = seen.find(match);
+          if (!row) throw new Error('no such change dispatched');
+          return row;
+        },
+        { timeout: 5_000, interval: 10 },
+      );
   }
   const current = (t: Awaited<ReturnType<typeof startTestApp>>, id: string) => t.app.database.prisma.job.findUniqueOrThrow({ where: { id } });
 
@@ -223,7 +223,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     expect(t.app.webSockets.connectionCount).toBe(1);
     // A frozen peer: nothing it receives is read, so no pong comes back.
     (socket.socket as unknown as { _socket: net.Socket })._socket.pause();
-    await waitFor(() => t.app.webSockets.connectionCount === 0, 10_000);
+    await expect.poll(() => t.app.webSockets.connectionCount, { timeout: 10_000 }).toBe(0);
   });
 
   it('admits replays through a bounded queue: waiting replays share one read, overflow is refused', async () => {
@@ -330,11 +330,4 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
   });
 });
 
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 
-export type BodyVerdict = { ok: true } | { ok: false; status: 411 | 413; code: string; message: string };
+export type BodyVerdict = { ok: true } | { ok: false; code: 'LENGTH_REQUIRED' | 'PAYLOAD_TOO_LARGE'; message: string };
 
 /**
  * Refuses oversized bodies before anything reads them. Node's parser never reads past a declared
@@ -12,12 +12,12 @@ export function checkBodySize(req: IncomingMessage, maxBytes: number): BodyVerdi
   if (declared !== undefined) {
     const length = Number(declared);
     if (Number.isFinite(length) && length > maxBytes) {
-      return { ok: false, status: 413, code: 'PAYLOAD_TOO_LARGE', message: `Request bodies are limited to ${maxBytes} bytes.` };
+      return { ok: false, code: 'PAYLOAD_TOO_LARGE', message: `Request bodies are limited to ${maxBytes} bytes.` };
     }
     return { ok: true };
   }
   if (req.headers['transfer-encoding'] !== undefined) {
-    return { ok: false, status: 411, code: 'LENGTH_REQUIRED', message: 'Send a Content-Length header with the request body.' };
+    return { ok: false, code: 'LENGTH_REQUIRED', message: 'Send a Content-Length header with the request body.' };
   }
   return { ok: true };
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
+import { type ErrorCode, graphqlStatusOf, restStatusOf } from '../errors.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const payload = JSON.stringify(body);
@@ -17,25 +18,18 @@ export function sendText(res: ServerResponse, status: number, contentType: strin
   res.end(body);
 }
 
-export function sendError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
-  sendJson(res, status, { error: { code, message } }, headers);
+export function sendError(res: ServerResponse, code: ErrorCode, message: string, headers?: Record<string, string>): void {
+  sendJson(res, restStatusOf(code), { error: { code, message } }, headers);
 }
 
-/** A GraphQL-shaped error for /graphql requests refused before yoga sees them (no key, rate limit). */
-export function sendGraphqlError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>): void {
-  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
+/** A GraphQL-shaped error for /graphql requests refused before yoga sees them (no key, rate limit, outage). */
+export function sendGraphqlError(res: ServerResponse, code: ErrorCode, message: string, headers?: Record<string, string>): void {
+  sendJson(res, graphqlStatusOf(code), { errors: [{ message, extensions: { code } }] }, headers);
 }
 
 /** An error in the shape its route speaks: GraphQL `errors` on /graphql, the REST envelope elsewhere. */
-export function sendErrorFor(
-  graphql: boolean,
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-  headers?: Record<string, string>,
-): void {
-  (graphql ? sendGraphqlError : sendError)(res, status, code, message, headers);
+export function sendErrorFor(graphql: boolean, res: ServerResponse, code: ErrorCode, message: string, headers?: Record<string, string>): void {
+  (graphql ? sendGraphqlError : sendError)(res, code, message, headers);
 }
 
 export interface CacheableBody {

@@ -1,3 +1,4 @@
+import { errors } from '../errors.js';
 import type { JobRow } from './model.js';
 
 /**
@@ -45,4 +46,11 @@ export function floorOf(horizon: bigint): bigint {
  */
 export function cursorOf(row: Pick<JobRow, 'changeXid' | 'changeXmin' | 'changeSeq'>, horizon: bigint): bigint {
   return row.changeXid < horizon || row.changeXmin >= row.changeXid ? positionOf(row) : floorOf(horizon);
+}
+
+/** `after` is a changeCursor: a decimal integer in a string. */
+export function parseAfter(after: string | null | undefined): bigint | undefined {
+  if (after == null) return undefined;
+  if (!/^\d{1,38}$/.test(after) || BigInt(after) > MAX_POSITION) throw errors.badInput('after must be a changeCursor (a string of digits).');
+  return BigInt(after);
 }

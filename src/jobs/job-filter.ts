@@ -21,3 +21,22 @@ export function changeMatches(job: JobRow, filter: JobFilter): boolean {
   if (filter.status != null && job.status !== filter.status && job.previousStatus !== filter.status) return false;
   return true;
 }
+
+/** jobUpdated's arguments, as GraphQL coerces them (ids may arrive as numbers). */
+export interface JobUpdatedArgs {
+  id?: string | number | null;
+  competitorId?: string | number | null;
+  type?: string | null;
+  status?: JobFilter['status'];
+  after?: string | null;
+}
+
+/** The filter a jobUpdated subscription's arguments describe. */
+export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
+  return {
+    id: args.id == null ? null : String(args.id),
+    competitorId: args.competitorId == null ? null : String(args.competitorId),
+    type: args.type,
+    status: args.status,
+  };
+}

@@ -1,14 +1,15 @@
+import { restStatusOf } from '../errors.js';
 import { type ErrorDoc, type JsonSchema, type RestRoute, jobSchemas } from './routes.js';
 
 /** Errors any route may answer, whatever it does (the HTTP entry's and the shim's own). */
 const EVERY_ROUTE_ERRORS: ErrorDoc[] = [
-  { status: 401, code: 'UNAUTHENTICATED', when: 'a missing, unknown or revoked key' },
-  { status: 403, code: 'FORBIDDEN', when: "the key lacks the route's scope" },
-  { status: 405, code: 'METHOD_NOT_ALLOWED', when: 'another method than the route\'s (the Allow header names it)' },
-  { status: 411, code: 'LENGTH_REQUIRED', when: 'a body sent without Content-Length' },
-  { status: 413, code: 'PAYLOAD_TOO_LARGE', when: 'a body over MAX_BODY_BYTES' },
-  { status: 429, code: 'RATE_LIMITED', when: 'more requests than RATE_LIMIT_PER_KEY a second (beyond the burst); Retry-After says when to retry' },
-  { status: 503, code: 'SERVICE_UNAVAILABLE', when: 'the database does not answer; retry' },
+  { code: 'UNAUTHENTICATED', when: 'a missing, unknown or revoked key' },
+  { code: 'FORBIDDEN', when: "the key lacks the route's scope" },
+  { code: 'METHOD_NOT_ALLOWED', when: 'another method than the route\'s (the Allow header names it)' },
+  { code: 'LENGTH_REQUIRED', when: 'a body sent without Content-Length' },
+  { code: 'PAYLOAD_TOO_LARGE', when: 'a body over MAX_BODY_BYTES' },
+  { code: 'RATE_LIMITED', when: 'more requests than RATE_LIMIT_PER_KEY a second (beyond the burst); Retry-After says when to retry' },
+  { code: 'SERVICE_UNAVAILABLE', when: 'the database does not answer; retry' },
 ];
 
 /** The REST contract's version (not the package's): it changes when a route, a field or an error does. */
@@ -44,7 +45,10 @@ export function openApiDocument(routes: RestRoute[]): Record<string, unknown> {
       '200': { description: doc.ok.description, content: json(doc.ok.schema) },
     };
     const byStatus = new Map<number, ErrorDoc[]>();
-    for (const error of [...doc.errors, ...EVERY_ROUTE_ERRORS]) byStatus.set(error.status, [...(byStatus.get(error.status) ?? []), error]);
+    for (const error of [...doc.errors, ...EVERY_ROUTE_ERRORS]) {
+      const status = restStatusOf(error.code);
+      byStatus.set(status, [...(byStatus.get(status) ?? []), error]);
+    }
     for (const [status, errors] of [...byStatus].sort(([a], [b]) => a - b)) {
       responses[String(status)] = {
         description: `${STATUS_TEXT[status] ?? 'Error'}: ${errors.map((error) => `${error.code} when ${error.when}`).join('; ')}.`,

@@ -2,7 +2,8 @@ import { type DocumentNode, type ExecutionResult, GraphQLError } from 'graphql';
 import type { Principal } from '../auth/scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { Logger } from '../logger.js';
-import { RestError, isErrorCode, statusOfCode } from './rest-error.js';
+import { errors, isErrorCode } from '../errors.js';
+import { RestError } from './rest-error.js';
 import type { RestRoute } from './routes.js';
 
 export interface RestResponse {
@@ -31,25 +32,25 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
       const { match, allowed } = matchRoute(compiled, method === 'HEAD' ? 'GET' : method, url.pathname);
       if (!match) {
         if (allowed.length > 0) {
-          return { ...errorResponse(new RestError(405, 'METHOD_NOT_ALLOWED', `Use ${allowed.join(' or ')}.`)), headers: { allow: allowed.join(', ') } };
+          return { ...errorResponse(new RestError('METHOD_NOT_ALLOWED', `Use ${allowed.join(' or ')}.`)), headers: { allow: allowed.join(', ') } };
         }
-        return errorResponse(new RestError(404, 'NOT_FOUND', `No route ${method} ${url.pathname}.`));
+        return errorResponse(new RestError('NOT_FOUND', `No route ${method} ${url.pathname}.`));
       }
-      if (!principal) throw new RestError(401, 'UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).');
+      if (!principal) throw new RestError('UNAUTHENTICATED', errors.unauthenticated().message);
       const variables = match.compiled.route.variables({ params: match.params, query: url.searchParams });
       const result = await execute(match.compiled.route.document, variables, principal);
       const error = result.errors?.[0];
       if (error) {
         const code = error.extensions?.code;
-        if (isErrorCode(code)) throw new RestError(statusOfCode[code], code, error.message);
+        if (isErrorCode(code)) throw new RestError(code, error.message);
         logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');
-        throw new RestError(500, 'INTERNAL_SERVER_ERROR', 'Unexpected error.');
+        throw new RestError('INTERNAL_SERVER_ERROR', 'Unexpected error.');
       }
       return { status: 200, body: match.compiled.route.body(result.data) };
     } catch (error) {
       if (error instanceof RestError) return errorResponse(error);
       logger.error({ err: error }, 'REST route failed');
-      return errorResponse(new RestError(500, 'INTERNAL_SERVER_ERROR', 'Unexpected error.'));
+      return errorResponse(new RestError('INTERNAL_SERVER_ERROR', 'Unexpected error.'));
     }
   };
 

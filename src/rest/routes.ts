@@ -9,15 +9,15 @@ import {
 import type { Scope } from '../auth/scopes.js';
 import { LIST_LIMIT } from '../jobs/job-store.js';
 import { JOB_STEP_STATUSES, JobStatus as JOB_STATUSES } from '../jobs/model.js';
+import type { ErrorCode } from '../errors.js';
 import { RestError } from './rest-error.js';
 
 /** A JSON Schema (2020-12, as OpenAPI 3.1 uses it); `$ref`s point into `jobSchemas`. */
 export type JsonSchema = Record<string, unknown>;
 
-/** One error a route answers: its status, its `error.code`, and when. */
+/** One error a route answers: its `error.code` (whose status src/errors.ts sets), and when. */
 export interface ErrorDoc {
-  status: number;
-  code: string;
+  code: ErrorCode;
   when: string;
 }
 
@@ -85,7 +85,7 @@ export const routes: RestRoute[] = [
         description: 'The jobs.',
         schema: { type: 'object', required: ['jobs'], additionalProperties: false, properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } } } },
       },
-      errors: [{ status: 400, code: 'BAD_USER_INPUT', when: `an unknown status, or a limit that is not an integer from 1 to ${LIST_LIMIT.max}` }],
+      errors: [{ code: 'BAD_USER_INPUT', when: `an unknown status, or a limit that is not an integer from 1 to ${LIST_LIMIT.max}` }],
     },
   }),
   route({
@@ -94,7 +94,7 @@ export const routes: RestRoute[] = [
     document: RestGetJobDocument,
     variables: ({ params }) => ({ id: params.id ?? '' }),
     body: (data) => {
-      if (!data.job) throw new RestError(404, 'NOT_FOUND', 'Job not found.');
+      if (!data.job) throw new RestError('NOT_FOUND', 'Job not found.');
       return { job: restJob(data.job) };
     },
     doc: {
@@ -106,7 +106,7 @@ export const routes: RestRoute[] = [
         description: 'The job.',
         schema: { type: 'object', required: ['job'], additionalProperties: false, properties: { job: { $ref: '#/components/schemas/Job' } } },
       },
-      errors: [{ status: 404, code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" }],
+      errors: [{ code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" }],
     },
   }),
   route({
@@ -141,9 +141,9 @@ export const routes: RestRoute[] = [
         },
       },
       errors: [
-        { status: 400, code: 'JOB_NOT_RUNNING', when: 'the job is no longer running' },
-        { status: 404, code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" },
-        { status: 409, code: 'CONFLICT', when: 'the job kept changing under other writers for 25 attempts; retry' },
+        { code: 'JOB_NOT_RUNNING', when: 'the job is no longer running' },
+        { code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" },
+        { code: 'CONFLICT', when: 'the job kept changing under other writers for 25 attempts; retry' },
       ],
     },
   }),
@@ -216,7 +216,7 @@ function jobStatusParam(value: string | undefined): JobStatus | undefined {
   // hasOwn: "constructor" or "__proto__" must not pass for a status.
   const status = Object.hasOwn(REST_STATUSES, lowered) ? REST_STATUSES[lowered] : undefined;
   if (!status) {
-    throw new RestError(400, 'BAD_USER_INPUT', `status must be one of ${Object.keys(REST_STATUSES).join(', ')}.`);
+    throw new RestError('BAD_USER_INPUT', `status must be one of ${Object.keys(REST_STATUSES).join(', ')}.`);
   }
   return status;
 }
@@ -224,6 +224,6 @@ function jobStatusParam(value: string | undefined): JobStatus | undefined {
 /** Range checks belong to the GraphQL operation; here only "is it an integer at all". */
 function integerParam(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^-?\d{1,9}$/.test(value)) throw new RestError(400, 'BAD_USER_INPUT', `${name} must be an integer.`);
+  if (!/^-?\d{1,9}$/.test(value)) throw new RestError('BAD_USER_INPUT', `${name} must be an integer.`);
   return Number(value);
 }

@@ -9,8 +9,8 @@ import {
   getVariableValues,
 } from 'graphql';
 import { errors } from '../errors.js';
-import type { JobFilter } from '../jobs/job-filter.js';
-import { type JobUpdatedArgs, jobFilterOf, parseAfter } from '../graphql/types/job-subscription.js';
+import { parseAfter } from '../jobs/change-position.js';
+import { type JobFilter, type JobUpdatedArgs, jobFilterOf } from '../jobs/job-filter.js';
 
 export interface JobUpdatedPlan {
   filter: JobFilter;

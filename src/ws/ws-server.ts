@@ -113,11 +113,7 @@ export function attachWebSockets(deps: {
         }
         // graphql-ws has already registered this id among ctx.subscriptions.
         if (Object.keys(ctx.subscriptions).length > config.ws.maxSubscriptionsPerConnection) {
-          return [
-            new GraphQLError(`At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`, {
-              extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
-            }),
-          ];
+          return [appError('TOO_MANY_SUBSCRIPTIONS', `At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`)];
         }
         const enveloped = yoga.getEnveloped({ principal: connection.principal, params: payload } as never);
         let document;
@@ -176,7 +172,7 @@ export function attachWebSockets(deps: {
         } catch (error) {
           if (error instanceof ReplayOverloadedError) {
             ctx.extra.socket.close(CloseCode.TryAgainLater, error.message);
-            return [new GraphQLError(error.message, { extensions: { code: 'OVERLOADED' } })];
+            return [appError('OVERLOADED', error.message)];
           }
           if (error instanceof GraphQLError) return [error];
           if (error instanceof SocketClosedError) return [new GraphQLError(error.message)];

@@ -1,3 +1,4 @@
+import { vi } from 'vitest';
 import type { ChangeFeed } from '../../src/live/change-feed.js';
 
 /**
@@ -6,11 +7,11 @@ import type { ChangeFeed } from '../../src/live/change-feed.js';
  * back until it ends, and they then go out later.
  */
 export async function settleFeed(feed: ChangeFeed, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await feed.poke();
-    if (!feed.heldBack) return;
-    if (Date.now() > deadline) throw new Error('the change feed stayed held back by an open transaction');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await vi.waitFor(
+    async () => {
+      await feed.poke();
+      if (feed.heldBack) throw new Error('the change feed stayed held back by an open transaction');
+    },
+    { timeout: timeoutMs, interval: 20 },
+  );
 }

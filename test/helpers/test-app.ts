@@ -24,7 +24,7 @@ afterAll(async () => {
   await Promise.all(started.splice(0).map((app) => app.close()));
 });
 
-export const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
+const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
 
 /**
  * A real gateway on a random port over a database of its own. Pass `database` to start a second

@@ -131,6 +131,3 @@ export class TestSocket {
     for (const waiter of [...this.waiters]) waiter();
   }
 }
-
-/** Every TestSocket a test opened, closed after it. */
-export const openSockets: TestSocket[] = [];

@@ -160,7 +160,7 @@ export function withinResponseLimit(result: ExecutionResult, maxBytes: number): 
 function responseTooLarge(maxBytes: number): ExecutionResult {
   return {
     data: null,
-    errors: [new GraphQLError(`The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`, { extensions: { code: 'RESPONSE_TOO_LARGE' } })],
+    errors: [appError('RESPONSE_TOO_LARGE', `The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`)],
   };
 }
 

@@ -1,35 +1,10 @@
 import { appError, errors } from '../../errors.js';
-import { MAX_POSITION } from '../../jobs/change-position.js';
-import type { JobFilter } from '../../jobs/job-filter.js';
+import { parseAfter } from '../../jobs/change-position.js';
+import { jobFilterOf } from '../../jobs/job-filter.js';
 import type { JobRow } from '../../jobs/model.js';
 import { builder } from '../builder.js';
 import { principalOf } from '../context.js';
 import { JobRef, JobStatusEnum } from './job.js';
-
-export interface JobUpdatedArgs {
-  id?: string | number | null;
-  competitorId?: string | number | null;
-  type?: string | null;
-  status?: JobFilter['status'];
-  after?: string | null;
-}
-
-/** The filter a jobUpdated subscription's arguments describe. */
-export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
-  return {
-    id: args.id == null ? null : String(args.id),
-    competitorId: args.competitorId == null ? null : String(args.competitorId),
-    type: args.type,
-    status: args.status,
-  };
-}
-
-/** `after` is a changeCursor: a decimal integer in a string (see change-position.ts). */
-export function parseAfter(after: string | null | undefined): bigint | undefined {
-  if (after == null) return undefined;
-  if (!/^\d{1,38}$/.test(after) || BigInt(after) > MAX_POSITION) throw errors.badInput('after must be a changeCursor (a string of digits).');
-  return BigInt(after);
-}
 
 builder.subscriptionFields((t) => ({
   jobUpdated: t.field({
