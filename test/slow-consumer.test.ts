@@ -52,6 +52,22 @@ async function createJobs(t: TestApp, workspaceId: string, count: number, blobBy
   return jobs;
 }
 
+/**
+ * A gateway with a 16 KiB buffer per socket and `slowConsumerTimeoutMs`, one job, and a subscriber
+ * that is live on it (its creation replayed as the first message). Keepalive is off: a reader that
+ * stops must be closed by the slow-consumer rule, not by a missed pong.
+ */
+async function liveReaderOfOneJob(slowConsumerTimeoutMs: string) {
+  const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: slowConsumerTimeoutMs, WS_KEEPALIVE_MS: '0' } });
+  const key = await t.createKey('one-job');
+  const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+  const [job] = await createJobs(t, workspaceId, 1, 10);
+  const socket = await openSocket(t, key);
+  socket.subscribe('1', WATCH, { after: (positionOf(job!) - 1n).toString() });
+  await socket.waitForNexts('1', 1);
+  return { t, key, workspaceId, job: job!, socket };
+}
+
 describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)', () => {
   it('a reader that keeps up gets a resume many times larger than the buffer whole, never 4008', async () => {
     const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384' } });
@@ -117,18 +133,12 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
   });
 
   it('a reader that pauses for less than the timeout is not closed, and gets the newest state', async () => {
-    const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '5000', WS_KEEPALIVE_MS: '0' } });
-    const key = await t.createKey('pause');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const [job] = await createJobs(t, workspaceId, 1, 10);
-    const socket = await openSocket(t, key);
-    socket.subscribe('1', WATCH, { after: (positionOf(job!) - 1n).toString() });
-    await socket.waitForNexts('1', 1);
+    const { t, workspaceId, job, socket } = await liveReaderOfOneJob('5000');
     socket.stopReading();
     // More than loopback's socket buffers absorb (about 10 MB), so the server's own buffer fills.
     const blob = 'x'.repeat(60 * 1024);
     for (let progress = 1; progress <= 300; progress++) {
-      await t.app.jobs.updateProgress(workspaceId, job!.id, { progress: Math.ceil(progress / 3), metadata: { blob: `${progress}${blob}` } });
+      await t.app.jobs.updateProgress(workspaceId, job.id, { progress: Math.ceil(progress / 3), metadata: { blob: `${progress}${blob}` } });
       await t.app.feed.poke();
     }
     // The states waiting for this reader merged into the newest: it holds one frame, not hundreds.
@@ -141,13 +151,7 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
   });
 
   it('a reader that stops reading is closed with 4008 after the timeout, and resumes with after', async () => {
-    const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '300', WS_KEEPALIVE_MS: '0' } });
-    const key = await t.createKey('stopped');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const [job] = await createJobs(t, workspaceId, 1, 10);
-    const socket = await openSocket(t, key);
-    socket.subscribe('1', WATCH, { after: (positionOf(job!) - 1n).toString() });
-    await socket.waitForNexts('1', 1);
+    const { t, key, workspaceId, job, socket } = await liveReaderOfOneJob('300');
     socket.stopReading();
     // Updates keep coming, more than loopback's buffers absorb, while the reader takes nothing.
     const blob = 'x'.repeat(60 * 1024);
@@ -156,7 +160,7 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     while (t.app.webSockets.backlog.slowConsumerCloses === 0) {
       expect(updates).toBeLessThan(3_000);
       updates++;
-      await t.app.jobs.updateProgress(workspaceId, job!.id, { metadata: { blob: `${updates}${blob}` } });
+      await t.app.jobs.updateProgress(workspaceId, job.id, { metadata: { blob: `${updates}${blob}` } });
       await t.app.feed.poke();
       // The embedded database answers in microtasks: let timers (the sender's flush) run between writes.
       await new Promise((resolve) => setTimeout(resolve, 1));
