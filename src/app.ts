@@ -17,7 +17,7 @@ import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
 import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
-import { REFUSAL_DELAY_MS, RateLimiter } from './limits/rate-limiter.js';
+import { RateLimiter } from './limits/rate-limiter.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
 import { ChangeFeed } from './live/change-feed.js';
@@ -28,6 +28,7 @@ import { OPENAPI_PATH, openApiDocument } from './rest/openapi.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
+import { HEALTH_TIMEOUT_MS, REFUSAL_DELAY_MS } from './limits/fixed.js';
 
 export interface App {
   readonly database: Database;
@@ -46,7 +47,6 @@ export interface App {
   close(): Promise<void>;
 }
 
-const HEALTH_TIMEOUT_MS = 2_000;
 
 /** Opens the database, applies migrations and wires HTTP entry -> auth -> yoga / REST shim. */
 export async function createApp(config: Config, logger: Logger): Promise<App> {

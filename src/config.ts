@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { OperationLimits } from './graphql/plugins/operation-limits.js';
 import type { ResponseCacheOptions } from './graphql/plugins/response-cache.js';
+import { FEED_PAGE_SIZE } from './limits/fixed.js';
 
 /** Everything the gateway reads from its environment, parsed and validated once. */
 export interface Config {
@@ -139,7 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
-    feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: 500, coalesceMs: e.FEED_COALESCE_MS },
+    feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: FEED_PAGE_SIZE, coalesceMs: e.FEED_COALESCE_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
     responseCache:
       e.RESPONSE_CACHE === 'true' && e.RESPONSE_CACHE_MAX_BYTES > 0 ? { maxBytes: e.RESPONSE_CACHE_MAX_BYTES, ttlMs: e.RESPONSE_CACHE_TTL_MS } : undefined,

@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { PrismaClient } from '../db/database.js';
 import { isUuid } from '../ids.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
+import { AUTH_CACHE_MAX_ENTRIES } from '../limits/fixed.js';
 
 const KEY_PREFIX = 'jg_';
 /** Longer than any key we issue; anything longer is rejected before hashing. */
@@ -31,8 +32,6 @@ export interface ApiKeyInfo {
 export class UnknownWorkspaceError extends Error {}
 export class UnknownKeyError extends Error {}
 
-/** Most keys remembered at once; beyond, the least recently used are forgotten first. */
-const CACHE_MAX_ENTRIES = 10_000;
 
 /**
  * Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once.
@@ -49,7 +48,7 @@ export class ApiKeyStore {
     private readonly prisma: PrismaClient,
     cacheTtlMs = 0,
   ) {
-    if (cacheTtlMs > 0) this.cache = new LRUCache({ max: CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+    if (cacheTtlMs > 0) this.cache = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
   }
 
   /** Creates the workspace if it is new. Returns the key itself: the only time it exists in clear. */

@@ -7,6 +7,7 @@ import { lockDataDir } from './data-dir-lock.js';
 import { listenWithReconnect } from './pg-listener.js';
 import { type QueryCounter, countQueries } from './query-counter.js';
 import type { ListenHandlers, SqlClient } from './sql.js';
+import { EMBEDDED_SHARED_BUFFERS } from '../limits/fixed.js';
 
 export type { PrismaClient };
 
@@ -101,8 +102,6 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
   };
 }
 
-/** The embedded database's buffer cache: a few times the jobs table of a busy dashboard. */
-const EMBEDDED_SHARED_BUFFERS = '16MB';
 
 async function openEmbedded(dataDir: string): Promise<Database> {
   const unlock = await lockDataDir(dataDir);

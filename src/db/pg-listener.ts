@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { ListenHandlers } from './sql.js';
+import { LISTEN_BACKOFF_MS } from '../limits/fixed.js';
 
-const BACKOFF_MS = { first: 100, max: 5_000 } as const;
 
 /**
  * LISTEN on a dedicated PostgreSQL connection (pooled connections cannot hold a LISTEN), and
@@ -18,7 +18,7 @@ export function listenWithReconnect(
   let stopped = false;
   let client: pg.Client | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
-  let backoff: number = BACKOFF_MS.first;
+  let backoff: number = LISTEN_BACKOFF_MS.first;
   let resolveReady!: () => void;
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
 
@@ -40,7 +40,7 @@ export function listenWithReconnect(
       if (stopped) return;
       handlers.onDisconnected(error);
       retryTimer = setTimeout(() => void connect(), backoff);
-      backoff = Math.min(backoff * 2, BACKOFF_MS.max);
+      backoff = Math.min(backoff * 2, LISTEN_BACKOFF_MS.max);
     };
     current.on('error', fail);
     current.on('end', () => fail(new Error('listener connection ended')));
@@ -55,7 +55,7 @@ export function listenWithReconnect(
       return;
     }
     if (stopped) return void current.end().catch(() => {});
-    backoff = BACKOFF_MS.first;
+    backoff = LISTEN_BACKOFF_MS.first;
     resolveReady();
     handlers.onConnected();
   };

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { REFUSED_BODY_LINGER } from '../limits/fixed.js';
 
 export type BodyVerdict = { ok: true } | { ok: false; code: 'LENGTH_REQUIRED' | 'PAYLOAD_TOO_LARGE'; message: string };
 
@@ -22,8 +23,6 @@ export function checkBodySize(req: IncomingMessage, maxBytes: number): BodyVerdi
   return { ok: true };
 }
 
-/** How long, and how many bytes, a refused body is still read before its connection is cut. */
-const LINGER = { ms: 5_000, maxBytes: 64 * 1024 * 1024 } as const;
 
 /**
  * Reads and discards the body of a request that was answered without it (413, 411), for a bounded
@@ -33,11 +32,11 @@ const LINGER = { ms: 5_000, maxBytes: 64 * 1024 * 1024 } as const;
 export function discardRefusedBody(req: IncomingMessage): void {
   let received = 0;
   const cut = () => req.socket.destroy();
-  const timer = setTimeout(cut, LINGER.ms);
+  const timer = setTimeout(cut, REFUSED_BODY_LINGER.ms);
   timer.unref();
   req.on('data', (chunk: Buffer) => {
     received += chunk.length;
-    if (received > LINGER.maxBytes) cut();
+    if (received > REFUSED_BODY_LINGER.maxBytes) cut();
   });
   req.once('end', () => clearTimeout(timer));
   req.once('close', () => clearTimeout(timer));

@@ -9,20 +9,11 @@ import type { JobFilter } from './job-filter.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import * as transitions from './transitions.js';
+import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS, REMEMBERED_JOBS } from '../limits/fixed.js';
 
 /** What the `jobs` list filters on: a subscription's filter without the id, plus a page size. */
 export type ListFilter = Omit<JobFilter, 'id'> & { limit?: number | null | undefined };
 
-export const LIST_LIMIT = { default: 50, max: 200 } as const;
-
-/**
- * A transition that keeps losing the race for its job (another writer committed in between every
- * attempt) gives up after this many tries with CONFLICT, rather than spinning.
- */
-const MAX_TRANSITION_ATTEMPTS = 25;
-
-/** Jobs whose latest state this instance remembers (see `JobStore.latest`). */
-const REMEMBERED_JOBS = 10_000;
 
 /** What a read of changes found. */
 export interface ChangesRead {

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { RATE_LIMITED_KEYS_TRACKED } from './fixed.js';
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
@@ -7,16 +8,6 @@ interface Bucket {
   refilledAt: number;
 }
 
-/**
- * How long a refusal (429) is held before it is sent. A flooding client with many connections
- * would otherwise get its refusals as fast as it can send, and refusing thousands of requests a
- * second takes the event loop from every other key; held, each of its connections sends at most
- * a few requests a second. It waits for Retry-After anyway.
- */
-export const REFUSAL_DELAY_MS = 250;
-
-/** Keys remembered at once; a forgotten key starts again with a full bucket, which only errs towards allowing. */
-const MAX_TRACKED_KEYS = 100_000;
 
 /**
  * A token bucket per API key, on this instance: `perSecond` requests a second, refilled
@@ -26,7 +17,7 @@ const MAX_TRACKED_KEYS = 100_000;
  * an LRU so that memory stays bounded whatever the keys.
  */
 export class RateLimiter {
-  private readonly buckets = new LRUCache<string, Bucket>({ max: MAX_TRACKED_KEYS });
+  private readonly buckets = new LRUCache<string, Bucket>({ max: RATE_LIMITED_KEYS_TRACKED });
 
   constructor(
     private readonly perSecond: number,

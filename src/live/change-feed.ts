@@ -5,6 +5,7 @@ import { floorOf, positionOf } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
+import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS } from '../limits/fixed.js';
 
 export interface ChangeFeedOptions {
   /** Read this often even when nothing announced a change: how soon other writers' changes arrive. */
@@ -22,14 +23,6 @@ export interface ChangeFeedOptions {
 
 export type ChangeListener = (jobs: JobRow[]) => void;
 
-/**
- * A read that found changes held back by a running transaction tries again after this long,
- * doubling while the same transaction holds them, up to the catch-up interval.
- */
-const HELD_BACK_RETRY_MS = { first: 5, max: 1_000 } as const;
-
-/** A transaction that holds changes back this long is worth a warning to the operator. */
-const HELD_BACK_WARNING_MS = 10_000;
 
 /**
  * The database as the source of truth for live updates. Every change has a position (see

@@ -7,7 +7,7 @@ import {
   type RestJobFragment,
 } from '../graphql/operations.generated.js';
 import type { Scope } from '../auth/scopes.js';
-import { LIST_LIMIT } from '../jobs/job-store.js';
+import { LIST_LIMIT } from '../limits/fixed.js';
 import { JOB_STEP_STATUSES, JobStatus as JOB_STATUSES } from '../jobs/model.js';
 import type { ErrorCode } from '../errors.js';
 import { RestError } from './rest-error.js';

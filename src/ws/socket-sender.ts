@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import { FLUSH_INTERVAL_MS, PENDING_BYTES_TOTAL_FACTOR, STALLED_MS } from '../limits/fixed.js';
 import { CloseCode } from './close-codes.js';
 
 /** The TCP connection under a WebSocket: corked so that one dispatch's frames share a write. */
@@ -16,26 +17,9 @@ export interface BacklogLimits {
 }
 
 /**
- * Why this multiple: the waiting frames are merged (newest per subscription and job), so they
- * outgrow a buffer only when a burst touches many jobs at once (a feed page of large states, a bulk
- * update by SQL). A reader that keeps up takes such a burst within milliseconds; one that has
- * stopped keeps it. 256 buffers' worth bounds what all the stopped readers together (however many
- * sockets one key opens) make the process hold until their timeout.
- */
-export const PENDING_BYTES_TOTAL_FACTOR = 256;
-/** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
-const FLUSH_INTERVAL_MS = 50;
-/**
- * How long a socket must have had no room before it may be closed for the backlog's bound: long
- * enough that a reader busy with a large burst (a client parsing megabytes, a loaded machine) is
- * not taken for a stopped one; short enough that stopped readers' memory is back within a second.
- */
-const STALLED_MS = 1_000;
-
-/**
  * The frames of every socket whose reader has not taken what it was sent: flushed as buffers
- * drain, and bounded per socket and for the whole process (the socket holding the most is closed
- * when the whole is over).
+ * drain, and bounded for the whole process (the stalled socket holding the most is closed when the
+ * whole is over).
  */
 export class SendBacklog {
   readonly maxPendingBytes: number;

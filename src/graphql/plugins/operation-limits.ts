@@ -17,6 +17,7 @@ import {
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { appError } from '../../errors.js';
+import { MAX_VERDICTS_PER_DOCUMENT } from '../../limits/fixed.js';
 
 /** The bounds every GraphQL document and result must keep (config.ts reads them from the environment). */
 export interface OperationLimits {
@@ -112,8 +113,6 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
   ];
 }
 
-/** Cost verdicts remembered per document (one per operation name and value of its cost variables). */
-const MAX_VERDICTS_PER_DOCUMENT = 256;
 
 /** Pothos's complexity rule with the request's variables: a QUERY_TOO_COMPLEX result, or undefined. */
 function estimateCost(args: ExecutionArgs, maxCost: number): ExecutionResult | undefined {

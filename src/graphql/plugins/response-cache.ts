@@ -5,6 +5,7 @@ import type { Plugin } from 'graphql-yoga';
 import stableStringify from 'fast-json-stable-stringify';
 import { LRUCache } from 'lru-cache';
 import type { GatewayContext } from '../context.js';
+import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
 
 export interface ResponseCacheOptions {
   /**
@@ -21,8 +22,6 @@ export interface ResponseCacheOptions {
   ttlMs: number;
 }
 
-/** Workspaces whose generation is remembered by default: a few MB at most. */
-const TRACKED_WORKSPACES = 100_000;
 
 /**
  * Query results, served again while nothing in their workspace has changed: what makes a dashboard

@@ -1,5 +1,5 @@
 import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
-import { LIST_LIMIT } from '../../jobs/job-store.js';
+import { LIST_LIMIT } from '../../limits/fixed.js';
 import { builder } from '../builder.js';
 import { workspaceOf } from '../context.js';
 

@@ -1,0 +1,91 @@
+/**
+ * The limits that are not environment variables: sizes, counts and intervals fixed in the code,
+ * each with why it is what it is. (The configurable ones are parsed in src/config.ts and listed in
+ * the README's configuration table.)
+ */
+
+// --- HTTP and requests -------------------------------------------------------------------------
+
+/** How long /healthz and /readyz wait for the database to answer before calling it away. */
+export const HEALTH_TIMEOUT_MS = 2_000;
+
+/**
+ * How long a refusal (429) is held before it is sent. A flooding client with many connections
+ * would otherwise get its refusals as fast as it can send, and refusing thousands of requests a
+ * second takes the event loop from every other key; held, each of its connections sends at most
+ * a few requests a second. It waits for Retry-After anyway.
+ */
+export const REFUSAL_DELAY_MS = 250;
+
+/** Keys the rate limiter remembers at once; a forgotten key starts again with a full bucket, which only errs towards allowing. */
+export const RATE_LIMITED_KEYS_TRACKED = 100_000;
+
+/** How long, and how many bytes, a refused body (411, 413) is still read before its connection is cut. */
+export const REFUSED_BODY_LINGER = { ms: 5_000, maxBytes: 64 * 1024 * 1024 } as const;
+
+/** Valid API keys remembered between database checks; beyond, the least recently used are forgotten first. */
+export const AUTH_CACHE_MAX_ENTRIES = 10_000;
+
+// --- Jobs --------------------------------------------------------------------------------------
+
+/** Jobs per page of the `jobs` query and `GET /api/jobs`: the reference's default, and a page a dashboard renders at once. */
+export const LIST_LIMIT = { default: 50, max: 200 } as const;
+
+/**
+ * A transition that keeps losing the race for its job (another writer committed in between every
+ * attempt) gives up after this many tries with CONFLICT, rather than spinning.
+ */
+export const MAX_TRANSITION_ATTEMPTS = 25;
+
+/** Jobs whose latest state an instance remembers (see `JobStore.latest`): the busy ones of many dashboards, a few MB. */
+export const REMEMBERED_JOBS = 10_000;
+
+// --- The change feed ---------------------------------------------------------------------------
+
+/** Changes read per statement: a burst of thousands goes out in pages, each one indexed read. */
+export const FEED_PAGE_SIZE = 500;
+
+/**
+ * A read that found changes held back by a running transaction tries again after this long,
+ * doubling while the same transaction holds them, up to the catch-up interval.
+ */
+export const HELD_BACK_RETRY_MS = { first: 5, max: 1_000 } as const;
+
+/** A transaction that holds changes back this long is worth a warning to the operator. */
+export const HELD_BACK_WARNING_MS = 10_000;
+
+/** The LISTEN connection's reconnect backoff: quick after a blip, at most one attempt per 5 s during an outage. */
+export const LISTEN_BACKOFF_MS = { first: 100, max: 5_000 } as const;
+
+// --- GraphQL -----------------------------------------------------------------------------------
+
+/** Cost verdicts remembered per document (one per operation name and value of its cost variables). */
+export const MAX_VERDICTS_PER_DOCUMENT = 256;
+
+/** Workspaces whose response-cache generation is remembered: a few MB at most. */
+export const TRACKED_WORKSPACES = 100_000;
+
+// --- WebSocket delivery ------------------------------------------------------------------------
+
+/**
+ * States waiting for stopped readers, all sockets together, at most this many WS_MAX_BUFFERED_BYTES.
+ * Waiting states are merged (newest per subscription and job), so they outgrow a buffer only when
+ * a burst touches many jobs at once (a feed page of large states, a bulk update by SQL); a reader
+ * that keeps up takes such a burst within milliseconds, one that has stopped keeps it.
+ */
+export const PENDING_BYTES_TOTAL_FACTOR = 256;
+
+/** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
+export const FLUSH_INTERVAL_MS = 50;
+
+/**
+ * How long a socket must have had no room before it may be closed for the bound above: long
+ * enough that a reader busy with a large burst (a client parsing megabytes, a loaded machine) is
+ * not taken for a stopped one; short enough that stopped readers' memory is back within a second.
+ */
+export const STALLED_MS = 1_000;
+
+// --- The embedded database ---------------------------------------------------------------------
+
+/** PGlite's buffer cache: a few times the jobs table of a busy dashboard (PostgreSQL's 128 MB default is idle memory here). */
+export const EMBEDDED_SHARED_BUFFERS = '16MB';
