@@ -8,6 +8,7 @@ import { describePostgres } from './helpers/databases.js';
 import { codesOf, graphql, rest } from './helpers/http.js';
 import { type OwnCluster, createOwnCluster } from './helpers/own-cluster.js';
 import { startTestApp, workspaceIdOf } from './helpers/test-app.js';
+import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 /**
@@ -67,6 +68,11 @@ describePostgres('PostgreSQL stopped and started under load', () => {
     );
     cleanups.push(unsubscribe);
     for (const socket of sockets) await socket.waitForNexts('1', jobs.length);
+    // And a Server-Sent Events stream, following one job.
+    const watched = jobs[0]!.id;
+    const events = await openEventStream(t.url, key, `subscription { jobUpdated(id: "${watched}", after: "0") { id metadata changeCursor } }`);
+    cleanups.push(() => events.close());
+    await events.next(1);
 
     // Load: a worker reporting, a dashboard polling REST. Every answer is a success or the outage's.
     const seen = { graphql: new Map<string, number>(), rest: new Map<string, number>() };
@@ -138,5 +144,10 @@ describePostgres('PostgreSQL stopped and started under load', () => {
     }
     await expect.poll(() => Object.fromEntries(newest(clientStates)), { timeout: 15_000 }).toEqual(Object.fromEntries(truth));
     expect(clientClosed).toBe(false);
+    // The SSE stream stayed open through the outage too (a stream that ended makes `next` throw),
+    // and brings the watched job's state in the database.
+    const lastSseState = () => (events.events.filter((e) => e.event === 'next').at(-1)?.data as { data: { jobUpdated: State } } | undefined)?.data.jobUpdated;
+    while (lastSseState()?.metadata.n !== truth.get(watched)) await events.next(events.events.filter((e) => e.event === 'next').length + 1);
+    expect(lastSseState()).toMatchObject({ id: watched, metadata: { n: truth.get(watched) } });
   });
 });
