@@ -1,17 +1,13 @@
 import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
-import PrismaPlugin from '@pothos/plugin-prisma';
 import ScopeAuthPlugin, { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import { type Scope, SCOPES } from '../auth/scopes.js';
 import { errors } from '../errors.js';
-import type PrismaTypes from '../generated/pothos-prisma-types.js';
-import { getDatamodel } from '../generated/pothos-prisma-types.js';
 import type { GatewayContext } from './context.js';
 
 export const builder = new SchemaBuilder<{
   Context: GatewayContext;
-  PrismaTypes: PrismaTypes;
   AuthScopes: Record<Scope, boolean>;
   Scalars: {
     DateTime: { Input: Date; Output: Date };
@@ -20,18 +16,10 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
-  plugins: [ScopeAuthPlugin, PrismaPlugin, ComplexityPlugin],
+  plugins: [ScopeAuthPlugin, ComplexityPlugin],
   // Fields carry their cost for the limit that plugins/operation-limits.ts checks before execution
   // starts; the plugin's own check (at the first resolver) stays off.
   complexity: { disabled: true, defaultComplexity: 1, defaultListMultiplier: 10 },
-  prisma: {
-    // The client comes from the job store at request time, so importing the schema (codegen does)
-    // opens no database.
-    client: (ctx) => ctx.jobs.prisma,
-    dmmf: getDatamodel(),
-    exposeDescriptions: false,
-    onUnusedQuery: null,
-  },
   scopeAuth: {
     // Subscriptions are authorized once, when they start, not on every event.
     authorizeOnSubscribe: true,
