@@ -47,7 +47,6 @@ export interface App {
   close(): Promise<void>;
 }
 
-
 /** Opens the database, applies migrations and wires HTTP entry -> auth -> yoga / REST shim. */
 export async function createApp(config: Config, logger: Logger): Promise<App> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir });

@@ -3,7 +3,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { adminQuery, dbKind, describeDb } from './helpers/databases.js';
+import { describeDb, sqlAsAnotherProgram } from './helpers/databases.js';
 import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
 
 /**
@@ -137,10 +137,7 @@ describeDb('the OpenAPI document of the REST routes', () => {
       'CREATE FUNCTION test_drop_updates() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$',
       `CREATE TRIGGER test_drop_updates BEFORE UPDATE ON "Job" FOR EACH ROW WHEN (OLD.id = '${stuck.id}') EXECUTE FUNCTION test_drop_updates()`,
     ];
-    for (const sql of dropUpdates) {
-      if (dbKind === 'postgres') await adminQuery(sql, [], t.app.database.schema);
-      else await t.app.database.sql.query(sql);
-    }
+    for (const sql of dropUpdates) await sqlAsAnotherProgram(t.app.database, sql);
     await check('/api/jobs/{id}/cancel', 'POST', await call(`/api/jobs/${stuck.id}/cancel`, { method: 'POST' }));
   });
 

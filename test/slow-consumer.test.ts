@@ -3,7 +3,7 @@ import { afterAll, expect, it } from 'vitest';
 import { positionOf } from '../src/jobs/change-position.js';
 import type { JobRow } from '../src/jobs/model.js';
 import { scrape } from './helpers/metrics.js';
-import { adminQuery, dbKind, describeDb } from './helpers/databases.js';
+import { describeDb, sqlAsAnotherProgram } from './helpers/databases.js';
 import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
 
@@ -29,12 +29,6 @@ async function openSocket(t: TestApp, key: string): Promise<TestSocket> {
   const socket = await TestSocket.open(t.url, { apiKey: key });
   cleanups.push(() => socket.close());
   return socket;
-}
-
-/** Writes by SQL, as another program would: one statement, however many rows. */
-async function sql(t: TestApp, text: string, params: unknown[]): Promise<void> {
-  if (dbKind === 'postgres') await adminQuery(text, params, t.app.database.schema);
-  else await t.app.database.sql.query(text, params);
 }
 
 /** The newest state each job reached over the socket's subscription `id`. */
@@ -123,7 +117,7 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     const socket = await openSocket(t, key);
     socket.subscribe('1', WATCH, { after: positionOf(jobs.at(-1)!).toString() });
     // Every job moves in one statement: one dispatch of 300 states of 8 KB to this socket.
-    await sql(t, `UPDATE "Job" SET progress = 50, metadata = jsonb_build_object('blob', repeat('y', 8192) || id::text) WHERE "workspaceId" = $1`, [
+    await sqlAsAnotherProgram(t.app.database, `UPDATE "Job" SET progress = 50, metadata = jsonb_build_object('blob', repeat('y', 8192) || id::text) WHERE "workspaceId" = $1`, [
       workspaceId,
     ]);
     await expect
@@ -194,7 +188,7 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(2);
     stopped.stopReading();
     // 250 distinct jobs of 60 KB (15 MB, past loopback's buffers and the 4 MiB bound): nothing merges.
-    await sql(t, `UPDATE "Job" SET progress = 9, metadata = jsonb_build_object('blob', repeat('z', 61440)) WHERE "workspaceId" = $1`, [workspaceId]);
+    await sqlAsAnotherProgram(t.app.database, `UPDATE "Job" SET progress = 9, metadata = jsonb_build_object('blob', repeat('z', 61440)) WHERE "workspaceId" = $1`, [workspaceId]);
     await expect.poll(() => t.app.webSockets.backlog.slowConsumerCloses, { timeout: 30_000 }).toBe(1);
     expect(t.app.webSockets.backlog.maxPendingBytes).toBe(256 * 16384);
     expect((await scrape(t.url)).value('jobs_gateway_websocket_slow_consumer_closes_total')).toBe(1);

@@ -4,7 +4,7 @@ import { CreateJobDocument, type CreateJobInput, FailJobDocument, UpdateJobProgr
 import type { JobRow } from '../src/jobs/model.js';
 import { ReplayOverloadedError, ReplayQueue } from '../src/live/replay-queue.js';
 import { positionOf } from '../src/jobs/change-position.js';
-import { adminQuery, dbKind, describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
+import { adminQuery, describeDb, describePostgres, freshDatabase, sqlAsAnotherProgram } from './helpers/databases.js';
 import { settleFeed } from './helpers/feed.js';
 import { spawnGateway } from './helpers/gateway-process.js';
 import { graphqlOk } from './helpers/http.js';
@@ -34,9 +34,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     cleanups.push(() => socket.close());
     socket.subscribe('1', WATCH, { after: job.changeCursor });
 
-    const sql = 'UPDATE "Job" SET progress = 77 WHERE id = $1';
-    if (dbKind === 'postgres') await adminQuery(sql, [job.id], t.app.database.schema); // its own connection, like a SQL console
-    else await t.app.database.sql.query(sql, [job.id]); // PGlite has no other connection to write through
+    await sqlAsAnotherProgram(t.app.database, 'UPDATE "Job" SET progress = 77 WHERE id = $1', [job.id]);
 
     // The creation may come once more first: its cursor was handed out before the feed knew that
     // no older transaction could still commit.

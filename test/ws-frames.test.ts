@@ -52,7 +52,7 @@ describeDb('hand-built jobUpdated frames', () => {
         async (id, { title, metadata }) => {
           // Unique per run: an id may be reused only once its operation completed.
           const operationId = `${subscription++}:${id}`;
-          const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: title || 'x', steps: [{ id: 'a', name: 'A' }], metadata });
+          const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: `job ${title}`, steps: [{ id: 'a', name: 'A' }], metadata });
           const seen = frames.length;
           send({ id: operationId, type: 'subscribe', payload: { query: `subscription { jobUpdated(id: "${job.id}", after: "0") { id displayTitle metadata steps { id key } changeCursor } }` } });
           await expect.poll(() => frames.length, { timeout: 10_000 }).toBeGreaterThan(seen);

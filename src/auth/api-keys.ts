@@ -32,7 +32,6 @@ export interface ApiKeyInfo {
 export class UnknownWorkspaceError extends Error {}
 export class UnknownKeyError extends Error {}
 
-
 /**
  * Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once.
  *

@@ -2,7 +2,6 @@ import pg from 'pg';
 import type { ListenHandlers } from './sql.js';
 import { LISTEN_BACKOFF_MS } from '../limits/fixed.js';
 
-
 /**
  * LISTEN on a dedicated PostgreSQL connection (pooled connections cannot hold a LISTEN), and
  * reconnect with backoff whenever that connection is lost. `onConnected` fires after every

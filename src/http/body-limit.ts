@@ -23,7 +23,6 @@ export function checkBodySize(req: IncomingMessage, maxBytes: number): BodyVerdi
   return { ok: true };
 }
 
-
 /**
  * Reads and discards the body of a request that was answered without it (413, 411), for a bounded
  * time, as nginx's lingering close does: closing while the client is still sending makes the kernel

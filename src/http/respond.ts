@@ -48,10 +48,17 @@ export function cacheableBody(contentType: string, render: () => string | Promis
   const compressed = new Map<'br' | 'gzip', Buffer>();
   return {
     async send(req, res) {
-      rendered ??= Promise.resolve(render()).then((text) => {
-        const body = Buffer.from(text);
-        return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
-      });
+      rendered ??= Promise.resolve(render()).then(
+        (text) => {
+          const body = Buffer.from(text);
+          return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+        },
+        (error: unknown) => {
+          // Not remembered: the next request renders again (a build finished meanwhile, say).
+          rendered = undefined;
+          throw error;
+        },
+      );
       const { body, etag } = await rendered;
       const headers: Record<string, string | number> = {
         'content-type': contentType,

@@ -14,7 +14,6 @@ import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS, REMEMBERED_JOBS } from '../limits/
 /** What the `jobs` list filters on: a subscription's filter without the id, plus a page size. */
 export type ListFilter = Omit<JobFilter, 'id'> & { limit?: number | null | undefined };
 
-
 /** What a read of changes found. */
 export interface ChangesRead {
   /** Final changes after the position asked for, in position order. */

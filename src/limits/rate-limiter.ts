@@ -8,7 +8,6 @@ interface Bucket {
   refilledAt: number;
 }
 
-
 /**
  * A token bucket per API key, on this instance: `perSecond` requests a second, refilled
  * continuously, with up to `burst` at once. Written here rather than taken from a rate-limit

@@ -23,7 +23,6 @@ export interface ChangeFeedOptions {
 
 export type ChangeListener = (jobs: JobRow[]) => void;
 
-
 /**
  * The database as the source of truth for live updates. Every change has a position (see
  * change-position.ts); the feed reads the changes after the last one it dispatched, up to the

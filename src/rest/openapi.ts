@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { restStatusOf } from '../errors.js';
 import { type ErrorDoc, type JsonSchema, type RestRoute, jobSchemas } from './routes.js';
 
@@ -17,19 +18,6 @@ const API_VERSION = '1.0.0';
 
 /** Where the document is served. */
 export const OPENAPI_PATH = '/api/openapi.json';
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad request',
-  401: 'Unauthenticated',
-  403: 'Forbidden',
-  404: 'Not found',
-  405: 'Method not allowed',
-  409: 'Conflict',
-  411: 'Length required',
-  413: 'Payload too large',
-  429: 'Too many requests',
-  503: 'Service unavailable',
-};
 
 /**
  * The OpenAPI 3.1 document of the REST shim, written from its route table (paths, parameters,
@@ -51,7 +39,7 @@ export function openApiDocument(routes: RestRoute[]): Record<string, unknown> {
     }
     for (const [status, errors] of [...byStatus].sort(([a], [b]) => a - b)) {
       responses[String(status)] = {
-        description: `${STATUS_TEXT[status] ?? 'Error'}: ${errors.map((error) => `${error.code} when ${error.when}`).join('; ')}.`,
+        description: `${STATUS_CODES[status] ?? 'Error'}: ${errors.map((error) => `${error.code} when ${error.when}`).join('; ')}.`,
         ...(status === 429 && { headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 1 } } } }),
         ...(status === 405 && { headers: { Allow: { description: 'The methods the path takes.', schema: { type: 'string' } } } }),
         content: json(errorSchema(errors.map((error) => error.code))),

@@ -1,5 +1,5 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
-import { type GraphQLFormattedError, print } from 'graphql';
+import { type DocumentNode, type GraphQLFormattedError, print } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import pRetry, { AbortError } from 'p-retry';
 import {
@@ -76,6 +76,14 @@ class RetryableError extends Error {
 
 export type JobState = WorkerJobFragment;
 
+/** Each document's text, printed once rather than at every report. */
+const printed = new WeakMap<DocumentNode, string>();
+function queryOf(document: DocumentNode): string {
+  let query = printed.get(document);
+  if (query === undefined) printed.set(document, (query = print(document)));
+  return query;
+}
+
 export class JobsWorker {
   private readonly endpoint: string;
   private readonly fetch: typeof fetch;
@@ -105,7 +113,7 @@ export class JobsWorker {
 
   /** @internal Runs one operation with retries; GraphQL errors other than the retryable become GatewayError or JobCancelledError. */
   async send<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables, jobId?: string): Promise<Data> {
-    const body = JSON.stringify({ query: print(document), variables });
+    const body = JSON.stringify({ query: queryOf(document), variables });
     return pRetry(
       async () => {
         let response: Response;
@@ -204,7 +212,7 @@ export class WorkerJob {
       const abort = (this.abort = new AbortController());
       this.unsubscribe = this.worker.socket().subscribe<{ jobUpdated: { id: string; status: string; error: string | null } }>(
         // From the last state this worker saw: a cancellation just before this call is replayed.
-        { query: print(WorkerFollowJobDocument), variables: { id: this.id, after: this.state?.changeCursor } },
+        { query: queryOf(WorkerFollowJobDocument), variables: { id: this.id, after: this.state?.changeCursor } },
         {
           next: ({ data }) => {
             const job = data?.jobUpdated;

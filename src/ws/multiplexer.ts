@@ -199,7 +199,7 @@ export class Member {
     // At the reader's pace: a resume over thousands of jobs is rendered and sent one job at a time
     // while the socket has room, not queued whole (live changes meanwhile wait in the gate, merged).
     for (const job of jobs) {
-      if (this.sender.congested) await this.sender.writable();
+      await this.sender.writable();
       const payload = await this.group.render(job);
       if (this.ended) return;
       this.send(job.id, payload);

@@ -1,4 +1,6 @@
+import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 
 export const now = () => performance.timeOrigin + performance.now();
@@ -113,4 +115,31 @@ export async function cannon(options: { url: string; method?: 'GET' | 'POST'; he
     connections: options.connections,
   });
   return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors, requests: result.requests.total };
+}
+
+/**
+ * `count` old dashboards polling `url` every 2 s with `key`, spread evenly over the interval;
+ * `onStatus` hears each answer's status. `stop` ends the loops (and their waits) once they are done.
+ */
+export function pollEvery2s(url: string, key: string, count: number, onStatus: (status: number) => void = () => {}): { stop(): Promise<void> } {
+  const stopping = new AbortController();
+  // Every poller waits on this one signal: that is no leak.
+  setMaxListeners(count + 1, stopping.signal);
+  const wait = (ms: number) => sleep(ms, undefined, { signal: stopping.signal }).catch(() => undefined);
+  const pollers = Array.from({ length: count }, async (_, i) => {
+    await wait((i * 2000) / count);
+    while (!stopping.signal.aborted) {
+      const started = Date.now();
+      const response = await fetch(url, { headers: { 'x-api-key': key } });
+      await response.arrayBuffer();
+      onStatus(response.status);
+      await wait(2000 - (Date.now() - started));
+    }
+  });
+  return {
+    stop: async () => {
+      stopping.abort();
+      await Promise.all(pollers);
+    },
+  };
 }

@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { setMaxListeners } from 'node:events';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -8,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
-import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile } from './load.js';
+import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s } from './load.js';
 import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
@@ -316,26 +315,14 @@ async function reads(db: Db): Promise<ReadRow[]> {
  */
 async function pollLoad({ gateway, url, key }: { gateway: Child; url: string; key: string }, jobId: string, dashboards: number, updatesPerSec: number) {
   const stats = () => gateway.request<GatewayStats>({ cmd: 'stats' });
-  const stopPolling = new AbortController();
-  // Every poller waits on this one signal: that is no leak.
-  setMaxListeners(dashboards + 1, stopPolling.signal);
-  const pollers = Array.from({ length: dashboards }, async (_, i) => {
-    await new Promise((resolve) => setTimeout(resolve, (i * 2000) / dashboards));
-    while (!stopPolling.signal.aborted) {
-      const started = Date.now();
-      const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key } });
-      await response.arrayBuffer();
-      await sleep(Math.max(0, 2000 - (Date.now() - started)), undefined, { signal: stopPolling.signal }).catch(() => undefined);
-    }
-  });
+  const polling = pollEvery2s(`${url}/api/jobs/${jobId}`, key, dashboards);
   await new Promise((resolve) => setTimeout(resolve, 2000)); // every poller has started
   const before = await stats();
   const start = now();
   await driveUpdates(url, key, [jobId], updatesPerSec, profile.pollMs);
   const after = await stats();
   const seconds = (now() - start) / 1000;
-  stopPolling.abort();
-  await Promise.all(pollers);
+  await polling.stop();
   return { queries: (after.queries - before.queries) / seconds, bytes: (after.bytesWritten - before.bytesWritten) / seconds };
 }
 
@@ -482,22 +469,9 @@ async function soak(subs: Child, db: Db): Promise<SoakRow> {
     const jobIds = await createJobs(url, key, 50);
     await subscribeAll(subs, url, key, subscribers, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= subscribers);
     await subs.request({ cmd: 'newest', on: true });
-    const stopPolling = new AbortController();
-    // Every poller waits on this one signal: that is no leak.
-    setMaxListeners(pollers + 1, stopPolling.signal);
     let polls = 0;
     let pollFailures = 0;
-    const polling = Array.from({ length: pollers }, async (_, i) => {
-      await sleep((i * 2000) / pollers);
-      while (!stopPolling.signal.aborted) {
-        const started = Date.now();
-        const response = await fetch(`${url}/api/jobs?limit=50`, { headers: { 'x-api-key': key } });
-        await response.arrayBuffer();
-        if (response.status === 200) polls++;
-        else pollFailures++;
-        await sleep(Math.max(0, 2000 - (Date.now() - started)), undefined, { signal: stopPolling.signal }).catch(() => undefined);
-      }
-    });
+    const polling = pollEvery2s(`${url}/api/jobs?limit=50`, key, pollers, (status) => (status === 200 ? polls++ : pollFailures++));
     const samples = [await memory()];
     let driving = true;
     const sampling = (async () => {
@@ -510,8 +484,7 @@ async function soak(subs: Child, db: Db): Promise<SoakRow> {
     const sent = await driveUpdates(url, key, jobIds, SOAK_UPDATES_PER_SEC, seconds * 1000);
     const elapsed = (now() - start) / 1000;
     driving = false;
-    stopPolling.abort();
-    await Promise.all([sampling, ...polling]);
+    await Promise.all([sampling, polling.stop()]);
     const pollsPerSec = round(polls / elapsed);
 
     // Final states: what the database holds, against each subscriber's newest.

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, inject } from 'vitest';
+import type { Database } from '../../src/db/database.js';
 import { postgresUrl } from './postgres.js';
 
 /** Which database this project's run uses (see test/vitest.config.ts). */
@@ -56,4 +57,14 @@ export async function adminQuery(sql: string, params: unknown[] = [], schema?: s
   } finally {
     await client.end();
   }
+}
+
+/**
+ * One statement as another program would send it, beside the gateway: on PostgreSQL over a
+ * connection of its own (like a SQL console); the embedded database has no other connection to
+ * write through, so there it goes through the gateway's.
+ */
+export async function sqlAsAnotherProgram(database: Database, text: string, params: unknown[] = []): Promise<void> {
+  if (database.kind === 'postgres') await adminQuery(text, params, database.schema);
+  else await database.sql.query(text, params);
 }

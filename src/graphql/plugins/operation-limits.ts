@@ -113,7 +113,6 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
   ];
 }
 
-
 /** Pothos's complexity rule with the request's variables: a QUERY_TOO_COMPLEX result, or undefined. */
 function estimateCost(args: ExecutionArgs, maxCost: number): ExecutionResult | undefined {
   const rule = createComplexityRule({

@@ -22,7 +22,6 @@ export interface ResponseCacheOptions {
   ttlMs: number;
 }
 
-
 /**
  * Query results, served again while nothing in their workspace has changed: what makes a dashboard
  * that polls its job list every 2 s cost no database read while its jobs stand still.
