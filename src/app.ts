@@ -73,16 +73,17 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     jobs.answerFromMemoryWhile(responses.usable, responses.ttlMs);
   }
   const replays = new ReplayQueue(jobs, config.replay);
-  const live = new LiveJobs(feed, replays);
+  const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
+  const live = new LiveJobs(feed, replays, revocations);
   try {
     await feed.start();
   } catch (error) {
+    revocations.close();
     await database.close();
     throw error;
   }
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
-  const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, revocations, keyConnections, logger, responses });
+  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
   const graphiql = graphiqlPage();
   const dashboard = dashboardFiles();

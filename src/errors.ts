@@ -23,7 +23,7 @@ export const ERROR_CODES = {
   TOO_MANY_CONNECTIONS: { rest: 429, graphql: 429 },
   /** WebSockets only: more than MAX_SUBSCRIPTIONS_PER_CONNECTION on one socket. */
   TOO_MANY_SUBSCRIPTIONS: { rest: 429 },
-  /** WebSockets only: more replays waiting than REPLAY_QUEUE_MAX. */
+  /** Subscriptions only: a resume (`after`) refused because more replays wait than REPLAY_QUEUE_MAX. */
   OVERLOADED: { rest: 503 },
   INTERNAL_SERVER_ERROR: { rest: 500 },
   SERVICE_UNAVAILABLE: { rest: 503, graphql: 503 },
@@ -64,4 +64,5 @@ export const errors = {
     appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
   unavailable: () => appError('SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.'),
+  overloaded: () => appError('OVERLOADED', 'Too many subscriptions are resuming at once; retry shortly.'),
 };

@@ -55,7 +55,7 @@ it('a resumed subscription gets nothing at or below `after`, no state twice, eve
       for (const change of changes) if (change.cursor <= read) latestAt.set(change.job, change);
       const replay = [...latestAt.values()].filter((c) => c.cursor > after).sort((x, y) => Number(x.cursor - y.cursor));
       out.push(...replay);
-      out.push(...gate.release(new Map(replay.map((c) => [c.job, c.cursor]))));
+      out.push(...gate.release(new Map(replay.map((c) => [c.job, c.cursor]))).map(([, change]) => change));
       for (const change of changes) if (change.cursor > released) offer(change);
 
       expect(out.filter((c) => c.cursor <= after)).toEqual([]);

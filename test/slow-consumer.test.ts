@@ -145,6 +145,33 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     await expect.poll(() => t.app.webSockets.backlog.pendingBytes).toBe(0);
   });
 
+  it('states that waited for a slow reader go out in position order, so a resume from the largest cursor received misses nothing', { timeout: 60_000 }, async () => {
+    const { t, workspaceId, job: first, socket } = await liveReaderOfOneJob('20000');
+    const [second] = await createJobs(t, workspaceId, 1, 10);
+    await socket.waitForNexts('1', 2);
+    socket.stopReading();
+    // The first job fills the socket's buffers, so its states wait (it is the oldest key waiting);
+    // then the second job changes once and the first once more.
+    const blob = 'x'.repeat(60 * 1024);
+    for (let i = 1; i <= 300; i++) {
+      await t.app.jobs.updateProgress(workspaceId, first!.id, { metadata: { blob: `${i}${blob}` } });
+      await t.app.feed.poke();
+    }
+    await t.app.jobs.updateProgress(workspaceId, second!.id, { progress: 50 });
+    await t.app.feed.poke();
+    await t.app.jobs.updateProgress(workspaceId, first!.id, { progress: 60, metadata: { blob: `last${blob}` } });
+    await t.app.feed.poke();
+    // The premise: both jobs' newest states wait, merged.
+    expect(t.app.webSockets.backlog.pendingBytes).toBeGreaterThan(blob.length);
+    socket.resumeReading();
+    await expect.poll(() => socket.nexts<Update>('1').at(-1)?.data.jobUpdated.metadata.blob, { timeout: 30_000 }).toBe(`last${blob}`);
+    // Were the first job's newest state sent first (its key waited longest), a client cut off
+    // right after it would resume past the second job's change and never get it.
+    const cursors = socket.nexts<Update>('1').map((next) => BigInt(next.data.jobUpdated.changeCursor));
+    expect(cursors.every((cursor, i) => i === 0 || cursor > cursors[i - 1]!)).toBe(true);
+    expect(newestById(socket, '1').get(second!.id)?.progress).toBe(50);
+  });
+
   it('a reader that stops reading is closed with 4008 after the timeout, and resumes with after', async () => {
     const { t, key, workspaceId, job, socket } = await liveReaderOfOneJob('300');
     socket.stopReading();

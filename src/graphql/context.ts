@@ -1,4 +1,3 @@
-import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -10,7 +9,6 @@ export interface GatewayContext {
   readonly principal: Principal | null;
   readonly jobs: JobStore;
   readonly live: LiveJobs;
-  readonly revocations: RevocationWatch;
   /** What each key holds open: a Server-Sent Events stream counts like a WebSocket. */
   readonly keyConnections: KeyConnections;
   /** Over WebSockets: aborted when the socket closes, so that its streams end with it. */

@@ -1,15 +1,13 @@
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { GraphQLError, getOperationAST } from 'graphql';
-import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
-import type { RevocationWatch } from '../auth/revocation-watch.js';
+import { getOperationAST } from 'graphql';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
-import { isDatabaseUnavailable } from '../db/unavailable.js';
-import { errors } from '../errors.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
+import { maskGatewayError } from './mask-error.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
@@ -27,7 +25,6 @@ export interface YogaDeps {
   limits: OperationLimits;
   jobs: JobStore;
   live: LiveJobs;
-  revocations: RevocationWatch;
   keyConnections: KeyConnections;
   logger: Logger;
   /** Query results served again until their workspace changes (absent: every query executes). */
@@ -44,7 +41,7 @@ function useCompiledQueries() {
   return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });
 }
 
-export function createGatewayYoga({ limits, jobs, live, revocations, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, jobs, live, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -56,13 +53,7 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
     maxRequestBodySize: false,
     // Masking stays on: only our GraphQLErrors (with extensions.code) reach clients verbatim. The
     // database being out of reach is no fault of the request: SERVICE_UNAVAILABLE, HTTP 503.
-    maskedErrors: {
-      maskError: (error, message, isDev) => {
-        const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
-        if (!(original instanceof GraphQLError) && isDatabaseUnavailable(original)) return errors.unavailable();
-        return maskError(error, message, isDev);
-      },
-    },
+    maskedErrors: { maskError: maskGatewayError },
     // GraphiQL's page is served by the HTTP entry (src/graphql/graphiql.ts), compressed and cached.
     graphiql: false,
     logging: {
@@ -71,7 +62,7 @@ export function createGatewayYoga({ limits, jobs, live, revocations, keyConnecti
       warn: (...args) => log.warn(args.map(String).join(' ')),
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs, live, revocations, keyConnections }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
     // Scopes first: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.

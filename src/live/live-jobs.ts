@@ -1,8 +1,9 @@
-import { positionOf } from '../jobs/change-position.js';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
 import { type JobFilter, changeMatches } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
 import type { ChangeFeed } from './change-feed.js';
-import { ReplayGate } from './replay-gate.js';
+import { JobStream } from './job-stream.js';
+import { type JobUpdatedRequest, JobUpdatedSession } from './job-updated-session.js';
 import type { ReplayQueue } from './replay-queue.js';
 
 /** Something that wants the changes of one workspace's jobs that match a filter. */
@@ -15,15 +16,17 @@ export interface LiveSubscriber {
 
 /**
  * Routes the change feed to subscribers: per change, only the subscribers of that job's workspace
- * are looked at, so no subscriber ever sees another workspace's job.
+ * are looked at, so no subscriber ever sees another workspace's job. Subscribers are multiplexed
+ * WebSocket groups and streams (`stream`); each subscription within them is a JobUpdatedSession.
  */
 export class LiveJobs {
   private readonly byWorkspace = new Map<string, Set<LiveSubscriber>>();
-  private readonly iterators = new Set<() => Promise<unknown>>();
+  private readonly streams = new Set<JobStream>();
 
   constructor(
     feed: ChangeFeed,
     private readonly replays: ReplayQueue,
+    private readonly revocations: RevocationWatch,
   ) {
     feed.subscribe((rows) => this.dispatch(rows));
   }
@@ -39,138 +42,39 @@ export class LiveJobs {
     };
   }
 
-  /** The current state of each matching job changed after `after`, in cursor order. */
-  async replay(workspaceId: string, filter: JobFilter, after: bigint): Promise<JobRow[]> {
-    const rows = await this.replays.replay(workspaceId, after);
-    return rows.filter((row) => changeMatches(row, filter));
+  /** The current state of each job the request watches changed after `after`, in position order. */
+  async replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]> {
+    const rows = await this.replays.replay(request.workspaceId, after);
+    return rows.filter((row) => changeMatches(row, request.filter));
   }
 
   /**
-   * Registers `subscriber`; with `after`, first delivers the replay and only then what changed
-   * meanwhile (held back, merged per job, never a state the replay already sent).
+   * The subscription as an async iterator of job states (the schema's `subscribe`: Server-Sent
+   * Events, and WebSocket operations the multiplexer does not take). Aborting `signal` ends it with
+   * the signal's reason as its error; `onEnd` runs once it has ended.
    */
-  async attach(subscriber: LiveSubscriber, after: bigint | undefined): Promise<() => void> {
-    if (after === undefined) return this.add(subscriber);
-    const gate = new ReplayGate<JobRow>(after);
-    const remove = this.add({
-      workspaceId: subscriber.workspaceId,
-      filter: subscriber.filter,
-      deliver: (jobs) => {
-        const live = jobs.filter((job) => gate.offer(job.id, positionOf(job), job) === 'send');
-        if (live.length > 0) subscriber.deliver(live);
-      },
-    });
-    try {
-      const replay = await this.replay(subscriber.workspaceId, subscriber.filter, after);
-      if (replay.length > 0) subscriber.deliver(replay);
-      const held = gate.release(new Map(replay.map((job) => [job.id, positionOf(job)])));
-      if (held.length > 0) subscriber.deliver(held);
-      return remove;
-    } catch (error) {
+  stream(request: JobUpdatedRequest, { signal, onEnd }: { signal?: AbortSignal | undefined; onEnd?: (() => void) | undefined } = {}): AsyncIterableIterator<JobRow> {
+    const stream: JobStream = new JobStream(signal, () => {
+      this.streams.delete(stream);
+      session.close();
       remove();
-      throw error;
-    }
-  }
-
-  /**
-   * The subscription as an async iterator (the schema's `subscribe`, used by SSE). A consumer that
-   * falls behind gets each job's newest state only: memory stays bounded by the number of jobs.
-   * Aborting `signal` ends it with the signal's reason as its error; `onEnd` runs once it has ended.
-   */
-  iterate(
-    workspaceId: string,
-    filter: JobFilter,
-    after: bigint | undefined,
-    { signal, onEnd }: { signal?: AbortSignal; onEnd?: () => void } = {},
-  ): AsyncIterableIterator<JobRow> {
-    const pending = new Map<string, JobRow>();
-    let wake: (() => void) | undefined;
-    let failure: unknown;
-    let done = false;
-    let remove: (() => void) | undefined;
-
-    const attached = this.attach(
-      {
-        workspaceId,
-        filter,
-        deliver: (jobs) => {
-          for (const job of jobs) {
-            pending.delete(job.id);
-            pending.set(job.id, job);
-          }
-          wake?.();
-        },
-      },
-      after,
-    ).then(
-      (unsubscribe) => {
-        if (done) unsubscribe();
-        else remove = unsubscribe;
-      },
-      (error: unknown) => {
-        failure = error;
-        wake?.();
-      },
-    );
-
-    const abort = () => {
-      failure ??= signal?.reason;
-      wake?.();
-    };
-    signal?.addEventListener('abort', abort, { once: true });
-    if (signal?.aborted) abort();
-
-    const finish = async (): Promise<IteratorResult<JobRow>> => {
-      if (!done) {
-        done = true;
-        this.iterators.delete(finish);
-        signal?.removeEventListener('abort', abort);
-        remove?.();
-        wake?.();
-        onEnd?.();
-      }
-      await attached;
-      return { done: true, value: undefined };
-    };
-    this.iterators.add(finish);
-
-    return {
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-      async next(): Promise<IteratorResult<JobRow>> {
-        while (!done) {
-          if (failure) {
-            await finish();
-            throw failure;
-          }
-          const first = pending.entries().next();
-          if (!first.done) {
-            const [id, job] = first.value;
-            pending.delete(id);
-            return { done: false, value: job };
-          }
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-        }
-        return { done: true, value: undefined };
-      },
-      return: finish,
-      throw: async (error: unknown) => {
-        await finish();
-        throw error;
-      },
-    };
+      onEnd?.();
+    });
+    const session = new JobUpdatedSession(request, stream, this.revocations);
+    const remove = this.add({ workspaceId: request.workspaceId, filter: request.filter, deliver: (jobs) => session.offer(jobs, jobs) });
+    this.streams.add(stream);
+    stream.follow(session.start((r, after) => this.replay(r, after), (job) => job));
+    return stream;
   }
 
   /** Subscriptions running as iterators (Server-Sent Events, non-multiplexed WebSocket ones). */
   get streamCount(): number {
-    return this.iterators.size;
+    return this.streams.size;
   }
 
   /** Ends every iterator (their SSE responses complete), for shutdown. */
   async close(): Promise<void> {
-    await Promise.all([...this.iterators].map((finish) => finish()));
+    await Promise.all([...this.streams].map((stream) => stream.return()));
   }
 
   /** Hands each subscriber the rows of one dispatch that it may see, all at once (one write per socket). */

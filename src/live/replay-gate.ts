@@ -42,8 +42,11 @@ export class ReplayGate<T> {
     return 'send';
   }
 
-  /** Ends holding; returns the held items newer than the replayed state of their job, in cursor order. */
-  release(replayed: ReadonlyMap<string, bigint>): T[] {
+  /**
+   * Ends holding; returns the held items newer than the replayed state of their job, with their
+   * job's id, in cursor order.
+   */
+  release(replayed: ReadonlyMap<string, bigint>): [jobId: string, item: T][] {
     const held = [...(this.held ?? new Map<string, { cursor: bigint; item: T }>()).entries()];
     this.held = undefined;
     this.replayed = replayed;
@@ -51,6 +54,6 @@ export class ReplayGate<T> {
     return held
       .filter(([jobId, { cursor }]) => (replayed.get(jobId) ?? -1n) < cursor)
       .sort(([, a], [, b]) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0))
-      .map(([, { item }]) => item);
+      .map(([jobId, { item }]) => [jobId, item]);
   }
 }

@@ -1,4 +1,4 @@
-import { appError } from '../errors.js';
+import { appError, errors } from '../errors.js';
 import { positionOf, splitPosition } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
@@ -10,12 +10,6 @@ export interface ReplayQueueOptions {
   maxQueued: number;
   /** The most jobs one replay returns; a client further behind must refetch. */
   maxJobs: number;
-}
-
-export class ReplayOverloadedError extends Error {
-  constructor() {
-    super('Too many subscriptions are resuming at once; retry shortly.');
-  }
 }
 
 interface Waiting {
@@ -43,9 +37,14 @@ export class ReplayQueue {
   /** Reads done so far (fewer than replays when they share). */
   reads = 0;
 
+  /** Replays waiting for a read (at most `maxQueued`). */
+  get waitingCount(): number {
+    return this.queued;
+  }
+
   /** The current state of every job of the workspace changed after `after` (final changes only), in position order. */
   replay(workspaceId: string, after: bigint): Promise<JobRow[]> {
-    if (this.queued >= this.options.maxQueued) return Promise.reject(new ReplayOverloadedError());
+    if (this.queued >= this.options.maxQueued) return Promise.reject(errors.overloaded());
     return new Promise<JobRow[]>((resolve, reject) => {
       this.requeue(workspaceId, { after, resolve, reject });
       this.pump();

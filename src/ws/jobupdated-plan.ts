@@ -9,20 +9,19 @@ import {
   getVariableValues,
 } from 'graphql';
 import { errors } from '../errors.js';
-import { parseAfter } from '../jobs/change-position.js';
-import { type JobFilter, type JobUpdatedArgs, jobFilterOf } from '../jobs/job-filter.js';
+import type { JobUpdatedArgs } from '../jobs/job-filter.js';
 
 export interface JobUpdatedPlan {
-  filter: JobFilter;
-  after: bigint | undefined;
+  /** The field's arguments, coerced by the schema as graphql-js would (the session reads them). */
+  args: JobUpdatedArgs;
   /** The variables that decide what is sent: all but the one (if any) that carries `after`. */
   sharedVariables: Record<string, unknown>;
 }
 
 /**
- * Recognizes a subscription whose only root field is `jobUpdated` (what dashboards send), and reads
- * its arguments: those can be multiplexed. Anything else returns undefined and runs the usual way.
- * Throws GraphQLError (BAD_USER_INPUT) for variables or arguments that do not coerce.
+ * Recognizes a subscription whose only root field is `jobUpdated` (what dashboards send), and
+ * coerces its arguments: those can be multiplexed. Anything else returns undefined and runs the
+ * usual way. Throws GraphQLError (BAD_USER_INPUT) for variables or arguments that do not coerce.
  */
 export function planJobUpdated(
   schema: GraphQLSchema,
@@ -50,7 +49,7 @@ export function planJobUpdated(
   const afterNode = field.arguments?.find((arg) => arg.name.value === 'after')?.value;
   const afterVariable = afterNode?.kind === Kind.VARIABLE ? afterNode.name.value : undefined;
   const sharedVariables = Object.fromEntries(Object.entries(coerced.coerced).filter(([name]) => name !== afterVariable));
-  return { filter: jobFilterOf(args), after: parseAfter(args.after), sharedVariables };
+  return { args, sharedVariables };
 }
 
 function badInput(error: GraphQLError): GraphQLError {

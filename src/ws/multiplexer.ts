@@ -1,25 +1,24 @@
-import type { DocumentNode, ExecutionArgs, ExecutionResult } from 'graphql';
-import { positionOf } from '../jobs/change-position.js';
-import type { JobFilter } from '../jobs/job-filter.js';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, execute } from 'graphql';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
+import { clientResult } from '../graphql/mask-error.js';
 import type { JobRow } from '../jobs/model.js';
-import { ReplayGate } from '../live/replay-gate.js';
+import { type JobUpdatedRequest, JobUpdatedSession, type SessionOutput } from '../live/job-updated-session.js';
 import type { LiveJobs, LiveSubscriber } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { SocketSender } from './socket-sender.js';
 
-type Execute = (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult> | unknown;
-
 export interface GroupSpec {
-  /** Subscribers with equal keys share one execution and one serialized payload per change. */
+  /**
+   * Subscribers with equal keys share one execution and one serialized payload per change: the key
+   * must cover the workspace, the document and every variable but `after`.
+   */
   key: string;
-  workspaceId: string;
-  filter: JobFilter;
   document: DocumentNode;
   operationName: string | null | undefined;
   variableValues: Record<string, unknown> | undefined;
+  /** The group outlives whoever created it: its context speaks for the workspace only. */
   contextValue: unknown;
   schema: ExecutionArgs['schema'];
-  execute: Execute;
 }
 
 /**
@@ -36,6 +35,7 @@ export class Multiplexer {
 
   constructor(
     private readonly live: LiveJobs,
+    private readonly revocations: RevocationWatch,
     private readonly logger: Logger,
   ) {}
 
@@ -51,33 +51,34 @@ export class Multiplexer {
   }
 
   /**
-   * Adds a member; with `after`, replays before it receives live payloads. Rejects (having
-   * removed the member) when the replay fails. The member leaves when `closed` aborts (its socket
-   * closed), whatever graphql-ws did with the operation.
+   * Adds a member for `request`; with `after`, replays before it receives live payloads. Rejects
+   * (having removed the member) when the replay fails. The member leaves when `closed` aborts (its
+   * socket closed), whatever graphql-ws did with the operation.
    */
   async join(
     spec: GroupSpec,
+    request: JobUpdatedRequest,
     sender: SocketSender,
     ids: { id: string; operationId: string },
-    after: bigint | undefined,
     closed: AbortSignal,
   ): Promise<Member> {
     if (closed.aborted) throw new SocketClosedError();
     let group = this.groups.get(spec.key);
     if (!group) {
-      group = new Group(spec, this, this.logger);
+      group = new Group(spec, request, this, this.logger);
       this.groups.set(spec.key, group);
       group.unregister = this.live.add(group);
     }
-    const member = new Member(group, sender, ids, after, closed);
+    const member = new Member(group, request, sender, ids, closed, this.revocations);
     group.members.add(member);
-    if (after !== undefined) {
-      try {
-        await member.replay(after, this.live);
-      } catch (error) {
-        member.leave();
-        throw error;
-      }
+    try {
+      await member.session.start(
+        (r, after) => this.live.replay(r, after),
+        (job) => group.render(job),
+      );
+    } catch (error) {
+      member.leave();
+      throw error;
     }
     return member;
   }
@@ -95,18 +96,18 @@ class Group implements LiveSubscriber {
   /** Executions may be asynchronous; chaining them keeps each job's states in cursor order. */
   private tail: Promise<void> = Promise.resolve();
 
+  readonly workspaceId: string;
+  readonly filter: JobUpdatedRequest['filter'];
+
   constructor(
     readonly spec: GroupSpec,
+    // Every member's request has the same workspace and filter: the group key covers what decides them.
+    { workspaceId, filter }: JobUpdatedRequest,
     private readonly owner: Multiplexer,
     private readonly logger: Logger,
-  ) {}
-
-  get workspaceId() {
-    return this.spec.workspaceId;
-  }
-
-  get filter() {
-    return this.spec.filter;
+  ) {
+    this.workspaceId = workspaceId;
+    this.filter = filter;
   }
 
   deliver(jobs: readonly JobRow[]): void {
@@ -121,23 +122,28 @@ class Group implements LiveSubscriber {
       .catch((error: unknown) => this.logger.error({ err: error }, 'subscription delivery failed'));
   }
 
-  /** The serialized execution result of the group's document for one job state. */
+  /**
+   * The serialized execution result of the group's document for one job state, masked as yoga masks
+   * on HTTP. graphql-js `execute`, not yoga's executor: that one would start a new subscription for
+   * a subscription operation, where this runs its selection against the changed job.
+   */
   async render(job: JobRow): Promise<Buffer> {
     this.owner.executions++;
+    let result: ExecutionResult;
     try {
-      const result = (await this.spec.execute({
+      result = await execute({
         schema: this.spec.schema,
         document: this.spec.document,
         operationName: this.spec.operationName,
         variableValues: this.spec.variableValues,
         contextValue: this.spec.contextValue,
         rootValue: job,
-      })) as ExecutionResult;
-      return Buffer.from(JSON.stringify(result));
+      });
     } catch (error) {
       this.logger.error({ err: error }, 'subscription execution failed');
-      return Buffer.from(JSON.stringify({ data: null, errors: [{ message: 'Unexpected error.' }] }));
+      result = { data: null, errors: [new GraphQLError(String(error), { originalError: error instanceof Error ? error : undefined })] };
     }
+    return Buffer.from(JSON.stringify(clientResult(result)));
   }
 
   leave(member: Member): void {
@@ -155,58 +161,49 @@ export class SocketClosedError extends Error {
   }
 }
 
-/** One graphql-ws subscription (socket + id) in a group. */
-export class Member {
+/**
+ * One graphql-ws subscription (socket + id) in a group: its session's output is the socket, behind
+ * the subscription's own `next` head.
+ */
+export class Member implements SessionOutput<Buffer> {
+  readonly session: JobUpdatedSession<Buffer>;
   private readonly head: Buffer;
   /** Unique per operation on its socket (the client may reuse `id` once it completed). */
   private readonly operationId: string;
-  private gate: ReplayGate<{ jobId: string; payload: Buffer }> | undefined;
   private ended = false;
   private resolveEnd: (() => void) | undefined;
   private readonly onClosed = () => this.leave();
 
   constructor(
     private readonly group: Group,
+    request: JobUpdatedRequest,
     private readonly sender: SocketSender,
     { id, operationId }: { id: string; operationId: string },
-    after: bigint | undefined,
     private readonly closed: AbortSignal,
+    revocations: RevocationWatch,
   ) {
     this.operationId = operationId;
     this.head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
-    if (after !== undefined) this.gate = new ReplayGate(after);
+    this.session = new JobUpdatedSession(request, this, revocations);
     closed.addEventListener('abort', this.onClosed, { once: true });
   }
 
   /** One dispatch's states (`payloads[i]` renders `jobs[i]`); the sender writes them at once. */
   offer(jobs: readonly JobRow[], payloads: readonly Buffer[]): void {
-    if (this.ended) return;
-    // Runs per subscriber and dispatch: a plain loop, and no gate once it passes everything (a
-    // resumed dashboard would otherwise consult it, and allocate for it, on every change for good).
-    for (let i = 0; i < jobs.length; i++) {
-      const job = jobs[i]!;
-      const payload = payloads[i]!;
-      if (this.gate) {
-        if (this.gate.offer(job.id, positionOf(job), { jobId: job.id, payload }) !== 'send') continue;
-        if (this.gate.open) this.gate = undefined;
-      }
-      this.send(job.id, payload);
-    }
+    this.session.offer(jobs, payloads);
   }
 
-  async replay(after: bigint, live: LiveJobs): Promise<void> {
-    const jobs = await live.replay(this.group.workspaceId, this.group.filter, after);
-    // At the reader's pace: a resume over thousands of jobs is rendered and sent one job at a time
-    // while the socket has room, not queued whole (live changes meanwhile wait in the gate, merged).
-    for (const job of jobs) {
-      await this.sender.writable();
-      const payload = await this.group.render(job);
-      if (this.ended) return;
-      this.send(job.id, payload);
-    }
-    if (this.ended) return;
-    const replayed = new Map(jobs.map((job) => [job.id, positionOf(job)]));
-    for (const { jobId, payload } of this.gate?.release(replayed) ?? []) this.send(jobId, payload);
+  send(jobId: string, payload: Buffer): void {
+    this.sender.send(this.operationId, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
+  }
+
+  writable(): Promise<void> {
+    return this.sender.writable();
+  }
+
+  /** The key was revoked: the connection, authenticated by the same key, closes with 4401 too. */
+  end(): void {
+    this.leave();
   }
 
   /**
@@ -239,13 +236,10 @@ export class Member {
   leave(): void {
     if (this.ended) return;
     this.ended = true;
+    this.session.close();
     this.closed.removeEventListener('abort', this.onClosed);
     this.sender.drop(this.operationId);
     this.group.leave(this);
     this.resolveEnd?.();
-  }
-
-  private send(jobId: string, payload: Buffer): void {
-    this.sender.send(this.operationId, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
   }
 }

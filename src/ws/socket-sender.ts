@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import { LatestPerKey } from '../live/latest-per-key.js';
 import { FLUSH_INTERVAL_MS, PENDING_BYTES_TOTAL_FACTOR, STALLED_MS } from '../limits/fixed.js';
 import { CloseCode } from './close-codes.js';
 
@@ -88,8 +89,8 @@ export class SendBacklog {
 
 /**
  * Writes pre-serialized frames to one socket without letting a slow reader grow memory. While the
- * socket has more than `maxBufferedBytes` queued, frames wait in a map that keeps only the newest
- * frame per key (one subscription's one job), so intermediate states merge; they go out as the
+ * socket has more than `maxBufferedBytes` queued, frames wait in a LatestPerKey that keeps only the
+ * newest frame per key (one subscription's one job), so intermediate states merge; they go out as the
  * reader takes what it was sent. A reader that takes nothing for `maxCongestedMs`, or that has
  * stalled and holds the most when all that waits passes the backlog's bound, is closed with SlowConsumer: it resumes with `after`.
  *
@@ -97,7 +98,8 @@ export class SendBacklog {
  * so its own buffering does not apply, and `ws` has no policy for a reader that falls behind.
  */
 export class SocketSender {
-  private pending: Map<string, Buffer> | undefined;
+  /** Newest frame per subscription and job, in order of latest arrival (see LatestPerKey). */
+  private pending: LatestPerKey<string, Buffer> | undefined;
   private pendingSize = 0;
   /** The last time the socket had room (below the limit), while frames wait. */
   hadRoomAt = 0;
@@ -131,11 +133,8 @@ export class SocketSender {
       this.write(frame);
       return;
     }
-    const pending = this.startWaiting();
-    const mergeKey = `${id}\u0000${jobId}`;
-    const previous = pending.get(mergeKey);
+    const previous = this.startWaiting().put(`${id}\u0000${jobId}`, frame);
     const delta = frame.length - (previous?.length ?? 0);
-    pending.set(mergeKey, frame);
     this.pendingSize += delta;
     this.backlog.charge(delta);
   }
@@ -155,12 +154,9 @@ export class SocketSender {
   drop(id: string): void {
     if (!this.pending) return;
     const keyPrefix = `${id}\u0000`;
-    for (const [key, frame] of this.pending) {
-      if (key.startsWith(keyPrefix)) {
-        this.pending.delete(key);
-        this.pendingSize -= frame.length;
-        this.backlog.charge(-frame.length);
-      }
+    for (const frame of this.pending.removeWhere((key) => key.startsWith(keyPrefix))) {
+      this.pendingSize -= frame.length;
+      this.backlog.charge(-frame.length);
     }
   }
 
@@ -171,11 +167,11 @@ export class SocketSender {
       this.reset();
       return false;
     }
-    for (const [key, frame] of this.pending) {
+    while (this.pending.size > 0) {
       if (!this.hasRoom()) return this.stillWaiting();
+      const [, frame] = this.pending.shift()!;
       this.hadRoomAt = Date.now();
       this.write(frame);
-      this.pending.delete(key);
       this.pendingSize -= frame.length;
       this.backlog.charge(-frame.length);
     }
@@ -195,9 +191,9 @@ export class SocketSender {
     return this.socket.bufferedAmount <= this.backlog.limits.maxBufferedBytes;
   }
 
-  private startWaiting(): Map<string, Buffer> {
+  private startWaiting(): LatestPerKey<string, Buffer> {
     if (!this.pending) {
-      this.pending = new Map();
+      this.pending = new LatestPerKey();
       this.hadRoomAt = Date.now();
       this.backlog.wait(this);
     }

@@ -1,35 +1,39 @@
 import type { Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs, type ExecutionResult, execute } from 'graphql';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
+import type { SubscribePayload } from 'graphql-ws';
+import { WebSocketServer } from 'ws';
 import type { ApiKeyStore } from '../auth/api-keys.js';
-import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
-import type { Principal } from '../auth/scopes.js';
 import type { Config } from '../config.js';
 import { appError, errors } from '../errors.js';
 import type { GatewayContext } from '../graphql/context.js';
+import { UNEXPECTED_MESSAGE, clientError, clientResult } from '../graphql/mask-error.js';
 import { withinResponseLimit } from '../graphql/plugins/operation-limits.js';
+import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { jobUpdatedRequest } from '../live/job-updated-session.js';
 import type { LiveJobs } from '../live/live-jobs.js';
-import { ReplayOverloadedError } from '../live/replay-queue.js';
 import type { Logger } from '../logger.js';
 import { CloseCode } from './close-codes.js';
+import { type Connection, WebSocketConnections } from './connections.js';
 import { attachGraphqlWs, clientIdOf } from './graphql-ws-adapter.js';
-import { planJobUpdated } from './jobupdated-plan.js';
-import { type Member, Multiplexer, SocketClosedError } from './multiplexer.js';
-import { SendBacklog, type SocketSender } from './socket-sender.js';
+import { type JobUpdatedPlan, planJobUpdated } from './jobupdated-plan.js';
+import { Multiplexer, SocketClosedError } from './multiplexer.js';
+import { SendBacklog } from './socket-sender.js';
 
-interface Connection {
-  principal: Principal;
-  sender: SocketSender;
-  /** Aborted when the socket closes: every subscription of the connection ends with it. */
-  closed: AbortController;
+/**
+ * How one operation runs, carried by its rootValue from `onSubscribe` to graphql-ws's `execute` /
+ * `subscribe` (yoga's documented idiom for graphql-ws): yoga's enveloped executors, or a member of a
+ * multiplexed group.
+ */
+interface OperationRunner {
+  execute(args: ExecutionArgs): OperationResult | Promise<OperationResult>;
+  subscribe(args: ExecutionArgs): OperationResult | Promise<OperationResult>;
 }
 
-/** How a started operation runs: the usual yoga way, or as a member of a multiplexed group. */
-type Route = { member: Member } | { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
+type OperationResult = ExecutionResult | AsyncGenerator<ExecutionResult> | AsyncIterable<ExecutionResult>;
 
 export interface WebSocketGateway {
   readonly multiplexer: Multiplexer;
@@ -45,9 +49,9 @@ export interface WebSocketGateway {
 
 /**
  * GraphQL over WebSockets (graphql-ws, subprotocol graphql-transport-ws) on the HTTP server's
- * /graphql. Authenticates at connection_init (payload `{"apiKey"}` or the upgrade request's
- * headers), bounds connections per key and subscriptions per connection, closes the sockets of
- * revoked keys, and hands jobUpdated subscriptions to the multiplexer.
+ * /graphql: what is about sockets. Admission (WebSocketConnections), limits per connection and key,
+ * framing (graphql-ws; multiplexed `next` frames by the Multiplexer) and backpressure (SendBacklog).
+ * What a jobUpdated subscription is (its filter, resume, revocation) is the JobUpdatedSession's.
  */
 export function attachWebSockets(deps: {
   server: Server;
@@ -60,12 +64,11 @@ export function attachWebSockets(deps: {
   config: Config;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config } = deps;
+  const { yoga, rateLimiter, config } = deps;
   const logger = deps.logger.child({ component: 'ws' });
-  const multiplexer = new Multiplexer(live, logger);
-  const connections = new Map<WebSocket, Connection>();
-  const routes = new WeakMap<object, Route>();
+  const multiplexer = new Multiplexer(deps.live, deps.revocations, logger);
   const backlog = new SendBacklog({ maxBufferedBytes: config.ws.maxBufferedBytes, maxCongestedMs: config.ws.slowConsumerTimeoutMs });
+  const connections = new WebSocketConnections({ ...deps, backlog });
 
   const wss = new WebSocketServer({
     server: deps.server,
@@ -75,46 +78,70 @@ export function attachWebSockets(deps: {
     perMessageDeflate: false,
   });
 
+  /** The limits of one `subscribe` message: the key's rate, the connection's subscriptions. */
+  const limitRefusal = (connection: Connection, activeOperations: number): GraphQLError | undefined => {
+    const verdict = rateLimiter.take(connection.principal.keyId);
+    if (!verdict.allowed) {
+      return appError('RATE_LIMITED', `Too many subscribe messages for this API key; retry after ${verdict.retryAfterSeconds} s.`);
+    }
+    // graphql-ws has already registered this operation among the connection's.
+    if (activeOperations > config.ws.maxSubscriptionsPerConnection) {
+      return appError('TOO_MANY_SUBSCRIPTIONS', `At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`);
+    }
+    return undefined;
+  };
+
+  /**
+   * A jobUpdated subscription joins the group of its workspace, document and variables; its session
+   * replays first when it resumes. Returns how it runs, or why it cannot.
+   */
+  const joinGroup = async (
+    connection: Connection,
+    { id, args, payload, plan }: { id: string; args: ExecutionArgs; payload: SubscribePayload; plan: JobUpdatedPlan },
+  ): Promise<OperationRunner | GraphQLError> => {
+    const { principal } = connection;
+    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal);
+    if (refusal) return refusal;
+    try {
+      const request = jobUpdatedRequest(principal, plan.args);
+      const { workspaceId } = request;
+      const member = await multiplexer.join(
+        {
+          key: JSON.stringify([workspaceId, payload.operationName ?? null, payload.query, plan.sharedVariables]),
+          document: args.document,
+          operationName: payload.operationName,
+          variableValues: payload.variables ?? undefined,
+          contextValue: { ...(args.contextValue as GatewayContext), principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read']) } },
+          schema: args.schema,
+        },
+        request,
+        connection.sender,
+        { id: clientIdOf(id), operationId: id },
+        connection.closed.signal,
+      );
+      return {
+        execute: () => ({ errors: [new GraphQLError(UNEXPECTED_MESSAGE)] }), // a subscription is never executed
+        subscribe: () => member.handle(),
+      };
+    } catch (error) {
+      if (error instanceof SocketClosedError) return new GraphQLError(error.message);
+      if (!(error instanceof GraphQLError)) logger.error({ err: error }, 'subscription replay failed');
+      return clientError(error);
+    }
+  };
+
   const graphqlWs = attachGraphqlWs(
     wss,
     {
       connectionInitWaitTimeout: config.ws.connectionInitTimeoutMs,
-      onConnect: async (ctx) => {
-        const { socket, request } = ctx.extra;
-        const fromParams = ctx.connectionParams?.apiKey;
-        const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
-        const principal = key ? await apiKeys.authenticate(key) : null;
-        if (!principal) return false; // graphql-ws closes with 4403 Forbidden
-        const release = keyConnections.acquire(principal.keyId);
-        if (!release) {
-          socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${keyConnections.max})`);
-          return false;
-        }
-        const sender = backlog.sender(socket, request.socket);
-        const closed = new AbortController();
-        connections.set(socket, { principal, sender, closed });
-        // Revocation: the sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
-        const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
-        socket.once('close', () => {
-          closed.abort();
-          unwatch();
-          connections.delete(socket);
-          release();
-        });
-        return true;
-      },
+      onConnect: (ctx) => connections.admit(ctx.extra, ctx.connectionParams),
 
       onSubscribe: async (ctx, id, payload) => {
         const connection = connections.get(ctx.extra.socket);
         if (!connection) return [errors.unauthenticated()];
-        const verdict = rateLimiter.take(connection.principal.keyId);
-        if (!verdict.allowed) {
-          return [appError('RATE_LIMITED', `Too many subscribe messages for this API key; retry after ${verdict.retryAfterSeconds} s.`)];
-        }
-        // graphql-ws has already registered this id among ctx.subscriptions.
-        if (Object.keys(ctx.subscriptions).length > config.ws.maxSubscriptionsPerConnection) {
-          return [appError('TOO_MANY_SUBSCRIPTIONS', `At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`)];
-        }
+        const limited = limitRefusal(connection, Object.keys(ctx.subscriptions).length);
+        if (limited) return [limited];
+        // Parsed and validated by yoga's envelop, so its plugins' rules (limits, scopes) apply here too.
         const enveloped = yoga.getEnveloped({ principal: connection.principal, params: payload } as never);
         let document;
         try {
@@ -124,13 +151,12 @@ export function attachWebSockets(deps: {
         }
         const validationErrors = enveloped.validate(enveloped.schema, document);
         if (validationErrors.length > 0) return validationErrors;
-        const contextValue = { ...((await enveloped.contextFactory()) as GatewayContext), connectionClosed: connection.closed.signal };
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue,
+          contextValue: { ...((await enveloped.contextFactory()) as GatewayContext), connectionClosed: connection.closed.signal },
         };
 
         let plan;
@@ -139,59 +165,28 @@ export function attachWebSockets(deps: {
         } catch (error) {
           return [error instanceof GraphQLError ? error : errors.badInput('Invalid arguments.')];
         }
-        if (!plan) {
-          routes.set(contextValue, {
-            execute: enveloped.execute as (args: ExecutionArgs) => unknown,
-            subscribe: enveloped.subscribe as (args: ExecutionArgs) => unknown,
-          });
-          return args;
-        }
-        if (!connection.principal.scopes.has('jobs:read')) return [errors.forbidden('jobs:read')];
-
-        const workspaceId = connection.principal.workspaceId;
-        try {
-          const member = await multiplexer.join(
-            {
-              key: JSON.stringify([workspaceId, payload.operationName ?? null, payload.query, plan.sharedVariables]),
-              workspaceId,
-              filter: plan.filter,
-              document,
-              operationName: payload.operationName,
-              variableValues: payload.variables ?? undefined,
-              // The group outlives whoever created it: its context speaks for the workspace only.
-              contextValue: { ...contextValue, principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read']) } },
-              schema: enveloped.schema,
-              execute: executeMasked,
-            },
-            connection.sender,
-            { id: clientIdOf(id), operationId: id },
-            plan.after,
-            connection.closed.signal,
-          );
-          routes.set(contextValue, { member });
-        } catch (error) {
-          if (error instanceof ReplayOverloadedError) {
-            ctx.extra.socket.close(CloseCode.TryAgainLater, error.message);
-            return [appError('OVERLOADED', error.message)];
-          }
-          if (error instanceof GraphQLError) return [error];
-          if (error instanceof SocketClosedError) return [new GraphQLError(error.message)];
-          logger.error({ err: error }, 'subscription replay failed');
-          return [new GraphQLError('Unexpected error.')];
-        }
-        return args;
+        const runner: OperationRunner | GraphQLError = plan
+          ? await joinGroup(connection, { id, args, payload, plan })
+          : { execute: enveloped.execute as OperationRunner['execute'], subscribe: enveloped.subscribe as OperationRunner['subscribe'] };
+        if (runner instanceof GraphQLError) return [runner];
+        return { ...args, rootValue: runner };
       },
 
       execute: async (args) => {
-        const route = routes.get(args.contextValue as object);
-        if (!route || 'member' in route) return { errors: [new GraphQLError('Unexpected error.')] };
-        return withinResponseLimit((await route.execute(args)) as ExecutionResult, config.graphql.maxResponseBytes);
+        const result = await (args.rootValue as OperationRunner).execute(args);
+        return withinResponseLimit(result as ExecutionResult, config.graphql.maxResponseBytes);
       },
-      subscribe: (args) => {
-        const route = routes.get(args.contextValue as object);
-        if (!route) return { errors: [new GraphQLError('Unexpected error.')] };
-        if ('member' in route) return route.member.handle();
-        return route.subscribe(args) as ExecutionResult;
+      subscribe: (args) => (args.rootValue as OperationRunner).subscribe(args),
+      // What graphql-ws itself sends, masked and stripped as yoga does on HTTP (multiplexed frames
+      // are, by the Multiplexer).
+      onNext: (_ctx, _id, _payload, _args, result) => clientResult(result),
+      onError: (ctx, _id, _payload, errorList) => {
+        const shown = errorList.map(clientError);
+        const overloaded = shown.find((error) => error.extensions.code === 'OVERLOADED');
+        // A refused resume closes the socket too, so that the client's retry (with backoff) spreads
+        // the stampede; once graphql-ws has written the error (it does so before its next turn).
+        if (overloaded) setImmediate(() => ctx.extra.socket.close(CloseCode.TryAgainLater, overloaded.message));
+        return shown;
       },
     },
     { keepAliveMs: config.ws.keepAliveMs, logger },
@@ -209,25 +204,3 @@ export function attachWebSockets(deps: {
     },
   };
 }
-
-/**
- * One execution of a multiplexed group. graphql-js `execute` (not yoga's executor, which would
- * start a new subscription for a subscription operation) runs the document against the changed job;
- * errors that are not ours are masked here as yoga masks them on HTTP.
- */
-function executeMasked(args: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
-  const mask = (result: ExecutionResult): ExecutionResult =>
-    result.errors
-      ? {
-          ...result,
-          errors: result.errors.map((error) =>
-            error.extensions?.code || (error.originalError instanceof GraphQLError && error.originalError.extensions?.code)
-              ? error
-              : new GraphQLError('Unexpected error.', { path: error.path, nodes: error.nodes }),
-          ),
-        }
-      : result;
-  const result = execute(args);
-  return result instanceof Promise ? result.then(mask) : mask(result);
-}
-

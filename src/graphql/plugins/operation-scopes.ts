@@ -1,6 +1,6 @@
-import { type DocumentNode, type GraphQLSchema, Kind, type OperationDefinitionNode, type SelectionSetNode, getOperationAST } from 'graphql';
+import { type DocumentNode, type GraphQLError, type GraphQLSchema, Kind, type OperationDefinitionNode, type SelectionSetNode, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { Scope } from '../../auth/scopes.js';
+import type { Principal, Scope } from '../../auth/scopes.js';
 import { errors } from '../../errors.js';
 import type { GatewayContext } from '../context.js';
 
@@ -11,25 +11,39 @@ import type { GatewayContext } from '../context.js';
  * the fields' own `authScopes` (the schema stays their one place); the field-level checks remain.
  */
 export function useOperationScopes(): Plugin<GatewayContext> {
-  const check = (schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, context: GatewayContext) => {
-    const operation = getOperationAST(document, operationName);
-    if (!operation) return undefined; // execution reports it
-    const required = requiredScopes(schema, document, operation);
-    if (required.size === 0) return undefined;
-    if (!context.principal) return { errors: [errors.unauthenticated()] };
-    for (const scope of required) if (!context.principal.scopes.has(scope)) return { errors: [errors.forbidden(scope)] };
-    return undefined;
+  const check = (args: { schema: GraphQLSchema; document: DocumentNode; operationName?: string | null | undefined; contextValue: GatewayContext }) => {
+    const refusal = scopeRefusal(args.schema, args.document, args.operationName, args.contextValue.principal);
+    return refusal ? { errors: [refusal] } : undefined;
   };
   return {
     onExecute: ({ args, setResultAndStopExecution }) => {
-      const refused = check(args.schema, args.document, args.operationName, args.contextValue);
+      const refused = check(args);
       if (refused) setResultAndStopExecution(refused);
     },
     onSubscribe: ({ args, setResultAndStopExecution }) => {
-      const refused = check(args.schema, args.document, args.operationName, args.contextValue);
+      const refused = check(args);
       if (refused) setResultAndStopExecution(refused);
     },
   };
+}
+
+/**
+ * Why `principal` may not run the operation (UNAUTHENTICATED, or FORBIDDEN naming a missing scope),
+ * or undefined when it may. Also used by the WebSocket server for the subscriptions it runs itself.
+ */
+export function scopeRefusal(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  principal: Principal | null,
+): GraphQLError | undefined {
+  const operation = getOperationAST(document, operationName);
+  if (!operation) return undefined; // execution reports it
+  const required = requiredScopes(schema, document, operation);
+  if (required.size === 0) return undefined;
+  if (!principal) return errors.unauthenticated();
+  for (const scope of required) if (!principal.scopes.has(scope)) return errors.forbidden(scope);
+  return undefined;
 }
 
 /** The scopes the root fields of `operation` require, fragments included. */

@@ -1,7 +1,6 @@
-import { appError, errors } from '../../errors.js';
-import { parseAfter } from '../../jobs/change-position.js';
-import { jobFilterOf } from '../../jobs/job-filter.js';
+import { appError } from '../../errors.js';
 import type { JobRow } from '../../jobs/model.js';
+import { jobUpdatedRequest } from '../../live/job-updated-session.js';
 import { builder } from '../builder.js';
 import { principalOf } from '../context.js';
 import { JobRef, JobStatusEnum } from './job.js';
@@ -21,25 +20,14 @@ builder.subscriptionFields((t) => ({
       after: t.arg.string({ description: 'Resume after this changeCursor (the largest one received).' }),
     },
     subscribe: (_root, args, ctx) => {
-      const { keyId, workspaceId } = principalOf(ctx);
-      const after = parseAfter(args.after);
+      const request = jobUpdatedRequest(principalOf(ctx), args);
       // Over HTTP (Server-Sent Events) the stream holds a connection of the key's, as a WebSocket
       // does; over a WebSocket the socket itself is what counts.
-      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(keyId);
+      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(request.keyId);
       if (!ctx.connectionClosed && !release) {
         throw appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${ctx.keyConnections.max}).`);
       }
-      // A stream outlives the request that authenticated it: end it when its key is revoked.
-      const revoked = new AbortController();
-      const unwatch = ctx.revocations.watch(keyId, () => revoked.abort(errors.keyRevoked()));
-      const signal = ctx.connectionClosed ? AbortSignal.any([revoked.signal, ctx.connectionClosed]) : revoked.signal;
-      return ctx.live.iterate(workspaceId, jobFilterOf(args), after, {
-        signal,
-        onEnd: () => {
-          unwatch();
-          release?.();
-        },
-      });
+      return ctx.live.stream(request, { signal: ctx.connectionClosed, onEnd: release });
     },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,

@@ -1,0 +1,122 @@
+import type { GraphQLError } from 'graphql';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
+import type { Principal } from '../auth/scopes.js';
+import { errors } from '../errors.js';
+import { parseAfter, positionOf } from '../jobs/change-position.js';
+import { type JobFilter, type JobUpdatedArgs, jobFilterOf } from '../jobs/job-filter.js';
+import type { JobRow } from '../jobs/model.js';
+import { ReplayGate } from './replay-gate.js';
+
+/** What a jobUpdated subscription watches, read once from its key and arguments. */
+export interface JobUpdatedRequest {
+  readonly keyId: string;
+  /** Only this workspace's jobs are ever offered to it (see LiveJobs). */
+  readonly workspaceId: string;
+  readonly filter: JobFilter;
+  /** Resume after this position: first the replay of what changed since, then live. */
+  readonly after: bigint | undefined;
+}
+
+/**
+ * What a key subscribes to, for every transport: its own workspace only, with arguments that parse
+ * (else BAD_USER_INPUT). The scope it needs is the schema's (`authScopes` of jobUpdated, checked
+ * for the whole operation by plugins/operation-scopes.ts on every transport).
+ */
+export function jobUpdatedRequest(principal: Principal, args: JobUpdatedArgs): JobUpdatedRequest {
+  return { keyId: principal.keyId, workspaceId: principal.workspaceId, filter: jobFilterOf(args), after: parseAfter(args.after) };
+}
+
+/** The transport's side of a session: how a state reaches the client. */
+export interface SessionOutput<T> {
+  /**
+   * One state of job `jobId`. While the client is behind, the output keeps only the newest per job
+   * (LatestPerKey), so memory stays bounded by the number of jobs.
+   */
+  send(jobId: string, item: T): void;
+  /** Resolves once the client can take another replayed state (a replay goes at its pace). */
+  writable(): Promise<void>;
+  /** The session ended on its own (its key was revoked): end the subscription with `error`. */
+  end(error: GraphQLError): void;
+}
+
+/**
+ * One jobUpdated subscription, whatever carries it: a member of a multiplexed WebSocket group, a
+ * Server-Sent Events stream, or a WebSocket operation the multiplexer does not take. It holds the
+ * rules of a subscription, once: a resume replays and then joins the live stream with no gap and no
+ * duplicate (ReplayGate), and it ends when its key is revoked. Transports decide only how a state
+ * is rendered and written.
+ */
+export class JobUpdatedSession<T> {
+  private gate: ReplayGate<T> | undefined;
+  private closed = false;
+  private readonly unwatch: () => void;
+
+  constructor(
+    readonly request: JobUpdatedRequest,
+    private readonly output: SessionOutput<T>,
+    revocations: RevocationWatch,
+  ) {
+    if (request.after !== undefined) this.gate = new ReplayGate(request.after);
+    // A subscription outlives the request or handshake that authenticated it.
+    this.unwatch = revocations.watch(request.keyId, () => {
+      if (this.close()) output.end(errors.keyRevoked());
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * The live states of one dispatch, in position order (`items[i]` is `jobs[i]` as the transport
+   * renders it). Runs per subscriber and dispatch: a plain loop, and no gate once it passes
+   * everything (a resumed dashboard would otherwise consult it, and allocate for it, on every change
+   * for good).
+   */
+  offer(jobs: readonly JobRow[], items: readonly T[]): void {
+    if (this.closed) return;
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      const item = items[i]!;
+      if (this.gate) {
+        if (this.gate.offer(job.id, positionOf(job), item) !== 'send') continue;
+        if (this.gate.open) this.gate = undefined;
+      }
+      this.output.send(job.id, item);
+    }
+  }
+
+  /**
+   * With `after`: sends the replay (`replay` reads it, `render` turns each job into an item) at the
+   * client's pace, one job at a time while it has room, so a resume over thousands of jobs is never
+   * queued whole; then what the gate held meanwhile. Live deliveries must already be offered (the
+   * subscriber registered) before this is called, or changes committed during the replay are lost.
+   * Rejects with the replay's error (OVERLOADED, BAD_USER_INPUT, the database's).
+   */
+  async start(
+    replay: (request: JobUpdatedRequest, after: bigint) => Promise<JobRow[]>,
+    render: (job: JobRow) => T | Promise<T>,
+  ): Promise<void> {
+    const { after } = this.request;
+    if (after === undefined) return;
+    const jobs = await replay(this.request, after);
+    for (const job of jobs) {
+      await this.output.writable();
+      if (this.closed) return;
+      const item = await render(job);
+      if (this.closed) return;
+      this.output.send(job.id, item);
+    }
+    if (this.closed) return;
+    const replayed = new Map(jobs.map((job) => [job.id, positionOf(job)]));
+    for (const [jobId, item] of this.gate?.release(replayed) ?? []) this.output.send(jobId, item);
+  }
+
+  /** Ends the session (the transport ended it, or the key was revoked); false if it had ended. */
+  close(): boolean {
+    if (this.closed) return false;
+    this.closed = true;
+    this.unwatch();
+    return true;
+  }
+}

@@ -1,0 +1,63 @@
+import type { ApiKeyStore } from '../auth/api-keys.js';
+import { apiKeyFromHeaders } from '../auth/credentials.js';
+import type { RevocationWatch } from '../auth/revocation-watch.js';
+import type { Principal } from '../auth/scopes.js';
+import type { KeyConnections } from '../limits/key-connections.js';
+import { CloseCode } from './close-codes.js';
+import type { SocketExtra } from './graphql-ws-adapter.js';
+import type { SendBacklog, SocketSender } from './socket-sender.js';
+
+/** A socket that passed `connection_init`. */
+export interface Connection {
+  principal: Principal;
+  sender: SocketSender;
+  /** Aborted when the socket closes: every subscription of the connection ends with it. */
+  closed: AbortController;
+}
+
+/**
+ * Who may hold a socket, and for how long: the key of `connection_init` (payload `{"apiKey"}`, or
+ * the upgrade request's headers) must be valid, its key may hold at most MAX_CONNECTIONS_PER_KEY
+ * connections (WebSockets and Server-Sent Events streams alike), and the socket closes with 4401
+ * once the key is revoked: every later operation on it would run as a key that no longer exists.
+ */
+export class WebSocketConnections {
+  private readonly bySocket = new Map<SocketExtra['socket'], Connection>();
+
+  constructor(
+    private readonly deps: { apiKeys: ApiKeyStore; keyConnections: KeyConnections; revocations: RevocationWatch; backlog: SendBacklog },
+  ) {}
+
+  get size(): number {
+    return this.bySocket.size;
+  }
+
+  get(socket: SocketExtra['socket']): Connection | undefined {
+    return this.bySocket.get(socket);
+  }
+
+  /** graphql-ws's `onConnect`: false refuses (graphql-ws closes with 4403, or the socket is already closed with 1013). */
+  async admit({ socket, request }: SocketExtra, connectionParams: Record<string, unknown> | undefined): Promise<boolean> {
+    const { apiKeys, keyConnections, revocations, backlog } = this.deps;
+    const fromParams = connectionParams?.apiKey;
+    const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
+    const principal = key ? await apiKeys.authenticate(key) : null;
+    if (!principal) return false;
+    const release = keyConnections.acquire(principal.keyId);
+    if (!release) {
+      socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${keyConnections.max})`);
+      return false;
+    }
+    const closed = new AbortController();
+    this.bySocket.set(socket, { principal, sender: backlog.sender(socket, request.socket), closed });
+    // The sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
+    const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
+    socket.once('close', () => {
+      closed.abort();
+      unwatch();
+      this.bySocket.delete(socket);
+      release();
+    });
+    return true;
+  }
+}

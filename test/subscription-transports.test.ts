@@ -1,0 +1,206 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { positionOf } from '../src/jobs/change-position.js';
+import type { JobRow } from '../src/jobs/model.js';
+import { describeDb, describePostgres } from './helpers/databases.js';
+import { postgresUrl } from './helpers/postgres.js';
+import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+/**
+ * One JobUpdatedSession for every transport: each rule of a subscription holds the same whether it
+ * runs as a member of a multiplexed WebSocket group, as a WebSocket operation yoga runs (a fragment
+ * keeps it out of the multiplexer), or as a Server-Sent Events stream.
+ */
+
+const SELECTION = 'id type progress changeCursor';
+const DIRECT = `subscription Watch($type: String, $after: String) { jobUpdated(type: $type, after: $after) { ${SELECTION} } }`;
+const VIA_FRAGMENT = `subscription Watch($type: String, $after: String) { ...Watched }
+fragment Watched on Subscription { jobUpdated(type: $type, after: $after) { ${SELECTION} } }`;
+
+interface State {
+  id: string;
+  type: string;
+  progress: number;
+  changeCursor: string;
+}
+
+/** What a client of any transport sees of one subscription. */
+interface Subscription {
+  /** The job states received so far, in order. */
+  states(): State[];
+  /** The first error's extensions, once it arrives (an `error` message, or a result with errors). */
+  errorExtensions(): Promise<Record<string, unknown>>;
+  close(): void;
+  /** For WebSockets: the socket, to check how it closed. */
+  socket?: TestSocket;
+}
+
+type Variables = { type?: string; after?: string };
+type CodedError = { extensions: Record<string, unknown> };
+
+interface Transport {
+  name: string;
+  open(t: TestApp, key: string, variables: Variables): Promise<Subscription>;
+}
+
+function overWebSocket(name: string, query: string): Transport {
+  return {
+    name,
+    async open(t, key, variables) {
+      const socket = await TestSocket.open(t.url, { apiKey: key });
+      socket.subscribe('1', query, variables);
+      return {
+        socket,
+        states: () => socket.nexts<{ data?: { jobUpdated: State } }>('1').flatMap((n) => (n.data ? [n.data.jobUpdated] : [])),
+        errorExtensions: async () => {
+          const message = await socket.waitFor(
+            (m) => m.id === '1' && (m.type === 'error' || (m.type === 'next' && Array.isArray((m.payload as { errors?: unknown }).errors))),
+          );
+          // An `error` message carries the errors themselves; a `next` carries a result.
+          const errors = (Array.isArray(message.payload) ? message.payload : (message.payload as { errors: unknown[] }).errors) as CodedError[];
+          return errors[0]!.extensions;
+        },
+        close: () => socket.close(),
+      };
+    },
+  };
+}
+
+const serverSentEvents: Transport = {
+  name: 'Server-Sent Events',
+  async open(t, key, variables) {
+    const controller = new AbortController();
+    const response = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': key },
+      body: JSON.stringify({ query: DIRECT, variables }),
+      signal: controller.signal,
+    });
+    const results: Array<{ data?: { jobUpdated: State }; errors?: CodedError[] }> = [];
+    // Refusals before the stream starts answer with a plain JSON result.
+    void (async () => {
+      if (!response.headers.get('content-type')?.includes('text/event-stream')) {
+        results.push(await response.json());
+        return;
+      }
+      const decoder = new TextDecoder();
+      let text = '';
+      const reader = response.body!.getReader();
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        text += decoder.decode(chunk.value, { stream: true });
+        const blocks = text.split('\n\n');
+        text = blocks.pop()!;
+        for (const block of blocks) {
+          const data = block.split('\n').find((line) => line.startsWith('data: '));
+          if (block.includes('event: next') && data) results.push(JSON.parse(data.slice(6)));
+        }
+      }
+    })().catch(() => {}); // aborted by close()
+    return {
+      states: () => results.flatMap((r) => (r.data ? [r.data.jobUpdated] : [])),
+      errorExtensions: async () => {
+        await expect.poll(() => results.find((r) => r.errors), { timeout: 20_000 }).toBeDefined();
+        return results.find((r) => r.errors)!.errors![0]!.extensions;
+      },
+      close: () => controller.abort(),
+    };
+  },
+};
+
+const transports: Transport[] = [
+  overWebSocket('WebSocket, multiplexed', DIRECT),
+  overWebSocket('WebSocket, run by yoga', VIA_FRAGMENT),
+  serverSentEvents,
+];
+
+const cleanups: Array<() => void | Promise<void>> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function opened(transport: Transport, t: TestApp, key: string, variables: Variables): Promise<Subscription> {
+  const subscription = await transport.open(t, key, variables);
+  cleanups.push(() => subscription.close());
+  return subscription;
+}
+
+describeDb('one subscription session for every transport', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+
+  describe.each(transports)('$name', (transport) => {
+    it('resumes with after: the replay, then live, only the filter’s jobs, each state once and in position order', async () => {
+      const key = await t.createKey(`resume-${transport.name}`);
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const create = (type: string) => t.app.jobs.create(workspaceId, { type, displayTitle: type, steps: [{ id: 'a', name: 'A' }] });
+      const before = await create('watched');
+      const [watched, other] = [await create('watched'), await create('other')];
+      const sub = await opened(transport, t, key, { type: 'watched', after: positionOf(before).toString() });
+      // The replay: the one watched job created after `after`, and nothing at or below it.
+      await expect.poll(() => sub.states().map((s) => s.id)).toEqual([watched.id]);
+      const updates: JobRow[] = [];
+      for (const progress of [10, 20, 30]) {
+        updates.push(await t.app.jobs.updateProgress(workspaceId, watched.id, { progress }));
+        await t.app.jobs.updateProgress(workspaceId, other.id, { progress });
+      }
+      await expect.poll(() => sub.states().at(-1)?.progress, { timeout: 20_000 }).toBe(30);
+      const states = sub.states();
+      expect(new Set(states.map((s) => s.id))).toEqual(new Set([watched.id]));
+      const cursors = states.map((s) => BigInt(s.changeCursor));
+      expect(cursors.every((cursor, i) => i === 0 || cursor > cursors[i - 1]!)).toBe(true);
+      expect(cursors[0]).toBeGreaterThan(positionOf(before));
+      expect(cursors.at(-1)).toBeGreaterThanOrEqual(positionOf(updates.at(-1)!));
+    });
+
+    // The same extensions everywhere: the code alone (the HTTP status yoga keeps for itself is no
+    // part of an error a client reads).
+    it('refuses a key without jobs:read with FORBIDDEN, and an after that is no changeCursor with BAD_USER_INPUT', async () => {
+      const writer = await t.createKey(`refusals-${transport.name}`, ['jobs:write']);
+      expect(await (await opened(transport, t, writer, {})).errorExtensions()).toEqual({ code: 'FORBIDDEN' });
+      const reader = await t.createKey(`refusals-${transport.name}`, ['jobs:read']);
+      expect(await (await opened(transport, t, reader, { after: 'yesterday' })).errorExtensions()).toEqual({ code: 'BAD_USER_INPUT' });
+    });
+  });
+});
+
+/**
+ * REPLAY_QUEUE_MAX as every transport meets it. The replays' reads are held by a lock on the jobs
+ * table (a SELECT waits for ACCESS EXCLUSIVE), so the queue is full for as long as the test needs:
+ * that takes a second connection, which only real PostgreSQL has.
+ */
+describePostgres('a resume refused because REPLAY_QUEUE_MAX replays wait', () => {
+  it('gets OVERLOADED on every transport; WebSockets also close with 1013 so that clients back off', { timeout: 60_000 }, async () => {
+    const t = await startTestApp({ env: { REPLAY_CONCURRENCY: '1', REPLAY_QUEUE_MAX: '1' } });
+    const key = await t.createKey('overloaded');
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'held', steps: [{ id: 'a', name: 'A' }] });
+    const after = (positionOf(job) - 1n).toString();
+
+    const { database } = t.app;
+    if (database.kind !== 'postgres') throw new Error('a second connection needs PostgreSQL');
+    const locker = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${database.schema}"` });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE');
+
+    // One replay reading (held by the lock), one waiting: the queue is full.
+    const reading = await opened(transports[0]!, t, key, { after });
+    await expect.poll(() => t.app.replays.reads).toBe(1);
+    const waiting = await opened(transports[0]!, t, key, { after });
+    await expect.poll(() => t.app.replays.waitingCount).toBe(1);
+
+    for (const transport of transports) {
+      const refused = await opened(transport, t, key, { after });
+      expect(await refused.errorExtensions(), transport.name).toEqual({ code: 'OVERLOADED' });
+      if (refused.socket) expect((await refused.socket.waitForClose()).code, transport.name).toBe(1013);
+    }
+
+    // Once the lock goes, the two that were admitted get their replay.
+    await locker.query('ROLLBACK');
+    for (const sub of [reading, waiting]) await expect.poll(() => sub.states().map((s) => s.id), { timeout: 20_000 }).toEqual([job.id]);
+  });
+});
