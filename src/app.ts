@@ -179,7 +179,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   guardConnections(server, config.http.maxConnections);
 
   const webSockets = attachWebSockets({ server, yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config, logger });
-  const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, webSockets, queries: database.queries, responses }) : undefined;
+  const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, replays, webSockets, queries: database.queries, responses }) : undefined;
 
   let closing: Promise<void> | undefined;
 

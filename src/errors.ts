@@ -65,4 +65,5 @@ export const errors = {
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
   unavailable: () => appError('SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.'),
   overloaded: () => appError('OVERLOADED', 'Too many subscriptions are resuming at once; retry shortly.'),
+  tooManyConnections: (max: number) => appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${max}).`),
 };

@@ -3,11 +3,13 @@ import type { QueryCounter } from './db/query-counter.js';
 import type { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import type { ChangeFeed } from './live/change-feed.js';
 import type { LiveJobs } from './live/live-jobs.js';
+import type { ReplayQueue } from './live/replay-queue.js';
 import type { WebSocketGateway } from './ws/ws-server.js';
 
 export interface MetricSources {
   feed: ChangeFeed;
   live: LiveJobs;
+  replays: ReplayQueue;
   webSockets: WebSocketGateway;
   queries: QueryCounter;
   responses: WorkspaceResponseCache | undefined;
@@ -90,6 +92,14 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     registers,
     collect() {
       this.set(sources.webSockets.backlog.pendingBytes);
+    },
+  });
+  new Gauge({
+    name: 'jobs_gateway_replays_waiting',
+    help: 'Resumed subscriptions waiting for their replay read (beyond REPLAY_QUEUE_MAX a resume is refused with OVERLOADED).',
+    registers,
+    collect() {
+      this.set(sources.replays.waitingCount);
     },
   });
   mirrored('jobs_gateway_websocket_slow_consumer_closes_total', 'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).', () => sources.webSockets.backlog.slowConsumerCloses);

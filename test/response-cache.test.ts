@@ -143,10 +143,12 @@ describeDb('polling a job that a worker moves', () => {
       }
     }
     // Each report: its UPDATE, the feed's read (or reads: one may start before the write commits),
-    // and on PostgreSQL its announcement to other instances (one NOTIFY). The fifteen polls: none.
+    // and on PostgreSQL its announcement to other instances (one NOTIFY, or none when it joins the
+    // previous report's, still on its way under a loaded machine). The fifteen polls: none.
     const reads = t.app.feed.reads - before.reads;
     const announcements = t.app.feed.announcements - before.announcements;
-    expect(announcements).toBe(dbKind === 'postgres' ? 5 : 0);
+    if (dbKind === 'postgres') expect(announcements).toBeGreaterThanOrEqual(1);
+    expect(announcements).toBeLessThanOrEqual(dbKind === 'postgres' ? 5 : 0);
     expect(queriesOf(t) - before.queries).toBe(5 + reads + announcements);
     await t.close();
   });

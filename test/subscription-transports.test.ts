@@ -5,6 +5,7 @@ import type { JobRow } from '../src/jobs/model.js';
 import { describeDb, describePostgres } from './helpers/databases.js';
 import { postgresUrl } from './helpers/postgres.js';
 import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
+import { scrape } from './helpers/metrics.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 /**
@@ -131,6 +132,12 @@ describeDb('one subscription session for every transport', () => {
     t = await startTestApp();
   });
 
+  let cheap: TestApp;
+  beforeAll(async () => {
+    // The selection costs 5 (the field and its four scalars).
+    cheap = await startTestApp({ env: { GRAPHQL_MAX_COST: '3' } });
+  });
+
   describe.each(transports)('$name', (transport) => {
     it('resumes with after: the replay, then live, only the filter’s jobs, each state once and in position order', async () => {
       const key = await t.createKey(`resume-${transport.name}`);
@@ -163,35 +170,50 @@ describeDb('one subscription session for every transport', () => {
       const reader = await t.createKey(`refusals-${transport.name}`, ['jobs:read']);
       expect(await (await opened(transport, t, reader, { after: 'yesterday' })).errorExtensions()).toEqual({ code: 'BAD_USER_INPUT' });
     });
+
+    it('refuses a selection over GRAPHQL_MAX_COST with QUERY_TOO_COMPLEX', async () => {
+      const key = await cheap.createKey(`cost-${transport.name}`);
+      expect(await (await opened(transport, cheap, key, {})).errorExtensions()).toEqual({ code: 'QUERY_TOO_COMPLEX' });
+    });
   });
 });
 
 /**
- * REPLAY_QUEUE_MAX as every transport meets it. The replays' reads are held by a lock on the jobs
- * table (a SELECT waits for ACCESS EXCLUSIVE), so the queue is full for as long as the test needs:
- * that takes a second connection, which only real PostgreSQL has.
+ * Replays held as long as a test needs: a lock on the jobs table makes their reads wait (a SELECT
+ * waits for ACCESS EXCLUSIVE). That takes a second connection, which only real PostgreSQL has.
  */
-describePostgres('a resume refused because REPLAY_QUEUE_MAX replays wait', () => {
-  it('gets OVERLOADED on every transport; WebSockets also close with 1013 so that clients back off', { timeout: 60_000 }, async () => {
+async function holdReplays(t: TestApp): Promise<() => Promise<void>> {
+  const { database } = t.app;
+  if (database.kind !== 'postgres') throw new Error('a second connection needs PostgreSQL');
+  const locker = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${database.schema}"` });
+  await locker.connect();
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE');
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await locker.query('ROLLBACK');
+    await locker.end();
+  };
+  cleanups.push(release);
+  return release;
+}
+
+describePostgres('while replays are held', () => {
+  it('a resume refused because REPLAY_QUEUE_MAX replays wait gets OVERLOADED on every transport; WebSockets also close with 1013 so that clients back off', { timeout: 60_000 }, async () => {
     const t = await startTestApp({ env: { REPLAY_CONCURRENCY: '1', REPLAY_QUEUE_MAX: '1' } });
     const key = await t.createKey('overloaded');
     const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
     const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'held', steps: [{ id: 'a', name: 'A' }] });
     const after = (positionOf(job) - 1n).toString();
-
-    const { database } = t.app;
-    if (database.kind !== 'postgres') throw new Error('a second connection needs PostgreSQL');
-    const locker = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${database.schema}"` });
-    await locker.connect();
-    cleanups.push(() => locker.end());
-    await locker.query('BEGIN');
-    await locker.query('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE');
+    const release = await holdReplays(t);
 
     // One replay reading (held by the lock), one waiting: the queue is full.
     const reading = await opened(transports[0]!, t, key, { after });
     await expect.poll(() => t.app.replays.reads).toBe(1);
     const waiting = await opened(transports[0]!, t, key, { after });
-    await expect.poll(() => t.app.replays.waitingCount).toBe(1);
+    await expect.poll(async () => (await scrape(t.url)).value('jobs_gateway_replays_waiting')).toBe(1);
 
     for (const transport of transports) {
       const refused = await opened(transport, t, key, { after });
@@ -200,7 +222,31 @@ describePostgres('a resume refused because REPLAY_QUEUE_MAX replays wait', () =>
     }
 
     // Once the lock goes, the two that were admitted get their replay.
-    await locker.query('ROLLBACK');
+    await release();
     for (const sub of [reading, waiting]) await expect.poll(() => sub.states().map((s) => s.id), { timeout: 20_000 }).toEqual([job.id]);
+  });
+
+  it('a multiplexed subscription completed during its replay sends nothing more, even once the client reuses its id', { timeout: 60_000 }, async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('completed-while-replaying');
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const replayed = await t.app.jobs.create(workspaceId, { type: 'replayed', displayTitle: 'held', steps: [{ id: 'a', name: 'A' }] });
+    const release = await holdReplays(t);
+
+    const socket = await TestSocket.open(t.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', DIRECT, { after: (positionOf(replayed) - 1n).toString() });
+    await expect.poll(() => t.app.replays.reads).toBe(1);
+    // Completed before graphql-ws has registered it, then the id is reused for other jobs, live.
+    socket.complete('1');
+    socket.subscribe('1', DIRECT, { type: 'live' });
+    await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(1);
+
+    await release();
+    const live = await t.app.jobs.create(workspaceId, { type: 'live', displayTitle: 'after', steps: [{ id: 'a', name: 'A' }] });
+    await expect.poll(() => socket.nexts<{ data: { jobUpdated: State } }>('1').map((n) => n.data.jobUpdated.id), { timeout: 20_000 }).toContain(live.id);
+    // The first subscription's replay never reached the client under the reused id.
+    expect(socket.nexts<{ data: { jobUpdated: State } }>('1').map((n) => n.data.jobUpdated.id)).toEqual([live.id]);
+    expect(t.app.webSockets.multiplexer.memberCount).toBe(1);
   });
 });

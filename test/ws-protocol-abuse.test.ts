@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { CreateJobDocument } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
@@ -79,5 +80,28 @@ describeDb('WebSocket protocol abuse: nothing outlives its socket', () => {
       }),
       { numRuns: 40 },
     );
+  });
+});
+
+describeDb('WebSocket admission: a socket gone before its key is known holds nothing', () => {
+  it('sockets that close right after connection_init, while their key is looked up, leave every connection slot of the key free', async () => {
+    // Every lookup goes to the database, and two connections per key: one leaked slot shows. On
+    // PostgreSQL the close arrives before the lookup answers; without the check, 2 of 30 leaked.
+    const t = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '0', MAX_CONNECTIONS_PER_KEY: '2' } });
+    const key = await t.createKey('tenant-ws-admission');
+    for (let i = 0; i < 30; i++) {
+      const socket = new WebSocket(`${t.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
+      await new Promise<void>((resolve, reject) => {
+        socket.once('open', () => resolve());
+        socket.once('error', reject);
+      });
+      socket.send(JSON.stringify({ type: 'connection_init', payload: { apiKey: key } }));
+      socket.terminate();
+    }
+    await expect.poll(() => t.app.webSockets.connectionCount).toBe(0);
+    // Both of the key's slots are free: two sockets are admitted.
+    const sockets = await Promise.all([TestSocket.open(t.url, { apiKey: key }), TestSocket.open(t.url, { apiKey: key })]);
+    for (const socket of sockets) expect(socket.closed).toBeUndefined();
+    for (const socket of sockets) socket.close();
   });
 });

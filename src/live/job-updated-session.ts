@@ -52,7 +52,7 @@ export class JobUpdatedSession<T> {
   private readonly unwatch: () => void;
 
   constructor(
-    readonly request: JobUpdatedRequest,
+    private readonly request: JobUpdatedRequest,
     private readonly output: SessionOutput<T>,
     revocations: RevocationWatch,
   ) {
@@ -61,10 +61,6 @@ export class JobUpdatedSession<T> {
     this.unwatch = revocations.watch(request.keyId, () => {
       if (this.close()) output.end(errors.keyRevoked());
     });
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   /**

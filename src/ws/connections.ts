@@ -2,6 +2,7 @@ import type { ApiKeyStore } from '../auth/api-keys.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
+import { errors } from '../errors.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import { CloseCode } from './close-codes.js';
 import type { SocketExtra } from './graphql-ws-adapter.js';
@@ -13,6 +14,12 @@ export interface Connection {
   sender: SocketSender;
   /** Aborted when the socket closes: every subscription of the connection ends with it. */
   closed: AbortController;
+  /**
+   * Per multiplexed operation (graphql-ws's id), aborted when the client completes it. graphql-ws
+   * registers an operation only once its start resolves, and a complete before that (during a
+   * replay) would otherwise leave the member sending.
+   */
+  operations: Map<string, AbortController>;
 }
 
 /**
@@ -43,13 +50,15 @@ export class WebSocketConnections {
     const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
     const principal = key ? await apiKeys.authenticate(key) : null;
     if (!principal) return false;
+    // Closed while its key was looked up: it would hold a slot that its 'close' (already past) never frees.
+    if (socket.readyState !== socket.OPEN) return false;
     const release = keyConnections.acquire(principal.keyId);
     if (!release) {
-      socket.close(CloseCode.TryAgainLater, `Too many connections for this API key (max ${keyConnections.max})`);
+      socket.close(CloseCode.TryAgainLater, errors.tooManyConnections(keyConnections.max).message);
       return false;
     }
     const closed = new AbortController();
-    this.bySocket.set(socket, { principal, sender: backlog.sender(socket, request.socket), closed });
+    this.bySocket.set(socket, { principal, sender: backlog.sender(socket, request.socket), closed, operations: new Map() });
     // The sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
     const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
     socket.once('close', () => {

@@ -49,7 +49,16 @@ function clientReason(reason: string): string {
 export function attachGraphqlWs(
   wss: WebSocketServer,
   options: ServerOptions<Record<string, unknown> | undefined, SocketExtra>,
-  { keepAliveMs, logger }: { keepAliveMs: number; logger: Logger },
+  {
+    keepAliveMs,
+    logger,
+    onClientComplete,
+  }: {
+    keepAliveMs: number;
+    logger: Logger;
+    /** A `complete` from the client for an active operation (which graphql-ws may not have registered yet). */
+    onClientComplete?: (socket: WebSocket, operationId: string) => void;
+  },
 ) {
   /** Per socket, the internal id of each client id that is active (subscribed, not completed). */
   const activeIds = new WeakMap<WebSocket, Map<string, string>>();
@@ -134,6 +143,7 @@ export function attachGraphqlWs(
         if (internal === undefined) active.set(id, (internal = `${id}${SUFFIX}${++sequence}`));
       } else {
         active.delete(id);
+        if (internal !== undefined) onClientComplete?.(socket, internal);
         internal ??= `${id}${SUFFIX}0`; // completes nothing, as graphql-ws does for unknown ids
       }
       return JSON.stringify({ ...message, id: internal });

@@ -1,6 +1,7 @@
-import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, execute } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, execute } from 'graphql';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
-import { clientResult } from '../graphql/mask-error.js';
+import type { GatewayContext } from '../graphql/context.js';
+import { clientError, clientResult } from '../graphql/mask-error.js';
 import type { JobRow } from '../jobs/model.js';
 import { type JobUpdatedRequest, JobUpdatedSession, type SessionOutput } from '../live/job-updated-session.js';
 import type { LiveJobs, LiveSubscriber } from '../live/live-jobs.js';
@@ -16,8 +17,8 @@ export interface GroupSpec {
   document: DocumentNode;
   operationName: string | null | undefined;
   variableValues: Record<string, unknown> | undefined;
-  /** The group outlives whoever created it: its context speaks for the workspace only. */
-  contextValue: unknown;
+  /** The group outlives whoever created it: its context speaks for no one's key or connection. */
+  contextValue: GatewayContext;
   schema: ExecutionArgs['schema'];
 }
 
@@ -141,7 +142,7 @@ class Group implements LiveSubscriber {
       });
     } catch (error) {
       this.logger.error({ err: error }, 'subscription execution failed');
-      result = { data: null, errors: [new GraphQLError(String(error), { originalError: error instanceof Error ? error : undefined })] };
+      result = { data: null, errors: [clientError(error)] };
     }
     return Buffer.from(JSON.stringify(clientResult(result)));
   }
@@ -201,7 +202,11 @@ export class Member implements SessionOutput<Buffer> {
     return this.sender.writable();
   }
 
-  /** The key was revoked: the connection, authenticated by the same key, closes with 4401 too. */
+  /**
+   * The key was revoked. The member leaves quietly: its connection was authenticated by the same key,
+   * and the same check of revocations closes the socket with 4401, which tells the client (before or
+   * after graphql-ws's `complete` for this operation, whichever watcher runs first).
+   */
   end(): void {
     this.leave();
   }

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { appError, errors } from '../errors.js';
 import type { GatewayContext } from '../graphql/context.js';
 import { UNEXPECTED_MESSAGE, clientError, clientResult } from '../graphql/mask-error.js';
-import { withinResponseLimit } from '../graphql/plugins/operation-limits.js';
+import { costRefusal, withinResponseLimit } from '../graphql/plugins/operation-limits.js';
 import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
@@ -34,6 +34,11 @@ interface OperationRunner {
 }
 
 type OperationResult = ExecutionResult | AsyncGenerator<ExecutionResult> | AsyncIterable<ExecutionResult>;
+
+/** The runner `onSubscribe` put in the operation's rootValue (it returns either that or errors). */
+function runnerOf(args: ExecutionArgs): OperationRunner {
+  return args.rootValue as OperationRunner;
+}
 
 export interface WebSocketGateway {
   readonly multiplexer: Multiplexer;
@@ -100,30 +105,42 @@ export function attachWebSockets(deps: {
     { id, args, payload, plan }: { id: string; args: ExecutionArgs; payload: SubscribePayload; plan: JobUpdatedPlan },
   ): Promise<OperationRunner | GraphQLError> => {
     const { principal } = connection;
-    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal);
+    // What yoga's plugins check at execution, which a multiplexed subscription never reaches.
+    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal) ?? costRefusal(args, config.graphql.maxCost);
     if (refusal) return refusal;
+    const completed = new AbortController();
+    connection.operations.set(id, completed);
     try {
       const request = jobUpdatedRequest(principal, plan.args);
       const { workspaceId } = request;
+      const scopes = [...principal.scopes].sort();
+      const { jobs, live, keyConnections } = args.contextValue as GatewayContext;
       const member = await multiplexer.join(
         {
-          key: JSON.stringify([workspaceId, payload.operationName ?? null, payload.query, plan.sharedVariables]),
+          key: JSON.stringify([workspaceId, scopes, payload.operationName ?? null, payload.query, plan.sharedVariables]),
           document: args.document,
           operationName: payload.operationName,
           variableValues: payload.variables ?? undefined,
-          contextValue: { ...(args.contextValue as GatewayContext), principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read']) } },
+          // The group outlives whoever created it: its context is the workspace and the scopes that
+          // every member shares (they are part of the key), and no one's key or connection.
+          contextValue: { principal: { keyId: '', workspaceId, scopes: new Set(scopes) }, jobs, live, keyConnections },
           schema: args.schema,
         },
         request,
         connection.sender,
         { id: clientIdOf(id), operationId: id },
-        connection.closed.signal,
+        AbortSignal.any([connection.closed.signal, completed.signal]),
       );
       return {
-        execute: () => ({ errors: [new GraphQLError(UNEXPECTED_MESSAGE)] }), // a subscription is never executed
+        // graphql-ws subscribes to a subscription operation, never executes it.
+        execute: () => {
+          member.leave();
+          return { errors: [new GraphQLError(UNEXPECTED_MESSAGE)] };
+        },
         subscribe: () => member.handle(),
       };
     } catch (error) {
+      connection.operations.delete(id);
       if (error instanceof SocketClosedError) return new GraphQLError(error.message);
       if (!(error instanceof GraphQLError)) logger.error({ err: error }, 'subscription replay failed');
       return clientError(error);
@@ -173,15 +190,19 @@ export function attachWebSockets(deps: {
       },
 
       execute: async (args) => {
-        const result = await (args.rootValue as OperationRunner).execute(args);
+        const result = await runnerOf(args).execute(args);
         return withinResponseLimit(result as ExecutionResult, config.graphql.maxResponseBytes);
       },
-      subscribe: (args) => (args.rootValue as OperationRunner).subscribe(args),
+      subscribe: (args) => runnerOf(args).subscribe(args),
       // What graphql-ws itself sends, masked and stripped as yoga does on HTTP (multiplexed frames
       // are, by the Multiplexer).
       onNext: (_ctx, _id, _payload, _args, result) => clientResult(result),
       onError: (ctx, _id, _payload, errorList) => {
         const shown = errorList.map(clientError);
+        // Masked ones are ours to look into: the client sees "Unexpected error." only.
+        errorList.forEach((error, i) => {
+          if (shown[i]!.extensions.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error }, 'subscription failed');
+        });
         const overloaded = shown.find((error) => error.extensions.code === 'OVERLOADED');
         // A refused resume closes the socket too, so that the client's retry (with backoff) spreads
         // the stampede; once graphql-ws has written the error (it does so before its next turn).
@@ -189,7 +210,15 @@ export function attachWebSockets(deps: {
         return shown;
       },
     },
-    { keepAliveMs: config.ws.keepAliveMs, logger },
+    {
+      keepAliveMs: config.ws.keepAliveMs,
+      logger,
+      onClientComplete: (socket, operationId) => {
+        const connection = connections.get(socket);
+        connection?.operations.get(operationId)?.abort();
+        connection?.operations.delete(operationId);
+      },
+    },
   );
 
   return {

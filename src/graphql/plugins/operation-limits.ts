@@ -58,7 +58,8 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
     const variables = (args.variableValues ?? {}) as Record<string, unknown>;
     const inputs = JSON.stringify([args.operationName ?? null, costVariables(args.schema, args.document).map((name) => variables[name] ?? null)]);
     if (byInputs.has(inputs)) return byInputs.get(inputs);
-    const verdict = estimateCost(args, limits.maxCost);
+    const refusal = costRefusal(args, limits.maxCost);
+    const verdict = refusal ? { errors: [refusal] } : undefined;
     // A document whose cost-bearing variables take ever new values must not grow memory for good.
     if (byInputs.size >= MAX_VERDICTS_PER_DOCUMENT) byInputs.clear();
     byInputs.set(inputs, verdict);
@@ -113,8 +114,11 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
   ];
 }
 
-/** Pothos's complexity rule with the request's variables: a QUERY_TOO_COMPLEX result, or undefined. */
-function estimateCost(args: ExecutionArgs, maxCost: number): ExecutionResult | undefined {
+/**
+ * Pothos's complexity rule with the request's variables: QUERY_TOO_COMPLEX, or undefined. Also
+ * used by the WebSocket server for the subscriptions it runs itself (once per subscribe).
+ */
+export function costRefusal(args: ExecutionArgs, maxCost: number): GraphQLError | undefined {
   const rule = createComplexityRule({
     variableValues: (args.variableValues ?? {}) as Record<string, unknown>,
     operationName: args.operationName ?? undefined,
@@ -123,7 +127,7 @@ function estimateCost(args: ExecutionArgs, maxCost: number): ExecutionResult | u
   });
   // Variables that do not coerce are execution's to report, with its own message.
   const costError = validate(args.schema, args.document, [rule]).find((error) => error.extensions?.code === 'QUERY_COMPLEXITY');
-  return costError ? { errors: [appError('QUERY_TOO_COMPLEX', `${costError.message}.`)] } : undefined;
+  return costError ? appError('QUERY_TOO_COMPLEX', `${costError.message}.`) : undefined;
 }
 
 const costVariablesOf = new WeakMap<DocumentNode, string[]>();

@@ -1,4 +1,4 @@
-import { appError } from '../../errors.js';
+import { errors } from '../../errors.js';
 import type { JobRow } from '../../jobs/model.js';
 import { jobUpdatedRequest } from '../../live/job-updated-session.js';
 import { builder } from '../builder.js';
@@ -25,7 +25,7 @@ builder.subscriptionFields((t) => ({
       // does; over a WebSocket the socket itself is what counts.
       const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(request.keyId);
       if (!ctx.connectionClosed && !release) {
-        throw appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${ctx.keyConnections.max}).`);
+        throw errors.tooManyConnections(ctx.keyConnections.max);
       }
       return ctx.live.stream(request, { signal: ctx.connectionClosed, onEnd: release });
     },
