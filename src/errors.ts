@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   FORBIDDEN: { rest: 403, graphql: 403 },
   NOT_FOUND: { rest: 404 },
   METHOD_NOT_ALLOWED: { rest: 405 },
+  /** GraphQL only: a subscription asked for with no streaming media type in `accept`. */
+  NOT_ACCEPTABLE: { rest: 406, graphql: 406 },
   CONFLICT: { rest: 409 },
   LENGTH_REQUIRED: { rest: 411 },
   PAYLOAD_TOO_LARGE: { rest: 413 },

@@ -42,15 +42,16 @@ type CodedError = { extensions: Record<string, unknown> };
 
 interface Transport {
   name: string;
-  open(t: TestApp, key: string, variables: Variables): Promise<Subscription>;
+  /** Subscribes with the transport's own document, or `query` instead. */
+  open(t: TestApp, key: string, variables: Variables, query?: string): Promise<Subscription>;
 }
 
 function overWebSocket(name: string, query: string): Transport {
   return {
     name,
-    async open(t, key, variables) {
+    async open(t, key, variables, document = query) {
       const socket = await TestSocket.open(t.url, { apiKey: key });
-      socket.subscribe('1', query, variables);
+      socket.subscribe('1', document, variables);
       return {
         socket,
         states: () => socket.nexts<{ data?: { jobUpdated: State } }>('1').flatMap((n) => (n.data ? [n.data.jobUpdated] : [])),
@@ -70,12 +71,12 @@ function overWebSocket(name: string, query: string): Transport {
 
 const serverSentEvents: Transport = {
   name: 'Server-Sent Events',
-  async open(t, key, variables) {
+  async open(t, key, variables, query = DIRECT) {
     const controller = new AbortController();
     const response = await fetch(`${t.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-api-key': key },
-      body: JSON.stringify({ query: DIRECT, variables }),
+      body: JSON.stringify({ query, variables }),
       signal: controller.signal,
     });
     const results: Array<{ data?: { jobUpdated: State }; errors?: CodedError[] }> = [];
@@ -120,8 +121,8 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function opened(transport: Transport, t: TestApp, key: string, variables: Variables): Promise<Subscription> {
-  const subscription = await transport.open(t, key, variables);
+async function opened(transport: Transport, t: TestApp, key: string, variables: Variables, query?: string): Promise<Subscription> {
+  const subscription = await transport.open(t, key, variables, query);
   cleanups.push(() => subscription.close());
   return subscription;
 }
@@ -175,6 +176,62 @@ describeDb('one subscription session for every transport', () => {
       const key = await cheap.createKey(`cost-${transport.name}`);
       expect(await (await opened(transport, cheap, key, {})).errorExtensions()).toEqual({ code: 'QUERY_TOO_COMPLEX' });
     });
+
+    // graphql-js 16 lets these through validation and then fails (a TypeError, or a throw from
+    // inside validation that closed the whole socket): each is a coded refusal, and a WebSocket stays.
+    it.each([
+      ['a conditional root field', 'subscription { jobUpdated @skip(if: true) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
+      ['a root field conditional on a variable without a value', 'subscription($s: Boolean!) { jobUpdated @skip(if: $s) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
+      ['one inside a fragment', 'subscription { ...F } fragment F on Subscription { jobUpdated @include(if: false) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
+      ['two operations and no operationName', 'subscription A { jobUpdated { id } } subscription B { jobUpdated { id } }', {}, 'OPERATION_RESOLUTION_FAILURE'],
+    ])('refuses %s with a coded error', async (_, query, variables, code) => {
+      const key = await t.createKey(`documents-${transport.name}`);
+      const sub = await opened(transport, t, key, variables, query);
+      expect(await sub.errorExtensions()).toEqual({ code });
+      if (sub.socket) {
+        // The connection still answers.
+        sub.socket.send({ type: 'ping' });
+        await sub.socket.waitFor((m) => m.type === 'pong');
+        expect(sub.socket.closed).toBeUndefined();
+      }
+    });
+  });
+});
+
+describeDb('a subscription over plain HTTP, and multiplexed groups', () => {
+  it('asked for without a streaming media type: 406 NOT_ACCEPTABLE, and the stream it opened holds nothing', async () => {
+    const t = await startTestApp({ env: { MAX_CONNECTIONS_PER_KEY: '2' } });
+    const key = await t.createKey('not-acceptable');
+    for (const accept of ['application/json', 'application/graphql-response+json', 'application/json', 'application/json']) {
+      const response = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept, 'x-api-key': key },
+        body: JSON.stringify({ query: DIRECT }),
+      });
+      expect(response.status, accept).toBe(406);
+      expect(await response.json()).toMatchObject({ errors: [{ extensions: { code: 'NOT_ACCEPTABLE' } }] });
+    }
+    await expect.poll(() => t.app.live.streamCount).toBe(0);
+    // Both of the key's connections are free.
+    const streams = await Promise.all([opened(serverSentEvents, t, key, {}), opened(serverSentEvents, t, key, {})]);
+    await expect.poll(() => t.app.live.streamCount).toBe(2);
+    for (const stream of streams) stream.close();
+  });
+
+  it('a variable that sets both `after` and a filter keeps subscribers with different values apart', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('shared-variable');
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const both = `subscription S($x: String) { jobUpdated(type: $x, after: $x) { ${SELECTION} } }`;
+    const sockets = await Promise.all(['1', '2'].map(() => TestSocket.open(t.url, { apiKey: key })));
+    for (const socket of sockets) cleanups.push(() => socket.close());
+    sockets.forEach((socket, i) => socket.subscribe('x', both, { x: String(i + 1) }));
+    await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(2);
+    for (const type of ['1', '2']) await t.app.jobs.create(workspaceId, { type, displayTitle: type, steps: [{ id: 'a', name: 'A' }] });
+    for (const [i, socket] of sockets.entries()) {
+      await expect.poll(() => socket.nexts('x').length).toBeGreaterThan(0);
+      expect(socket.nexts<{ data: { jobUpdated: State } }>('x').map((n) => n.data.jobUpdated.type)).toEqual([String(i + 1)]);
+    }
   });
 });
 

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { createEmbeddedClusterApart } from './embedded-cluster.js';
 import { listenWithReconnect } from './pg-listener.js';
 import { type QueryCounter, countQueries } from './query-counter.js';
 import type { ListenHandlers, SqlClient } from './sql.js';
@@ -108,7 +109,9 @@ async function openEmbedded(dataDir: string): Promise<Database> {
   try {
     // PostgreSQL's default shared_buffers (128 MB) lives in PGlite's WebAssembly memory and was a
     // quarter of an idle server's RSS; the embedded database is for one process and small data.
-    pglite = await PGlite.create(dataDir, { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] });
+    const startParams = [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`];
+    await createEmbeddedClusterApart(dataDir, startParams);
+    pglite = await PGlite.create(dataDir, { startParams });
   } catch (error) {
     await unlock();
     throw error;

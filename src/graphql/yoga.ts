@@ -10,6 +10,8 @@ import type { GatewayContext } from './context.js';
 import { maskGatewayError } from './mask-error.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
+import { useSubscriptionRootRules } from './plugins/subscription-root.js';
+import { useUnacceptedStreamsReturned } from './plugins/unaccepted-streams.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { schema } from './schema.js';
@@ -67,6 +69,8 @@ export function createGatewayYoga({ limits, jobs, live, keyConnections, logger, 
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.
     plugins: [
+      useSubscriptionRootRules(),
+      useUnacceptedStreamsReturned(),
       useOperationScopes(),
       ...useOperationLimits(limits),
       useVariableErrorCode(),

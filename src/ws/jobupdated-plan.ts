@@ -7,6 +7,7 @@ import {
   getArgumentValues,
   getOperationAST,
   getVariableValues,
+  visit,
 } from 'graphql';
 import { errors } from '../errors.js';
 import type { JobUpdatedArgs } from '../jobs/job-filter.js';
@@ -47,9 +48,22 @@ export function planJobUpdated(
     throw error instanceof GraphQLError ? badInput(error) : error;
   }
   const afterNode = field.arguments?.find((arg) => arg.name.value === 'after')?.value;
-  const afterVariable = afterNode?.kind === Kind.VARIABLE ? afterNode.name.value : undefined;
+  // A variable that also sets a filter (or anything else) decides what is sent: it stays shared.
+  const afterVariable = afterNode?.kind === Kind.VARIABLE && usesOf(document, afterNode.name.value) === 1 ? afterNode.name.value : undefined;
   const sharedVariables = Object.fromEntries(Object.entries(coerced.coerced).filter(([name]) => name !== afterVariable));
   return { args, sharedVariables };
+}
+
+/** How many times the document uses variable `name` (its definitions aside). */
+function usesOf(document: DocumentNode, name: string): number {
+  let uses = 0;
+  visit(document, {
+    VariableDefinition: () => false,
+    Variable: (node) => {
+      if (node.name.value === name) uses++;
+    },
+  });
+  return uses;
 }
 
 function badInput(error: GraphQLError): GraphQLError {

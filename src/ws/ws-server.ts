@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
+import { type ExecutionArgs, type ExecutionResult, GraphQLError, getOperationAST } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
 import { WebSocketServer } from 'ws';
 import type { ApiKeyStore } from '../auth/api-keys.js';
@@ -168,6 +168,10 @@ export function attachWebSockets(deps: {
         }
         const validationErrors = enveloped.validate(enveloped.schema, document);
         if (validationErrors.length > 0) return validationErrors;
+        // yoga's own error for the same request over HTTP (graphql-ws's has no code).
+        if (!getOperationAST(document, payload.operationName)) {
+          return [new GraphQLError('Could not determine what operation to execute.', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
+        }
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           document,

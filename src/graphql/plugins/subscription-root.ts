@@ -1,0 +1,52 @@
+import { GraphQLError, Kind, type SelectionNode, type ValidationRule } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+
+/**
+ * What graphql-js 16 does not check of a subscription's root field, and fails on later:
+ * - `@skip` or `@include` on it: with the field skipped, its executor throws a TypeError (a 500 on
+ *   HTTP, "Unexpected error." on WebSockets). The GraphQL specification forbids them there since its
+ *   2021 edition, and graphql-js 17 checks it; this is that rule for 16.
+ * - A variable in such a directive that has no value: the single-root-field rule throws from inside
+ *   validation instead of reporting, which closed the whole WebSocket (4500). Thrown GraphQLErrors
+ *   are reported as validation errors here, so they get GRAPHQL_VALIDATION_FAILED like the others.
+ */
+export function useSubscriptionRootRules(): Plugin {
+  return {
+    onValidate: ({ addValidationRule, validateFn, setValidationFn }) => {
+      addValidationRule(NoSkipOrIncludeOnSubscriptionRootRule);
+      setValidationFn((...args) => {
+        try {
+          return validateFn(...args);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+      });
+    },
+  };
+}
+
+const CONDITIONAL = new Set(['skip', 'include']);
+
+/** Root selections of a subscription, fragments (and fragments in them) included, carry no @skip or @include. */
+const NoSkipOrIncludeOnSubscriptionRootRule: ValidationRule = (context) => {
+  const check = (selections: readonly SelectionNode[], seen: Set<string>) => {
+    for (const selection of selections) {
+      for (const directive of selection.directives ?? []) {
+        if (CONDITIONAL.has(directive.name.value)) {
+          context.reportError(new GraphQLError(`A subscription's root field cannot be conditional (@${directive.name.value}).`, { nodes: [directive] }));
+        }
+      }
+      if (selection.kind === Kind.INLINE_FRAGMENT) check(selection.selectionSet.selections, seen);
+      if (selection.kind === Kind.FRAGMENT_SPREAD && !seen.has(selection.name.value)) {
+        seen.add(selection.name.value);
+        check(context.getFragment(selection.name.value)?.selectionSet.selections ?? [], seen);
+      }
+    }
+  };
+  return {
+    OperationDefinition(operation) {
+      if (operation.operation === 'subscription') check(operation.selectionSet.selections, new Set());
+    },
+  };
+};

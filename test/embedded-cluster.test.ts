@@ -1,0 +1,41 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/database.js';
+import { createEmbeddedClusterApart } from '../src/db/embedded-cluster.js';
+import { dbKind } from './helpers/databases.js';
+
+/** The embedded database's first start (what `npm start` and `npm run demo` do on an empty directory). */
+describe.skipIf(dbKind !== 'embedded')('the embedded database on an empty directory', () => {
+  it('is created by a child process once, then opened in-process with its data kept', { timeout: 120_000 }, async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-cluster-'));
+    try {
+      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toBe(true);
+      expect((await fs.readFile(path.join(dir, 'PG_VERSION'), 'utf8')).trim()).toMatch(/^\d+$/);
+      // A cluster that exists is left alone.
+      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toBe(false);
+
+      const first = await openDatabase({ dataDir: dir });
+      await first.sql.exec('CREATE TABLE kept (n int); INSERT INTO kept VALUES (42);');
+      await first.close();
+      const again = await openDatabase({ dataDir: dir });
+      expect(await again.sql.query<{ n: number }>('SELECT n FROM kept')).toEqual([{ n: 42 }]);
+      await again.close();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a directory the child cannot create a cluster in is left for the in-process open, which reports why', async () => {
+    const file = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-cluster-')), 'not-a-directory');
+    await fs.writeFile(file, 'x');
+    try {
+      expect(await createEmbeddedClusterApart(file, PGlite.defaultStartParams)).toBe(false);
+      await expect(openDatabase({ dataDir: file })).rejects.toThrow();
+    } finally {
+      await fs.rm(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+});
