@@ -12,10 +12,17 @@ describe.skipIf(dbKind !== 'embedded')('the embedded database on an empty direct
   it('is created by a child process once, then opened in-process with its data kept', { timeout: 120_000 }, async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-cluster-'));
     try {
-      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toBe(true);
+      // A child that fails leaves nothing behind (here: start parameters PGlite cannot start with).
+      expect(await createEmbeddedClusterApart(dir, [])).toMatchObject({ created: false, failure: expect.stringContaining('PGlite') });
+      expect(await fs.readdir(dir)).toEqual([]);
+      // A staging directory left by a start that was cut off goes.
+      await fs.mkdir(path.join(dir, '.initdb-1'));
+      await fs.writeFile(path.join(dir, '.initdb-1', 'half'), 'x');
+      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toEqual({ created: true });
       expect((await fs.readFile(path.join(dir, 'PG_VERSION'), 'utf8')).trim()).toMatch(/^\d+$/);
+      expect((await fs.readdir(dir)).filter((entry) => entry.startsWith('.initdb'))).toEqual([]);
       // A cluster that exists is left alone.
-      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toBe(false);
+      expect(await createEmbeddedClusterApart(dir, PGlite.defaultStartParams)).toEqual({ created: false });
 
       const first = await openDatabase({ dataDir: dir });
       await first.sql.exec('CREATE TABLE kept (n int); INSERT INTO kept VALUES (42);');
@@ -32,7 +39,7 @@ describe.skipIf(dbKind !== 'embedded')('the embedded database on an empty direct
     const file = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-cluster-')), 'not-a-directory');
     await fs.writeFile(file, 'x');
     try {
-      expect(await createEmbeddedClusterApart(file, PGlite.defaultStartParams)).toBe(false);
+      expect(await createEmbeddedClusterApart(file, PGlite.defaultStartParams)).toMatchObject({ created: false, failure: expect.any(String) });
       await expect(openDatabase({ dataDir: file })).rejects.toThrow();
     } finally {
       await fs.rm(path.dirname(file), { recursive: true, force: true });

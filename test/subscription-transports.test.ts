@@ -184,6 +184,8 @@ describeDb('one subscription session for every transport', () => {
       ['a root field conditional on a variable without a value', 'subscription($s: Boolean!) { jobUpdated @skip(if: $s) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
       ['one inside a fragment', 'subscription { ...F } fragment F on Subscription { jobUpdated @include(if: false) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
       ['two operations and no operationName', 'subscription A { jobUpdated { id } } subscription B { jobUpdated { id } }', {}, 'OPERATION_RESOLUTION_FAILURE'],
+      // graphql-armor's limits throw from inside validation when they refuse.
+      ['more aliases than GRAPHQL_MAX_ALIASES', `subscription { jobUpdated { ${Array.from({ length: 16 }, (_, i) => `a${i}: id`).join(' ')} } }`, {}, 'QUERY_TOO_COMPLEX'],
     ])('refuses %s with a coded error', async (_, query, variables, code) => {
       const key = await t.createKey(`documents-${transport.name}`);
       const sub = await opened(transport, t, key, variables, query);
@@ -202,16 +204,21 @@ describeDb('a subscription over plain HTTP, and multiplexed groups', () => {
   it('asked for without a streaming media type: 406 NOT_ACCEPTABLE, and the stream it opened holds nothing', async () => {
     const t = await startTestApp({ env: { MAX_CONNECTIONS_PER_KEY: '2' } });
     const key = await t.createKey('not-acceptable');
-    for (const accept of ['application/json', 'application/graphql-response+json', 'application/json', 'application/json']) {
+    const reads = t.app.replays.reads;
+    // JSON only: refused before the stream opens. The others: no answer yoga can stream either.
+    for (const accept of ['application/json', 'application/graphql-response+json', 'application/json, application/graphql-response+json;q=0.9', 'multipart/mixed', 'text/html']) {
       const response = await fetch(`${t.url}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept, 'x-api-key': key },
-        body: JSON.stringify({ query: DIRECT }),
+        body: JSON.stringify({ query: DIRECT, variables: { after: '0' } }),
       });
       expect(response.status, accept).toBe(406);
-      expect(await response.json()).toMatchObject({ errors: [{ extensions: { code: 'NOT_ACCEPTABLE' } }] });
+      expect(response.headers.get('accept'), accept).toBe('text/event-stream');
+      expect(await response.json(), accept).toMatchObject({ errors: [{ extensions: { code: 'NOT_ACCEPTABLE' } }] });
     }
     await expect.poll(() => t.app.live.streamCount).toBe(0);
+    // The three refused early cost no replay read (the two others may have started theirs).
+    expect(t.app.replays.reads - reads).toBeLessThanOrEqual(2);
     // Both of the key's connections are free.
     const streams = await Promise.all([opened(serverSentEvents, t, key, {}), opened(serverSentEvents, t, key, {})]);
     await expect.poll(() => t.app.live.streamCount).toBe(2);

@@ -110,8 +110,13 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     // PostgreSQL's default shared_buffers (128 MB) lives in PGlite's WebAssembly memory and was a
     // quarter of an idle server's RSS; the embedded database is for one process and small data.
     const startParams = [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`];
-    await createEmbeddedClusterApart(dataDir, startParams);
-    pglite = await PGlite.create(dataDir, { startParams });
+    const apart = await createEmbeddedClusterApart(dataDir, startParams);
+    try {
+      pglite = await PGlite.create(dataDir, { startParams });
+    } catch (error) {
+      if (!apart.failure) throw error;
+      throw new Error(`The embedded database could not be created (in a child process: ${apart.failure})`, { cause: error });
+    }
   } catch (error) {
     await unlock();
     throw error;

@@ -11,7 +11,7 @@ import { maskGatewayError } from './mask-error.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
 import { useSubscriptionRootRules } from './plugins/subscription-root.js';
-import { useUnacceptedStreamsReturned } from './plugins/unaccepted-streams.js';
+import { useUnacceptedStreamsRefused } from './plugins/unaccepted-streams.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { schema } from './schema.js';
@@ -65,12 +65,15 @@ export function createGatewayYoga({ limits, jobs, live, keyConnections, logger, 
       error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
     },
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
-    // Scopes first: a document the key may not run is refused before its cost is estimated. The
+    // Scopes before limits: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.
     plugins: [
+      // Before everything that runs on a document: what graphql-js 16 fails on instead of refusing,
+      // and subscriptions asked for as JSON, refused before their stream is opened. (yoga registers
+      // its own result processors before these plugins, which the 406 backstop relies on.)
       useSubscriptionRootRules(),
-      useUnacceptedStreamsReturned(),
+      useUnacceptedStreamsRefused(log),
       useOperationScopes(),
       ...useOperationLimits(limits),
       useVariableErrorCode(),

@@ -87,5 +87,11 @@ export const STALLED_MS = 1_000;
 
 // --- The embedded database ---------------------------------------------------------------------
 
+/**
+ * The most the child that creates the embedded database's cluster may take (initdb: about 2 s
+ * here); beyond, it is killed and the server's own open tries in-process.
+ */
+export const EMBEDDED_INITDB_TIMEOUT_MS = 120_000;
+
 /** PGlite's buffer cache: a few times the jobs table of a busy dashboard (PostgreSQL's 128 MB default is idle memory here). */
 export const EMBEDDED_SHARED_BUFFERS = '16MB';

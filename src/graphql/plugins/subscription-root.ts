@@ -1,25 +1,28 @@
-import { GraphQLError, Kind, type SelectionNode, type ValidationRule } from 'graphql';
+import { GraphQLError, Kind, type SelectionNode, type ValidationRule, validate } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 /**
  * What graphql-js 16 does not check of a subscription's root field, and fails on later:
  * - `@skip` or `@include` on it: with the field skipped, its executor throws a TypeError (a 500 on
- *   HTTP, "Unexpected error." on WebSockets). The GraphQL specification forbids them there since its
- *   2021 edition, and graphql-js 17 checks it; this is that rule for 16.
- * - A variable in such a directive that has no value: the single-root-field rule throws from inside
+ *   HTTP, "Unexpected error." on WebSockets). A subscription's root must not be conditional (the
+ *   specification's single-root-field rule, as graphql-js 17 checks it); this is that rule for 16.
+ * - A variable in such a directive without a value: the single-root-field rule throws from inside
  *   validation instead of reporting, which closed the whole WebSocket (4500). Thrown GraphQLErrors
- *   are reported as validation errors here, so they get GRAPHQL_VALIDATION_FAILED like the others.
+ *   are reported as validation errors here (GRAPHQL_VALIDATION_FAILED like the others), with the
+ *   conditional-root error when that is the cause: the thrown one speaks of a missing variable.
+ *   graphql-armor's limits also throw when they refuse; they are reported the same way.
  */
 export function useSubscriptionRootRules(): Plugin {
   return {
     onValidate: ({ addValidationRule, validateFn, setValidationFn }) => {
       addValidationRule(NoSkipOrIncludeOnSubscriptionRootRule);
-      setValidationFn((...args) => {
+      setValidationFn((schema, document, ...rest) => {
         try {
-          return validateFn(...args);
+          return validateFn(schema, document, ...rest);
         } catch (error) {
-          if (error instanceof GraphQLError) return [error];
-          throw error;
+          if (!(error instanceof GraphQLError)) throw error;
+          const conditionalRoot = validate(schema, document, [NoSkipOrIncludeOnSubscriptionRootRule]);
+          return conditionalRoot.length > 0 ? conditionalRoot : [error];
         }
       });
     },
