@@ -15,9 +15,12 @@ import { TestSocket } from './helpers/ws-client.js';
  */
 
 const SELECTION = 'id type progress changeCursor';
-const DIRECT = `subscription Watch($type: String, $after: String) { jobUpdated(type: $type, after: $after) { ${SELECTION} } }`;
-const VIA_FRAGMENT = `subscription Watch($type: String, $after: String) { ...Watched }
-fragment Watched on Subscription { jobUpdated(type: $type, after: $after) { ${SELECTION} } }`;
+/** The subscription as dashboards send it: multiplexed over WebSockets. */
+const direct = (selection: string) => `subscription Watch($type: String, $after: String) { jobUpdated(type: $type, after: $after) { ${selection} } }`;
+/** The same through a fragment at the root: run by yoga over WebSockets. */
+const viaFragment = (selection: string) => `subscription Watch($type: String, $after: String) { ...Watched }
+fragment Watched on Subscription { jobUpdated(type: $type, after: $after) { ${selection} } }`;
+const DIRECT = direct(SELECTION);
 
 interface State {
   id: string;
@@ -42,14 +45,17 @@ type CodedError = { extensions: Record<string, unknown> };
 
 interface Transport {
   name: string;
+  /** The document this transport sends for a selection of the job. */
+  shape(selection: string): string;
   /** Subscribes with the transport's own document, or `query` instead. */
   open(t: TestApp, key: string, variables: Variables, query?: string): Promise<Subscription>;
 }
 
-function overWebSocket(name: string, query: string): Transport {
+function overWebSocket(name: string, shape: (selection: string) => string): Transport {
   return {
     name,
-    async open(t, key, variables, document = query) {
+    shape,
+    async open(t, key, variables, document = shape(SELECTION)) {
       const socket = await TestSocket.open(t.url, { apiKey: key });
       socket.subscribe('1', document, variables);
       return {
@@ -71,6 +77,7 @@ function overWebSocket(name: string, query: string): Transport {
 
 const serverSentEvents: Transport = {
   name: 'Server-Sent Events',
+  shape: direct,
   async open(t, key, variables, query = DIRECT) {
     const controller = new AbortController();
     const response = await fetch(`${t.url}/graphql`, {
@@ -111,8 +118,8 @@ const serverSentEvents: Transport = {
 };
 
 const transports: Transport[] = [
-  overWebSocket('WebSocket, multiplexed', DIRECT),
-  overWebSocket('WebSocket, run by yoga', VIA_FRAGMENT),
+  overWebSocket('WebSocket, multiplexed', direct),
+  overWebSocket('WebSocket, run by yoga', viaFragment),
   serverSentEvents,
 ];
 
@@ -135,8 +142,8 @@ describeDb('one subscription session for every transport', () => {
 
   let cheap: TestApp;
   beforeAll(async () => {
-    // The selection costs 5 (the field and its four scalars).
-    cheap = await startTestApp({ env: { GRAPHQL_MAX_COST: '3' } });
+    // The selection costs 5 (the field and its four scalars); a replay sends at most 2 jobs.
+    cheap = await startTestApp({ env: { GRAPHQL_MAX_COST: '3', REPLAY_MAX_JOBS: '2' } });
   });
 
   describe.each(transports)('$name', (transport) => {
@@ -175,6 +182,15 @@ describeDb('one subscription session for every transport', () => {
     it('refuses a selection over GRAPHQL_MAX_COST with QUERY_TOO_COMPLEX', async () => {
       const key = await cheap.createKey(`cost-${transport.name}`);
       expect(await (await opened(transport, cheap, key, {})).errorExtensions()).toEqual({ code: 'QUERY_TOO_COMPLEX' });
+    });
+
+    it('refuses a resume further behind than REPLAY_MAX_JOBS with BAD_USER_INPUT, and says what to do', async () => {
+      const key = await cheap.createKey(`behind-${transport.name}`);
+      const workspaceId = await workspaceIdOf(cheap.app.apiKeys, key);
+      for (let i = 0; i < 3; i++) await cheap.app.jobs.create(workspaceId, { type: 'collect', displayTitle: `${i}`, steps: [{ id: 'a', name: 'A' }] });
+      // A cheaper selection than the transport's own: this app's cost limit is 3.
+      const sub = await opened(transport, cheap, key, { after: '0' }, transport.shape('id'));
+      expect(await sub.errorExtensions()).toEqual({ code: 'BAD_USER_INPUT' });
     });
 
     // graphql-js 16 lets these through validation and then fails (a TypeError, or a throw from
