@@ -35,7 +35,7 @@ describe.skipIf(dbKind !== 'embedded')('the embedded database on an empty direct
     }
   });
 
-  it('a directory the child cannot create a cluster in is left for the in-process open, which reports why', async () => {
+  it('a child that cannot create the cluster says why, and the server does not start on that path either', async () => {
     const file = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'jobs-gateway-cluster-')), 'not-a-directory');
     await fs.writeFile(file, 'x');
     try {

@@ -327,5 +327,3 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
     expect(after[0]).not.toBe(before);
   });
 });
-
-

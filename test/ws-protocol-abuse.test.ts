@@ -1,6 +1,5 @@
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { CreateJobDocument } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
@@ -90,13 +89,8 @@ describeDb('WebSocket admission: a socket gone before its key is known holds not
     const t = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '0', MAX_CONNECTIONS_PER_KEY: '2' } });
     const key = await t.createKey('tenant-ws-admission');
     for (let i = 0; i < 30; i++) {
-      const socket = new WebSocket(`${t.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
-      await new Promise<void>((resolve, reject) => {
-        socket.once('open', () => resolve());
-        socket.once('error', reject);
-      });
-      socket.send(JSON.stringify({ type: 'connection_init', payload: { apiKey: key } }));
-      socket.terminate();
+      // connection_init sent, and the socket gone before the answer.
+      (await TestSocket.open(t.url, { apiKey: key, ack: false })).socket.terminate();
     }
     await expect.poll(() => t.app.webSockets.connectionCount).toBe(0);
     // Both of the key's slots are free: two sockets are admitted.

@@ -47,8 +47,8 @@ const jobs = new Map<string, Job>();
 let scopes: string[] = [];
 let client: Client | undefined;
 let unsubscribe: (() => void) | undefined;
-/** Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen. */
-let variables: Record<string, string | null> = {};
+/** Loads started so far: a load that another started after it drops its result. */
+let loads = 0;
 
 function setConnection(state: 'connecting' | 'live' | 'reconnecting' | 'signed-out', detail = ''): void {
   const element = $('#connection');
@@ -94,16 +94,21 @@ const isNewer = (cursor: string, than: string | null) => than === null || BigInt
 /** Loads the list for the current filters, then follows it live from the newest cursor in it. */
 async function load(): Promise<void> {
   const f = filters();
+  const load = ++loads;
   unsubscribe?.();
+  unsubscribe = undefined;
   showError('');
   let data: { viewer: { scopes: string[] }; jobs: Job[] };
   try {
     data = await graphql(LIST, filterVariables(f));
   } catch (error) {
+    if (load !== loads) return;
     if ((error as { code?: string }).code === 'UNAUTHENTICATED') return signOut('That key is not valid (or was revoked).');
     showError(`Could not load the jobs: ${(error as Error).message}`);
     return;
   }
+  // Filters changed while this list was on its way: the newer load shows and follows its own.
+  if (load !== loads) return;
   scopes = data.viewer.scopes;
   jobs.clear();
   let after: string | null = null;
@@ -112,7 +117,8 @@ async function load(): Promise<void> {
     if (isNewer(job.changeCursor, after)) after = job.changeCursor;
   }
   render();
-  variables = { ...filterVariables(f), after };
+  // Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen.
+  const variables: Record<string, string | null> = { ...filterVariables(f), after };
   unsubscribe = client!.subscribe<{ jobUpdated: Job }>(
     { query: WATCH, variables },
     {
@@ -122,7 +128,7 @@ async function load(): Promise<void> {
         if (!job) return;
         if (isNewer(job.changeCursor, variables.after ?? null)) variables.after = job.changeCursor;
         // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
-        if (!matches(job, filters())) {
+        if (!matches(job, f)) {
           jobs.delete(job.id);
           return render();
         }

@@ -1,8 +1,9 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { JobsWorker } from '../sdk/worker.js';
 import { JobCancelledError } from '../sdk/worker.js';
 
 /** The kinds of jobs the Jobs API's clients run, with their steps, as a worker of theirs creates them. */
-export const DEMO_KINDS = [
+const DEMO_KINDS = [
   {
     type: 'collect',
     title: (competitor: string) => `Analyzing ${competitor}`,
@@ -44,13 +45,7 @@ export interface DemoWorkerOptions {
 export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, options: DemoWorkerOptions): Promise<void> {
   const random = options.random ?? Math.random;
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-  const sleep = (ms: number, job?: AbortSignal) =>
-    new Promise<void>((resolve, reject) => {
-      const signals = job ? AbortSignal.any([signal, job]) : signal;
-      if (signals.aborted) return reject(signals.reason);
-      const timer = setTimeout(resolve, ms * (0.5 + random()));
-      signals.addEventListener('abort', () => (clearTimeout(timer), reject(signals.reason)), { once: true });
-    });
+  const sleep = (ms: number, job?: AbortSignal) => delay(ms * (0.5 + random()), undefined, { signal: job ? AbortSignal.any([signal, job]) : signal });
 
   const runOne = async () => {
     const kind = pick(DEMO_KINDS);
@@ -79,8 +74,7 @@ export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, opt
       await job.complete();
     } catch (error) {
       // Cancelled from a dashboard: stop this job's work, report nothing more.
-      if (error instanceof JobCancelledError || (error instanceof DOMException && error.name === 'AbortError') || job.cancelled.aborted) return;
-      if (signal.aborted) return;
+      if (error instanceof JobCancelledError || job.cancelled.aborted || signal.aborted) return;
       throw error;
     }
   };

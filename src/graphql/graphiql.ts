@@ -38,7 +38,7 @@ subscription Watch {
 `,
 ];
 
-export const GRAPHIQL_OPTIONS: GraphiQLOptions = {
+const GRAPHIQL_OPTIONS: GraphiQLOptions = {
   title: 'jobs-gateway',
   headers: HEADERS,
   defaultHeaders: HEADERS,

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { brotliCompress, constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
 import { type ErrorCode, graphqlStatusOf, restStatusOf } from '../errors.js';
+
+const brotli = promisify(brotliCompress);
+const gzip = promisify(gzipCallback);
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const payload = JSON.stringify(body);
@@ -45,7 +49,9 @@ export interface CacheableBody {
  */
 export function cacheableBody(contentType: string, render: () => string | Promise<string>, maxAgeSeconds = 300): CacheableBody {
   let rendered: Promise<{ body: Buffer; etag: string }> | undefined;
-  const compressed = new Map<'br' | 'gzip', Buffer>();
+  // Promises: compressing GraphiQL's page takes about 0.5 s (brotli) and runs on libuv's threads,
+  // not the event loop, which would stall every request and delivery meanwhile.
+  const compressed = new Map<'br' | 'gzip', Promise<Buffer>>();
   return {
     async send(req, res) {
       rendered ??= Promise.resolve(render()).then(
@@ -75,10 +81,10 @@ export function cacheableBody(contentType: string, render: () => string | Promis
       if (encoding) {
         let packed = compressed.get(encoding);
         if (!packed) {
-          packed = encoding === 'br' ? brotliCompressSync(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9 } }) : gzipSync(body, { level: 9 });
+          packed = encoding === 'br' ? brotli(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9 } }) : gzip(body, { level: 9 });
           compressed.set(encoding, packed);
         }
-        payload = packed;
+        payload = await packed;
         headers['content-encoding'] = encoding;
       }
       headers['content-length'] = payload.length;

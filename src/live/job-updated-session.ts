@@ -26,6 +26,11 @@ export function jobUpdatedRequest(principal: Principal, args: JobUpdatedArgs): J
   return { keyId: principal.keyId, workspaceId: principal.workspaceId, filter: jobFilterOf(args), after: parseAfter(args.after) };
 }
 
+/** Where a resumed session's replay comes from (LiveJobs). */
+export interface ReplaySource {
+  replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]>;
+}
+
 /** The transport's side of a session: how a state reaches the client. */
 export interface SessionOutput<T> {
   /**
@@ -83,19 +88,16 @@ export class JobUpdatedSession<T> {
   }
 
   /**
-   * With `after`: sends the replay (`replay` reads it, `render` turns each job into an item) at the
+   * With `after`: sends the replay (`replays` reads it, `render` turns each job into an item) at the
    * client's pace, one job at a time while it has room, so a resume over thousands of jobs is never
    * queued whole; then what the gate held meanwhile. Live deliveries must already be offered (the
    * subscriber registered) before this is called, or changes committed during the replay are lost.
    * Rejects with the replay's error (OVERLOADED, BAD_USER_INPUT, the database's).
    */
-  async start(
-    replay: (request: JobUpdatedRequest, after: bigint) => Promise<JobRow[]>,
-    render: (job: JobRow) => T | Promise<T>,
-  ): Promise<void> {
+  async start(replays: ReplaySource, render: (job: JobRow) => T | Promise<T>): Promise<void> {
     const { after } = this.request;
     if (after === undefined) return;
-    const jobs = await replay(this.request, after);
+    const jobs = await replays.replay(this.request, after);
     for (const job of jobs) {
       await this.output.writable();
       if (this.closed) return;

@@ -63,7 +63,7 @@ export class LiveJobs {
     const session = new JobUpdatedSession(request, stream, this.revocations);
     const remove = this.add({ workspaceId: request.workspaceId, filter: request.filter, deliver: (jobs) => session.offer(jobs, jobs) });
     this.streams.add(stream);
-    stream.follow(session.start((r, after) => this.replay(r, after), (job) => job));
+    stream.follow(session.start(this, (job) => job));
     return stream;
   }
 

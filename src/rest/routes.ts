@@ -7,7 +7,8 @@ import {
   type RestJobFragment,
 } from '../graphql/operations.generated.js';
 import type { Scope } from '../auth/scopes.js';
-import { LIST_LIMIT } from '../limits/fixed.js';
+import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
+import { CANCELLED } from '../jobs/transitions.js';
 import { JOB_STEP_STATUSES, JobStatus as JOB_STATUSES } from '../jobs/model.js';
 import type { ErrorCode } from '../errors.js';
 import { RestError } from './rest-error.js';
@@ -135,7 +136,7 @@ export const routes: RestRoute[] = [
               type: 'object',
               required: ['id', 'status', 'currentStep'],
               additionalProperties: false,
-              properties: { id: { type: 'string', format: 'uuid' }, status: { const: 'failed' }, currentStep: { const: 'Cancelled' } },
+              properties: { id: { type: 'string', format: 'uuid' }, status: { const: 'failed' }, currentStep: { const: CANCELLED } },
             },
           },
         },
@@ -143,7 +144,7 @@ export const routes: RestRoute[] = [
       errors: [
         { code: 'JOB_NOT_RUNNING', when: 'the job is no longer running' },
         { code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" },
-        { code: 'CONFLICT', when: 'the job kept changing under other writers for 25 attempts; retry' },
+        { code: 'CONFLICT', when: `the job kept changing under other writers for ${MAX_TRANSITION_ATTEMPTS} attempts; retry` },
       ],
     },
   }),

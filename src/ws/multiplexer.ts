@@ -73,10 +73,7 @@ export class Multiplexer {
     const member = new Member(group, request, sender, ids, closed, this.revocations);
     group.members.add(member);
     try {
-      await member.session.start(
-        (r, after) => this.live.replay(r, after),
-        (job) => group.render(job),
-      );
+      await member.session.start(this.live, (job) => group.render(job));
     } catch (error) {
       member.leave();
       throw error;

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { appError, errors } from '../errors.js';
 import type { GatewayContext } from '../graphql/context.js';
 import { UNEXPECTED_MESSAGE, clientError, clientResult } from '../graphql/mask-error.js';
-import { costRefusal, withinResponseLimit } from '../graphql/plugins/operation-limits.js';
+import { costCheck, withinResponseLimit } from '../graphql/plugins/operation-limits.js';
 import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
@@ -74,6 +74,7 @@ export function attachWebSockets(deps: {
   const multiplexer = new Multiplexer(deps.live, deps.revocations, logger);
   const backlog = new SendBacklog({ maxBufferedBytes: config.ws.maxBufferedBytes, maxCongestedMs: config.ws.slowConsumerTimeoutMs });
   const connections = new WebSocketConnections({ ...deps, backlog });
+  const costRefusal = costCheck(config.graphql.maxCost);
 
   const wss = new WebSocketServer({
     server: deps.server,
@@ -106,7 +107,7 @@ export function attachWebSockets(deps: {
   ): Promise<OperationRunner | GraphQLError> => {
     const { principal } = connection;
     // What yoga's plugins check at execution, which a multiplexed subscription never reaches.
-    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal) ?? costRefusal(args, config.graphql.maxCost);
+    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal) ?? costRefusal(args);
     if (refusal) return refusal;
     const completed = new AbortController();
     connection.operations.set(id, completed);

@@ -49,21 +49,10 @@ const tagTooComplex = (_context: unknown, error: GraphQLError) => {
  */
 export function useOperationLimits(limits: OperationLimits): Plugin[] {
   const armor = { exposeLimits: true, onReject: [tagTooComplex], propagateOnRejection: true };
-  // The estimate depends on the document and on the variables that feed a field's cost (`jobs`'s
-  // `limit`), nothing else: it is computed once per such combination, not per request.
-  const verdicts = new WeakMap<DocumentNode, Map<string, ExecutionResult | undefined>>();
+  const costRefusal = costCheck(limits.maxCost);
   const checkCost = (args: ExecutionArgs): ExecutionResult | undefined => {
-    let byInputs = verdicts.get(args.document);
-    if (!byInputs) verdicts.set(args.document, (byInputs = new Map()));
-    const variables = (args.variableValues ?? {}) as Record<string, unknown>;
-    const inputs = JSON.stringify([args.operationName ?? null, costVariables(args.schema, args.document).map((name) => variables[name] ?? null)]);
-    if (byInputs.has(inputs)) return byInputs.get(inputs);
-    const refusal = costRefusal(args, limits.maxCost);
-    const verdict = refusal ? { errors: [refusal] } : undefined;
-    // A document whose cost-bearing variables take ever new values must not grow memory for good.
-    if (byInputs.size >= MAX_VERDICTS_PER_DOCUMENT) byInputs.clear();
-    byInputs.set(inputs, verdict);
-    return verdict;
+    const refusal = costRefusal(args);
+    return refusal ? { errors: [refusal] } : undefined;
   };
 
   return [
@@ -115,10 +104,30 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
 }
 
 /**
- * Pothos's complexity rule with the request's variables: QUERY_TOO_COMPLEX, or undefined. Also
- * used by the WebSocket server for the subscriptions it runs itself (once per subscribe).
+ * Why an operation costs too much (QUERY_TOO_COMPLEX), or undefined; for the plugin above and for
+ * the WebSocket server, which runs multiplexed subscriptions itself. The estimate depends on the
+ * document and on the variables that feed a field's cost (`jobs`'s `limit`), nothing else: it is
+ * computed once per such combination, not per request (a resume stampede subscribes thousands of
+ * times with one document).
  */
-export function costRefusal(args: ExecutionArgs, maxCost: number): GraphQLError | undefined {
+export function costCheck(maxCost: number): (args: ExecutionArgs) => GraphQLError | undefined {
+  const verdicts = new WeakMap<DocumentNode, Map<string, GraphQLError | undefined>>();
+  return (args) => {
+    let byInputs = verdicts.get(args.document);
+    if (!byInputs) verdicts.set(args.document, (byInputs = new Map()));
+    const variables = (args.variableValues ?? {}) as Record<string, unknown>;
+    const inputs = JSON.stringify([args.operationName ?? null, costVariables(args.schema, args.document).map((name) => variables[name] ?? null)]);
+    if (byInputs.has(inputs)) return byInputs.get(inputs);
+    const verdict = estimateCost(args, maxCost);
+    // A document whose cost-bearing variables take ever new values must not grow memory for good.
+    if (byInputs.size >= MAX_VERDICTS_PER_DOCUMENT) byInputs.clear();
+    byInputs.set(inputs, verdict);
+    return verdict;
+  };
+}
+
+/** Pothos's complexity rule with the request's variables. */
+function estimateCost(args: ExecutionArgs, maxCost: number): GraphQLError | undefined {
   const rule = createComplexityRule({
     variableValues: (args.variableValues ?? {}) as Record<string, unknown>,
     operationName: args.operationName ?? undefined,
