@@ -18,6 +18,7 @@ import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sen
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { FeedFrontier } from './jobs/feed-frontier.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
 import { ChangeFeed } from './live/change-feed.js';
@@ -60,9 +61,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
-  const jobs = new JobStore(database.prisma, database.sql);
-  const feed = new ChangeFeed(database, jobs, logger.child({ component: 'feed' }), config.feed);
-  const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, usable: () => feed.inStep }) : undefined;
+  const frontier = new FeedFrontier();
+  const jobs = new JobStore(database.prisma, database.sql, frontier);
+  const feed = new ChangeFeed(database, jobs, frontier, logger.child({ component: 'feed' }), config.feed);
+  const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, usable: (workspaceId) => feed.inStep(workspaceId) }) : undefined;
   if (responses) {
     // Before the write answers, and before the feed's subscribers hear of a change (see response-cache.ts).
     jobs.onWrite((row) => responses.invalidateWorkspace(row.workspaceId));

@@ -110,10 +110,15 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
   mirrored('jobs_gateway_feed_announcements_total', "NOTIFYs sent to other instances after this instance's writes (one per batch).", () => sources.feed.announcements);
   new Gauge({
     name: 'jobs_gateway_feed_held_back',
-    help: '1 while committed changes wait for an older transaction that has not ended (live updates are held back meanwhile).',
+    help: "Seconds a workspace's committed changes have waited for a transaction that wrote its jobs and has not ended, per workspace and that transaction's backend pid (pg_stat_activity; \"prepared\": pg_prepared_xacts). No series while nothing waits.",
+    labelNames: ['workspace', 'pid'] as const,
     registers,
     collect() {
-      this.set(sources.feed.heldBack ? 1 : 0);
+      this.reset();
+      const now = performance.now();
+      for (const { workspaceId, pids, since } of sources.feed.heldBackWorkspaces()) {
+        for (const pid of pids) this.set({ workspace: workspaceId, pid: pid === null ? 'prepared' : String(pid) }, (now - since) / 1000);
+      }
     },
   });
   mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.count);

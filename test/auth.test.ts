@@ -19,6 +19,7 @@ import {
 import { withoutCursor } from './helpers/cursor.js';
 import { describeDb } from './helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
+import { settleFeed } from './helpers/feed.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 
 type Job = JobsQuery['jobs'][number];
@@ -254,6 +255,8 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
     // Same workspace as the X-API-Key caller.
     expect(created.workspaceId).toBe(viaHeader.workspaceId);
 
+    // Both read once the feed has caught up, so that both answer each job's own cursor.
+    await settleFeed(t.app.feed);
     const listHeader = await send(JobsDocument, { limit: 200 }, apiKey(full));
     for (const scheme of [`Bearer ${full}`, `bearer ${full}`, `BEARER  ${full}  `]) {
       const listBearer = await send(JobsDocument, { limit: 200 }, { authorization: scheme });

@@ -1,5 +1,6 @@
 import { beforeAll, expect, it } from 'vitest';
 import { CancelJobDocument, CompleteJobDocument, CreateJobDocument, JobDocument } from '../src/graphql/operations.generated.js';
+import { FeedFrontier } from '../src/jobs/feed-frontier.js';
 import { JobStore } from '../src/jobs/job-store.js';
 import { describeDb, describePostgres, freshDatabase } from './helpers/databases.js';
 import { withoutCursor } from './helpers/cursor.js';
@@ -59,7 +60,7 @@ describeDb('a transition that starts from a remembered state', () => {
     await t.createKey('remembered', ['jobs:write']);
     const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
-    const store = new JobStore(t.app.database.prisma, t.app.database.sql);
+    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier());
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.

@@ -110,7 +110,7 @@ describePostgres('PostgreSQL stopped and started under load', () => {
       await expect.poll(() => seen.rest.get('503 SERVICE_UNAVAILABLE') ?? 0, { timeout: 10_000 }).toBeGreaterThan(3);
       // The change feed saw it too (its listening connection and reads failed): subscribers must
       // catch up from the database after, not from this instance's memory.
-      await expect.poll(() => t.app.feed.inStep, { timeout: 10_000 }).toBe(false);
+      await expect.poll(() => t.app.feed.inStep(workspaceId), { timeout: 10_000 }).toBe(false);
       expect((await rest(t.url, 'GET', '/readyz')).status).toBe(503);
       for (const socket of sockets) expect(socket.closed).toBeUndefined();
       const okBeforeRestart = seen.graphql.get('ok') ?? 0;

@@ -4,7 +4,8 @@ import type { SqlClient } from '../db/sql.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
-import { cursorOf, splitPosition } from './change-position.js';
+import { positionOf, splitPosition } from './change-position.js';
+import type { FeedFrontier, FeedRead, Horizon, Registration } from './feed-frontier.js';
 import type { JobFilter } from './job-filter.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -14,16 +15,20 @@ import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS, REMEMBERED_JOBS } from '../limits/
 /** What the `jobs` list filters on: a subscription's filter without the id, plus a page size. */
 export type ListFilter = Omit<JobFilter, 'id'> & { limit?: number | null | undefined };
 
-/** What a read of changes found. */
-export interface ChangesRead {
-  /** Final changes after the position asked for, in position order. */
+/** What the change feed's read found. */
+export interface FeedChanges {
+  /** The changes the read asked for, in position order: final, not dispatched yet. */
   rows: JobRow[];
-  /** Every transaction with a smaller id had ended when the rows were read. */
-  horizon: bigint;
-  /** Committed changes were found past the horizon: a transaction still running holds them back. */
-  heldBack: boolean;
-  /** The id the next transaction will get: no position of this database has a larger one. */
-  nextXid: bigint;
+  /** Workspaces of blocked keys with committed changes waiting behind a registered transaction. */
+  heldBack: Array<{ workspaceId: string; key: number }>;
+}
+
+/** What a replay's read found. */
+export interface ChangesRead {
+  /** Final changes of one workspace after the position asked for, in position order. */
+  rows: JobRow[];
+  /** The largest position this database has handed out: no cursor of its can be larger. */
+  newest: bigint;
 }
 
 type WriteListener = (row: JobRow) => void;
@@ -43,18 +48,17 @@ export class JobStore {
    */
   private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
   private readonly writeListeners = new Set<WriteListener>();
-  private fromMemory: () => boolean = () => false;
+  private fromMemory: (workspaceId: string) => boolean = () => false;
   private memoryMaxAgeMs = 0;
   /** When each remembered state was written or last seen in the feed. */
   private readonly rememberedAt = new WeakMap<JobRow, number>();
-  /** The newest horizon a read has seen: every transaction below it had ended (see change-position.ts). */
-  private horizon = 0n;
   /**
-   * For rows this store read, a horizon taken at or before the snapshot that read them: what a
-   * client's cursor for that row may rely on. A horizon seen later would not do: a transaction that
-   * committed after the read may have changed other jobs at smaller positions.
+   * For rows read or written by this store, the position final for their workspace before the
+   * statement ran: what a client's cursor for that row may rely on. One known later would not do:
+   * a transaction that committed after the read may have changed other jobs at smaller positions.
+   * Rows the feed or a replay read are final themselves, and have no entry.
    */
-  private readonly readHorizons = new WeakMap<JobRow, bigint>();
+  private readonly finalAtRead = new WeakMap<JobRow, bigint>();
 
   /**
    * `sql` runs the three statements on the hot paths (a transition, the feed's read, the horizon)
@@ -64,6 +68,8 @@ export class JobStore {
   constructor(
     readonly prisma: PrismaClient,
     private readonly sql: SqlClient,
+    /** Where the change feed stands: what is final, per workspace. */
+    private readonly frontier: FeedFrontier,
   ) {}
 
   /** Calls `listener` with the row after each job write of this instance has committed, before the write answers. Returns the removal. */
@@ -73,21 +79,24 @@ export class JobStore {
   }
 
   /**
-   * The cursor a client may resume from after receiving `row`. For a row this store read, the
-   * horizon of that read; otherwise (a row it wrote) the oldest transaction running when the row was
-   * written, which no later snapshot's horizon is below.
+   * The cursor a client may resume from after receiving `row`: its position when it is final, else
+   * the position final for its workspace when it was read, so that resuming from it cannot skip a
+   * change still to commit (it may send this state once more).
    */
   cursorOf(row: JobRow): bigint {
-    return cursorOf(row, this.readHorizons.get(row) ?? row.changeXmin);
+    const position = positionOf(row);
+    const final = this.finalAtRead.get(row);
+    return final === undefined || position <= final ? position : final;
   }
 
-  /** Rows read under a horizon taken before the read: at most the read's own. */
-  private readUnder(horizon: bigint, rows: JobRow[]): JobRow[] {
-    for (const row of rows) this.readHorizons.set(row, horizon > row.changeXmin ? horizon : row.changeXmin);
+  /** Rows read or written by a statement that began when `final` was final for their workspace. */
+  private readUnder(final: bigint, rows: JobRow[]): JobRow[] {
+    for (const row of rows) this.finalAtRead.set(row, final);
     return rows;
   }
 
-  private written(row: JobRow): JobRow {
+  private written(final: bigint, row: JobRow): JobRow {
+    this.readUnder(final, [row]);
     this.remember(row);
     for (const listener of this.writeListeners) listener(row);
     return row;
@@ -118,7 +127,7 @@ export class JobStore {
     }
     if (filter.competitorId != null) transitions.rejectNul('competitorId', filter.competitorId);
     if (filter.type != null) transitions.rejectNul('type', filter.type);
-    const horizon = this.horizon;
+    const final = this.frontier.finalFor(workspaceId);
     // One statement on the driver, walking the (workspaceId[, competitorId], startedAt, id) index:
     // through Prisma's client a list read cost a fifth of the gateway's CPU (test/bench/RESULTS.md, reads).
     const rows = await this.run(Prisma.sql`
@@ -127,7 +136,7 @@ export class JobStore {
       ${filter.type != null ? Prisma.sql`AND type = ${filter.type}` : Prisma.empty}
       ${filter.status != null ? Prisma.sql`AND status = ${filter.status}::"JobStatus"` : Prisma.empty}
       ORDER BY "startedAt" DESC, id DESC LIMIT ${limit}`);
-    return this.readUnder(horizon, rows.map(jobRowOf));
+    return this.readUnder(final, rows.map(jobRowOf));
   }
 
   /**
@@ -137,76 +146,111 @@ export class JobStore {
    * the cache, while the feed is in step: a dashboard polling a job that a worker moves then costs
    * no read per change.
    */
-  answerFromMemoryWhile(when: () => boolean, maxAgeMs: number): void {
+  answerFromMemoryWhile(when: (workspaceId: string) => boolean, maxAgeMs: number): void {
     this.fromMemory = when;
     this.memoryMaxAgeMs = maxAgeMs;
   }
 
   async get(workspaceId: string, id: string): Promise<JobRow | null> {
     if (!isUuid(id)) return null;
-    if (this.fromMemory()) {
+    if (this.fromMemory(workspaceId)) {
       const known = this.latest.peek(id);
       // Not older than maxAgeMs: the feed sees no deletions, so a deleted job is forgotten in time.
       if (known?.workspaceId === workspaceId && performance.now() - (this.rememberedAt.get(known) ?? -Infinity) <= this.memoryMaxAgeMs) return known;
     }
-    const horizon = this.horizon;
+    const final = this.frontier.finalFor(workspaceId);
     const [row] = await this.run(Prisma.sql`SELECT * FROM "Job" WHERE id = ${id}::uuid AND "workspaceId" = ${workspaceId}::uuid`);
-    return row ? this.readUnder(horizon, [jobRowOf(row)])[0]! : null;
+    return row ? this.readUnder(final, [jobRowOf(row)])[0]! : null;
   }
 
   /**
-   * The current state of every job whose latest change has a position after `after` and is final,
-   * in position order: the change feed's read (all workspaces) and a resumed subscription's replay
-   * (one workspace). One statement, so that the horizon and the rows come from one snapshot.
+   * What job_feed_horizon() sees now: the sequence's last number, then the transactions registered
+   * as writing jobs (see FeedFrontier). Its own statement, before the feed's read: the read's
+   * snapshot must be taken after the registrations were looked at.
    */
-  async changedSince(after: bigint, limit: number, workspaceId?: string): Promise<ChangesRead> {
-    const { xid, seq } = splitPosition(after);
-    const inWorkspace = workspaceId === undefined ? Prisma.empty : Prisma.sql`AND "workspaceId" = ${workspaceId}::uuid`;
+  async horizon(): Promise<Horizon> {
+    const [found] = await this.sql.query<{ epoch: string; upTo: string; keys: number[]; tickets: unknown[]; pids: Array<number | null> }>(
+      'SELECT epoch::text, "upTo"::text, keys, tickets::text[] AS tickets, pids FROM job_feed_horizon()',
+    );
+    const registrations: Registration[] = found!.keys.map((key, i) => ({ key, ticket: BigInt(String(found!.tickets[i])), pid: found!.pids[i] ?? null }));
+    return { epoch: BigInt(found!.epoch), upTo: BigInt(found!.upTo), registrations };
+  }
+
+  /**
+   * The change feed's read: the current state of every job whose latest change lies in the ranges
+   * `read` asks for (its own per key, `all` for the other keys), in position order, at most `limit`;
+   * and which blocked workspaces have committed changes waiting.
+   */
+  async feedChanges(read: FeedRead, limit: number): Promise<FeedChanges> {
+    const all = splitPosition(read.all.after);
+    const allUpTo = splitPosition(read.all.upTo);
+    const apartKeys = [...read.apart.keys()];
+    const open = [...read.apart].filter(([, range]) => range.upTo > range.after);
+    const main = Prisma.sql`SELECT * FROM "Job" WHERE ("changeXid", "changeSeq") > (${all.xid}, ${all.seq}) AND ("changeXid", "changeSeq") <= (${allUpTo.xid}, ${allUpTo.seq})
+      ${apartKeys.length > 0 ? Prisma.sql`AND job_workspace_key("workspaceId") <> ALL(${apartKeys}::int[])` : Prisma.empty}
+      ORDER BY "changeXid", "changeSeq" LIMIT ${limit}`;
+    // A key read apart: its workspaces found by the key's index, then each one's changes by its own.
+    const changes = open.length === 0 ? main : Prisma.sql`(${main}) UNION ALL (SELECT j.* FROM ${positionRanges(open)}
+        JOIN "Workspace" w ON job_workspace_key(w.id) = r.key
+        CROSS JOIN LATERAL (SELECT * FROM "Job" j WHERE j."workspaceId" = w.id
+          AND (j."changeXid", j."changeSeq") > (r."afterXid", r."afterSeq") AND (j."changeXid", j."changeSeq") <= (r."upToXid", r."upToSeq")
+          ORDER BY j."changeXid", j."changeSeq" LIMIT ${limit}) j)
+        ORDER BY "changeXid", "changeSeq" LIMIT ${limit}`;
+    const blocked = [...read.blocked].map(([key, final]) => ({ key, ...splitPosition(final) }));
+    const heldBack =
+      blocked.length === 0
+        ? Prisma.sql`'[]'::json`
+        : Prisma.sql`(SELECT coalesce(json_agg(json_build_object('workspaceId', w.id, 'key', b.key)), '[]'::json)
+            FROM unnest(${blocked.map((b) => b.key)}::int[], ${blocked.map((b) => b.xid.toString())}::int8[], ${blocked.map((b) => b.seq.toString())}::int8[]) AS b(key, xid, seq)
+            JOIN "Workspace" w ON job_workspace_key(w.id) = b.key
+            WHERE EXISTS (SELECT FROM "Job" j WHERE j."workspaceId" = w.id AND (j."changeXid", j."changeSeq") > (b.xid, b.seq)))`;
     const found = await this.run(Prisma.sql`
-      WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, pg_snapshot_xmax(pg_current_snapshot())::text AS "nextXid")
-      SELECT h.horizon::text AS horizon, h."nextXid",
-        EXISTS (SELECT FROM "Job" WHERE "changeXid" >= h.horizon AND ("changeXid", "changeSeq") > (${xid}, ${seq}) ${inWorkspace}) AS "heldBack",
-        j.*
-      FROM h LEFT JOIN LATERAL (
-        SELECT * FROM "Job" WHERE ("changeXid", "changeSeq") > (${xid}, ${seq}) AND "changeXid" < h.horizon ${inWorkspace}
+      SELECT ${heldBack} AS "heldBack", j.* FROM (VALUES (1)) AS one LEFT JOIN LATERAL (
+        ${changes}
+      ) j ON true`);
+    const rows: JobRow[] = [];
+    for (const { heldBack: _, ...raw } of found) if (raw.id !== null && raw.id !== undefined) rows.push(jobRowOf(raw));
+    this.observe(rows);
+    return { rows, heldBack: found[0]!.heldBack as FeedChanges['heldBack'] };
+  }
+
+  /**
+   * A resumed subscription's replay: the current state of every job of the workspace whose latest
+   * change lies after `after` and is final now, in position order, at most `limit`. (Its own
+   * horizon, not only what the feed has dispatched: a client that is too far behind learns it now.)
+   */
+  async changedSince(after: bigint, limit: number, workspaceId: string): Promise<ChangesRead> {
+    const from = splitPosition(after);
+    const upTo = splitPosition(this.frontier.finalUnder(await this.horizon(), workspaceId));
+    const found = await this.run(Prisma.sql`
+      SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM job_change_cursor_seq)::text AS "sequenceAt", j.*
+      FROM (VALUES (1)) AS one LEFT JOIN LATERAL (
+        SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid
+          AND ("changeXid", "changeSeq") > (${from.xid}, ${from.seq}) AND ("changeXid", "changeSeq") <= (${upTo.xid}, ${upTo.seq})
         ORDER BY "changeXid", "changeSeq" LIMIT ${limit}
       ) j ON true`);
-    const horizon = BigInt(found[0]!.horizon as string);
-    if (horizon > this.horizon) this.horizon = horizon;
-    const heldBack = found[0]!.heldBack === true;
-    const nextXid = BigInt(found[0]!.nextXid as string);
     const rows: JobRow[] = [];
-    for (const { horizon: _, heldBack: __, nextXid: ___, ...raw } of found) if (raw.id !== null && raw.id !== undefined) rows.push(jobRowOf(raw));
+    for (const { sequenceAt: _, ...raw } of found) if (raw.id !== null && raw.id !== undefined) rows.push(jobRowOf(raw));
     this.observe(rows);
-    return { rows: this.readUnder(horizon, rows), horizon, heldBack, nextXid };
+    return { rows, newest: this.frontier.positionAt(BigInt(found[0]!.sequenceAt as string)) };
   }
 
   /**
-   * Whether some job carries a transaction id this database has not handed out yet: rows restored
-   * from another PostgreSQL cluster (a dump, a replica promoted elsewhere). Their positions would
-   * sort after every new change and hold the feed back until the ids catch up.
+   * Positions need job_change_cursor_seq to hand out numbers in the order it is called (CACHE 1,
+   * as created): with a cache per session, a number drawn later could be smaller.
    */
-  async positionsFromElsewhere(): Promise<boolean> {
-    const [found] = await this.sql.query<{ foreign: boolean }>(
-      `SELECT coalesce(max("changeXid"), 0) >= pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS foreign FROM "Job"`,
-    );
-    return found!.foreign;
-  }
-
-  /** The current horizon: where a change feed starting now begins. */
-  async currentHorizon(): Promise<bigint> {
-    const [found] = await this.sql.query<{ horizon: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon');
-    const horizon = BigInt(found!.horizon);
-    if (horizon > this.horizon) this.horizon = horizon;
-    return horizon;
+  async sequenceInOrder(): Promise<boolean> {
+    const [found] = await this.sql.query<{ cache: string }>(`SELECT seqcache::text AS cache FROM pg_sequence WHERE seqrelid = 'job_change_cursor_seq'::regclass`);
+    return found?.cache === '1';
   }
 
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
     const fields = transitions.newJob(input);
+    const final = this.frontier.finalFor(workspaceId);
     const job = await this.prisma.job.create({
       data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
     });
-    return this.written(job);
+    return this.written(final, job);
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
@@ -256,12 +300,13 @@ export class JobStore {
       start = undefined;
       if (!job) throw errors.jobNotFound(id);
       if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, job.status);
+      const final = this.frontier.finalFor(workspaceId);
       const [updated] = await this.run(Prisma.sql`
         UPDATE "Job" SET ${setClause(change(job))}
         WHERE id = ${id}::uuid AND "workspaceId" = ${workspaceId}::uuid AND status = 'RUNNING' AND "changeSeq" = ${job.changeSeq}
         RETURNING *`);
       // The feed may already have brought a newer state (another writer's) than this write's.
-      if (updated) return this.written(jobRowOf(updated));
+      if (updated) return this.written(final, jobRowOf(updated));
       this.latest.delete(id);
       // A stale memory is not a lost race: read and try again at once, without using up an attempt.
       if (fromMemory) attempt--;
@@ -310,4 +355,13 @@ function setClause(patch: transitions.JobPatch): Prisma.Sql {
 
 function toJson(value: unknown): Prisma.InputJsonValue {
   return value as Prisma.InputJsonValue;
+}
+
+/** Per-key position ranges as a table `r(key, afterXid, afterSeq, upToXid, upToSeq)` of bound arrays. */
+function positionRanges(ranges: Array<[number, { after: bigint; upTo: bigint }]>): Prisma.Sql {
+  const after = ranges.map(([, range]) => splitPosition(range.after));
+  const upTo = ranges.map(([, range]) => splitPosition(range.upTo));
+  const text = (values: bigint[]) => values.map((value) => value.toString());
+  return Prisma.sql`unnest(${ranges.map(([key]) => key)}::int[], ${text(after.map((p) => p.xid))}::int8[], ${text(after.map((p) => p.seq))}::int8[],
+    ${text(upTo.map((p) => p.xid))}::int8[], ${text(upTo.map((p) => p.seq))}::int8[]) AS r(key, "afterXid", "afterSeq", "upToXid", "upToSeq")`;
 }

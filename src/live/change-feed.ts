@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Database } from '../db/database.js';
-import { floorOf, positionOf } from '../jobs/change-position.js';
+import { positionOf } from '../jobs/change-position.js';
+import type { FeedFrontier, Registration } from '../jobs/feed-frontier.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
@@ -23,19 +24,32 @@ export interface ChangeFeedOptions {
 
 export type ChangeListener = (jobs: JobRow[]) => void;
 
+/** A workspace whose committed changes wait for a transaction that wrote it and has not ended. */
+export interface HeldBack {
+  readonly workspaceId: string;
+  /** The backends of the registered transactions holding it (null: a prepared transaction). */
+  readonly pids: ReadonlyArray<number | null>;
+  /** performance.now() when it was first found held back by the same transactions. */
+  readonly since: number;
+}
+
 /**
  * The database as the source of truth for live updates. Every change has a position (see
- * change-position.ts); the feed reads the changes after the last one it dispatched, up to the
- * horizon below which no transaction can still commit, and hands them to listeners in position
- * order. Nothing is skipped, even when transactions commit out of order: one that commits late
- * holds the feed back until it has, and then goes out in its place.
+ * change-position.ts); each read takes the horizon first (job_feed_horizon(): which transactions
+ * writing jobs are still running, and for which workspaces), then reads the changes the frontier
+ * (FeedFrontier) says are final and not dispatched yet, and hands them to listeners in position
+ * order. Nothing is skipped, even when transactions commit out of order: a transaction that wrote
+ * jobs of a workspace and has not ended holds back that workspace's later changes until it has,
+ * and they then go out in their place. Nothing else holds anything back: transactions on other
+ * tables, in other databases, read-only ones, autovacuum.
  *
  * What starts a read: a write through this instance (after it commits), another instance's
  * announcement of its writes (one NOTIFY per batch, sent after commit, never inside the write),
  * and a read every `catchUpIntervalMs` for writers that announce nothing (SQL, other programs) and
  * for announcements lost while the listening connection reconnected. Writers pay for none of it.
- * The database work is one indexed read per batch of changes per instance, whatever the number
- * of subscribers; a read returns each job's current state, so states close together may merge.
+ * The database work is two statements per batch of changes per instance (the horizon, then the
+ * changes), whatever the number of subscribers; a read returns each job's current state, so states
+ * close together may merge.
  */
 export class ChangeFeed {
   /** The position of the last change dispatched. */
@@ -51,7 +65,8 @@ export class ChangeFeed {
   /** When the last dispatch's socket writes were done. */
   private lastDispatchEnd = -Infinity;
   private heldBackRetryMs: number = HELD_BACK_RETRY_MS.first;
-  private heldBackSince: { horizon: bigint; at: number; warned: boolean } | undefined;
+  /** Workspaces held back as of the last read, and which of them were warned about. */
+  private held = new Map<string, HeldBack & { blockers: string; warned: boolean }>();
   private stopListening: (() => Promise<void>) | undefined;
   private stopAnnouncing: (() => void) | undefined;
   private announcing: Promise<void> | undefined;
@@ -65,8 +80,6 @@ export class ChangeFeed {
   dispatched = 0;
   /** Announcements of this instance's writes sent to the others. */
   announcements = 0;
-  /** As of the last read, committed changes wait for an older transaction to end. */
-  heldBack = false;
   /** The LISTEN connection is up (announcements from other instances arrive). */
   listening = false;
   /** The last read succeeded (and dispatched what it found). */
@@ -79,6 +92,7 @@ export class ChangeFeed {
   constructor(
     private readonly database: Database,
     private readonly jobs: JobStore,
+    private readonly frontier: FeedFrontier,
     private readonly logger: Logger,
     private readonly options: ChangeFeedOptions,
   ) {
@@ -86,15 +100,13 @@ export class ChangeFeed {
   }
 
   async start(): Promise<void> {
-    if (await this.jobs.positionsFromElsewhere()) {
+    if (!(await this.jobs.sequenceInOrder())) {
       throw new Error(
-        'Jobs carry transaction ids from another PostgreSQL cluster (restored from a dump?), so live updates would stall. ' +
-          'Reset their positions once, then start again: ALTER TABLE "Job" DISABLE TRIGGER job_touch; ' +
-          'UPDATE "Job" SET "changeXid" = 0, "changeXmin" = 0; ALTER TABLE "Job" ENABLE TRIGGER job_touch;',
+        'job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1',
       );
     }
-    // Every change below the current horizon is history; anything at or past it may still come.
-    this.position = floorOf(await this.jobs.currentHorizon());
+    // Every change final now is history; anything else may still come.
+    this.frontier.start(await this.jobs.horizon());
     this.stopListening = await this.database.listen(this.channel, {
       // Its own announcement comes back too: the write that caused it has woken this feed already.
       onNotify: (payload) => payload !== this.instanceId && this.wake(),
@@ -116,14 +128,25 @@ export class ChangeFeed {
   }
 
   /**
-   * What this feed has dispatched is current: it hears other instances, its last read worked, and
-   * no committed change waits behind an open transaction. False from the moment the listening
-   * connection drops or a read fails (a database outage shows at the latest at the next catch-up
-   * read) until a read after it has dispatched what it missed, and while changes are held back (a
-   * long transaction elsewhere must not freeze what the response cache serves).
+   * What this feed has dispatched of `workspaceId` is current: it hears other instances, its last
+   * read worked, and no committed change of the workspace waits behind an open transaction. False
+   * from the moment the listening connection drops or a read fails (a database outage shows at the
+   * latest at the next catch-up read) until a read after it has dispatched what it missed, and while
+   * the workspace's changes are held back (a long transaction must not freeze what the response
+   * cache serves).
    */
-  get inStep(): boolean {
-    return this.listening && this.lastReadSucceeded && !this.heldBack && !this.stopped;
+  inStep(workspaceId: string): boolean {
+    return this.listening && this.lastReadSucceeded && !this.stopped && !this.held.has(workspaceId);
+  }
+
+  /** As of the last read, committed changes of some workspace wait for a transaction to end. */
+  get heldBack(): boolean {
+    return this.held.size > 0;
+  }
+
+  /** The workspaces held back as of the last read. */
+  heldBackWorkspaces(): HeldBack[] {
+    return [...this.held.values()].map(({ workspaceId, pids, since }) => ({ workspaceId, pids, since }));
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -210,56 +233,87 @@ export class ChangeFeed {
   }
 
   private async readUntilCaughtUp(): Promise<void> {
-    let heldBack = false;
-    let horizon = 0n;
     let progressed = false;
+    let registrations: readonly Registration[] = [];
+    let heldBack: Array<{ workspaceId: string; key: number }> = [];
     do {
       this.readAgain = false;
+      let changes;
       let read;
       try {
         this.reads++;
-        read = await this.jobs.changedSince(this.position, this.options.pageSize);
+        read = this.frontier.next(await this.jobs.horizon());
+        changes = await this.jobs.feedChanges(read, this.options.pageSize);
       } catch (error) {
         this.lastReadSucceeded = false;
         if (!this.stopped) this.logger.error({ err: error }, 'change feed read failed; the next announcement or catch-up retries');
-        break;
+        return;
       }
-      ({ heldBack, horizon } = read);
-      if (read.rows.length > 0) {
-        this.position = positionOf(read.rows.at(-1)!);
-        this.dispatch(read.rows);
+      const { rows } = changes;
+      const complete = rows.length < this.options.pageSize;
+      this.frontier.advance(read, complete, complete ? undefined : positionOf(rows.at(-1)!));
+      ({ heldBack } = changes);
+      ({ registrations } = read.horizon);
+      if (rows.length > 0) {
+        this.dispatch(rows);
         progressed = true;
       }
-      if (read.rows.length === this.options.pageSize) this.readAgain = true;
+      if (!complete) this.readAgain = true;
       else this.lastReadSucceeded = true;
     } while (this.readAgain && !this.stopped);
-    this.heldBack = heldBack;
-    if (heldBack) this.retryHeldBack(horizon, progressed);
-    else {
-      this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
-      this.heldBackSince = undefined;
+    this.noteHeldBack(heldBack, registrations);
+    if (this.held.size > 0) this.retryHeldBack(progressed);
+    else this.heldBackRetryMs = HELD_BACK_RETRY_MS.first;
+  }
+
+  /**
+   * Keeps which workspaces wait, since when and behind which transactions (a workspace held by other
+   * transactions than before starts a new wait), and warns once per wait that lasts.
+   */
+  private noteHeldBack(found: ReadonlyArray<{ workspaceId: string; key: number }>, registrations: readonly Registration[]): void {
+    const now = performance.now();
+    const held = new Map<string, HeldBack & { blockers: string; warned: boolean }>();
+    for (const { workspaceId, key } of found) {
+      const holders = registrations.filter((r) => r.key === key);
+      const blockers = holders.map((r) => `${r.pid}:${r.ticket}`).sort().join(',');
+      const before = this.held.get(workspaceId);
+      held.set(workspaceId, before?.blockers === blockers ? before : { workspaceId, pids: [...new Set(holders.map((r) => r.pid))], since: now, blockers, warned: false });
     }
+    this.held = held;
+    const due = [...held.values()].filter((h) => !h.warned && now - h.since > HELD_BACK_WARNING_MS);
+    if (due.length === 0) return;
+    for (const h of due) h.warned = true;
+    void this.warnHeldBack(due, now);
+  }
+
+  /** Names the waiting workspaces and the transactions that hold them, as pg_stat_activity shows them. */
+  private async warnHeldBack(due: HeldBack[], now: number): Promise<void> {
+    const pids = [...new Set(due.flatMap((h) => h.pids))].filter((pid): pid is number => pid !== null);
+    const transactions = await this.database.sql
+      .query(
+        `SELECT pid, state, backend_xid::text AS "backendXid", xact_start AS "transactionStart", application_name AS "applicationName", datname AS database
+           FROM pg_stat_activity WHERE pid = ANY($1::int[])`,
+        [pids],
+      )
+      .catch(() => []);
+    this.logger.warn(
+      {
+        workspaces: due.map((h) => ({ workspaceId: h.workspaceId, waitingMs: Math.round(now - h.since), pids: h.pids })),
+        transactions,
+      },
+      'live updates of these workspaces are held back by transactions that wrote their jobs and have not ended (pid null: a prepared transaction, see pg_prepared_xacts)',
+    );
   }
 
   /**
    * Changes wait behind a transaction that has not ended, and nothing may announce its end (it may
-   * have written no job): look again shortly, then less often while the same transaction holds on.
+   * be another program's): look again shortly, then less often while the same transactions hold on.
    */
-  private retryHeldBack(horizon: bigint, progressed: boolean): void {
-    const now = performance.now();
+  private retryHeldBack(progressed: boolean): void {
     // Under concurrent writes changes are held back briefly all the time: no faster than the pause
     // between dispatches, and slower while nothing moves.
     const first = Math.max(HELD_BACK_RETRY_MS.first, this.options.coalesceMs);
     this.heldBackRetryMs = progressed ? first : Math.min(Math.max(this.heldBackRetryMs * 2, first), HELD_BACK_RETRY_MS.max, this.options.catchUpIntervalMs);
-    if (this.heldBackSince?.horizon !== horizon) this.heldBackSince = { horizon, at: now, warned: false };
-    else if (!this.heldBackSince.warned && now - this.heldBackSince.at > HELD_BACK_WARNING_MS) {
-      this.heldBackSince.warned = true;
-      this.logger.warn(
-        // pg_stat_activity shows the 32-bit form of the id, in any database of the cluster.
-        { transactionId: horizon.toString(), backendXid: (horizon % 2n ** 32n).toString(), waitingMs: Math.round(now - this.heldBackSince.at) },
-        "live updates are held back by a transaction that has not ended (SELECT * FROM pg_stat_activity WHERE backend_xid::text = '<backendXid>')",
-      );
-    }
     this.readIn(this.heldBackRetryMs);
   }
 

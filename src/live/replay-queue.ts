@@ -1,5 +1,5 @@
 import { appError, errors } from '../errors.js';
-import { positionOf, splitPosition } from '../jobs/change-position.js';
+import { positionOf } from '../jobs/change-position.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 
@@ -82,10 +82,10 @@ export class ReplayQueue {
     const from = batch.reduce((min, w) => (w.after < min ? w.after : min), batch[0]!.after);
     try {
       this.reads++;
-      const { rows, nextXid } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
-      // A cursor past every transaction this database has seen comes from another one (a restore
-      // elsewhere): nothing would ever be sent after it.
-      const ours = (waiting: Waiting) => splitPosition(waiting.after).xid < nextXid;
+      const { rows, newest } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
+      // A cursor past every position this database has handed out comes from another one (a
+      // restore elsewhere): nothing would ever be sent after it.
+      const ours = (waiting: Waiting) => waiting.after <= newest;
       for (const waiting of batch.filter((w) => !ours(w))) {
         waiting.reject(appError('BAD_USER_INPUT', `after ${waiting.after} is not a changeCursor of this database: fetch the jobs again, then subscribe with the newest changeCursor.`));
       }

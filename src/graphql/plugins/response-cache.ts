@@ -9,11 +9,11 @@ import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
 
 export interface ResponseCacheOptions {
   /**
-   * Whether invalidation can be trusted right now (the change feed is in step). While it is not,
-   * nothing is served from or stored in the cache: every query executes, and answers as the
-   * database does (503 during an outage).
+   * Whether invalidation of a workspace can be trusted right now (the change feed is in step for
+   * it). While it is not, nothing of that workspace is served from or stored in the cache: every
+   * query executes, and answers as the database does (503 during an outage).
    */
-  usable?: () => boolean;
+  usable?: (workspaceId: string) => boolean;
   /** Workspaces whose generation is remembered (default 100,000); see `generations`. */
   trackedWorkspaces?: number;
   /** Serialized size of all cached results together, at most. */
@@ -51,7 +51,7 @@ export class WorkspaceResponseCache implements Cache {
   private counter = 0;
   private floor = 0;
 
-  readonly usable: () => boolean;
+  readonly usable: (workspaceId: string) => boolean;
   hits = 0;
   misses = 0;
   /** Invalidations of a workspace (one per change written or dispatched). */
@@ -153,7 +153,7 @@ export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin
   return useResponseCache<GatewayContext>({
     cache,
     ttl: Number.POSITIVE_INFINITY,
-    enabled: (ctx) => ctx.principal !== null && cache.usable(),
+    enabled: (ctx) => ctx.principal !== null && cache.usable(ctx.principal.workspaceId),
     // The plugin hands the session to the key builder below: the scopes are joined once a request.
     session: (ctx) => (ctx.principal ? [...ctx.principal.scopes].sort().join(',') : null),
     buildResponseCacheKey: ({ documentString, operationName, variableValues, sessionId, context }) => {
