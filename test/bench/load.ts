@@ -6,7 +6,7 @@ import autocannon from 'autocannon';
 export const now = () => performance.timeOrigin + performance.now();
 
 /** What a dashboard selects (the same in every scenario and server). */
-export const DASHBOARD_SELECTION = 'id status progress currentStep steps { id name status } changeCursor';
+export const DASHBOARD_SELECTION = 'id status progress currentStep steps { id name status } updatedAt changeCursor';
 
 export async function gql<T>(url: string, key: string | undefined, query: string, variables: Record<string, unknown> = {}): Promise<T> {
   const response = await fetch(`${url}/graphql`, {
@@ -53,20 +53,29 @@ export async function createJobs(url: string, key: string | undefined, count: nu
   return ids;
 }
 
-const UPDATE = `mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { changeCursor } }`;
+const UPDATE = `mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { id updatedAt } }`;
 
 export interface Sent {
-  cursor: string;
+  /** The state it wrote, as subscribers see it: its job and its updatedAt (stateKey). */
+  state: string;
+  sentAt: number;
   respondedAt: number;
 }
+
+/**
+ * What tells one state of a job from another in what subscribers receive. Not the changeCursor: a
+ * mutation answers a floor of it while older writes of the workspace may still commit.
+ */
+export const stateKey = (jobId: string, updatedAt: string) => `${jobId}@${updatedAt}`;
 
 let tick = 0;
 /** One worker update: a metadata change (always valid, any number of times). */
 async function update(url: string, key: string | undefined, id: string): Promise<Sent> {
-  const { updateJobProgress } = await gql<{ updateJobProgress: { changeCursor: string } }>(url, key, UPDATE, {
+  const sentAt = now();
+  const { updateJobProgress } = await gql<{ updateJobProgress: { id: string; updatedAt: string } }>(url, key, UPDATE, {
     input: { id, metadata: { tick: ++tick } },
   });
-  return { cursor: updateJobProgress.changeCursor, respondedAt: now() };
+  return { state: stateKey(updateJobProgress.id, updateJobProgress.updatedAt), sentAt, respondedAt: now() };
 }
 
 /**

@@ -221,9 +221,9 @@ async function latencies(subs: Child, n: number, drive: () => Promise<Sent[]>): 
   await subs.request({ cmd: 'track', on: false });
   const receipts = await subs.request<Record<string, number[]>>({ cmd: 'receipts' });
   const samples: number[] = [];
-  for (const { cursor, respondedAt } of sent) {
+  for (const { state, respondedAt } of sent) {
     // A push can beat the worker's own HTTP response back to it: that counts as zero.
-    for (const at of receipts[cursor] ?? []) samples.push(Math.max(0, at - respondedAt));
+    for (const at of receipts[state] ?? []) samples.push(Math.max(0, at - respondedAt));
   }
   samples.sort((a, b) => a - b);
   return { p50: percentile(samples, 50), p99: percentile(samples, 99) };

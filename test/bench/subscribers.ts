@@ -4,7 +4,7 @@ import { serveParent } from './ipc.js';
 
 // A process of N idle dashboards: raw WebSocket clients that speak graphql-transport-ws (or
 // nothing, against the bare ceiling server), count what they receive and, when asked, note when
-// each state (by changeCursor) arrived.
+// each state (by job and updatedAt) arrived.
 
 const sockets: WebSocket[] = [];
 let messages = 0;
@@ -13,6 +13,7 @@ let tracking = false;
 const receipts = new Map<string, number[]>();
 const CURSOR = /"changeCursor":"(\d+)"/;
 const JOB = /"jobUpdated":\{"id":"([^"]+)"/;
+const UPDATED_AT = /"updatedAt":"([^"]+)"/;
 /** With `newest` on (the soak), each socket's newest cursor per job, to check that final states arrived. */
 let keepNewest = false;
 const newest = new Map<WebSocket, Map<string, bigint>>();
@@ -32,12 +33,16 @@ function onMessage(data: Buffer): void {
   messages++;
   bytes += data.length;
   if (!tracking) return;
-  const cursor = CURSOR.exec(data.toString('latin1'))?.[1];
-  if (!cursor) return;
+  const text = data.toString('latin1');
+  const job = JOB.exec(text)?.[1];
+  const updatedAt = UPDATED_AT.exec(text)?.[1];
+  if (!job || !updatedAt) return;
+  // The same key as the bench's stateKey (load.ts).
+  const state = `${job}@${updatedAt}`;
   const now = performance.timeOrigin + performance.now();
-  const list = receipts.get(cursor);
+  const list = receipts.get(state);
   if (list) list.push(now);
-  else receipts.set(cursor, [now]);
+  else receipts.set(state, [now]);
 }
 
 async function openOne(url: string, protocol: 'graphql-ws' | 'raw', apiKey: string | undefined, subscribe: Record<string, unknown> | undefined): Promise<void> {

@@ -71,17 +71,17 @@ async function findPgbench(): Promise<string | undefined> {
 
 /**
  * pgbench on 2,000 jobs, each transaction one UPDATE of a random job's progress: the schema as this
- * commit ships it, as it was before (every migration up to the advisory lock and per-row NOTIFY),
+ * commit ships it, as it was before registrations (every migration up to the server-wide horizon),
  * and with no trigger at all. Undefined without pgbench (Debian's postgresql package has it).
  */
 export async function pgbenchRows(postgresUrl: string, clientCounts: number[], seconds: number): Promise<PgbenchRow[] | undefined> {
   const pgbench = await findPgbench();
   if (!pgbench) return undefined;
   const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
-  const before = migrations.filter((name) => name < '20261129020000');
+  const before = migrations.filter((name) => name < '20261205000000');
   const schemas = [
     { label: 'as shipped', schema: `bench_pgb_now_${Date.now()}`, apply: migrations, triggers: true },
-    { label: 'before (lock + NOTIFY per row)', schema: `bench_pgb_before_${Date.now()}`, apply: before, triggers: true },
+    { label: 'before (server-wide horizon, no registration)', schema: `bench_pgb_before_${Date.now()}`, apply: before, triggers: true },
     { label: 'no triggers (ceiling)', schema: `bench_pgb_plain_${Date.now()}`, apply: migrations, triggers: false },
   ];
   const admin = new pg.Client({ connectionString: postgresUrl });
