@@ -29,7 +29,7 @@ import { OPENAPI_PATH, openApiDocument } from './rest/openapi.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
-import { HEALTH_TIMEOUT_MS, REFUSAL_DELAY_MS } from './limits/fixed.js';
+import { HEALTH_TIMEOUT_MS, LISTEN_BACKLOG, REFUSAL_DELAY_MS } from './limits/fixed.js';
 
 export interface App {
   readonly database: Database;
@@ -198,7 +198,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     start: () =>
       new Promise<string>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.port, config.host, () => {
+        server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           const { address, port } = server.address() as AddressInfo;
           const host = address.includes(':') ? `[${address}]` : address;

@@ -23,6 +23,15 @@ export const RATE_LIMITED_KEYS_TRACKED = 100_000;
 /** How long, and how many bytes, a refused body (411, 413) is still read before its connection is cut. */
 export const REFUSED_BODY_LINGER = { ms: 5_000, maxBytes: 64 * 1024 * 1024 } as const;
 
+/**
+ * Connections the kernel may hold completed for the server before it accepts them. libuv accepts
+ * one connection per turn of the event loop, so while the loop is busy (a fan-out, the first seconds
+ * of a fresh process) a burst of new connections waits here; past the queue the kernel drops them and
+ * each client retries only after a second or more. Node's default is 511; Linux caps this at
+ * net.core.somaxconn (4096 by default since 5.4).
+ */
+export const LISTEN_BACKLOG = 4_096;
+
 /** Valid API keys remembered between database checks; beyond, the least recently used are forgotten first. */
 export const AUTH_CACHE_MAX_ENTRIES = 10_000;
 
@@ -74,6 +83,15 @@ export const TRACKED_WORKSPACES = 100_000;
  * that keeps up takes such a burst within milliseconds, one that has stopped keeps it.
  */
 export const PENDING_BYTES_TOTAL_FACTOR = 256;
+
+/**
+ * Sockets one fan-out writes to before it lets the event loop turn. A change to a workspace with
+ * thousands of subscribers is thousands of socket writes (about 20 µs each); written in one go, a
+ * burst of changes held the loop for hundreds of milliseconds, and with it every request, every
+ * other workspace's delivery and the accepting of new connections (libuv accepts one per turn).
+ * 256 writes are 5 to 10 ms.
+ */
+export const FANOUT_SENDS_PER_TURN = 256;
 
 /** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
 export const FLUSH_INTERVAL_MS = 50;

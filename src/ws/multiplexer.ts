@@ -5,6 +5,8 @@ import { clientError, clientResult } from '../graphql/mask-error.js';
 import type { JobRow } from '../jobs/model.js';
 import { type JobUpdatedRequest, JobUpdatedSession, type SessionOutput } from '../live/job-updated-session.js';
 import type { LiveJobs, LiveSubscriber } from '../live/live-jobs.js';
+import { TurnSlicer } from '../live/turn-slicer.js';
+import { FANOUT_SENDS_PER_TURN } from '../limits/fixed.js';
 import type { Logger } from '../logger.js';
 import type { SocketSender } from './socket-sender.js';
 
@@ -33,6 +35,8 @@ export class Multiplexer {
   private readonly groups = new Map<string, Group>();
   /** Executions so far: grows with distinct subscriptions and changes, not with sockets. */
   executions = 0;
+  /** Every group's fan-out together lets the event loop turn between slices of writes. */
+  readonly turns = new TurnSlicer(FANOUT_SENDS_PER_TURN);
 
   constructor(
     private readonly live: LiveJobs,
@@ -114,7 +118,13 @@ class Group implements LiveSubscriber {
         if (this.members.size === 0) return;
         const payloads: Buffer[] = [];
         for (const job of jobs) payloads.push(await this.render(job));
-        for (const member of this.members) member.offer(jobs, payloads);
+        // Members that join meanwhile are offered the change too, as they were before slicing:
+        // their sessions drop what a resume already covers (ReplayGate).
+        for (const member of this.members) {
+          member.offer(jobs, payloads);
+          const turn = this.owner.turns.step();
+          if (turn) await turn;
+        }
       })
       // One failed delivery must not stop the chain (and with it every later one).
       .catch((error: unknown) => this.logger.error({ err: error }, 'subscription delivery failed'));
