@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s } from './load.js';
+import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
 import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
@@ -34,6 +35,11 @@ const { values: flags } = parseArgs({
     'reads-only': { type: 'boolean' },
     /** Only the soak: subscribers, steady updates and REST polling for a minute; memory and final states. */
     'soak-only': { type: 'boolean' },
+    /**
+     * Only the mixed load: subscribers over 20 workspaces, 50 reports/s from concurrent workers and
+     * pollers, all at once on a freshly started gateway (first 2 s and steady state apart).
+     */
+    'mixed-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -166,7 +172,11 @@ function sampleFrame(): string {
   return JSON.stringify({
     id: '1',
     type: 'next',
-    payload: { data: { jobUpdated: { id: '550e8400-e29b-41d4-a716-446655440000', status: 'RUNNING', progress: 0, currentStep: 'Collecting Intel', steps, changeCursor: '1234567' } } },
+    payload: {
+      data: {
+        jobUpdated: { id: '550e8400-e29b-41d4-a716-446655440000', status: 'RUNNING', progress: 0, currentStep: 'Collecting Intel', steps, updatedAt: '2026-12-05T09:00:00.000Z', changeCursor: '1234567' },
+      },
+    },
   });
 }
 
@@ -614,8 +624,61 @@ function printWrites(result: { rows: WriteRow[]; database: PgbenchRow[] | undefi
   console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
 }
 
+/**
+ * The mixed load's scenarios: latency with 100 subscribers, without and with 1,000 pollers, on each
+ * database; then 10,000 subscribers with the pollers on PostgreSQL.
+ */
+async function mixedRows(): Promise<MixedRow[]> {
+  const seconds = flags.smoke ? 4 : flags.quick ? 20 : 60;
+  const base = { workspaces: 20, jobsPerWorkspace: 10, reportsPerSec: 50, seconds };
+  const scenarios: Array<[Db, MixedScenario]> = [];
+  const pollers = flags.smoke ? 20 : 1000;
+  // Latency at a few subscribers without and with the pollers, on each database; the crowd (10,000)
+  // with the pollers, on PostgreSQL. `--n` picks the subscriber counts.
+  const counts = flags.n ? profile.ns : flags.smoke ? [20] : [100, 10_000];
+  for (const subscribers of counts) {
+    const crowd = subscribers > 1_000;
+    for (const db of profile.restDbs.filter((d) => !crowd || d === 'postgres')) {
+      if (!crowd) scenarios.push([db, { ...base, subscribers, pollers: 0 }]);
+      scenarios.push([db, { ...base, subscribers, pollers }]);
+    }
+  }
+  const rows: MixedRow[] = [];
+  for (const [db, scenario] of scenarios) {
+    rows.push(await mixed(db, scenario, () => startGateway(db, 'mixed'), log));
+    log(`mixed: ${JSON.stringify(rows.at(-1))}`);
+  }
+  return rows;
+}
+
+function printMixed(rows: MixedRow[]) {
+  console.log('\nMixed load on a freshly started gateway: 20 workspaces, 50 reports/s from concurrent workers, pollers asking for one job every 2 s (ms; delivery from the report\'s request to the subscriber)');
+  console.table(
+    rows.flatMap((r) =>
+      (['first2s', 'steady'] as const).map((phase) => ({
+        db: r.db,
+        subscribers: r.subscribers,
+        pollers: r.pollers,
+        phase,
+        'delivery p50': r.delivery[phase].p50,
+        'delivery p99': r.delivery[phase].p99,
+        'delivery max': r.delivery[phase].max,
+        'report p99': r.report[phase].p99,
+        'poll p99': r.poll[phase].p99,
+      })),
+    ),
+  );
+  console.table(rows.map((r) => ({ db: r.db, subscribers: r.subscribers, pollers: r.pollers, delivered: r.deliveredShare, reportFailures: r.reportFailures, pollFailures: r.pollFailures, finalStatesMissing: r.finalStatesMissing, socketsClosed: r.socketsClosed })));
+}
+
 async function main() {
   log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  if (flags['mixed-only']) {
+    const rows = await mixedRows();
+    printMixed(rows);
+    console.log(JSON.stringify({ mixed: rows }));
+    return;
+  }
   if (flags['writes-only']) {
     const result = await writes();
     printWrites(result);
@@ -755,8 +818,10 @@ async function main() {
       log(`soak (${db}): ${JSON.stringify(soakRows.at(-1))}`);
     }
     const writeResult = await writes();
+    const mixedResult = await mixedRows();
     printTable(fanout, readRows, polling);
     printWrites(writeResult);
+    printMixed(mixedResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
     console.log(`\nSoak: subscribers following ${SOAK_UPDATES_PER_SEC} updates/s while dashboards poll GET /api/jobs every 2 s; gateway memory after a GC, start to end`);
@@ -771,6 +836,7 @@ async function main() {
         soak: soakRows,
         writes: writeResult.rows,
         writesDatabase: writeResult.database,
+        mixed: mixedResult,
       }),
     );
   } finally {

@@ -17,6 +17,8 @@ const UPDATED_AT = /"updatedAt":"([^"]+)"/;
 /** With `newest` on (the soak), each socket's newest cursor per job, to check that final states arrived. */
 let keepNewest = false;
 const newest = new Map<WebSocket, Map<string, bigint>>();
+/** The key each socket subscribed with (its workspace's). */
+const keyOf = new Map<WebSocket, string>();
 
 function noteNewest(socket: WebSocket, data: Buffer): void {
   const text = data.toString('latin1');
@@ -71,6 +73,7 @@ async function openOne(url: string, protocol: 'graphql-ws' | 'raw', apiKey: stri
     socket.on('message', onMessage);
   }
   sockets.push(socket);
+  if (apiKey) keyOf.set(socket, apiKey);
 }
 
 serveParent(
@@ -105,17 +108,23 @@ serveParent(
       newest.clear();
       return true;
     },
-    /** Against the database's cursor per job: the (socket, job) pairs whose newest state is not it, and the sockets closed. */
+    /**
+     * Against the database's cursor per job (`expected`, or `byKey`: per key, for sockets of several
+     * workspaces): the (socket, job) pairs whose newest state is not it, and the sockets closed.
+     */
     checkFinal: (m) => {
-      const expected = Object.entries(m.expected as Record<string, string>);
       let missing = 0;
+      let pairs = 0;
       for (const socket of sockets) {
+        const expected = Object.entries(((m.byKey as Record<string, Record<string, string>> | undefined)?.[keyOf.get(socket) ?? ''] ?? m.expected ?? {}) as Record<string, string>);
         const jobs = newest.get(socket);
+        pairs += expected.length;
         for (const [job, cursor] of expected) if (jobs?.get(job) !== BigInt(cursor)) missing++;
       }
-      return { missing, pairs: sockets.length * expected.length, closed: sockets.filter((socket) => socket.readyState !== WebSocket.OPEN).length };
+      return { missing, pairs, closed: sockets.filter((socket) => socket.readyState !== WebSocket.OPEN).length };
     },
     closeAll: async () => {
+      keyOf.clear();
       await Promise.all(
         sockets.splice(0).map(
           (socket) =>
