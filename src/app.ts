@@ -28,6 +28,7 @@ import { type GatewayMetrics, type RouteLabel, createMetrics } from './metrics.j
 import { OPENAPI_PATH, openApiDocument } from './rest/openapi.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
+import { warmUp } from './warm-up.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
 import { HEALTH_TIMEOUT_MS, LISTEN_BACKLOG, REFUSAL_DELAY_MS } from './limits/fixed.js';
 
@@ -44,6 +45,8 @@ export interface App {
   readonly httpServer: http.Server;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   start(): Promise<string>;
+  /** Settles once the warm-up that `start` began has run (at once with WARM_UP_ROUNDS=0). */
+  readonly warmedUp: Promise<void>;
   /** Stops accepting, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
   close(): Promise<void>;
 }
@@ -111,7 +114,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     if (route === 'readyz') {
       // Whether a load balancer should send new work here: not while draining (from the first
       // moment of shutdown), nor while the database or the change feed's listener is away.
-      const status = closing ? 'draining' : !(await database.ping(HEALTH_TIMEOUT_MS)) ? 'unavailable' : !feed.listening ? 'reconnecting' : 'ready';
+      const status = closing ? 'draining' : !warm ? 'warming' : !(await database.ping(HEALTH_TIMEOUT_MS)) ? 'unavailable' : !feed.listening ? 'reconnecting' : 'ready';
       return sendJson(res, status === 'ready' ? 200 : 503, { status, database: database.kind });
     }
     if (route === 'metrics' && metrics) {
@@ -184,6 +187,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, replays, webSockets, queries: database.queries, responses }) : undefined;
 
   let closing: Promise<void> | undefined;
+  /** False until the warm-up after start has run (see warm-up.ts). */
+  let warm = config.warmUpRounds === 0;
+  let warmedUp: Promise<void> = Promise.resolve();
 
   return {
     database,
@@ -195,6 +201,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     webSockets,
     responses,
     httpServer: server,
+    get warmedUp() {
+      return warmedUp;
+    },
     start: () =>
       new Promise<string>((resolve, reject) => {
         server.once('error', reject);
@@ -202,6 +211,11 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
           server.off('error', reject);
           const { address, port } = server.address() as AddressInfo;
           const host = address.includes(':') ? `[${address}]` : address;
+          if (!warm) {
+            warmedUp = warmUp(handleRest, yoga, config.warmUpRounds)
+              .catch((error: unknown) => logger.warn({ err: error }, 'warm-up failed; serving cold'))
+              .finally(() => (warm = true));
+          }
           resolve(`http://${host}:${port}`);
         });
       }),

@@ -36,6 +36,8 @@ export interface Config {
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
   /** Whether GET /metrics serves Prometheus metrics. */
   metricsEnabled: boolean;
+  /** Rounds of the busiest paths run after start, while /readyz says `warming` (see warm-up.ts); 0: none. */
+  warmUpRounds: number;
   graphql: OperationLimits;
   /** Requests (and WebSocket subscribes) per second per API key, refilled continuously; 0: no limit. */
   rateLimit: { perSecond: number; burst: number };
@@ -83,6 +85,7 @@ const envSchema = z.object({
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
   METRICS_ENABLED: z.enum(['true', 'false']).default('true'),
+  WARM_UP_ROUNDS: intFrom(0, 100_000).default(250),
   GRAPHQL_MAX_COST: intFrom(1, 100_000_000).default(25_000),
   GRAPHQL_MAX_DEPTH: intFrom(1, 1_000).default(10),
   GRAPHQL_MAX_ALIASES: intFrom(0, 100_000).default(15),
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     responseCache:
       e.RESPONSE_CACHE === 'true' && e.RESPONSE_CACHE_MAX_BYTES > 0 ? { maxBytes: e.RESPONSE_CACHE_MAX_BYTES, ttlMs: e.RESPONSE_CACHE_TTL_MS } : undefined,
     metricsEnabled: e.METRICS_ENABLED === 'true',
+    warmUpRounds: e.WARM_UP_ROUNDS,
     graphql: {
       maxCost: e.GRAPHQL_MAX_COST,
       maxDepth: e.GRAPHQL_MAX_DEPTH,

@@ -11,6 +11,8 @@ import { seedJobInput } from './load.js';
 const config = loadConfig({ LOG_LEVEL: 'warn', ...process.env, PORT: '0' });
 const app = await createApp(config, createLogger(config.logLevel));
 const url = await app.start();
+// As a load balancer waits for /readyz: the load begins on a warmed process.
+await app.warmedUp;
 
 // Bytes written to every connection, open or closed (HTTP responses and WebSocket frames alike).
 let closedBytes = 0;

@@ -36,7 +36,8 @@ export async function startTestApp(
   const database = options.database ?? (await freshDatabase());
   const logs: TestApp['logs'] = [];
   const level = options.captureLogs ? 'debug' : (process.env.TEST_LOG_LEVEL ?? 'silent');
-  const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: level, ...database.env, ...options.env });
+  // No warm-up unless a test asks: it would only add a second of CPU to every app the suite starts.
+  const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: level, WARM_UP_ROUNDS: '0', ...database.env, ...options.env });
   const destination = options.captureLogs ? { write: (line: string) => void logs.push(JSON.parse(line)) } : undefined;
   const app = await createApp(config, createLogger(config.logLevel, destination));
   const url = await app.start();

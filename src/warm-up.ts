@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { SCOPES, type Principal } from './auth/scopes.js';
+import type { GatewayYoga } from './graphql/yoga.js';
+import type { RestResponse } from './rest/rest-handler.js';
+
+type HandleRest = (method: string, url: URL, principal: Principal | null) => Promise<RestResponse>;
+
+const ORIGIN = 'http://warm-up.invalid';
+const CONCURRENCY = 8;
+
+/**
+ * Runs the busiest paths (a job and a page of jobs over REST and GraphQL, a progress report) `rounds`
+ * times before the instance calls itself ready. Measured on a fresh process under the mixed load,
+ * the first 2 s took 2-3 times the CPU of the steady state (V8 not yet optimized, the pool not yet
+ * open, Prisma's query plans not yet compiled) and answered in 0.8-1.1 s at p99 where a warmed
+ * process answered in under 0.1 s.
+ *
+ * Nothing is written and no tenant is touched: the principal belongs to a workspace that does not
+ * exist (a fresh random id), so reads find nothing and the report answers NOT_FOUND.
+ */
+export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number): Promise<void> {
+  const principal: Principal = { keyId: 'warm-up', workspaceId: randomUUID(), scopes: new Set(SCOPES) };
+  const graphql = async (query: string, variables: Record<string, unknown>) => {
+    const response = await yoga.fetch(`${ORIGIN}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }, { principal });
+    await response.arrayBuffer();
+  };
+  const once = async () => {
+    const id = randomUUID();
+    await rest('GET', new URL(`${ORIGIN}/api/jobs/${id}`), principal);
+    await rest('GET', new URL(`${ORIGIN}/api/jobs?limit=50`), principal);
+    await graphql('query($id: ID!) { job(id: $id) { id status progress currentStep steps { id name status } updatedAt } }', { id });
+    await graphql('mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { id updatedAt } }', { input: { id, progress: 1 } });
+  };
+  for (let done = 0; done < rounds; done += CONCURRENCY) {
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, rounds - done) }, once));
+    // The embedded database answers on this thread without a turn of the event loop in between:
+    // without this, requests (even /healthz) waited for the whole warm-up.
+    await nextTurn();
+  }
+}
