@@ -212,8 +212,11 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
           const { address, port } = server.address() as AddressInfo;
           const host = address.includes(':') ? `[${address}]` : address;
           if (!warm) {
-            warmedUp = warmUp(handleRest, yoga, config.warmUpRounds)
-              .catch((error: unknown) => logger.warn({ err: error }, 'warm-up failed; serving cold'))
+            warmedUp = warmUp(handleRest, yoga, config.warmUpRounds, () => closing !== undefined)
+              .catch((error: unknown) => {
+                // Shutting down during the warm-up fails its queries: nothing to report then.
+                if (!closing) logger.warn({ err: error }, 'warm-up failed; serving cold');
+              })
               .finally(() => (warm = true));
           }
           resolve(`http://${host}:${port}`);
@@ -227,6 +230,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
         await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
         revocations.close();
         await stopServer(server, config.shutdownTimeoutMs);
+        // The warm-up stops at its next batch; its queries must not meet a closed pool.
+        await warmedUp;
         await feed.stop();
         await yoga.dispose();
         await database.close();

@@ -17,9 +17,10 @@ const CONCURRENCY = 8;
  * process answered in under 0.1 s.
  *
  * Nothing is written and no tenant is touched: the principal belongs to a workspace that does not
- * exist (a fresh random id), so reads find nothing and the report answers NOT_FOUND.
+ * exist (a fresh random id), so reads find nothing and the report answers NOT_FOUND. It stops early
+ * when the instance starts shutting down.
  */
-export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number): Promise<void> {
+export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number, stopping: () => boolean): Promise<void> {
   const principal: Principal = { keyId: 'warm-up', workspaceId: randomUUID(), scopes: new Set(SCOPES) };
   const graphql = async (query: string, variables: Record<string, unknown>) => {
     const response = await yoga.fetch(`${ORIGIN}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }, { principal });
@@ -32,7 +33,7 @@ export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number
     await graphql('query($id: ID!) { job(id: $id) { id status progress currentStep steps { id name status } updatedAt } }', { id });
     await graphql('mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { id updatedAt } }', { input: { id, progress: 1 } });
   };
-  for (let done = 0; done < rounds; done += CONCURRENCY) {
+  for (let done = 0; done < rounds && !stopping(); done += CONCURRENCY) {
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, rounds - done) }, once));
     // The embedded database answers on this thread without a turn of the event loop in between:
     // without this, requests (even /healthz) waited for the whole warm-up.

@@ -32,4 +32,14 @@ describeDb('warm-up after start', () => {
     expect(await prisma.apiKey.count()).toBe(0);
     expect(t.logs.filter((line) => (line as { level: number }).level >= 40)).toEqual([]);
   });
+
+  it('stops when the instance shuts down during it, quietly', async () => {
+    const other = await startTestApp({ env: { WARM_UP_ROUNDS: '100000' }, captureLogs: true });
+    const queriesAtStart = other.app.database.queries.count;
+    await other.close();
+    await other.app.warmedUp;
+    // A hundred thousand rounds would be minutes of queries; it stopped at the shutdown.
+    expect(other.app.database.queries.count - queriesAtStart).toBeLessThan(10_000);
+    expect(other.logs.filter((line) => (line as { level: number }).level >= 40)).toEqual([]);
+  });
 });
