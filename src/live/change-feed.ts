@@ -22,7 +22,8 @@ export interface ChangeFeedOptions {
   coalesceMs: number;
 }
 
-export type ChangeListener = (jobs: JobRow[]) => void;
+/** Receives one dispatch; a listener that writes over several turns returns when it has written. */
+export type ChangeListener = (jobs: JobRow[]) => unknown;
 
 /** A workspace whose committed changes wait for a transaction that wrote it and has not ended. */
 export interface HeldBack {
@@ -320,19 +321,24 @@ export class ChangeFeed {
   private dispatch(rows: JobRow[]): void {
     this.dispatches++;
     this.dispatched += rows.length;
-    // Listeners finish their writes in promise callbacks; setImmediate runs after all of them.
     this.writing = true;
-    setImmediate(() => {
-      this.writing = false;
-      this.lastDispatchEnd = performance.now();
-      if (this.wakePending && !this.reading) this.wake();
-    });
+    const writing: unknown[] = [];
     for (const listener of this.listeners) {
       try {
-        listener(rows);
+        writing.push(listener(rows));
       } catch (error) {
         this.logger.error({ err: error }, 'change listener failed');
       }
     }
+    // Listeners finish their writes in promise callbacks (setImmediate runs after all of them), or
+    // over several turns (a sliced fan-out), returning a promise. The next read waits for both:
+    // while subscribers take long to write, changes gather into fewer, larger dispatches.
+    void Promise.allSettled(writing).then(() =>
+      setImmediate(() => {
+        this.writing = false;
+        this.lastDispatchEnd = performance.now();
+        if (this.wakePending && !this.reading) this.wake();
+      }),
+    );
   }
 }

@@ -10,8 +10,11 @@ import type { ReplayQueue } from './replay-queue.js';
 export interface LiveSubscriber {
   readonly workspaceId: string;
   readonly filter: JobFilter;
-  /** The matching changes of one dispatch of the change feed, in cursor order (never empty). */
-  deliver(jobs: readonly JobRow[]): void;
+  /**
+   * The matching changes of one dispatch of the change feed, in cursor order (never empty). A
+   * delivery that writes over several turns of the event loop returns when it has written.
+   */
+  deliver(jobs: readonly JobRow[]): void | Promise<void>;
 }
 
 /**
@@ -77,8 +80,12 @@ export class LiveJobs {
     await Promise.all([...this.streams].map((stream) => stream.return()));
   }
 
-  /** Hands each subscriber the rows of one dispatch that it may see, all at once (one write per socket). */
-  private dispatch(rows: JobRow[]): void {
+  /**
+   * Hands each subscriber the rows of one dispatch that it may see, all at once (one write per
+   * socket); settles when every subscriber has written them.
+   */
+  private dispatch(rows: JobRow[]): Promise<unknown> {
+    const writing: Array<Promise<void>> = [];
     const byWorkspace = new Map<string, JobRow[]>();
     for (const job of rows) {
       const list = byWorkspace.get(job.workspaceId);
@@ -88,8 +95,11 @@ export class LiveJobs {
     for (const [workspaceId, jobs] of byWorkspace) {
       for (const subscriber of this.byWorkspace.get(workspaceId) ?? []) {
         const matching = jobs.filter((job) => changeMatches(job, subscriber.filter));
-        if (matching.length > 0) subscriber.deliver(matching);
+        if (matching.length === 0) continue;
+        const delivered = subscriber.deliver(matching);
+        if (delivered) writing.push(delivered);
       }
     }
+    return Promise.all(writing);
   }
 }

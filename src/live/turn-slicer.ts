@@ -1,28 +1,50 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /**
- * Splits long loops that share one event loop into slices of `stepsPerTurn` steps, all of them
- * together: once that many steps ran, every loop that asks waits for the next turn, so the loop
- * polls for I/O (requests, new connections, the database's answers) between slices.
+ * Splits long loops that share one event loop into slices, so the loop polls for I/O (requests,
+ * new connections, the database's answers) between them: all loops together take about
+ * `stepsPerTurn` steps per turn. Each loop counts its steps with its own `step` function; once it
+ * has taken its share, or the turn's steps are spent, it waits for the next turn, and the loops
+ * that waited share that turn equally, in the order they came: one large fan-out cannot take every
+ * turn while a small one waits behind it.
  *
  * Why by hand: the slicing libraries (p-queue and the like) schedule tasks, one promise each; a
  * fan-out's step is one socket write of a few microseconds, and a promise per write would cost more
  * than the write.
  */
 export class TurnSlicer {
-  private steps = 0;
+  private waiting: Array<() => void> = [];
+  /** Steps taken by all loops since the last turn this slicer waited for. */
+  private used = 0;
   private turn: Promise<void> | undefined;
+  /** Steps each loop may take before it waits, this turn. */
+  private share: number;
 
-  constructor(private readonly stepsPerTurn: number) {}
+  constructor(private readonly stepsPerTurn: number) {
+    this.share = stepsPerTurn;
+  }
 
-  /** Counts one step: undefined to go on, or the next turn of the event loop to wait for first. */
-  step(): Promise<void> | undefined {
-    if (this.turn) return this.turn;
-    if (++this.steps < this.stepsPerTurn) return undefined;
-    this.turn = nextTurn().then(() => {
+  /** A new loop's counter: call it after each step; when it returns a promise, await it before the next. */
+  loop(): () => Promise<void> | undefined {
+    let steps = 0;
+    return () => {
+      this.used++;
+      if (++steps < this.share && this.used < this.stepsPerTurn) return undefined;
+      steps = 0;
+      return this.waitForTurn();
+    };
+  }
+
+  private waitForTurn(): Promise<void> {
+    const resumed = new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.turn ??= nextTurn().then(() => {
       this.turn = undefined;
-      this.steps = 0;
+      this.used = 0;
+      const waiting = this.waiting;
+      this.waiting = [];
+      this.share = Math.max(1, Math.floor(this.stepsPerTurn / waiting.length));
+      for (const resume of waiting) resume();
     });
-    return this.turn;
+    return resumed;
   }
 }

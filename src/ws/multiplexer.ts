@@ -112,7 +112,7 @@ class Group implements LiveSubscriber {
     this.filter = filter;
   }
 
-  deliver(jobs: readonly JobRow[]): void {
+  deliver(jobs: readonly JobRow[]): Promise<void> {
     this.tail = this.tail
       .then(async () => {
         if (this.members.size === 0) return;
@@ -120,14 +120,16 @@ class Group implements LiveSubscriber {
         for (const job of jobs) payloads.push(await this.render(job));
         // Members that join meanwhile are offered the change too, as they were before slicing:
         // their sessions drop what a resume already covers (ReplayGate).
+        const step = this.owner.turns.loop();
         for (const member of this.members) {
           member.offer(jobs, payloads);
-          const turn = this.owner.turns.step();
+          const turn = step();
           if (turn) await turn;
         }
       })
       // One failed delivery must not stop the chain (and with it every later one).
       .catch((error: unknown) => this.logger.error({ err: error }, 'subscription delivery failed'));
+    return this.tail;
   }
 
   /**

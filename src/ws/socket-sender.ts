@@ -217,8 +217,8 @@ export class SocketSender {
   }
 
   /**
-   * Every frame written in one turn of the event loop (one dispatch of the change feed, whatever
-   * the subscriptions and groups on this socket; a flush of merged frames) leaves in one write,
+   * Every frame written in one turn of the event loop (a slice of a dispatch of the change feed,
+   * whatever the subscriptions and groups on this socket; a flush of merged frames) leaves in one write,
    * one syscall and usually one TCP segment, instead of one each: per-frame writes are what a
    * fan-out spends most of its time on. Node's documented idiom: cork, uncork on the next tick.
    */
