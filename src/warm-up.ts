@@ -26,15 +26,20 @@ export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number
     const response = await yoga.fetch(`${ORIGIN}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }, { principal });
     await response.arrayBuffer();
   };
+  let round = 0;
   const once = async () => {
     const id = randomUUID();
     await rest('GET', new URL(`${ORIGIN}/api/jobs/${id}`), principal);
-    await rest('GET', new URL(`${ORIGIN}/api/jobs?limit=50`), principal);
+    // A page size of its own per round: the response cache would answer the same page from memory.
+    await rest('GET', new URL(`${ORIGIN}/api/jobs?limit=${1 + (round++ % 200)}`), principal);
     await graphql('query($id: ID!) { job(id: $id) { id status progress currentStep steps { id name status } updatedAt } }', { id });
     await graphql('mutation($input: UpdateJobProgressInput!) { updateJobProgress(input: $input) { id updatedAt } }', { input: { id, progress: 1 } });
   };
   for (let done = 0; done < rounds && !stopping(); done += CONCURRENCY) {
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, rounds - done) }, once));
+    // allSettled: one failed round must not leave the others querying after the warm-up has ended.
+    const results = await Promise.allSettled(Array.from({ length: Math.min(CONCURRENCY, rounds - done) }, once));
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
     // The embedded database answers on this thread without a turn of the event loop in between:
     // without this, requests (even /healthz) waited for the whole warm-up.
     await nextTurn();
