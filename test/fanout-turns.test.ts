@@ -4,6 +4,7 @@ import { FANOUT_SENDS_PER_TURN } from '../src/limits/fixed.js';
 import { describeDb } from './helpers/databases.js';
 import { graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { countTurns } from './helpers/turns.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 // A change to a workspace with many subscribers is as many socket writes. Written in one go they
@@ -43,28 +44,22 @@ describeDb('fan-out in slices', () => {
     }
 
     // Count the event loop's turns (one setImmediate per turn) and note the turn each frame arrives in.
-    let turn = 0;
-    let counting = true;
-    const tick = () => {
-      turn++;
-      if (counting) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const turns = countTurns();
     const arrivals: number[] = [];
     for (const socket of sockets) {
       socket.socket.on('message', (data) => {
-        if (String(data).includes('"progress":50')) arrivals.push(turn);
+        if (String(data).includes('"progress":50')) arrivals.push(turns.turn);
       });
     }
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 50 } }, key);
     for (const socket of sockets) for (let i = 0; i < PER_SOCKET; i++) await socket.waitFor((m) => m.id === `s${i}` && JSON.stringify(m.payload).includes('"progress":50'));
-    counting = false;
+    turns.stop();
 
     expect(arrivals).toHaveLength(SOCKETS * PER_SOCKET);
     // In one go, all 800 frames were written in one turn and read in the next. In slices of 256
     // they are written over at least four turns.
-    const turns = new Set(arrivals);
-    expect(turns.size).toBeGreaterThanOrEqual(Math.ceil((SOCKETS * PER_SOCKET) / FANOUT_SENDS_PER_TURN) - 1);
+    const arrivalTurns = new Set(arrivals);
+    expect(arrivalTurns.size).toBeGreaterThanOrEqual(Math.ceil((SOCKETS * PER_SOCKET) / FANOUT_SENDS_PER_TURN) - 1);
     // No turn carries much more than one slice (a socket's frames of two slices may be read together).
     const perTurn = new Map<number, number>();
     for (const at of arrivals) perTurn.set(at, (perTurn.get(at) ?? 0) + 1);

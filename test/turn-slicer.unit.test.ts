@@ -1,32 +1,27 @@
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { TurnSlicer } from '../src/live/turn-slicer.js';
+import { countTurns } from './helpers/turns.js';
 
 // Loops sharing a TurnSlicer: every turn of the event loop runs about `stepsPerTurn` steps in all,
 // and a short loop is not kept waiting behind a long one.
 
 async function run(lengths: number[], stepsPerTurn: number) {
   const slicer = new TurnSlicer(stepsPerTurn);
-  let turn = 0;
-  let counting = true;
-  const tick = () => {
-    turn++;
-    if (counting) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countTurns();
   const stepsInTurn = new Map<number, number>();
   const finishedAt = await Promise.all(
     lengths.map(async (length) => {
       const step = slicer.loop();
       for (let i = 0; i < length; i++) {
-        stepsInTurn.set(turn, (stepsInTurn.get(turn) ?? 0) + 1);
+        stepsInTurn.set(turns.turn, (stepsInTurn.get(turns.turn) ?? 0) + 1);
         const wait = step();
         if (wait) await wait;
       }
-      return turn;
+      return turns.turn;
     }),
   );
-  counting = false;
+  turns.stop();
   return { finishedAt, stepsInTurn };
 }
 
@@ -46,28 +41,22 @@ it('shares each turn among the loops that wait: a short loop ends in its first t
 
 it('a loop of 50 that starts while loops of 10,000 and 2,000 wait ends within its first turns, and no turn is lost', async () => {
   const slicer = new TurnSlicer(256);
-  let turn = 0;
-  let counting = true;
-  const tick = () => {
-    turn++;
-    if (counting) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countTurns();
   const loop = async (length: number) => {
     const step = slicer.loop();
     for (let i = 0; i < length; i++) {
       const wait = step();
       if (wait) await wait;
     }
-    return turn;
+    return turns.turn;
   };
   const long = [loop(10_000), loop(2_000)];
   await new Promise((resolve) => setImmediate(resolve));
-  const startedAt = turn;
+  const startedAt = turns.turn;
   const short = await loop(50);
   expect(short - startedAt).toBeLessThanOrEqual(3);
   const [tenThousand] = await Promise.all(long);
-  counting = false;
+  turns.stop();
   // 12,050 steps at 256 a turn, give or take the turns where loops resume.
   expect(tenThousand).toBeLessThanOrEqual(Math.ceil(12_050 / 256) + 6);
 });
