@@ -113,7 +113,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     }
     if (route === 'readyz') {
       // Whether a load balancer should send new work here: not while draining (from the first
-      // moment of shutdown), nor while the database or the change feed's listener is away.
+      // moment of shutdown), nor while the database or the change feed's listener is away, nor
+      // before the warm-up after start has run.
       const status = closing ? 'draining' : !(await database.ping(HEALTH_TIMEOUT_MS)) ? 'unavailable' : !feed.listening ? 'reconnecting' : !warm ? 'warming' : 'ready';
       return sendJson(res, status === 'ready' ? 200 : 503, { status, database: database.kind });
     }

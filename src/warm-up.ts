@@ -13,8 +13,9 @@ const CONCURRENCY = 8;
  * Runs the busiest paths (a job and a page of jobs over REST and GraphQL, a progress report) `rounds`
  * times before the instance calls itself ready. Measured on a fresh process under the mixed load,
  * the first 2 s took 2-3 times the CPU of the steady state (V8 not yet optimized, the pool not yet
- * open, Prisma's query plans not yet compiled) and answered in 0.8-1.1 s at p99 where a warmed
- * process answered in under 0.1 s.
+ * open, Prisma's query plans not yet compiled) and answered in 0.8-1.1 s at p99, where a process
+ * warmed by the same load answered in 0.1 s. This warm-up recovers part of that (RESULTS.md): its
+ * jobs are never found and its report is refused before the write, so those paths stay cold.
  *
  * Nothing is written and no tenant is touched: the principal belongs to a workspace that does not
  * exist (a fresh random id), so reads find nothing and the report answers NOT_FOUND. It stops early

@@ -85,12 +85,12 @@ export const TRACKED_WORKSPACES = 100_000;
 export const PENDING_BYTES_TOTAL_FACTOR = 256;
 
 /**
- * Subscriptions one fan-out writes to before it lets the event loop turn (shared equally by the
- * fan-outs running at once). A change to a workspace with
- * thousands of subscribers is thousands of socket writes (about 20 µs each); written in one go, a
- * burst of changes held the loop for hundreds of milliseconds, and with it every request, every
- * other workspace's delivery and the accepting of new connections (libuv accepts one per turn).
- * 256 writes are 5 to 10 ms.
+ * Subscriptions the fan-outs write to, together, before they let the event loop turn (shared
+ * equally among the fan-outs running at once). A change to a workspace with thousands of
+ * subscribers is thousands of socket writes (about 20 µs each); written in one go, a burst of
+ * changes held the loop for hundreds of milliseconds, and with it every request, every other
+ * workspace's delivery and the accepting of new connections (libuv accepts one per turn). 256
+ * writes are 5 to 10 ms.
  */
 export const FANOUT_SENDS_PER_TURN = 256;
 

@@ -55,9 +55,9 @@ serveParent(
      */
     report: async (m) => {
       const { url, targets, perSecond, durationMs, startAt } = m as { url: string; targets: Target[]; perSecond: number; durationMs: number; startAt: number };
+      // Grouped by workspace (flatMap keeps the targets' order), then interleaved: consecutive
+      // reports go to different workspaces.
       const jobs = targets.flatMap((target) => target.jobIds.map((id) => ({ key: target.key, id })));
-      // Interleave workspaces: consecutive reports go to different workspaces.
-      jobs.sort((a, b) => targets.findIndex((t) => t.key === a.key) - targets.findIndex((t) => t.key === b.key));
       const order = Array.from({ length: jobs.length }, (_, i) => jobs[(i % targets.length) * (jobs.length / targets.length) + Math.floor(i / targets.length)]!);
       const reports: Array<Promise<Report>> = [];
       const interval = 1000 / perSecond;

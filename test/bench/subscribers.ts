@@ -115,8 +115,11 @@ serveParent(
     checkFinal: (m) => {
       let missing = 0;
       let pairs = 0;
+      // Once per key, not once per socket (thousands of sockets share a workspace).
+      const byKey = new Map(Object.entries((m.byKey ?? {}) as Record<string, Record<string, string>>).map(([key, cursors]) => [key, Object.entries(cursors)]));
+      const fallback = Object.entries((m.expected ?? {}) as Record<string, string>);
       for (const socket of sockets) {
-        const expected = Object.entries(((m.byKey as Record<string, Record<string, string>> | undefined)?.[keyOf.get(socket) ?? ''] ?? m.expected ?? {}) as Record<string, string>);
+        const expected = byKey.get(keyOf.get(socket) ?? '') ?? fallback;
         const jobs = newest.get(socket);
         pairs += expected.length;
         for (const [job, cursor] of expected) if (jobs?.get(job) !== BigInt(cursor)) missing++;
