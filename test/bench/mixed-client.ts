@@ -1,4 +1,6 @@
 import { setMaxListeners } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveParent } from './ipc.js';
 import { now, stateKey } from './load.js';
@@ -46,8 +48,39 @@ async function report(url: string, key: string, id: string): Promise<Report> {
   }
 }
 
+/**
+ * Runs this process's request path (fetch, its connection pool, JSON) `count` times against a
+ * server of its own, so that the load measures a fresh gateway and not a fresh client: the first
+ * fetch of a process loads and compiles its HTTP client, which a real worker or dashboard did long ago.
+ */
+async function warmClient(count: number): Promise<void> {
+  const body = JSON.stringify({ data: { updateJobProgress: { id: 'warm-up', updatedAt: new Date(0).toISOString() } } });
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (let done = 0; done < count; done += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, async (_, i) => {
+          const response = await fetch(`${url}/api/jobs/${done + i}`, i % 2 ? { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'warm-up' }, body } : { headers: { 'x-api-key': 'warm-up' } });
+          if (i % 2) await response.json();
+          else await response.arrayBuffer();
+        }),
+      );
+    }
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
 serveParent(
   {
+    /** Warms this process's client (warmClient) before the load begins. */
+    warm: async (m) => warmClient(m.count as number),
     /**
      * Reports at `perSecond` in all, spread over the targets' jobs in turn, from `startAt` (a
      * timestamp, shared with the other roles) for `durationMs`. Every report is sent on time, each

@@ -77,6 +77,8 @@ export async function mixed(db: string, scenario: MixedScenario, start: () => Pr
     const dashboards = await Promise.all(Array.from({ length: processes }, () => spawnChild('./subscribers.ts')));
     const [workers, pollers] = await Promise.all([spawnChild('./mixed-client.ts'), spawnChild('./mixed-client.ts')]);
     children.push(...dashboards, workers, pollers);
+    // Each client process warms its own HTTP client, away from the gateway (see warmClient).
+    await Promise.all([workers, pollers].map((child) => child.request({ cmd: 'warm', count: 2_000 })));
 
     // Subscribers spread evenly over the workspaces and the dashboards' processes.
     const wsUrl = `${url.replace(/^http/, 'ws')}/graphql`;
