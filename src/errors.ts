@@ -65,6 +65,11 @@ export const errors = {
   jobNotRunning: (id: string, status: string) =>
     appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
+  /**
+   * A GraphQL request that could not be read at all (its parameters are not JSON): a request error,
+   * 400 as yoga answers a malformed POST body, where BAD_USER_INPUT in a response that ran is a 200.
+   */
+  malformedRequest: (message: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } }),
   unavailable: () => appError('SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.'),
   overloaded: () => appError('OVERLOADED', 'Too many subscriptions are resuming at once; retry shortly.'),
   tooManyConnections: (max: number) => appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${max}).`),

@@ -8,6 +8,7 @@ import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
 import { maskGatewayError } from './mask-error.js';
+import { useMalformedParamsRefused } from './plugins/malformed-params.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
 import { useSubscriptionRootRules } from './plugins/subscription-root.js';
@@ -69,9 +70,11 @@ export function createGatewayYoga({ limits, jobs, live, keyConnections, logger, 
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.
     plugins: [
-      // Before everything that runs on a document: what graphql-js 16 fails on instead of refusing,
-      // and subscriptions asked for as JSON, refused before their stream is opened. (yoga registers
-      // its own result processors before these plugins, which the 406 backstop relies on.)
+      // Before everything that runs on a document: parameters that are not JSON, what graphql-js 16
+      // fails on instead of refusing, and subscriptions asked for as JSON, refused before their
+      // stream is opened. (yoga registers its own request parsers and result processors before
+      // these plugins, which the first and the 406 backstop rely on.)
+      useMalformedParamsRefused(),
       useSubscriptionRootRules(),
       useUnacceptedStreamsRefused(log),
       useOperationScopes(),
