@@ -3,20 +3,49 @@ import { RATE_LIMITED_KEYS_TRACKED } from './fixed.js';
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
-interface Bucket {
-  tokens: number;
-  refilledAt: number;
+/**
+ * `perSecond` events a second, refilled continuously, with up to `burst` at once. Written here
+ * rather than taken from a rate-limit package because those offer fixed windows or need a store
+ * per check (a round trip to Redis per request would cost more than most requests); a bucket is
+ * two numbers and one formula.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private refilledAt: number;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {
+    this.tokens = burst;
+    this.refilledAt = now();
+  }
+
+  /** Takes one token, or says when the next one will be there. */
+  take(): RateVerdict {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
+    this.refilledAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return { allowed: true };
+    }
+    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - this.tokens) / this.perSecond)) };
+  }
+
+  /** Gives back a token that `take` took (what it paid for turned out not to count). */
+  refund(): void {
+    this.tokens = Math.min(this.burst, this.tokens + 1);
+  }
 }
 
 /**
- * A token bucket per API key, on this instance: `perSecond` requests a second, refilled
- * continuously, with up to `burst` at once. Written here rather than taken from a rate-limit
- * package because those offer fixed windows or need a store per check (a round trip to Redis per
- * request would cost more than most requests); a bucket is two numbers and one formula, kept in
- * an LRU so that memory stays bounded whatever the keys.
+ * A token bucket per key (an API key, a client address) on this instance, kept in an LRU so that
+ * memory stays bounded whatever the keys.
  */
 export class RateLimiter {
-  private readonly buckets = new LRUCache<string, Bucket>({ max: RATE_LIMITED_KEYS_TRACKED });
+  private readonly buckets = new LRUCache<string, TokenBucket>({ max: RATE_LIMITED_KEYS_TRACKED });
 
   constructor(
     private readonly perSecond: number,
@@ -31,15 +60,13 @@ export class RateLimiter {
   /** Takes one token of `key`'s bucket, or says when the next one will be there. */
   take(key: string): RateVerdict {
     if (!this.enabled) return { allowed: true };
-    const now = this.now();
     let bucket = this.buckets.get(key);
-    if (!bucket) this.buckets.set(key, (bucket = { tokens: this.burst, refilledAt: now }));
-    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.refilledAt) / 1000) * this.perSecond);
-    bucket.refilledAt = now;
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return { allowed: true };
-    }
-    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perSecond)) };
+    if (!bucket) this.buckets.set(key, (bucket = new TokenBucket(this.perSecond, this.burst, this.now)));
+    return bucket.take();
+  }
+
+  /** Gives back the token a `take` of `key` took. */
+  refund(key: string): void {
+    this.buckets.get(key)?.refund();
   }
 }
