@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiKeyStore } from './auth/api-keys.js';
 import { RevocationWatch } from './auth/revocation-watch.js';
+import { AddressGuard, type KeyCheck } from './auth/address-guard.js';
 import { apiKeyFromHeaders } from './auth/credentials.js';
-import type { Principal } from './auth/scopes.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -95,10 +95,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
-  async function authenticate(req: IncomingMessage): Promise<Principal | null> {
-    const key = apiKeyFromHeaders(req.headers);
-    return key ? apiKeys.authenticate(key) : null;
-  }
+  const addressGuard = new AddressGuard(apiKeys, config.badKeyLimitPerAddress, config.trustedProxyHops);
 
   /** Answers one request; `url` and `route` come from `requestRoute`, which the metrics share. */
   async function handle(req: IncomingMessage, res: ServerResponse, url: URL | undefined, route: RouteLabel): Promise<void> {
@@ -138,7 +135,15 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
     if (route === 'graphql' && wantsGraphiQL(req)) return graphiql.send(req, res);
 
-    const principal = await authenticate(req);
+    const key = apiKeyFromHeaders(req.headers);
+    // A browser's CORS preflight never carries a key, and yoga answers it without a lookup.
+    const checked: KeyCheck = !key && req.method === 'OPTIONS' ? { refused: false, principal: null } : await addressGuard.check(key, req);
+    if (checked.refused) {
+      const message = `Too many requests without a valid API key from this address; retry after ${checked.retryAfterSeconds} s.`;
+      await sleep(REFUSAL_DELAY_MS);
+      return sendErrorFor(route === 'graphql', res, 'RATE_LIMITED', message, { 'retry-after': String(checked.retryAfterSeconds) });
+    }
+    const principal = checked.principal;
     // Nothing of a request without a valid key is parsed, but for what a browser asks before it can
     // send a key: CORS preflights (yoga answers them).
     if (!principal && route === 'graphql' && req.method !== 'OPTIONS') {
@@ -184,7 +189,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   );
   guardConnections(server, config.http.maxConnections);
 
-  const webSockets = attachWebSockets({ server, yoga, apiKeys, keyConnections, rateLimiter, revocations, live, config, logger });
+  const webSockets = attachWebSockets({ server, yoga, addressGuard, keyConnections, rateLimiter, revocations, live, config, logger });
   const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, replays, webSockets, queries: database.queries, responses }) : undefined;
 
   let closing: Promise<void> | undefined;

@@ -41,6 +41,10 @@ export interface Config {
   graphql: OperationLimits;
   /** Requests (and WebSocket subscribes) per second per API key, refilled continuously; 0: no limit. */
   rateLimit: { perSecond: number; burst: number };
+  /** Attempts per second per client address without a valid key (see auth/address-guard.ts); 0: no limit. */
+  badKeyLimitPerAddress: number;
+  /** Proxies in front of the gateway whose X-Forwarded-For names the client (0: the peer is the client). */
+  trustedProxyHops: number;
   http: {
     /** Time to receive a request's headers; a connection that takes longer is cut. */
     headersTimeoutMs: number;
@@ -94,6 +98,8 @@ const envSchema = z.object({
   MAX_RESPONSE_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   RATE_LIMIT_PER_KEY: intFrom(0, 10_000_000).default(200),
   RATE_LIMIT_BURST: intFrom(1, 10_000_000).optional(),
+  BAD_KEY_LIMIT_PER_ADDRESS: intFrom(0, 10_000_000).default(20),
+  TRUSTED_PROXY_HOPS: intFrom(0, 100).default(0),
   HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000).default(30_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
@@ -158,6 +164,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxResponseBytes: e.MAX_RESPONSE_BYTES,
     },
     rateLimit: { perSecond: e.RATE_LIMIT_PER_KEY, burst: e.RATE_LIMIT_BURST ?? 2 * e.RATE_LIMIT_PER_KEY },
+    badKeyLimitPerAddress: e.BAD_KEY_LIMIT_PER_ADDRESS,
+    trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: Math.max(e.HTTP_REQUEST_TIMEOUT_MS, e.HTTP_HEADERS_TIMEOUT_MS),

@@ -64,7 +64,8 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
   let full: string;
 
   beforeAll(async () => {
-    t = await startTestApp();
+    // Bad keys by the hundred from one address: their per-address budget is bad-keys.test.ts's subject.
+    t = await startTestApp({ env: { BAD_KEY_LIMIT_PER_ADDRESS: '0' } });
     full = await t.createKey('ws-a');
   });
 

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { PrismaClient } from '../db/database.js';
 import { isUuid } from '../ids.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
-import { AUTH_CACHE_MAX_ENTRIES } from '../limits/fixed.js';
+import { AUTH_CACHE_MAX_ENTRIES, UNKNOWN_KEYS_REMEMBERED } from '../limits/fixed.js';
 
 const KEY_PREFIX = 'jg_';
 /** Longer than any key we issue; anything longer is rejected before hashing. */
@@ -42,6 +42,14 @@ export class UnknownKeyError extends Error {}
 export class ApiKeyStore {
   /** Principals by key hash; absent when caching is off (a TTL of 0). */
   private readonly cache: LRUCache<string, Principal> | undefined;
+  /**
+   * Hashes of keys the database did not know, for a short while: a client repeating a bad key
+   * costs one lookup, not one per request. A key only exists once issued (256 random bits), so one
+   * found unknown cannot become valid while remembered.
+   */
+  private readonly unknown = new LRUCache<string, true>({ max: UNKNOWN_KEYS_REMEMBERED.max, ttl: UNKNOWN_KEYS_REMEMBERED.ttlMs });
+  /** Keys looked up in the database so far (what the caches and the address budget spare). */
+  lookups = 0;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -109,16 +117,24 @@ export class ApiKeyStore {
     for (const hash of hashes) this.cache.delete(hash);
   }
 
+  /** The principal of a key checked lately (no database read), or undefined when it needs `authenticate`. */
+  remembered(key: string): Principal | undefined {
+    return key.length > MAX_KEY_LENGTH ? undefined : this.cache?.get(hashApiKey(key));
+  }
+
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
     if (key.length > MAX_KEY_LENGTH) return null;
     const keyHash = hashApiKey(key);
     const cached = this.cache?.get(keyHash);
     if (cached) return cached;
+    if (this.unknown.has(keyHash)) return null;
+    this.lookups++;
     const row = await this.prisma.apiKey.findUnique({
       where: { keyHash },
       select: { id: true, workspaceId: true, scopes: true, revokedAt: true },
     });
+    if (!row) this.unknown.set(keyHash, true);
     if (!row || row.revokedAt) return null;
     const principal: Principal = { keyId: row.id, workspaceId: row.workspaceId, scopes: new Set(row.scopes.filter(isScope)) };
     this.cache?.set(keyHash, principal);

@@ -35,6 +35,13 @@ export const LISTEN_BACKLOG = 4_096;
 /** Valid API keys remembered between database checks; beyond, the least recently used are forgotten first. */
 export const AUTH_CACHE_MAX_ENTRIES = 10_000;
 
+/**
+ * Keys the database did not know, remembered so that repeating one costs no lookup: long enough
+ * to absorb a client retrying a bad key in a loop, bounded so that random keys cannot grow memory
+ * (random keys are what the per-address budget, BAD_KEY_LIMIT_PER_ADDRESS, is for).
+ */
+export const UNKNOWN_KEYS_REMEMBERED = { max: 10_000, ttlMs: 60_000 } as const;
+
 // --- Jobs --------------------------------------------------------------------------------------
 
 /** Jobs per page of the `jobs` query and `GET /api/jobs`: the reference's default, and a page a dashboard renders at once. */

@@ -1,4 +1,4 @@
-import type { ApiKeyStore } from '../auth/api-keys.js';
+import type { AddressGuard } from '../auth/address-guard.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
@@ -24,7 +24,7 @@ export interface Connection {
 
 /**
  * Who may hold a socket, and for how long: the key of `connection_init` (payload `{"apiKey"}`, or
- * the upgrade request's headers) must be valid, its key may hold at most MAX_CONNECTIONS_PER_KEY
+ * the upgrade request's headers) must be valid (checked within its address's budget, AddressGuard), its key may hold at most MAX_CONNECTIONS_PER_KEY
  * connections (WebSockets and Server-Sent Events streams alike), and the socket closes with 4401
  * once the key is revoked: every later operation on it would run as a key that no longer exists.
  */
@@ -32,7 +32,7 @@ export class WebSocketConnections {
   private readonly bySocket = new Map<SocketExtra['socket'], Connection>();
 
   constructor(
-    private readonly deps: { apiKeys: ApiKeyStore; keyConnections: KeyConnections; revocations: RevocationWatch; backlog: SendBacklog },
+    private readonly deps: { addressGuard: AddressGuard; keyConnections: KeyConnections; revocations: RevocationWatch; backlog: SendBacklog },
   ) {}
 
   get size(): number {
@@ -45,10 +45,15 @@ export class WebSocketConnections {
 
   /** graphql-ws's `onConnect`: false refuses (graphql-ws closes with 4403, or the socket is already closed with 1013). */
   async admit({ socket, request }: SocketExtra, connectionParams: Record<string, unknown> | undefined): Promise<boolean> {
-    const { apiKeys, keyConnections, revocations, backlog } = this.deps;
+    const { addressGuard, keyConnections, revocations, backlog } = this.deps;
     const fromParams = connectionParams?.apiKey;
     const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
-    const principal = key ? await apiKeys.authenticate(key) : null;
+    const checked = await addressGuard.check(key, request);
+    if (checked.refused) {
+      socket.close(CloseCode.TryAgainLater, `Too many connections without a valid API key from this address; retry after ${checked.retryAfterSeconds} s.`);
+      return false;
+    }
+    const principal = checked.principal;
     if (!principal) return false;
     // Closed while its key was looked up: it would hold a slot that its 'close' (already past) never frees.
     if (socket.readyState !== socket.OPEN) return false;

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, getOperationAST } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
 import { WebSocketServer } from 'ws';
-import type { ApiKeyStore } from '../auth/api-keys.js';
+import type { AddressGuard } from '../auth/address-guard.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Config } from '../config.js';
 import { appError, errors } from '../errors.js';
@@ -61,7 +61,7 @@ export interface WebSocketGateway {
 export function attachWebSockets(deps: {
   server: Server;
   yoga: GatewayYoga;
-  apiKeys: ApiKeyStore;
+  addressGuard: AddressGuard;
   keyConnections: KeyConnections;
   rateLimiter: RateLimiter;
   revocations: RevocationWatch;

@@ -1,0 +1,125 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeDb } from './helpers/databases.js';
+import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { TestSocket } from './helpers/ws-client.js';
+
+// Requests and WebSocket connections without a valid key, limited per client address before
+// they cost a database lookup (BAD_KEY_LIMIT_PER_ADDRESS). Addresses are told apart by X-Forwarded-For (TRUSTED_PROXY_HOPS=1),
+// as behind a load balancer.
+
+const PER_SECOND = 2;
+const BURST = 2 * PER_SECOND;
+
+type ErrorBody = { error?: { code: string }; errors?: Array<{ extensions: { code: string } }> };
+
+let lastAddress = 0;
+/** An address of its own for each case, so that no case spends another's budget. */
+const freshAddress = () => `198.51.${Math.floor(++lastAddress / 250)}.${(lastAddress % 250) + 1}`;
+
+describeDb('requests without a valid key, limited before they cost the others', () => {
+  let t: TestApp;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      captureLogs: true,
+      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', RATE_LIMIT_PER_KEY: '0' },
+    });
+    key = await t.createKey('bad-keys');
+  });
+
+  afterAll(async () => {
+    expect(t.logs.filter((entry) => entry.level >= 50)).toEqual([]);
+  });
+
+  const request = (route: 'rest' | 'graphql', address: string, apiKey: string | undefined, url = t.url) =>
+    fetch(route === 'rest' ? `${url}/api/jobs` : `${url}/graphql`, {
+      method: route === 'rest' ? 'GET' : 'POST',
+      headers: { 'x-forwarded-for': address, 'content-type': 'application/json', ...(apiKey === undefined ? {} : { 'x-api-key': apiKey }) },
+      body: route === 'rest' ? undefined : JSON.stringify({ query: '{ jobs { id } }' }),
+    });
+
+  it('refuses an address that keeps presenting bad keys with 429 after its burst, before any lookup, while other addresses and remembered keys go on (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom('rest' as const, 'graphql' as const), fc.option(fc.string({ minLength: 1, maxLength: 60, unit: 'grapheme-ascii' }), { nil: undefined })), { minLength: BURST + 3, maxLength: 25 }),
+        async (attempts) => {
+          const attacker = freshAddress();
+          const lookupsBefore = t.app.apiKeys.lookups;
+          const began = performance.now();
+          // All at once: a budget taken before the lookup holds under concurrency too.
+          const responses = await Promise.all(
+            attempts.map(async ([route, bad]) => {
+              const response = await request(route, attacker, bad === undefined ? undefined : `jg_${bad}`);
+              return { status: response.status, retryAfter: response.headers.get('retry-after'), body: (await response.json()) as ErrorBody };
+            }),
+          );
+          const seconds = (performance.now() - began) / 1000;
+          const statuses = responses.map((response) => response.status);
+          const allowed = BURST + Math.ceil(seconds * PER_SECOND);
+          expect(statuses.every((status) => status === 401 || status === 429), String(statuses)).toBe(true);
+          expect(statuses.filter((status) => status === 401).length).toBeLessThanOrEqual(allowed);
+          expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(attempts.length - allowed);
+          for (const { retryAfter, body } of responses.filter((r) => r.status === 429)) {
+            expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+            expect(body.error?.code ?? body.errors?.[0]?.extensions.code).toBe('RATE_LIMITED');
+          }
+          // At most one lookup per attempt that got through (the others cost none).
+          expect(t.app.apiKeys.lookups - lookupsBefore).toBeLessThanOrEqual(allowed);
+          // Another client, with a key never seen before, is not held back by that address.
+          const other = await request('rest', freshAddress(), key);
+          expect(other.status).toBe(200);
+          await other.arrayBuffer();
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+
+  it('never spends the budget of an address whose keys are valid, even when each request needs a lookup', async () => {
+    const uncached = await startTestApp({ env: { BAD_KEY_LIMIT_PER_ADDRESS: '1', TRUSTED_PROXY_HOPS: '1', AUTH_CACHE_TTL_MS: '0', RATE_LIMIT_PER_KEY: '0' } });
+    try {
+      const keys = await Promise.all(['a', 'b', 'c'].map((w) => uncached.createKey(`valid-${w}`)));
+      const address = freshAddress();
+      const statuses = [];
+      for (let i = 0; i < 12; i++) {
+        const response = await request('rest', address, keys[i % 3], uncached.url);
+        await response.arrayBuffer();
+        statuses.push(response.status);
+      }
+      expect(statuses).toEqual(Array(12).fill(200));
+    } finally {
+      await uncached.close();
+    }
+  });
+
+  it('remembers a key the database did not know: repeating it costs no lookup', async () => {
+    const bad = `jg_${'x'.repeat(43)}`;
+    const status = async () => {
+      const response = await request('rest', freshAddress(), bad);
+      await response.arrayBuffer();
+      return response.status;
+    };
+    expect(await status()).toBe(401);
+    const before = t.app.apiKeys.lookups;
+    // From other addresses, so that no budget runs out: the lookups are what is counted.
+    for (let i = 0; i < 5; i++) expect(await status()).toBe(401);
+    expect(t.app.apiKeys.lookups - before).toBe(0);
+  });
+
+  it('closes WebSocket connections with bad keys from one address with 1013 after its burst, and admits other addresses', async () => {
+    const attacker = freshAddress();
+    const closes: number[] = [];
+    for (let i = 0; i < BURST + 3; i++) {
+      const socket = await TestSocket.open(t.url, { apiKey: `jg_bogus${i}`, ack: false, headers: { 'x-forwarded-for': attacker } });
+      closes.push((await socket.waitForClose()).code);
+    }
+    expect(closes.slice(0, BURST)).toEqual(Array(BURST).fill(4403));
+    expect(closes.slice(BURST + 1)).toEqual([1013, 1013]);
+    const welcome = await TestSocket.open(t.url, { apiKey: key, headers: { 'x-forwarded-for': freshAddress() } });
+    expect(welcome.closed).toBeUndefined();
+    welcome.close();
+  });
+});
+
