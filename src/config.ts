@@ -28,6 +28,8 @@ export interface Config {
     /** How long a socket may stay over maxBufferedBytes before it is closed as a slow consumer. */
     slowConsumerTimeoutMs: number;
     keepAliveMs: number;
+    /** Messages a client may send per second on one socket (pings included), with twice that at once; 0: no limit. */
+    maxMessagesPerSecond: number;
   };
   /** How often open sockets' keys are checked for revocation. */
   keyRecheckIntervalMs: number;
@@ -81,6 +83,7 @@ const envSchema = z.object({
   WS_MAX_BUFFERED_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(1024 * 1024),
   WS_SLOW_CONSUMER_TIMEOUT_MS: intFrom(100, 3_600_000).default(10_000),
   WS_KEEPALIVE_MS: intFrom(0, 3_600_000).default(12_000),
+  WS_MAX_MESSAGES_PER_SECOND: intFrom(0, 10_000_000).default(100),
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
   AUTH_CACHE_TTL_MS: intFrom(0, 600_000).default(2_000),
   FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(1_000),
@@ -146,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
       slowConsumerTimeoutMs: e.WS_SLOW_CONSUMER_TIMEOUT_MS,
       keepAliveMs: e.WS_KEEPALIVE_MS,
+      maxMessagesPerSecond: e.WS_MAX_MESSAGES_PER_SECOND,
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,

@@ -5,11 +5,13 @@ import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
 
 // Requests and WebSocket connections without a valid key, limited per client address before
-// they cost a database lookup (BAD_KEY_LIMIT_PER_ADDRESS). Addresses are told apart by X-Forwarded-For (TRUSTED_PROXY_HOPS=1),
+// they cost a database lookup (BAD_KEY_LIMIT_PER_ADDRESS), and WebSocket messages per socket
+// (WS_MAX_MESSAGES_PER_SECOND). Addresses are told apart by X-Forwarded-For (TRUSTED_PROXY_HOPS=1),
 // as behind a load balancer.
 
 const PER_SECOND = 2;
 const BURST = 2 * PER_SECOND;
+const MESSAGES_PER_SECOND = 20;
 
 type ErrorBody = { error?: { code: string }; errors?: Array<{ extensions: { code: string } }> };
 
@@ -17,14 +19,14 @@ let lastAddress = 0;
 /** An address of its own for each case, so that no case spends another's budget. */
 const freshAddress = () => `198.51.${Math.floor(++lastAddress / 250)}.${(lastAddress % 250) + 1}`;
 
-describeDb('requests without a valid key, limited before they cost the others', () => {
+describeDb('requests without a valid key, and WebSocket messages, limited before they cost the others', () => {
   let t: TestApp;
   let key: string;
 
   beforeAll(async () => {
     t = await startTestApp({
       captureLogs: true,
-      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', RATE_LIMIT_PER_KEY: '0' },
+      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', WS_MAX_MESSAGES_PER_SECOND: String(MESSAGES_PER_SECOND), RATE_LIMIT_PER_KEY: '0' },
     });
     key = await t.createKey('bad-keys');
   });
@@ -121,5 +123,30 @@ describeDb('requests without a valid key, limited before they cost the others', 
     expect(welcome.closed).toBeUndefined();
     welcome.close();
   });
-});
 
+  it('closes a socket that sends more than WS_MAX_MESSAGES_PER_SECOND messages with 4429, pings included, and keeps one that stays within (property)', async () => {
+    const message = fc.constantFrom<Record<string, unknown>>({ type: 'ping' }, { type: 'pong' }, { type: 'complete', id: 'none' });
+    await fc.assert(
+      fc.asyncProperty(fc.array(message, { minLength: 2 * MESSAGES_PER_SECOND + 5, maxLength: 6 * MESSAGES_PER_SECOND }), fc.boolean(), async (flood, wsPings) => {
+        const socket = await TestSocket.open(t.url, { apiKey: key });
+        for (const m of flood) {
+          if (socket.closed) break;
+          if (wsPings && m.type === 'ping') socket.socket.ping();
+          else socket.send(m);
+        }
+        expect((await socket.waitForClose()).code).toBe(4429);
+      }),
+      { numRuns: 10 },
+    );
+    // Within the budget: a burst of pings, then one a little under the rate, all answered.
+    const calm = await TestSocket.open(t.url, { apiKey: key });
+    for (let i = 0; i < MESSAGES_PER_SECOND; i++) calm.send({ type: 'ping' });
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000 / MESSAGES_PER_SECOND + 10));
+      calm.send({ type: 'ping' });
+    }
+    await calm.waitFor(() => calm.messages.filter((m) => m.type === 'pong').length === MESSAGES_PER_SECOND + 10);
+    expect(calm.closed).toBeUndefined();
+    calm.close();
+  });
+});

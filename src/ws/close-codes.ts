@@ -15,6 +15,8 @@ export const CloseCode = {
   Forbidden: 4403,
   /** No connection_init in time (graphql-ws's own code). */
   ConnectionInitTimeout: 4408,
+  /** More than WS_MAX_MESSAGES_PER_SECOND messages (pings included) beyond their burst. Not retried. */
+  TooManyMessages: 4429,
   /** The client read too slowly: its socket buffer stayed over WS_MAX_BUFFERED_BYTES even after merging. Retried; resume with `after`. */
   SlowConsumer: 4008,
 } as const;

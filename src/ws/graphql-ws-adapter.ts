@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { MessageType, type ServerOptions, handleProtocols, makeServer } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
+import { TokenBucket } from '../limits/rate-limiter.js';
 import type { Logger } from '../logger.js';
 import { CloseCode } from './close-codes.js';
 
@@ -51,10 +52,13 @@ export function attachGraphqlWs(
   options: ServerOptions<Record<string, unknown> | undefined, SocketExtra>,
   {
     keepAliveMs,
+    maxMessagesPerSecond,
     logger,
     onClientComplete,
   }: {
     keepAliveMs: number;
+    /** Messages (and WebSocket pings) a client may send a second, twice that at once; 0: no limit. */
+    maxMessagesPerSecond: number;
     logger: Logger;
     /** A `complete` from the client for an active operation (which graphql-ws may not have registered yet). */
     onClientComplete?: (socket: WebSocket, operationId: string) => void;
@@ -92,6 +96,19 @@ export function attachGraphqlWs(
       if (socket.readyState === socket.OPEN) socket.close(1011, 'Internal error');
     });
 
+    // Every message costs a parse and an answer (a ping its pong), whatever the key's rate allows
+    // for subscribes: a client past its budget has its socket closed, 4429 as graphql-ws closes
+    // for too many connection_init, a code its clients do not retry.
+    const budget = maxMessagesPerSecond > 0 ? new TokenBucket(maxMessagesPerSecond, 2 * maxMessagesPerSecond) : undefined;
+    let overBudget = false;
+    const tooMany = (): boolean => {
+      if (overBudget || !budget || budget.take().allowed) return overBudget;
+      overBudget = true;
+      if (socket.readyState === socket.OPEN) socket.close(CloseCode.TooManyMessages, 'Too many messages');
+      return true;
+    };
+    socket.on('ping', tooMany);
+
     let pongWait: NodeJS.Timeout | undefined;
     const pinger =
       keepAliveMs > 0
@@ -117,6 +134,7 @@ export function attachGraphqlWs(
         close: (code, reason) => socket.close(code, reason === undefined ? undefined : clientReason(reason)),
         onMessage: (deliver) =>
           socket.on('message', (raw) => {
+            if (tooMany()) return;
             const text = String(raw);
             deliver(routeIds(text)).catch((error: unknown) => {
               logger.error({ err: error }, 'websocket message handling failed');

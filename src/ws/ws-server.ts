@@ -217,6 +217,7 @@ export function attachWebSockets(deps: {
     },
     {
       keepAliveMs: config.ws.keepAliveMs,
+      maxMessagesPerSecond: config.ws.maxMessagesPerSecond,
       logger,
       onClientComplete: (socket, operationId) => {
         const connection = connections.get(socket);
