@@ -40,10 +40,15 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
   for (const key of ['idleRssMiB', 'firstStartRssMiB']) expect(report.memory[0]![key]).toBeGreaterThan(0);
   expect(report.polling).toMatchObject({ dashboards: 20 });
   for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollUncachedDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec']) expect(report.polling[key]).toBeGreaterThan(0);
-  expect(report.fairness.map((row) => row.db)).toEqual(['embedded']);
-  for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(report.fairness[0]![key]).toBeGreaterThan(0);
-  // How much of the flood was refused depends on how fast this machine serves it: only present.
+  expect(report.fairness.map((row) => [row.db, row.attacker])).toEqual([
+    ['embedded', 'key flood'],
+    ['embedded', 'bad keys'],
+  ]);
+  for (const row of report.fairness) for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(row[key]).toBeGreaterThan(0);
+  // How much of the key flood was refused depends on how fast this machine serves it: only present.
   expect(report.fairness[0]!.floodRefusedPerSec).toBeGreaterThanOrEqual(0);
+  // Every request of the bad-key flood is refused (401 within the budget, 429 past it).
+  expect(report.fairness[1]!.floodRefusedPerSec).toBeGreaterThan(0);
   // The soak's figures come out, and what it checks holds: every subscriber ends at every job's
   // state in the database, none was closed, and no poll failed.
   expect(report.soak).toHaveLength(1);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -114,7 +115,16 @@ export interface CannonResult {
   requests: number;
 }
 
-export async function cannon(options: { url: string; method?: 'GET' | 'POST'; headers: Record<string, string>; body?: string; durationS: number; connections: number }): Promise<CannonResult> {
+export async function cannon(options: {
+  url: string;
+  method?: 'GET' | 'POST';
+  headers: Record<string, string>;
+  body?: string;
+  durationS: number;
+  connections: number;
+  /** A key of its own, never issued, on every request: what a bad-key flood sends. */
+  randomKeys?: boolean;
+}): Promise<CannonResult> {
   const result = await autocannon({
     url: options.url,
     method: options.method ?? 'GET',
@@ -122,6 +132,9 @@ export async function cannon(options: { url: string; method?: 'GET' | 'POST'; he
     body: options.body,
     duration: options.durationS,
     connections: options.connections,
+    ...(options.randomKeys
+      ? { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, 'x-api-key': `jg_${randomBytes(32).toString('base64url')}` } }) }] }
+      : {}),
   });
   return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors, requests: result.requests.total };
 }

@@ -529,7 +529,10 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 
 interface FairnessRow {
   db: Db;
+  /** One key flooding the list route, or one address sending a never-issued key on every request. */
+  attacker: 'key flood' | 'bad keys';
   rateLimitPerKey: number;
+  badKeyLimitPerAddress: number;
   quietP50Ms: number;
   floodP50Ms: number;
   /** floodP50Ms / quietP50Ms: the goal is at most 2. */
@@ -543,8 +546,8 @@ interface FairnessRow {
  * dashboard of another workspace reads its one job in a loop: that dashboard's p50, quiet and
  * during the flood.
  */
-async function fairness(db: Db, rateLimitPerKey = 200): Promise<FairnessRow> {
-  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: String(rateLimitPerKey) });
+async function fairness(db: Db, rateLimitPerKey = 200, attacker: FairnessRow['attacker'] = 'key flood', badKeyLimitPerAddress = 20): Promise<FairnessRow> {
+  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: String(rateLimitPerKey), BAD_KEY_LIMIT_PER_ADDRESS: String(badKeyLimitPerAddress) });
   try {
     const flooder = await gateway.request<string>({ cmd: 'createKey', workspace: 'flooder' });
     const bystander = await gateway.request<string>({ cmd: 'createKey', workspace: 'bystander' });
@@ -564,12 +567,16 @@ async function fairness(db: Db, rateLimitPerKey = 200): Promise<FairnessRow> {
     await readLoop(performance.now() + 500); // warm-up
     const quietP50Ms = await readLoop(performance.now() + durationS * 1000);
     const [flood, floodP50Ms] = await Promise.all([
-      cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 }),
+      attacker === 'key flood'
+        ? cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 })
+        : cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true }),
       readLoop(performance.now() + durationS * 1000),
     ]);
     return {
       db,
+      attacker,
       rateLimitPerKey,
+      badKeyLimitPerAddress,
       quietP50Ms: round(quietP50Ms, 2),
       floodP50Ms: round(floodP50Ms, 2),
       ratio: round(floodP50Ms / quietP50Ms, 2),
@@ -726,8 +733,10 @@ async function main() {
   }
   if (flags['fairness-only']) {
     const rows: FairnessRow[] = [];
-    // Side by side: the default limit, and none (what the limit buys).
-    for (const db of profile.restDbs) rows.push(await fairness(db), await fairness(db, 0));
+    // Side by side: each attacker against the default limit, and against none (what the limit buys).
+    for (const db of profile.restDbs) {
+      rows.push(await fairness(db), await fairness(db, 0), await fairness(db, 200, 'bad keys'), await fairness(db, 200, 'bad keys', 0));
+    }
     console.table(rows);
     console.log(JSON.stringify({ fairness: rows }));
     return;
@@ -804,8 +813,8 @@ async function main() {
     }
     const fairnessRows: FairnessRow[] = [];
     for (const db of profile.restDbs) {
-      fairnessRows.push(await fairness(db));
-      log(`fairness (${db}): ${JSON.stringify(fairnessRows.at(-1))}`);
+      fairnessRows.push(await fairness(db), await fairness(db, 200, 'bad keys'));
+      log(`fairness (${db}): ${JSON.stringify(fairnessRows.slice(-2))}`);
     }
     const readRows: ReadRow[] = [];
     for (const db of profile.restDbs) readRows.push(...(await reads(db)));
