@@ -53,7 +53,7 @@ export interface App {
 
 /** Opens the database, applies migrations and wires HTTP entry -> auth -> yoga / REST shim. */
 export async function createApp(config: Config, logger: Logger): Promise<App> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts });
   try {
     const { applied, modified } = await migrate(database);
     if (applied.length > 0) logger.info({ applied }, 'applied database migrations');

@@ -12,6 +12,8 @@ export interface Config {
   /** PostgreSQL schema to use (the `?schema=` of DATABASE_URL), default `public`. */
   databaseSchema: string | undefined;
   dataDir: string;
+  /** PostgreSQL: how long a statement, and connecting (or waiting for a pooled connection), may take. */
+  databaseTimeouts: { queryMs: number; connectMs: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Largest request body accepted; larger ones get 413. */
   maxBodyBytes: number;
@@ -101,6 +103,8 @@ const envSchema = z.object({
   MAX_RESPONSE_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   RATE_LIMIT_PER_KEY: intFrom(0, 10_000_000).default(200),
   RATE_LIMIT_BURST: intFrom(1, 10_000_000).optional(),
+  DATABASE_QUERY_TIMEOUT_MS: intFrom(100, 3_600_000).default(5_000),
+  DATABASE_CONNECT_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
   BAD_KEY_LIMIT_PER_ADDRESS: intFrom(0, 10_000_000).default(20),
   TRUSTED_PROXY_HOPS: intFrom(0, 100).default(0),
   HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000).default(10_000),
@@ -138,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: url,
     databaseSchema: schema,
     dataDir: e.DATA_DIR,
+    databaseTimeouts: { queryMs: e.DATABASE_QUERY_TIMEOUT_MS, connectMs: e.DATABASE_CONNECT_TIMEOUT_MS },
     logLevel: e.LOG_LEVEL,
     maxBodyBytes: e.MAX_BODY_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

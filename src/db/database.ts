@@ -12,6 +12,9 @@ import { EMBEDDED_SHARED_BUFFERS } from '../limits/fixed.js';
 
 export type { PrismaClient };
 
+/** The longest timer Node keeps (about 24.8 days): a statement with no limit of ours. */
+const UNBOUNDED_MS = 2 ** 31 - 1;
+
 export interface DatabaseOptions {
   /** `postgres://...`: real PostgreSQL. Unset: embedded PGlite under `dataDir`. */
   databaseUrl?: string | undefined;
@@ -20,6 +23,12 @@ export interface DatabaseOptions {
   dataDir: string;
   /** Largest number of pooled PostgreSQL connections. */
   poolSize?: number;
+  /**
+   * PostgreSQL only: how long a statement may take (the client gives up and the server cancels it)
+   * and how long connecting, or waiting for a pooled connection, may take. A database that stops
+   * answering without closing its connections (a network partition) then costs bounded time.
+   */
+  timeouts?: { queryMs: number; connectMs: number };
 }
 
 /** One open database: Prisma for the application, raw SQL for migrations and health. */
@@ -47,12 +56,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 
 async function openPostgres(databaseUrl: string, options: DatabaseOptions): Promise<Database> {
   const schema = options.schema ?? 'public';
+  const timeouts = options.timeouts;
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.poolSize ?? 10,
     // Raw SQL (migrations, the change feed) resolves unqualified names in the configured schema,
-    // exactly as Prisma's queries do through the adapter's `schema` option.
-    options: `-c search_path="${schema}"`,
+    // exactly as Prisma's queries do through the adapter's `schema` option. The server cancels a
+    // statement that outlives the query timeout, as the client stops waiting for it.
+    options: `-c search_path="${schema}"${timeouts ? ` -c statement_timeout=${timeouts.queryMs}` : ''}`,
+    ...(timeouts ? { query_timeout: timeouts.queryMs, connectionTimeoutMillis: timeouts.connectMs } : {}),
   });
   // An idle pooled connection that the server drops emits 'error' on the pool; without a
   // listener Node would crash. The next query simply gets a new connection.
@@ -62,13 +74,16 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
   const sql: SqlClient = {
     query: async (text, params) => (await pool.query(text, params)).rows,
     exec: async (script) => void (await pool.query(script)),
-    transaction: async (fn) => {
+    transaction: async (fn, { unbounded = false } = {}) => {
       const client = await pool.connect();
+      // pg falls back to the pool's query_timeout for a falsy one: the longest timer Node keeps.
+      const limit = unbounded ? { query_timeout: UNBOUNDED_MS } : {};
       try {
         await client.query('BEGIN');
+        if (unbounded) await client.query({ text: 'SET LOCAL statement_timeout = 0', ...limit });
         const result = await fn({
-          query: async (text, params) => (await client.query(text, params)).rows,
-          exec: async (script) => void (await client.query(script)),
+          query: async (text, params) => (await client.query({ text, values: params, ...limit })).rows,
+          exec: async (script) => void (await client.query({ text: script, ...limit })),
         });
         await client.query('COMMIT');
         return result;
@@ -89,13 +104,15 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
     queries,
     ping: (timeoutMs) => (closing ? Promise.resolve(false) : pingWith(sql, timeoutMs)),
     listen: async (channel, handlers) => {
-      const listener = listenWithReconnect(databaseUrl, schema, channel, handlers);
+      const listener = listenWithReconnect(databaseUrl, schema, channel, handlers, timeouts);
       await listener.ready;
       return listener.stop;
     },
     close: () => {
       closing ??= (async () => {
         await prisma.$disconnect();
+        // Waits for connections in use, each released within the query timeout; a closing
+        // connection whose server has gone silent is not waited for (pg does not wait either).
         await pool.end();
       })();
       return closing;

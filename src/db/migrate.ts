@@ -42,6 +42,7 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
 export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
   const migrations = await readMigrations(dir);
   if (db.kind === 'postgres') await db.sql.exec(`CREATE SCHEMA IF NOT EXISTS "${db.schema}"`);
+  // Unbounded: a migration of a large table may take far longer than a request's query timeout.
   return db.sql.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [PRISMA_MIGRATE_LOCK_KEY]);
     await tx.exec(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -75,5 +76,5 @@ export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<Migra
       result.applied.push(migration.name);
     }
     return result;
-  });
+  }, { unbounded: true });
 }

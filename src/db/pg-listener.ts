@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { ListenHandlers } from './sql.js';
-import { LISTEN_BACKOFF_MS } from '../limits/fixed.js';
+import { CONNECTION_CLOSE_WAIT_MS, LISTEN_BACKOFF_MS, LISTEN_HEARTBEAT_MS } from '../limits/fixed.js';
 
 /**
  * LISTEN on a dedicated PostgreSQL connection (pooled connections cannot hold a LISTEN), and
@@ -13,10 +13,12 @@ export function listenWithReconnect(
   schema: string,
   channel: string,
   handlers: ListenHandlers,
+  timeouts?: { queryMs: number; connectMs: number },
 ): { ready: Promise<void>; stop: () => Promise<void> } {
   let stopped = false;
   let client: pg.Client | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
   let backoff: number = LISTEN_BACKOFF_MS.first;
   let resolveReady!: () => void;
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
@@ -28,14 +30,16 @@ export function listenWithReconnect(
       application_name: 'jobs-gateway-listener',
       options: `-c search_path="${schema}"`,
       keepAlive: true,
+      ...(timeouts ? { query_timeout: timeouts.queryMs, connectionTimeoutMillis: timeouts.connectMs } : {}),
     });
     client = current;
     let failed = false;
     const fail = (error: unknown) => {
       if (failed) return;
       failed = true;
+      clearInterval(heartbeat);
       current.removeAllListeners('notification');
-      current.end().catch(() => {});
+      void endWithin(current);
       if (stopped) return;
       handlers.onDisconnected(error);
       retryTimer = setTimeout(() => void connect(), backoff);
@@ -53,8 +57,10 @@ export function listenWithReconnect(
       fail(error);
       return;
     }
-    if (stopped) return void current.end().catch(() => {});
+    if (stopped) return void endWithin(current);
     backoff = LISTEN_BACKOFF_MS.first;
+    // Within the query timeout, or the connection is given up and replaced.
+    heartbeat = setInterval(() => void current.query('SELECT 1').catch(fail), LISTEN_HEARTBEAT_MS).unref();
     resolveReady();
     handlers.onConnected();
   };
@@ -65,8 +71,22 @@ export function listenWithReconnect(
     stop: async () => {
       stopped = true;
       clearTimeout(retryTimer);
+      clearInterval(heartbeat);
       resolveReady();
-      await client?.end().catch(() => {});
+      if (client) await endWithin(client);
     },
   };
+}
+
+/**
+ * Ends `client` in order, or drops its socket when the server does not answer the close within
+ * CONNECTION_CLOSE_WAIT_MS: pg's `end` waits for the server's side of the close, which a silent
+ * server never sends, and would hold shutdown for as long as TCP keeps trying.
+ */
+async function endWithin(client: pg.Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), CONNECTION_CLOSE_WAIT_MS)));
+  const outcome = await Promise.race([client.end().catch(() => undefined), waited]);
+  clearTimeout(timer);
+  if (outcome === 'late') (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 }

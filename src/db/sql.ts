@@ -6,8 +6,11 @@ export interface SqlClient {
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
   /** Runs a script of several statements (no parameters). */
   exec(script: string): Promise<void>;
-  /** Runs `fn` in one transaction on one connection. */
-  transaction<T>(fn: (tx: Pick<SqlClient, 'query' | 'exec'>) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction on one connection. `unbounded`: its statements may take as long
+   * as they need (migrations), beyond the database's query timeout.
+   */
+  transaction<T>(fn: (tx: Pick<SqlClient, 'query' | 'exec'>) => Promise<T>, options?: { unbounded?: boolean }): Promise<T>;
 }
 
 export interface ListenHandlers {

@@ -12,7 +12,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (current === null || typeof current !== 'object' || seen.has(current)) continue;
     seen.add(current);
     const { code, kind, message, cause, originalError, meta } = current as Record<string, unknown>;
-    if (typeof code === 'string' && (NETWORK_CODES.has(code) || PRISMA_CODES.has(code) || /^08|^57P0[123]$|^53300$/.test(code))) return true;
+    if (typeof code === 'string' && (NETWORK_CODES.has(code) || PRISMA_CODES.has(code) || /^08|^57P0[123]$|^57014$|^53300$/.test(code))) return true;
     if (typeof kind === 'string' && ADAPTER_KINDS.has(kind)) return true;
     if (typeof message === 'string' && MESSAGES.test(message)) return true;
     queue.push(cause, originalError, (meta as { driverAdapterError?: unknown } | undefined)?.driverAdapterError);
@@ -26,4 +26,4 @@ const PRISMA_CODES = new Set(['P1001', 'P1002', 'P1017', 'P2024']);
 /** Driver adapter error kinds for the same. */
 const ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
 /** pg and PGlite say it in words only. */
-const MESSAGES = /Cannot use a pool after calling end|Connection terminated|timeout exceeded when trying to connect|PGlite is closed|Client has encountered a connection error/i;
+const MESSAGES = /Cannot use a pool after calling end|Connection terminated|timeout exceeded when trying to connect|Query read timeout|PGlite is closed|Client has encountered a connection error/i;

@@ -73,6 +73,17 @@ export const HELD_BACK_WARNING_MS = 10_000;
 /** The LISTEN connection's reconnect backoff: quick after a blip, at most one attempt per 5 s during an outage. */
 export const LISTEN_BACKOFF_MS = { first: 100, max: 5_000 } as const;
 
+/**
+ * How often the LISTEN connection, otherwise silent, proves that the server still answers. A
+ * connection whose server went silent without closing it (a network partition) is replaced after
+ * at most this plus the query timeout; until then notifications cannot arrive, and subscribers hear
+ * of changes at the feed's catch-up interval instead.
+ */
+export const LISTEN_HEARTBEAT_MS = 5_000;
+
+/** How long stopping waits for a connection's orderly close before dropping its socket. */
+export const CONNECTION_CLOSE_WAIT_MS = 1_000;
+
 // --- GraphQL -----------------------------------------------------------------------------------
 
 /** Cost verdicts remembered per document (one per operation name and value of its cost variables). */
