@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fresh from 'fresh';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
@@ -72,7 +73,10 @@ export function cacheableBody(contentType: string, render: () => string | Promis
         etag,
         vary: 'accept-encoding',
       };
-      if (req.headers['if-none-match'] === etag) {
+      // RFC 9110's If-None-Match: weak comparison, lists and `*` (fresh, as Express uses it). Only
+      // that header: `cache-control: no-cache` speaks to caches, and fetch() adds it to every
+      // conditional request, which fresh would take for a forced reload.
+      if (fresh({ 'if-none-match': req.headers['if-none-match'] }, { etag })) {
         res.writeHead(304, headers);
         return void res.end();
       }
