@@ -15,6 +15,7 @@ import { dashboardFiles } from './dashboard/page.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
 import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
+import { setResponseSecurityHeaders } from './http/security-headers.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { RateLimiter } from './limits/rate-limiter.js';
@@ -88,10 +89,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     throw error;
   }
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
-  const yoga = createGatewayYoga({ limits: config.graphql, jobs, live, keyConnections, logger, responses });
+  const yoga = createGatewayYoga({ limits: config.graphql, corsOrigins: config.corsOrigins, jobs, live, keyConnections, logger, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
-  const graphiql = graphiqlPage();
-  const dashboard = dashboardFiles();
+  const graphiql = graphiqlPage(config.frameAncestors);
+  const dashboard = dashboardFiles(config.frameAncestors);
   const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
@@ -174,6 +175,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
     },
     (req, res) => {
+      setResponseSecurityHeaders(res);
       const { url, route } = requestRoute(req.url);
       if (metrics) {
         const started = performance.now();

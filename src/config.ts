@@ -49,6 +49,10 @@ export interface Config {
   badKeyLimitPerAddress: number;
   /** Proxies in front of the gateway whose X-Forwarded-For names the client (0: the peer is the client). */
   trustedProxyHops: number;
+  /** The CSP `frame-ancestors` source list of the dashboard and GraphiQL (`'none'`: no site may frame them). */
+  frameAncestors: string;
+  /** Origins whose pages may call /graphql from a browser (`*`: any); never with credentials. */
+  corsOrigins: string[];
   http: {
     /** Time to receive a request's headers; a connection that takes longer is cut. */
     headersTimeoutMs: number;
@@ -107,6 +111,13 @@ const envSchema = z.object({
   DATABASE_CONNECT_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
   BAD_KEY_LIMIT_PER_ADDRESS: intFrom(0, 10_000_000).default(20),
   TRUSTED_PROXY_HOPS: intFrom(0, 100).default(0),
+  // A CSP source list: no `;` or `,` (which would end the directive or the header) and no line break.
+  CORS_ORIGINS: z
+    .string()
+    .default('*')
+    .transform((list) => list.split(',').map((origin) => origin.trim()).filter(Boolean))
+    .refine((origins) => origins.length > 0 && origins.every((origin) => origin === '*' || URL.canParse(origin)), 'a comma-separated list of origins (https://app.example.com), or *'),
+  FRAME_ANCESTORS: z.string().trim().min(1).regex(/^[^;,\r\n]+$/, 'a CSP source list, such as https://app.example.com').default("'none'"),
   HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000).default(30_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
@@ -175,6 +186,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimit: { perSecond: e.RATE_LIMIT_PER_KEY, burst: e.RATE_LIMIT_BURST ?? 2 * e.RATE_LIMIT_PER_KEY },
     badKeyLimitPerAddress: e.BAD_KEY_LIMIT_PER_ADDRESS,
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
+    frameAncestors: e.FRAME_ANCESTORS,
+    corsOrigins: e.CORS_ORIGINS,
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: Math.max(e.HTTP_REQUEST_TIMEOUT_MS, e.HTTP_HEADERS_TIMEOUT_MS),

@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompleteJobDocument, CreateJobDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { freshDatabase } from './helpers/databases.js';
@@ -36,10 +36,21 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await browser?.close();
   });
 
+  /** Records every Content-Security-Policy violation of the page, from its first script on. */
+  const watchPolicy = async (page: Page): Promise<() => Promise<string[]>> => {
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { policyViolations: string[] }).policyViolations = seen;
+      document.addEventListener('securitypolicyviolation', (event) => seen.push(`${event.violatedDirective} ${event.blockedURI}`));
+    });
+    return () => page.evaluate(() => (window as unknown as { policyViolations: string[] }).policyViolations);
+  };
+
   it('GraphiQL loads from the gateway alone and runs a query', async () => {
     const t = await startTestApp();
     const key = await t.createKey('graphiql');
     const page = await browser.newPage();
+    const violations = await watchPolicy(page);
     const foreign: string[] = [];
     page.on('request', (request) => {
       const url = request.url();
@@ -67,6 +78,8 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     }, key);
     expect(result.withKey).toEqual({ data: { __typename: 'Query' } });
     expect(result.without).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] });
+    // Everything above ran under the page's Content-Security-Policy, which let all of it through.
+    expect(await violations()).toEqual([]);
     await page.close();
   });
 
@@ -87,6 +100,7 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     const tab = await browser.newPage();
     const pageErrors: string[] = [];
     tab.on('pageerror', (error) => pageErrors.push(String(error)));
+    const violations = await watchPolicy(tab);
     await tab.goto(`${t.url}/`);
     // Paste the key, and submit from the keyboard.
     await tab.getByLabel('API key').fill(key);
@@ -140,6 +154,7 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await expect.poll(() => tab.locator('li.job').count(), { timeout: 10_000 }).toBe(3);
     expect(await tab.locator('button.cancel').count()).toBe(0);
     expect(pageErrors).toEqual([]);
+    expect(await violations()).toEqual([]);
     await tab.close();
     await t.close();
     await database.drop();

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { type CacheableBody, cacheableBody } from '../http/respond.js';
+import { dashboardPageHeaders } from '../http/security-headers.js';
 import fs from 'node:fs/promises';
 import { packagePath } from '../package-path.js';
 
@@ -48,10 +49,10 @@ const PAGE = `<!doctype html>
 `;
 
 /** The page and its two bundled files, each cacheable; the files are read at their first request. */
-export function dashboardFiles(): Map<string, CacheableBody> {
+export function dashboardFiles(frameAncestors: string): Map<string, CacheableBody> {
   const built = (file: string) => () => fs.readFile(path.join(packagePath(path.join('dist', 'dashboard')), file), 'utf8');
   return new Map([
-    ['/', cacheableBody('text/html; charset=utf-8', () => PAGE, 60)],
+    ['/', cacheableBody('text/html; charset=utf-8', () => PAGE, { maxAgeSeconds: 60, headersFor: () => dashboardPageHeaders(frameAncestors) })],
     ['/dashboard/app.js', cacheableBody('text/javascript; charset=utf-8', built('app.js'))],
     ['/dashboard/app.css', cacheableBody('text/css; charset=utf-8', built('app.css'))],
   ]);

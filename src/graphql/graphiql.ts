@@ -1,5 +1,6 @@
 import type { GraphiQLOptions } from 'graphql-yoga';
 import { type CacheableBody, cacheableBody } from '../http/respond.js';
+import { graphiqlPageHeaders } from '../http/security-headers.js';
 
 const HEADERS = JSON.stringify({ 'X-API-Key': 'paste a key from `npx jobs-gateway keys create`' }, null, 2);
 
@@ -53,6 +54,8 @@ const GRAPHIQL_OPTIONS: GraphiQLOptions = {
  * for it (held from the start it was 40 MB of an idle server), then served compressed (about 2 MB
  * with gzip) and revalidated by ETag.
  */
-export function graphiqlPage(): CacheableBody {
-  return cacheableBody('text/html; charset=utf-8', async () => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(GRAPHIQL_OPTIONS));
+export function graphiqlPage(frameAncestors: string): CacheableBody {
+  return cacheableBody('text/html; charset=utf-8', async () => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(GRAPHIQL_OPTIONS), {
+    headersFor: (html) => graphiqlPageHeaders(html, frameAncestors),
+  });
 }

@@ -26,6 +26,8 @@ export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
 
 export interface YogaDeps {
   limits: OperationLimits;
+  /** CORS_ORIGINS: the origins whose pages may call /graphql (`*`: any). */
+  corsOrigins: string[];
   jobs: JobStore;
   live: LiveJobs;
   keyConnections: KeyConnections;
@@ -44,11 +46,14 @@ function useCompiledQueries() {
   return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });
 }
 
-export function createGatewayYoga({ limits, jobs, live, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
     graphqlEndpoint: '/graphql',
+    // Keys travel in headers, never in cookies: a browser is never asked to send credentials, and
+    // an origin outside CORS_ORIGINS gets no permission to read responses.
+    cors: { origin: corsOrigins, credentials: false, exposedHeaders: ['retry-after'] },
     landingPage: false,
     // The HTTP entry has already bounded the body (Content-Length required, MAX_BODY_BYTES, see
     // http/body-limit.ts) and Node reads no more than it declares; yoga's own limit would pipe every

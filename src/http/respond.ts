@@ -48,8 +48,12 @@ export interface CacheableBody {
  * compressed forms are computed once, and clients revalidate with If-None-Match instead of
  * downloading it again.
  */
-export function cacheableBody(contentType: string, render: () => string | Promise<string>, maxAgeSeconds = 300): CacheableBody {
-  let rendered: Promise<{ body: Buffer; etag: string }> | undefined;
+export function cacheableBody(
+  contentType: string,
+  render: () => string | Promise<string>,
+  { maxAgeSeconds = 300, headersFor }: { maxAgeSeconds?: number; headersFor?: (text: string) => Record<string, string> } = {},
+): CacheableBody {
+  let rendered: Promise<{ body: Buffer; etag: string; extra: Record<string, string> }> | undefined;
   // Promises: compressing GraphiQL's page takes about 0.5 s (brotli) and runs on libuv's threads,
   // not the event loop, which would stall every request and delivery meanwhile.
   const compressed = new Map<'br' | 'gzip', Promise<Buffer>>();
@@ -58,7 +62,7 @@ export function cacheableBody(contentType: string, render: () => string | Promis
       rendered ??= Promise.resolve(render()).then(
         (text) => {
           const body = Buffer.from(text);
-          return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+          return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`, extra: headersFor?.(text) ?? {} };
         },
         (error: unknown) => {
           // Not remembered: the next request renders again (a build finished meanwhile, say).
@@ -66,8 +70,9 @@ export function cacheableBody(contentType: string, render: () => string | Promis
           throw error;
         },
       );
-      const { body, etag } = await rendered;
+      const { body, etag, extra } = await rendered;
       const headers: Record<string, string | number> = {
+        ...extra,
         'content-type': contentType,
         'cache-control': `public, max-age=${maxAgeSeconds}`,
         etag,
