@@ -160,6 +160,60 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await database.drop();
   });
 
+  it('the dashboard holds hostile data at 1,200 px and on a 390 px phone: no horizontal scroll, every status visible, values isolated, long errors on demand', { timeout: 60_000 }, async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('hostile');
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const unbroken = (char: string) => char.repeat(500);
+    await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: unbroken('W'), competitorId: 'c1', steps: [{ id: 's', name: unbroken('S') }] });
+    // An unclosed right-to-left override in the type: it must not reverse the competitor or the time.
+    await t.app.jobs.create(workspaceId, { type: '\u202Eevil', displayTitle: 'Override', competitorId: 'competitor-after', steps: [] });
+    const failing = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Long error', steps: [] });
+    const longError = `${'E'.repeat(5_000)} ${'x '.repeat(2_499)}`.slice(0, 10_000);
+    await t.app.jobs.fail(workspaceId, failing.id, longError);
+
+    for (const width of [1_200, 390]) {
+      const tab = await browser.newPage({ viewport: { width, height: 800 } });
+      const violations = await watchPolicy(tab);
+      await tab.goto(`${t.url}/`);
+      await tab.getByLabel('API key').fill(key);
+      await tab.getByLabel('API key').press('Enter');
+      await expect.poll(() => tab.locator('li.job').count(), { timeout: 20_000 }).toBe(3);
+      const layout = await tab.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        innerWidth: window.innerWidth,
+        statuses: [...document.querySelectorAll('.job .status')].map((status) => {
+          const box = status.getBoundingClientRect();
+          return { left: box.left, right: box.right, width: box.width };
+        }),
+      }));
+      expect(layout.scrollWidth, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
+      expect(layout.statuses).toHaveLength(3);
+      for (const box of layout.statuses) {
+        expect(box.width, `${width} px`).toBeGreaterThan(0);
+        expect(box.left, `${width} px`).toBeGreaterThanOrEqual(0);
+        expect(box.right, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
+      }
+      // Every value of a job sits in an isolate of its own: the override reaches no further.
+      const override = tab.locator('li.job', { hasText: 'Override' });
+      const typeIsolation = await override.locator('.meta bdi').first().evaluate((element) => [element.textContent, getComputedStyle(element).unicodeBidi]);
+      expect(typeIsolation).toEqual(['\u202Eevil', 'isolate']);
+      expect(await override.locator('.meta').innerText()).toContain('competitor competitor-after');
+      // A 10,000-character error shows a few lines, and all of it on demand.
+      const card = tab.locator(`li.job[data-job-id="${failing.id}"]`);
+      const error = card.locator('.job-error');
+      const lineHeight = await error.evaluate((element) => Number.parseFloat(getComputedStyle(element).lineHeight) || 20);
+      expect((await error.boundingBox())!.height).toBeLessThanOrEqual(4 * lineHeight);
+      await card.getByRole('button', { name: 'Show the whole error' }).click();
+      expect((await error.boundingBox())!.height).toBeGreaterThan(10 * lineHeight);
+      expect((await error.innerText()).replace(/\s+/g, ' ').trim()).toBe(longError.replace(/\s+/g, ' ').trim());
+      expect(await card.getByRole('button', { name: 'Show less' }).getAttribute('aria-expanded')).toBe('true');
+      await tab.screenshot({ path: path.join(artifacts, `dashboard-hostile-${width}.png`), fullPage: false });
+      expect(await violations()).toEqual([]);
+      await tab.close();
+    }
+  });
+
   // The client reconnects with graphql-ws's randomised exponential backoff (1 s, 2 s, 4 s... plus up to
   // 3 s each): on a loaded machine a slow restart can cost it several rounds, hence the long waits.
   it("the README's dashboard snippet receives updates and resumes after the gateway restarts", { timeout: 120_000 }, async () => {

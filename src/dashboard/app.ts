@@ -195,18 +195,33 @@ async function cancel(id: string, button: HTMLButtonElement): Promise<void> {
 
 const time = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '');
 
+/**
+ * A value of the job's, isolated from the text around it: a right-to-left override in a `type`
+ * (U+202E) would otherwise reverse the rest of its line, competitor and start time included.
+ */
+function isolated(text: string): HTMLElement {
+  const element = document.createElement('bdi');
+  element.textContent = text;
+  return element;
+}
+
+/** Errors longer than this many characters show their first lines, and the rest on demand. */
+const LONG_ERROR = 240;
+
 function card(job: Job): HTMLElement {
   const item = document.createElement('li');
   item.className = 'job';
   item.dataset.jobId = job.id;
   item.dataset.status = job.status;
   const title = document.createElement('h2');
-  title.textContent = job.displayTitle;
+  title.append(isolated(job.displayTitle));
   const meta = document.createElement('p');
   meta.className = 'meta';
-  meta.textContent = [job.type, job.competitorId && `competitor ${job.competitorId}`, `started ${time(job.startedAt)}`, job.completedAt && `ended ${time(job.completedAt)}`]
-    .filter(Boolean)
-    .join(' · ');
+  const parts: Array<Array<string | HTMLElement>> = [[isolated(job.type)]];
+  if (job.competitorId) parts.push(['competitor ', isolated(job.competitorId)]);
+  parts.push([`started ${time(job.startedAt)}`]);
+  if (job.completedAt) parts.push([`ended ${time(job.completedAt)}`]);
+  parts.forEach((part, i) => meta.append(...(i > 0 ? [' · '] : []), ...part));
   const status = document.createElement('span');
   status.className = `status status-${job.status.toLowerCase()}`;
   status.textContent = job.status.toLowerCase();
@@ -223,13 +238,13 @@ function card(job: Job): HTMLElement {
   progress.append(bar);
   const percent = document.createElement('span');
   percent.className = 'percent';
-  percent.textContent = `${job.progress}%${job.currentStep ? ` · ${job.currentStep}` : ''}`;
+  percent.append(`${job.progress}%`, ...(job.currentStep ? [' · ', isolated(job.currentStep)] : []));
   const steps = document.createElement('ol');
   steps.className = 'steps';
   for (const step of job.steps) {
     const li = document.createElement('li');
     li.dataset.status = step.status;
-    li.textContent = `${step.name}: ${step.status.toLowerCase()}`;
+    li.append(isolated(step.name), `: ${step.status.toLowerCase()}`);
     steps.append(li);
   }
   const header = document.createElement('div');
@@ -239,8 +254,24 @@ function card(job: Job): HTMLElement {
   if (job.status === 'FAILED' && job.error) {
     const error = document.createElement('p');
     error.className = 'job-error';
-    error.textContent = job.error;
+    error.append(isolated(job.error));
     item.append(error);
+    if (job.error.length > LONG_ERROR) {
+      // The first lines (CSS clamps them), and the whole error for whoever asks.
+      error.dataset.clamped = 'true';
+      const more = document.createElement('button');
+      more.type = 'button';
+      more.className = 'secondary more';
+      more.textContent = 'Show the whole error';
+      more.setAttribute('aria-expanded', 'false');
+      more.addEventListener('click', () => {
+        const open = error.dataset.clamped === 'true';
+        error.dataset.clamped = String(!open);
+        more.setAttribute('aria-expanded', String(open));
+        more.textContent = open ? 'Show less' : 'Show the whole error';
+      });
+      item.append(more);
+    }
   }
   if (job.status === 'RUNNING' && scopes.includes('jobs:cancel')) {
     const button = document.createElement('button');
