@@ -96,6 +96,46 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
     }
   });
 
+  it('counts an IPv6 client by its /64, and an X-Forwarded-For that names no address as the peer', async () => {
+    const block = `2001:db8:${(++lastAddress).toString(16)}:7`;
+    const statuses = [];
+    for (let i = 0; i < BURST + 2; i++) {
+      // A new address of the same /64 for every attempt: no fresh budget.
+      const response = await request('rest', `${block}::${(i + 1).toString(16)}`, `jg_rotating${i}`);
+      await response.arrayBuffer();
+      statuses.push(response.status);
+    }
+    expect(statuses.slice(0, BURST)).toEqual(Array(BURST).fill(401));
+    expect(statuses.slice(BURST)).toEqual([429, 429]);
+    // Not an address: the peer's budget (127.0.0.1, which no other case spends), never a bucket of its own.
+    const named = [];
+    for (let i = 0; i < BURST + 2; i++) {
+      const response = await request('rest', `not-an-address-${i}-${'x'.repeat(i * 500)}`, `jg_named${i}`);
+      await response.arrayBuffer();
+      named.push(response.status);
+    }
+    expect(named.slice(0, BURST)).toEqual(Array(BURST).fill(401));
+    expect(named.slice(BURST)).toEqual([429, 429]);
+  });
+
+  it('lets concurrent requests with one valid key share its lookup, so none is refused', async () => {
+    const uncached = await startTestApp({ env: { BAD_KEY_LIMIT_PER_ADDRESS: '1', TRUSTED_PROXY_HOPS: '1', AUTH_CACHE_TTL_MS: '0', RATE_LIMIT_PER_KEY: '0' } });
+    try {
+      const valid = await uncached.createKey('shared-lookup');
+      const address = freshAddress();
+      const statuses = await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const response = await request('rest', address, valid, uncached.url);
+          await response.arrayBuffer();
+          return response.status;
+        }),
+      );
+      expect(statuses).toEqual(Array(20).fill(200));
+    } finally {
+      await uncached.close();
+    }
+  });
+
   it('remembers a key the database did not know: repeating it costs no lookup', async () => {
     const bad = `jg_${'x'.repeat(43)}`;
     const status = async () => {

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 import { RateLimiter } from '../limits/rate-limiter.js';
 import type { ApiKeyStore } from './api-keys.js';
@@ -10,10 +11,14 @@ export type KeyCheck = { refused: false; principal: Principal | null } | { refus
 /**
  * Authenticates keys with the lookups that bad keys cause limited per client address. Each check
  * that needs the database (a key not remembered, see ApiKeyStore.remembered) or that has no key at
- * all takes a token of its address's bucket first, and a valid key gives it back: a client with
- * valid keys never runs out, however many keys it uses, while an address that keeps presenting bad
- * ones is refused after a burst, without a lookup, until its bucket refills. Clients behind a
- * proxy share its address unless `trustedProxyHops` lets X-Forwarded-For name them.
+ * all takes a token of its address's bucket first, and gives it back unless the key turned out
+ * unknown: a client with valid keys never runs out, however many keys it uses, while an address
+ * that keeps presenting bad ones is refused after a burst, without a lookup, until its bucket
+ * refills. (The burst is also the most lookups one address can have waiting at once; requests for
+ * a key already being looked up wait for that lookup without a token.) Clients behind a proxy
+ * share its address unless `trustedProxyHops` lets X-Forwarded-For name them; IPv6 clients are
+ * counted by their /64, the block one host or home is given, so that rotating addresses within it
+ * buys no fresh budget.
  */
 export class AddressGuard {
   private readonly buckets: RateLimiter;
@@ -28,20 +33,37 @@ export class AddressGuard {
     this.trust = (_address, hop) => hop < trustedProxyHops;
   }
 
-  /** The client's address: the peer's, or the one the trusted proxies name in X-Forwarded-For. */
-  addressOf(req: IncomingMessage): string {
-    // A socket already gone has no address: such requests share one budget.
-    return (proxyAddr(req, this.trust) as string | undefined) ?? 'unknown';
+  /** Whose budget a request spends: the client's IPv4 address or IPv6 /64. */
+  budgetOf(req: IncomingMessage): string {
+    const peer = req.socket.remoteAddress ?? 'unknown';
+    // What a trusted proxy names is checked to be an address: anything else (a client writing its
+    // own X-Forwarded-For past a proxy that appends) counts as the peer, and never as a key of its
+    // own in the buckets.
+    const named = proxyAddr(req, this.trust) as string | undefined;
+    const address = named && ipaddr.isValid(named) ? named : peer;
+    if (!ipaddr.isValid(address)) return address;
+    const parsed = ipaddr.process(address);
+    return parsed.kind() === 'ipv6' ? `${(parsed as ipaddr.IPv6).parts.slice(0, 4).map((part) => part.toString(16)).join(':')}::/64` : parsed.toString();
   }
 
   async check(key: string | undefined, req: IncomingMessage): Promise<KeyCheck> {
-    const remembered = key ? this.apiKeys.remembered(key) : undefined;
-    if (remembered) return { refused: false, principal: remembered };
-    const address = this.addressOf(req);
-    const verdict = this.buckets.take(address);
+    if (key) {
+      const known = this.apiKeys.remembered(key) ?? this.apiKeys.pendingLookup(key);
+      if (known) return { refused: false, principal: await known };
+    }
+    const budget = this.budgetOf(req);
+    const verdict = this.buckets.take(budget);
     if (!verdict.allowed) return { refused: true, retryAfterSeconds: verdict.retryAfterSeconds };
-    const principal = key ? await this.apiKeys.authenticate(key) : null;
-    if (principal) this.buckets.refund(address);
+    if (!key) return { refused: false, principal: null };
+    let principal: Principal | null;
+    try {
+      principal = await this.apiKeys.authenticate(key);
+    } catch (error) {
+      // The database did not answer: nothing says the key was bad.
+      this.buckets.refund(budget);
+      throw error;
+    }
+    if (principal) this.buckets.refund(budget);
     return { refused: false, principal };
   }
 }

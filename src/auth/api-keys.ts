@@ -50,6 +50,8 @@ export class ApiKeyStore {
   private readonly unknown = new LRUCache<string, true>({ max: UNKNOWN_KEYS_REMEMBERED.max, ttl: UNKNOWN_KEYS_REMEMBERED.ttlMs });
   /** Keys looked up in the database so far (what the caches and the address budget spare). */
   lookups = 0;
+  /** Lookups under way by key hash: concurrent requests with one key share one. */
+  private readonly pending = new Map<string, Promise<Principal | null>>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -122,6 +124,11 @@ export class ApiKeyStore {
     return key.length > MAX_KEY_LENGTH ? undefined : this.cache?.get(hashApiKey(key));
   }
 
+  /** The lookup of `key` under way, if one is: its answer costs nothing more. */
+  pendingLookup(key: string): Promise<Principal | null> | undefined {
+    return key.length > MAX_KEY_LENGTH ? undefined : this.pending.get(hashApiKey(key));
+  }
+
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
     if (key.length > MAX_KEY_LENGTH) return null;
@@ -129,6 +136,15 @@ export class ApiKeyStore {
     const cached = this.cache?.get(keyHash);
     if (cached) return cached;
     if (this.unknown.has(keyHash)) return null;
+    let lookup = this.pending.get(keyHash);
+    if (!lookup) {
+      lookup = this.lookUp(keyHash).finally(() => this.pending.delete(keyHash));
+      this.pending.set(keyHash, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookUp(keyHash: string): Promise<Principal | null> {
     this.lookups++;
     const row = await this.prisma.apiKey.findUnique({
       where: { keyHash },
