@@ -146,6 +146,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`Invalid environment:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;
+  // A client resubscribing everything at once after a reconnect must fit the burst: 4429 is final.
+  if (e.WS_MAX_MESSAGES_PER_SECOND > 0 && 2 * e.WS_MAX_MESSAGES_PER_SECOND < e.MAX_SUBSCRIPTIONS_PER_CONNECTION + 2) {
+    throw new ConfigError(
+      `Invalid environment:\n  WS_MAX_MESSAGES_PER_SECOND: twice it (the burst) must hold MAX_SUBSCRIPTIONS_PER_CONNECTION + 2 messages (${e.MAX_SUBSCRIPTIONS_PER_CONNECTION + 2}), so that a client can resubscribe everything after a reconnect`,
+    );
+  }
   const { url, schema } = splitSchema(e.DATABASE_URL);
   return {
     port: e.PORT,

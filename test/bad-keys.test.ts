@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { describeDb } from './helpers/databases.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
@@ -26,7 +27,7 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
   beforeAll(async () => {
     t = await startTestApp({
       captureLogs: true,
-      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', WS_MAX_MESSAGES_PER_SECOND: String(MESSAGES_PER_SECOND), RATE_LIMIT_PER_KEY: '0' },
+      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', WS_MAX_MESSAGES_PER_SECOND: String(MESSAGES_PER_SECOND), MAX_SUBSCRIPTIONS_PER_CONNECTION: '30', RATE_LIMIT_PER_KEY: '0' },
     });
     key = await t.createKey('bad-keys');
   });
@@ -178,6 +179,10 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
       }),
       { numRuns: 10 },
     );
+    // Before its connection_ack a socket holds no key: a few messages, not a budget's worth.
+    const unacknowledged = await TestSocket.open(t.url, { init: false });
+    for (let i = 0; i < 30 && !unacknowledged.closed; i++) unacknowledged.send({ type: 'ping' });
+    expect((await unacknowledged.waitForClose()).code).toBe(4429);
     // Within the budget: a burst of pings, then one a little under the rate, all answered.
     const calm = await TestSocket.open(t.url, { apiKey: key });
     for (let i = 0; i < MESSAGES_PER_SECOND; i++) calm.send({ type: 'ping' });
@@ -189,4 +194,14 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
     expect(calm.closed).toBeUndefined();
     calm.close();
   });
+});
+
+it('refuses a message budget whose burst cannot hold a resubscription of every subscription (property)', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 100_000 }), fc.integer({ min: 1, max: 100_000 }), (perSecond, subscriptions) => {
+      const env = { WS_MAX_MESSAGES_PER_SECOND: String(perSecond), MAX_SUBSCRIPTIONS_PER_CONNECTION: String(subscriptions) };
+      if (2 * perSecond >= subscriptions + 2) expect(loadConfig(env).ws.maxMessagesPerSecond).toBe(perSecond);
+      else expect(() => loadConfig(env)).toThrow(ConfigError);
+    }),
+  );
 });

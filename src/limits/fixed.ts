@@ -81,6 +81,13 @@ export const LISTEN_BACKOFF_MS = { first: 100, max: 5_000 } as const;
  */
 export const LISTEN_HEARTBEAT_MS = 5_000;
 
+/**
+ * Messages a WebSocket may send before it is acknowledged (its connection_init, a ping or two):
+ * beyond, it closes with 4429. A socket holds no key until then, so the per-socket budget
+ * (WS_MAX_MESSAGES_PER_SECOND) would otherwise be had afresh by opening another.
+ */
+export const MESSAGES_BEFORE_ACK = 10;
+
 /** How long stopping waits for a connection's orderly close before dropping its socket. */
 export const CONNECTION_CLOSE_WAIT_MS = 1_000;
 

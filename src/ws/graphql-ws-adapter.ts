@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { MessageType, type ServerOptions, handleProtocols, makeServer } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
+import { MESSAGES_BEFORE_ACK } from '../limits/fixed.js';
 import { TokenBucket } from '../limits/rate-limiter.js';
 import type { Logger } from '../logger.js';
 import { CloseCode } from './close-codes.js';
@@ -100,9 +101,15 @@ export function attachGraphqlWs(
     // for subscribes: a client past its budget has its socket closed, 4429 as graphql-ws closes
     // for too many connection_init, a code its clients do not retry.
     const budget = maxMessagesPerSecond > 0 ? new TokenBucket(maxMessagesPerSecond, 2 * maxMessagesPerSecond) : undefined;
+    // Before its connection_ack a socket holds no key: it may send its connection_init and a few
+    // pings, not a budget's worth of them on every socket it opens.
+    let acknowledged = false;
+    let beforeAck = 0;
     let overBudget = false;
     const tooMany = (): boolean => {
-      if (overBudget || !budget || budget.take().allowed) return overBudget;
+      if (overBudget) return true;
+      const allowed = acknowledged ? !budget || budget.take().allowed : ++beforeAck <= MESSAGES_BEFORE_ACK;
+      if (allowed) return false;
       overBudget = true;
       if (socket.readyState === socket.OPEN) socket.close(CloseCode.TooManyMessages, 'Too many messages');
       return true;
@@ -128,6 +135,7 @@ export function attachGraphqlWs(
         protocol: socket.protocol,
         send: (data) =>
           new Promise<void>((resolve, reject) => {
+            if (!acknowledged && data.includes('"connection_ack"')) acknowledged = true;
             if (socket.readyState !== socket.OPEN) return resolve();
             socket.send(data.includes(MARK) ? data.replace(INTERNAL_SUFFIX, '"') : data, (error) => (error ? reject(error) : resolve()));
           }),
