@@ -79,19 +79,23 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
       // pg falls back to the pool's query_timeout for a falsy one: the longest timer Node keeps.
       const limit = unbounded ? { query_timeout: UNBOUNDED_MS } : {};
       try {
-        await client.query('BEGIN');
+        await client.query({ text: 'BEGIN', ...limit });
         if (unbounded) await client.query({ text: 'SET LOCAL statement_timeout = 0', ...limit });
         const result = await fn({
           query: async (text, params) => (await client.query({ text, values: params, ...limit })).rows,
           exec: async (script) => void (await client.query({ text: script, ...limit })),
         });
-        await client.query('COMMIT');
+        await client.query({ text: 'COMMIT', ...limit });
+        client.release();
         return result;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
+        const rolledBack = await client.query({ text: 'ROLLBACK', ...limit }).then(
+          () => true,
+          () => false,
+        );
+        // A connection that could not even roll back (timed out, say) is not given back to the pool.
+        client.release(rolledBack ? undefined : error instanceof Error ? error : new Error(String(error)));
         throw error;
-      } finally {
-        client.release();
       }
     },
   };
