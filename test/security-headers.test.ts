@@ -95,5 +95,6 @@ it('refuses a FRAME_ANCESTORS that would end the policy, and CORS_ORIGINS that a
     }),
   );
   for (const origins of ['not an origin', 'https://ok.example, nope', ',']) expect(() => loadConfig({ CORS_ORIGINS: origins }), origins).toThrow(ConfigError);
-  expect(loadConfig({ CORS_ORIGINS: 'https://a.example,https://b.example' }).corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+  // As browsers send an Origin: no path, no trailing slash, default port dropped.
+  expect(loadConfig({ CORS_ORIGINS: 'https://a.example/,https://b.example:443, *' }).corsOrigins).toEqual(['https://a.example', 'https://b.example', '*']);
 });

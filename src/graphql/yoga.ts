@@ -53,7 +53,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
     graphqlEndpoint: '/graphql',
     // Keys travel in headers, never in cookies: a browser is never asked to send credentials, and
     // an origin outside CORS_ORIGINS gets no permission to read responses.
-    cors: { origin: corsOrigins, credentials: false, exposedHeaders: ['retry-after'] },
+    cors: { origin: corsOrigins, credentials: false },
     landingPage: false,
     // The HTTP entry has already bounded the body (Content-Length required, MAX_BODY_BYTES, see
     // http/body-limit.ts) and Node reads no more than it declares; yoga's own limit would pipe every
