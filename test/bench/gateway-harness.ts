@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -13,6 +14,10 @@ const app = await createApp(config, createLogger(config.logLevel));
 const url = await app.start();
 // As a load balancer waits for /readyz: the load begins on a warmed process.
 await app.warmedUp;
+
+// How long the event loop was held at most: a request that serializes a large result holds it.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 // Bytes written to every connection, open or closed (HTTP responses and WebSocket frames alike).
 let closedBytes = 0;
@@ -49,6 +54,20 @@ serveParent(
       const { rss, heapUsed } = process.memoryUsage();
       return { rss, heapUsed };
     },
+    /** `count` jobs whose metadata is as large as the gateway takes (64 KiB serialized): what a heavy tenant holds. */
+    seedHeavyJobs: async (m) => {
+      const principal = await app.apiKeys.authenticate(m.key as string);
+      const metadata = { report: 'x'.repeat(64 * 1024 - 32) };
+      for (let i = 0; i < (m.count as number); i++) await app.jobs.create(principal!.workspaceId, { ...seedJobInput(i), metadata });
+      return m.count;
+    },
+    /** Starts measuring the event loop's delay afresh (10 ms resolution). */
+    loopDelayReset: () => {
+      loopDelay.reset();
+      return true;
+    },
+    /** The longest event-loop delay since `loopDelayReset`, in ms. */
+    loopDelayMaxMs: () => loopDelay.max / 1e6,
     stats: () => {
       let bytes = closedBytes;
       for (const socket of open) bytes += socket.bytesWritten;

@@ -529,8 +529,11 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 
 interface FairnessRow {
   db: Db;
-  /** One key flooding the list route, or one address sending a never-issued key on every request. */
-  attacker: 'key flood' | 'bad keys';
+  /**
+   * One key flooding the list route; one address sending a never-issued key on every request; or
+   * one key asking for 200 jobs with their 64 KiB metadata over 8 connections (inside every limit).
+   */
+  attacker: 'key flood' | 'bad keys' | 'heavy results';
   rateLimitPerKey: number;
   badKeyLimitPerAddress: number;
   quietP50Ms: number;
@@ -539,6 +542,8 @@ interface FairnessRow {
   ratio: number;
   floodReqPerSec: number;
   floodRefusedPerSec: number;
+  /** The gateway's longest event-loop delay while attacked (the goal for heavy results: under 100 ms). */
+  longestPauseMs: number;
 }
 
 /**
@@ -551,7 +556,8 @@ async function fairness(db: Db, rateLimitPerKey = 200, attacker: FairnessRow['at
   try {
     const flooder = await gateway.request<string>({ cmd: 'createKey', workspace: 'flooder' });
     const bystander = await gateway.request<string>({ cmd: 'createKey', workspace: 'bystander' });
-    await createJobs(url, flooder, 50);
+    if (attacker === 'heavy results') await gateway.request({ cmd: 'seedHeavyJobs', key: flooder, count: 200 }, 300_000);
+    else await createJobs(url, flooder, 50);
     const [jobId] = await createJobs(url, bystander, 1);
     const durationS = Math.max(2, profile.restS * 2);
     const readLoop = async (until: number) => {
@@ -566,10 +572,20 @@ async function fairness(db: Db, rateLimitPerKey = 200, attacker: FairnessRow['at
     };
     await readLoop(performance.now() + 500); // warm-up
     const quietP50Ms = await readLoop(performance.now() + durationS * 1000);
+    await gateway.request({ cmd: 'loopDelayReset' });
     const [flood, floodP50Ms] = await Promise.all([
       attacker === 'key flood'
         ? cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 })
-        : cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true }),
+        : attacker === 'bad keys'
+          ? cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true })
+          : cannon({
+              url: `${url}/graphql`,
+              method: 'POST',
+              headers: { 'x-api-key': flooder, 'content-type': 'application/json' },
+              body: JSON.stringify({ query: '{ jobs(limit: 200) { id metadata } }' }),
+              durationS,
+              connections: 8,
+            }),
       readLoop(performance.now() + durationS * 1000),
     ]);
     return {
@@ -582,6 +598,7 @@ async function fairness(db: Db, rateLimitPerKey = 200, attacker: FairnessRow['at
       ratio: round(floodP50Ms / quietP50Ms, 2),
       floodReqPerSec: Math.round(flood.reqPerSec),
       floodRefusedPerSec: Math.round(flood.non2xx / durationS),
+      longestPauseMs: round(await gateway.request<number>({ cmd: 'loopDelayMaxMs' }), 1),
     };
   } finally {
     await stop();
@@ -735,7 +752,7 @@ async function main() {
     const rows: FairnessRow[] = [];
     // Side by side: each attacker against the default limit, and against none (what the limit buys).
     for (const db of profile.restDbs) {
-      rows.push(await fairness(db), await fairness(db, 0), await fairness(db, 200, 'bad keys'), await fairness(db, 200, 'bad keys', 0));
+      rows.push(await fairness(db), await fairness(db, 0), await fairness(db, 200, 'bad keys'), await fairness(db, 200, 'bad keys', 0), await fairness(db, 200, 'heavy results'));
     }
     console.table(rows);
     console.log(JSON.stringify({ fairness: rows }));
