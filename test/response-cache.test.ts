@@ -123,6 +123,37 @@ describeDb('response cache: polling served from memory, never stale, never anoth
     expect(after.misses - before.misses).toBe(1);
     expect(after.hits - before.hits).toBe(2);
   });
+
+  it('serializes a cached result once: its hits answer the same text without a JSON.stringify of their own', async () => {
+    const heavy = await startTestApp();
+    const stringify = JSON.stringify;
+    try {
+      const key = await heavy.createKey('heavy-results');
+      const workspaceId = (await heavy.app.apiKeys.authenticate(key))!.workspaceId;
+      for (let i = 0; i < 5; i++) await heavy.app.jobs.create(workspaceId, { ...input(i), metadata: { report: 'x'.repeat(60_000) } });
+      await settleFeed(heavy.app.feed);
+      const ask = async () => {
+        const response = await fetch(`${heavy.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: '{"query":"{ jobs(limit: 200) { id metadata } }"}' });
+        return response.text();
+      };
+      // Every serialization the size of this result, wherever it happens in the process.
+      let large = 0;
+      JSON.stringify = ((value: unknown, ...rest: never[]) => {
+        const text = stringify(value, ...rest);
+        if (text !== undefined && text.length > 250_000) large++;
+        return text;
+      }) as typeof JSON.stringify;
+      const first = await ask();
+      expect(large).toBe(1);
+      const hits = heavy.app.responses!.hits;
+      for (let i = 0; i < 3; i++) expect(await ask()).toBe(first);
+      expect(heavy.app.responses!.hits - hits).toBe(3);
+      expect(large).toBe(1);
+    } finally {
+      JSON.stringify = stringify;
+      await heavy.close();
+    }
+  });
 });
 
 describeDb('polling a job that a worker moves', () => {

@@ -18,6 +18,7 @@ import {
 import type { Plugin } from 'graphql-yoga';
 import { appError } from '../../errors.js';
 import { MAX_VERDICTS_PER_DOCUMENT } from '../../limits/fixed.js';
+import { serialized } from '../serialized.js';
 
 /** The bounds every GraphQL document and result must keep (config.ts reads them from the environment). */
 export interface OperationLimits {
@@ -182,7 +183,7 @@ function responseTooLarge(maxBytes: number): ExecutionResult {
 function serializeWithin(value: unknown, maxBytes: number): string | undefined {
   let text: string;
   try {
-    text = JSON.stringify(value);
+    text = typeof value === 'object' && value !== null ? serialized(value) : JSON.stringify(value);
   } catch (error) {
     if (error instanceof RangeError) return undefined;
     throw error;

@@ -6,6 +6,7 @@ import stableStringify from 'fast-json-stable-stringify';
 import { LRUCache } from 'lru-cache';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
+import { serialized } from '../serialized.js';
 
 export interface ResponseCacheOptions {
   /**
@@ -70,8 +71,8 @@ export class WorkspaceResponseCache implements Cache {
     });
     this.results = new LRUCache<string, ExecutionResult>({
       maxSize: options.maxBytes,
-      // A result's serialized length, taken once when it is stored (a miss serializes it anyway).
-      sizeCalculation: (result, key) => Math.max(1, key.length + JSON.stringify(result).length),
+      // A result's serialized length: its text is made once, and serves the response too (serialized.ts).
+      sizeCalculation: (result, key) => Math.max(1, key.length + serialized(result).length),
       ttl: options.ttlMs,
       ttlAutopurge: false,
       dispose: (_result, key) => {
