@@ -10,7 +10,7 @@ export type KeyCheck = { refused: false; principal: Principal | null } | { refus
 
 /**
  * Authenticates keys with the lookups that bad keys cause limited per client address. Each check
- * that needs the database (a key not remembered, see ApiKeyStore.remembered) or that has no key at
+ * that needs the database (see ApiKeyStore.answerWithoutLookup) or that has no key at
  * all takes a token of its address's bucket first, and gives it back unless the key turned out
  * unknown: a client with valid keys never runs out, however many keys it uses, while an address
  * that keeps presenting bad ones is refused after a burst, without a lookup, until its bucket
@@ -48,7 +48,7 @@ export class AddressGuard {
 
   async check(key: string | undefined, req: IncomingMessage): Promise<KeyCheck> {
     if (key) {
-      const known = this.apiKeys.remembered(key) ?? this.apiKeys.pendingLookup(key);
+      const known = this.apiKeys.answerWithoutLookup(key);
       if (known) return { refused: false, principal: await known };
     }
     const budget = this.budgetOf(req);

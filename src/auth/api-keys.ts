@@ -119,14 +119,14 @@ export class ApiKeyStore {
     for (const hash of hashes) this.cache.delete(hash);
   }
 
-  /** The principal of a key checked lately (no database read), or undefined when it needs `authenticate`. */
-  remembered(key: string): Principal | undefined {
-    return key.length > MAX_KEY_LENGTH ? undefined : this.cache?.get(hashApiKey(key));
-  }
-
-  /** The lookup of `key` under way, if one is: its answer costs nothing more. */
-  pendingLookup(key: string): Promise<Principal | null> | undefined {
-    return key.length > MAX_KEY_LENGTH ? undefined : this.pending.get(hashApiKey(key));
+  /**
+   * What `key` stands for without a new database read: its principal when it was checked lately,
+   * or the lookup of it under way; undefined when only `authenticate` can tell.
+   */
+  answerWithoutLookup(key: string): Principal | Promise<Principal | null> | undefined {
+    if (key.length > MAX_KEY_LENGTH) return undefined;
+    const keyHash = hashApiKey(key);
+    return this.cache?.get(keyHash) ?? this.pending.get(keyHash);
   }
 
   /** The principal a presented key stands for, or null when it is unknown or revoked. */

@@ -24,9 +24,10 @@ export interface Connection {
 
 /**
  * Who may hold a socket, and for how long: the key of `connection_init` (payload `{"apiKey"}`, or
- * the upgrade request's headers) must be valid (checked within its address's budget, AddressGuard), its key may hold at most MAX_CONNECTIONS_PER_KEY
- * connections (WebSockets and Server-Sent Events streams alike), and the socket closes with 4401
- * once the key is revoked: every later operation on it would run as a key that no longer exists.
+ * the upgrade request's headers) must be valid (checked within its address's budget, see
+ * AddressGuard), its key may hold at most MAX_CONNECTIONS_PER_KEY connections (WebSockets and
+ * Server-Sent Events streams alike), and the socket closes with 4401 once the key is revoked:
+ * every later operation on it would run as a key that no longer exists.
  */
 export class WebSocketConnections {
   private readonly bySocket = new Map<SocketExtra['socket'], Connection>();
