@@ -10,15 +10,17 @@ import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import { graphiqlPage } from './graphql/graphiql.js';
+import { serializedBody } from './graphql/serialized.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { dashboardFiles } from './dashboard/page.js';
 import { errors } from './errors.js';
 import { checkBodySize, discardRefusedBody } from './http/body-limit.js';
-import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendText } from './http/respond.js';
+import { cacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendJsonBody, sendText } from './http/respond.js';
 import { setResponseSecurityHeaders } from './http/security-headers.js';
 import { guardConnections } from './limits/connection-guard.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { ResponseBudget } from './limits/response-budget.js';
 import { FeedFrontier } from './jobs/feed-frontier.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './logger.js';
@@ -68,7 +70,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const frontier = new FeedFrontier();
   const jobs = new JobStore(database.prisma, database.sql, frontier);
   const feed = new ChangeFeed(database, jobs, frontier, logger.child({ component: 'feed' }), config.feed);
-  const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, usable: (workspaceId) => feed.inStep(workspaceId) }) : undefined;
+  const responses = config.responseCache
+    ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes: config.graphql.maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) }) : undefined;
   if (responses) {
     // Before the write answers, and before the feed's subscribers hear of a change (see response-cache.ts).
     jobs.onWrite((row) => responses.invalidateWorkspace(row.workspaceId));
@@ -80,7 +83,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
   const replays = new ReplayQueue(jobs, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const live = new LiveJobs(feed, replays, revocations);
+  const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes);
+  const live = new LiveJobs(feed, replays, revocations, budget);
   try {
     await feed.start();
   } catch (error) {
@@ -89,7 +93,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     throw error;
   }
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
-  const yoga = createGatewayYoga({ limits: config.graphql, corsOrigins: config.corsOrigins, jobs, live, keyConnections, logger, responses });
+  const yoga = createGatewayYoga({ limits: config.graphql, corsOrigins: config.corsOrigins, jobs, live, keyConnections, logger, budget, responses });
   const handleRest = createRestHandler(yoga, routes, logger);
   const graphiql = graphiqlPage(config.frameAncestors);
   const dashboard = dashboardFiles(config.frameAncestors);
@@ -161,7 +165,12 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     }
     if (route === 'rest') {
       const response = await handleRest(req.method ?? 'GET', url, principal);
-      return sendJson(res, response.status, response.body, response.headers);
+      if (response.status !== 200 || typeof response.body !== 'object' || response.body === null) return sendJson(res, response.status, response.body, response.headers);
+      // A page of jobs can be megabytes: made in slices, capped and counted as /graphql's are.
+      const made = await serializedBody(response.body, config.graphql.maxResponseBytes);
+      if ('tooLarge' in made) return sendError(res, 'RESPONSE_TOO_LARGE', errors.responseTooLarge(config.graphql.maxResponseBytes).message);
+      if (principal) budget.spend(principal.workspaceId, made.body.length);
+      return sendJsonBody(res, 200, made.body, response.headers);
     }
     await yoga.handle(req, res, { principal });
   }
@@ -191,7 +200,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   );
   guardConnections(server, config.http.maxConnections);
 
-  const webSockets = attachWebSockets({ server, yoga, addressGuard, keyConnections, rateLimiter, revocations, live, config, logger });
+  const webSockets = attachWebSockets({ server, yoga, addressGuard, keyConnections, rateLimiter, budget, revocations, live, config, logger });
   const metrics: GatewayMetrics | undefined = config.metricsEnabled ? createMetrics({ feed, live, replays, webSockets, queries: database.queries, responses }) : undefined;
 
   let closing: Promise<void> | undefined;

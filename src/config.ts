@@ -45,6 +45,8 @@ export interface Config {
   graphql: OperationLimits;
   /** Requests (and WebSocket subscribes) per second per API key, refilled continuously; 0: no limit. */
   rateLimit: { perSecond: number; burst: number };
+  /** Response bytes per second per workspace on this instance (see limits/response-budget.ts); 0: no budget. */
+  responseBudget: { bytesPerSecond: number; burstBytes: number };
   /** Attempts per second per client address without a valid key (see auth/address-guard.ts); 0: no limit. */
   badKeyLimitPerAddress: number;
   /** Proxies in front of the gateway whose X-Forwarded-For names the client (0: the peer is the client). */
@@ -107,6 +109,8 @@ const envSchema = z.object({
   MAX_RESPONSE_BYTES: intFrom(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   RATE_LIMIT_PER_KEY: intFrom(0, 10_000_000).default(200),
   RATE_LIMIT_BURST: intFrom(1, 10_000_000).optional(),
+  RESPONSE_BYTES_PER_WORKSPACE: intFrom(0, Number.MAX_SAFE_INTEGER).default(8 * 1024 * 1024),
+  RESPONSE_BYTES_BURST: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
   DATABASE_QUERY_TIMEOUT_MS: intFrom(100, 3_600_000).default(5_000),
   DATABASE_CONNECT_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),
   BAD_KEY_LIMIT_PER_ADDRESS: intFrom(0, 10_000_000).default(20),
@@ -192,6 +196,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxResponseBytes: e.MAX_RESPONSE_BYTES,
     },
     rateLimit: { perSecond: e.RATE_LIMIT_PER_KEY, burst: e.RATE_LIMIT_BURST ?? 2 * e.RATE_LIMIT_PER_KEY },
+    responseBudget: {
+      bytesPerSecond: e.RESPONSE_BYTES_PER_WORKSPACE,
+      // At least one largest response, so that a workspace can always be sent one.
+      burstBytes: e.RESPONSE_BYTES_BURST ?? Math.max(2 * e.RESPONSE_BYTES_PER_WORKSPACE, e.MAX_RESPONSE_BYTES),
+    },
     badKeyLimitPerAddress: e.BAD_KEY_LIMIT_PER_ADDRESS,
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     frameAncestors: e.FRAME_ANCESTORS,

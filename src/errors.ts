@@ -72,5 +72,14 @@ export const errors = {
   malformedRequest: (message: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } }),
   unavailable: () => appError('SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again.'),
   overloaded: () => appError('OVERLOADED', 'Too many subscriptions are resuming at once; retry shortly.'),
+  /**
+   * The workspace has been sent more than RESPONSE_BYTES_PER_WORKSPACE allows (limits/response-budget.ts).
+   * Retry-After rides in `extensions.http`, which yoga turns into the header and strips from the body.
+   */
+  responseBudgetSpent: (retryAfterSeconds: number) =>
+    new GraphQLError(`This workspace has been sent more response bytes than its budget allows; retry after ${retryAfterSeconds} s, or ask for fewer jobs or fields.`, {
+      extensions: { code: 'RATE_LIMITED', http: { status: graphqlStatusOf('RATE_LIMITED'), headers: { 'retry-after': String(retryAfterSeconds) } } },
+    }),
+  responseTooLarge: (maxBytes: number) => appError('RESPONSE_TOO_LARGE', `The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`),
   tooManyConnections: (max: number) => appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${max}).`),
 };

@@ -268,6 +268,10 @@ describeDb('response size, rate and connection limits', () => {
     expect(big.json).toEqual({ data: null, errors: [expect.objectContaining({ extensions: { code: 'RESPONSE_TOO_LARGE' } })] });
     expect(big.text.length).toBeLessThan(4096);
     expect((await post(t.url, query('{ jobs { id } }'), key)).json?.errors).toBeUndefined();
+    // The REST routes are capped alike, with their own status.
+    const list = await rest(t.url, 'GET', '/api/jobs', key);
+    expect(list.status).toBe(400);
+    expect(list.body).toEqual({ error: { code: 'RESPONSE_TOO_LARGE', message: expect.any(String) } });
     // graphql-ws serializes its results itself: the same cap there.
     const socket = await TestSocket.open(t.url, { apiKey: key });
     socket.subscribe('q', '{ jobs { metadata } }');

@@ -4,10 +4,11 @@ import { WorkspaceResponseCache } from '../src/graphql/plugins/response-cache.js
 
 // The store's one promise: a result is never served after a change to its workspace that came
 // after the request began, however reads, changes and evictions of remembered workspaces interleave.
-it('never serves a result older than the last invalidation of its workspace (property)', () => {
+it('never serves a result older than the last invalidation of its workspace (property)', async () => {
   type Op =
     | { kind: 'begin'; ws: number; query: number }
     | { kind: 'finish'; pick: number }
+    | { kind: 'settle' }
     | { kind: 'invalidate'; ws: number }
     | { kind: 'get'; ws: number; query: number };
   const ws = fc.nat({ max: 4 });
@@ -15,13 +16,16 @@ it('never serves a result older than the last invalidation of its workspace (pro
   const op: fc.Arbitrary<Op> = fc.oneof(
     fc.record({ kind: fc.constant('begin' as const), ws, query }),
     fc.record({ kind: fc.constant('finish' as const), pick: fc.nat() }),
+    // A result is stored once its body is made: changes can come in between.
+    fc.record({ kind: fc.constant('settle' as const) }),
     fc.record({ kind: fc.constant('invalidate' as const), ws }),
     fc.record({ kind: fc.constant('get' as const), ws, query }),
   );
-  fc.assert(
-    fc.property(fc.array(op, { maxLength: 80 }), fc.integer({ min: 1, max: 3 }), (ops, tracked) => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 80 }), fc.integer({ min: 1, max: 3 }), async (ops, tracked) => {
       // Fewer remembered workspaces than workspaces: generations get evicted and fall to the floor.
-      const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000, trackedWorkspaces: tracked });
+      const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, maxResponseBytes: 1 << 20, ttlMs: 60_000, trackedWorkspaces: tracked });
+      const storing: Promise<void>[] = [];
       const version = [0, 0, 0, 0, 0];
       const pending: Array<{ key: string; ws: number; version: number }> = [];
       let served = 0;
@@ -31,7 +35,9 @@ it('never serves a result older than the last invalidation of its workspace (pro
           pending.push({ key: cache.keyFor(`w${o.ws}`, 'jobs:read', `q${o.query}`), ws: o.ws, version: version[o.ws]! });
         } else if (o.kind === 'finish' && pending.length > 0) {
           const [read] = pending.splice(o.pick % pending.length, 1);
-          cache.set(read!.key, { data: { version: read!.version } }, [], Number.POSITIVE_INFINITY);
+          storing.push(cache.set(read!.key, { data: { version: read!.version } }, [], Number.POSITIVE_INFINITY));
+        } else if (o.kind === 'settle') {
+          await Promise.all(storing.splice(0));
         } else if (o.kind === 'invalidate') {
           version[o.ws]!++;
           cache.invalidateWorkspace(`w${o.ws}`);
@@ -49,21 +55,21 @@ it('never serves a result older than the last invalidation of its workspace (pro
   );
 });
 
-it("holds only results of each workspace's current generation: a change frees the others at once (property)", () => {
+it("holds only results of each workspace's current generation: a change frees the others at once (property)", async () => {
   type Op = { kind: 'store'; ws: number; query: number } | { kind: 'invalidate'; ws: number };
   const ws = fc.nat({ max: 3 });
   const op: fc.Arbitrary<Op> = fc.oneof(
     fc.record({ kind: fc.constant('store' as const), ws, query: fc.nat({ max: 4 }) }),
     fc.record({ kind: fc.constant('invalidate' as const), ws }),
   );
-  fc.assert(
-    fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-      const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
+      const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, maxResponseBytes: 1 << 20, ttlMs: 60_000 });
       // What should be held: per workspace, the queries stored since its last change.
       const held = new Map<number, Set<number>>();
       for (const o of ops) {
         if (o.kind === 'store') {
-          cache.set(cache.keyFor(`w${o.ws}`, 'jobs:read', `q${o.query}`), { data: { list: 'x'.repeat(100) } }, [], Number.POSITIVE_INFINITY);
+          await cache.set(cache.keyFor(`w${o.ws}`, 'jobs:read', `q${o.query}`), { data: { list: 'x'.repeat(100) } }, [], Number.POSITIVE_INFINITY);
           held.set(o.ws, (held.get(o.ws) ?? new Set()).add(o.query));
         } else {
           cache.invalidateWorkspace(`w${o.ws}`);
@@ -80,10 +86,10 @@ it("holds only results of each workspace's current generation: a change frees th
   );
 });
 
-it('serves a result stored before any change, to the same workspace, scopes and operation only', () => {
-  const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
+it('serves a result stored before any change, to the same workspace, scopes and operation only', async () => {
+  const cache = new WorkspaceResponseCache({ maxBytes: 1 << 20, maxResponseBytes: 1 << 20, ttlMs: 60_000 });
   const key = cache.keyFor('w1', 'jobs:read', 'q');
-  cache.set(key, { data: { jobs: [] } }, [], Number.POSITIVE_INFINITY);
+  await cache.set(key, { data: { jobs: [] } }, [], Number.POSITIVE_INFINITY);
   expect(cache.get(cache.keyFor('w1', 'jobs:read', 'q'))).toEqual({ data: { jobs: [] } });
   expect(cache.get(cache.keyFor('w2', 'jobs:read', 'q'))).toBeUndefined();
   expect(cache.get(cache.keyFor('w1', 'jobs:cancel,jobs:read', 'q'))).toBeUndefined();

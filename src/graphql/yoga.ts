@@ -4,6 +4,7 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { KeyConnections } from '../limits/key-connections.js';
+import type { ResponseBudget } from '../limits/response-budget.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
 import type { GatewayContext } from './context.js';
@@ -15,6 +16,8 @@ import { useSubscriptionRootRules } from './plugins/subscription-root.js';
 import { useUnacceptedStreamsRefused } from './plugins/unaccepted-streams.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
+import { useSlicedResponseBodies } from './plugins/response-bodies.js';
+import { useResponseBudget } from './plugins/response-budget.js';
 import { schema } from './schema.js';
 
 /** What the HTTP entry hands yoga with every request: the caller, already authenticated. */
@@ -32,6 +35,8 @@ export interface YogaDeps {
   live: LiveJobs;
   keyConnections: KeyConnections;
   logger: Logger;
+  /** The response bytes each workspace may be sent a second (limits/response-budget.ts). */
+  budget: ResponseBudget;
   /** Query results served again until their workspace changes (absent: every query executes). */
   responses?: WorkspaceResponseCache | undefined;
 }
@@ -46,7 +51,7 @@ function useCompiledQueries() {
   return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });
 }
 
-export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, logger, responses }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, logger, budget, responses }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -86,7 +91,13 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
       ...useOperationLimits(limits),
       useVariableErrorCode(),
       useCompiledQueries(),
+      useResponseBudget(budget),
       ...(responses ? [useWorkspaceResponseCache(responses)] : []),
+      // After yoga's own result processors, whose choice it reads.
+      useSlicedResponseBodies({
+        maxBytes: limits.maxResponseBytes,
+        written: ({ principal }, bytes) => principal && budget.spend(principal.workspaceId, bytes),
+      }),
     ],
   });
 }

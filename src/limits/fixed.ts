@@ -139,3 +139,17 @@ export const EMBEDDED_INITDB_TIMEOUT_MS = 120_000;
 
 /** PGlite's buffer cache: a few times the jobs table of a busy dashboard (PostgreSQL's 128 MB default is idle memory here). */
 export const EMBEDDED_SHARED_BUFFERS = '16MB';
+
+// --- Response bodies ---------------------------------------------------------------------------
+
+/**
+ * How a response body is made (src/graphql/serialized.ts). `sliceMs`: the longest the event loop
+ * is held before other work gets a turn (a 13 MB result is about 50 ms of JSON.stringify). A
+ * piece is one job or smaller, so a slice overruns this by one job's serialization at most.
+ * `chunkChars`: text gathered before it is encoded to UTF-8 (about 0.5 ms a MB). `walkedLevels`:
+ * the result, `data`, a field and its list are walked; a list's items are stringified whole.
+ */
+export const SERIALIZE = { sliceMs: 4, chunkChars: 1024 * 1024, walkedLevels: 4 } as const;
+
+/** Workspaces whose response-bytes budget is remembered; a forgotten one starts again with a full budget. */
+export const BUDGETED_WORKSPACES = 100_000;

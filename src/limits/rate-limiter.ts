@@ -24,9 +24,7 @@ export class TokenBucket {
 
   /** Takes one token, or says when the next one will be there. */
   take(): RateVerdict {
-    const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
-    this.refilledAt = now;
+    this.refill();
     if (this.tokens >= 1) {
       this.tokens -= 1;
       return { allowed: true };
@@ -37,6 +35,27 @@ export class TokenBucket {
   /** Gives back a token that `take` took (what it paid for turned out not to count). */
   refund(): void {
     this.tokens = Math.min(this.burst, this.tokens + 1);
+  }
+
+  /**
+   * Takes `count` tokens whether or not they are there: for work whose size is known only once it
+   * is done (the bytes of a response). The bucket may go below zero; it is in debt until refilled.
+   */
+  spend(count: number): void {
+    this.refill();
+    this.tokens -= count;
+  }
+
+  /** How long until the bucket is out of debt (0: it is not in debt). */
+  debtMs(): number {
+    this.refill();
+    return this.tokens >= 0 ? 0 : (-this.tokens / this.perSecond) * 1000;
+  }
+
+  private refill(): void {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
+    this.refilledAt = now;
   }
 }
 

@@ -3,6 +3,9 @@ import type { JobRow } from '../jobs/model.js';
 import type { SessionOutput } from './job-updated-session.js';
 import { LatestPerKey } from './latest-per-key.js';
 
+/** Generous for a job's fields but its large ones (ids, status, times, type, step, cursor). */
+const JOB_FIELDS_BYTES = 1024;
+
 /**
  * A jobUpdated session as the async iterator yoga runs for a subscription: Server-Sent Events, and
  * WebSocket operations the multiplexer does not take. A consumer that falls behind gets each job's
@@ -43,6 +46,15 @@ export class JobStream implements AsyncIterableIterator<JobRow>, SessionOutput<J
   /** At once: a replay is at most REPLAY_MAX_JOBS rows, already read whole; queueing them costs nothing more. */
   writable(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /**
+   * About what yoga writes for the state: the parts that can be large (metadata, steps, error,
+   * title) as JSON, serialized once more to weigh them, and a bound on the rest of its fields.
+   */
+  bytesOf(job: JobRow): number {
+    const large = [job.metadata, job.steps, job.error, job.displayTitle].reduce<number>((sum, part) => sum + (JSON.stringify(part ?? null)?.length ?? 0), 0);
+    return large + JOB_FIELDS_BYTES;
   }
 
   end(error: GraphQLError): void {

@@ -26,9 +26,11 @@ export function jobUpdatedRequest(principal: Principal, args: JobUpdatedArgs): J
   return { keyId: principal.keyId, workspaceId: principal.workspaceId, filter: jobFilterOf(args), after: parseAfter(args.after) };
 }
 
-/** Where a resumed session's replay comes from (LiveJobs). */
+/** Where a resumed session's replay comes from, and at what pace it may go (LiveJobs). */
 export interface ReplaySource {
   replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]>;
+  /** Resolves once `bytes` more may be sent for the request's workspace (or `signal` aborts). */
+  paced(request: JobUpdatedRequest, bytes: number, signal: AbortSignal): Promise<void>;
 }
 
 /** The transport's side of a session: how a state reaches the client. */
@@ -40,6 +42,8 @@ export interface SessionOutput<T> {
   send(jobId: string, item: T): void;
   /** Resolves once the client can take another replayed state (a replay goes at its pace). */
   writable(): Promise<void>;
+  /** What sending `item` writes, in bytes (exact or close): what a replay spends of the response budget. */
+  bytesOf(item: T): number;
   /** The session ended on its own (its key was revoked): end the subscription with `error`. */
   end(error: GraphQLError): void;
 }
@@ -54,6 +58,7 @@ export interface SessionOutput<T> {
 export class JobUpdatedSession<T> {
   private gate: ReplayGate<T> | undefined;
   private closed = false;
+  private readonly ended = new AbortController();
   private readonly unwatch: () => void;
 
   constructor(
@@ -90,7 +95,8 @@ export class JobUpdatedSession<T> {
   /**
    * With `after`: sends the replay (`replays` reads it, `render` turns each job into an item) at the
    * client's pace, one job at a time while it has room, so a resume over thousands of jobs is never
-   * queued whole; then what the gate held meanwhile. Live deliveries must already be offered (the
+   * queued whole, and within its workspace's response budget, so that a hundred resumes of
+   * megabytes each cannot take the server from everyone else; then what the gate held meanwhile. Live deliveries must already be offered (the
    * subscriber registered) before this is called, or changes committed during the replay are lost.
    * Rejects with the replay's error (OVERLOADED, BAD_USER_INPUT, the database's).
    */
@@ -103,6 +109,8 @@ export class JobUpdatedSession<T> {
       if (this.closed) return;
       const item = await render(job);
       if (this.closed) return;
+      await replays.paced(this.request, this.output.bytesOf(item), this.ended.signal);
+      if (this.closed) return;
       this.output.send(job.id, item);
     }
     if (this.closed) return;
@@ -114,6 +122,7 @@ export class JobUpdatedSession<T> {
   close(): boolean {
     if (this.closed) return false;
     this.closed = true;
+    this.ended.abort();
     this.unwatch();
     return true;
   }

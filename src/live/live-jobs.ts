@@ -4,6 +4,7 @@ import type { JobRow } from '../jobs/model.js';
 import type { ChangeFeed } from './change-feed.js';
 import { JobStream } from './job-stream.js';
 import { type JobUpdatedRequest, JobUpdatedSession } from './job-updated-session.js';
+import type { ResponseBudget } from '../limits/response-budget.js';
 import type { ReplayQueue } from './replay-queue.js';
 
 /** Something that wants the changes of one workspace's jobs that match a filter. */
@@ -30,6 +31,7 @@ export class LiveJobs {
     feed: ChangeFeed,
     private readonly replays: ReplayQueue,
     private readonly revocations: RevocationWatch,
+    private readonly budget: ResponseBudget,
   ) {
     feed.subscribe((rows) => this.dispatch(rows));
   }
@@ -49,6 +51,11 @@ export class LiveJobs {
   async replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]> {
     const rows = await this.replays.replay(request.workspaceId, after);
     return rows.filter((row) => changeMatches(row, request.filter));
+  }
+
+  /** A replay's pace: its workspace's response budget (limits/response-budget.ts). */
+  paced(request: JobUpdatedRequest, bytes: number, signal: AbortSignal): Promise<void> {
+    return this.budget.paced(request.workspaceId, bytes, signal);
   }
 
   /**

@@ -42,7 +42,11 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
       const error = result.errors?.[0];
       if (error) {
         const code = error.extensions?.code;
-        if (isErrorCode(code)) throw new RestError(code, error.message);
+        if (isErrorCode(code)) {
+          // A refusal's Retry-After (the response budget's) is the REST client's too.
+          const headers = (error.extensions?.['http'] as { headers?: Record<string, string> } | undefined)?.headers;
+          return { ...errorResponse(new RestError(code, error.message)), ...(headers ? { headers } : {}) };
+        }
         logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');
         throw new RestError('INTERNAL_SERVER_ERROR', 'Unexpected error.');
       }

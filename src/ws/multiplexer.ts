@@ -207,6 +207,10 @@ export class Member implements SessionOutput<Buffer> {
     this.sender.send(this.operationId, jobId, Buffer.concat([this.head, payload, NEXT_TAIL]));
   }
 
+  bytesOf(payload: Buffer): number {
+    return this.head.length + payload.length + NEXT_TAIL.length;
+  }
+
   writable(): Promise<void> {
     return this.sender.writable();
   }

@@ -13,6 +13,7 @@ import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import type { ResponseBudget } from '../limits/response-budget.js';
 import { jobUpdatedRequest } from '../live/job-updated-session.js';
 import type { LiveJobs } from '../live/live-jobs.js';
 import type { Logger } from '../logger.js';
@@ -64,12 +65,14 @@ export function attachWebSockets(deps: {
   addressGuard: AddressGuard;
   keyConnections: KeyConnections;
   rateLimiter: RateLimiter;
+  /** Response bytes per workspace: WebSocket query results count as HTTP's do. */
+  budget: ResponseBudget;
   revocations: RevocationWatch;
   live: LiveJobs;
   config: Config;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, rateLimiter, config } = deps;
+  const { yoga, rateLimiter, budget, config } = deps;
   const logger = deps.logger.child({ component: 'ws' });
   const multiplexer = new Multiplexer(deps.live, deps.revocations, logger);
   const backlog = new SendBacklog({ maxBufferedBytes: config.ws.maxBufferedBytes, maxCongestedMs: config.ws.slowConsumerTimeoutMs });
@@ -195,8 +198,10 @@ export function attachWebSockets(deps: {
       },
 
       execute: async (args) => {
-        const result = await runnerOf(args).execute(args);
-        return withinResponseLimit(result as ExecutionResult, config.graphql.maxResponseBytes);
+        const { result, bytes } = await withinResponseLimit((await runnerOf(args).execute(args)) as ExecutionResult, config.graphql.maxResponseBytes);
+        const { principal } = args.contextValue as GatewayContext;
+        if (principal) budget.spend(principal.workspaceId, bytes);
+        return result;
       },
       subscribe: (args) => runnerOf(args).subscribe(args),
       // What graphql-ws itself sends, masked and stripped as yoga does on HTTP (multiplexed frames

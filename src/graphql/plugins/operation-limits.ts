@@ -18,7 +18,8 @@ import {
 import type { Plugin } from 'graphql-yoga';
 import { appError } from '../../errors.js';
 import { MAX_VERDICTS_PER_DOCUMENT } from '../../limits/fixed.js';
-import { serialized } from '../serialized.js';
+import { serializedBody } from '../serialized.js';
+import { responseTooLarge } from './response-bodies.js';
 
 /** The bounds every GraphQL document and result must keep (config.ts reads them from the environment). */
 export interface OperationLimits {
@@ -163,17 +164,12 @@ function costVariables(schema: GraphQLSchema, document: DocumentNode): string[] 
 
 /**
  * The same cap for results that yoga does not serialize (queries over WebSockets: graphql-ws
- * serializes them itself). Measuring costs one more serialization on that rare path.
+ * serializes them itself), with the size measured for the response budget. Measuring costs one
+ * more serialization on that rare path, made in slices like every body (serialized.ts).
  */
-export function withinResponseLimit(result: ExecutionResult, maxBytes: number): ExecutionResult {
-  return serializeWithin(result, maxBytes) === undefined ? responseTooLarge(maxBytes) : result;
-}
-
-function responseTooLarge(maxBytes: number): ExecutionResult {
-  return {
-    data: null,
-    errors: [appError('RESPONSE_TOO_LARGE', `The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`)],
-  };
+export async function withinResponseLimit(result: ExecutionResult, maxBytes: number): Promise<{ result: ExecutionResult; bytes: number }> {
+  const made = await serializedBody(result, maxBytes);
+  return 'tooLarge' in made ? { result: responseTooLarge(maxBytes), bytes: 0 } : { result, bytes: made.body.length };
 }
 
 /**
@@ -183,7 +179,7 @@ function responseTooLarge(maxBytes: number): ExecutionResult {
 function serializeWithin(value: unknown, maxBytes: number): string | undefined {
   let text: string;
   try {
-    text = typeof value === 'object' && value !== null ? serialized(value) : JSON.stringify(value);
+    text = JSON.stringify(value);
   } catch (error) {
     if (error instanceof RangeError) return undefined;
     throw error;
@@ -194,7 +190,9 @@ function serializeWithin(value: unknown, maxBytes: number): string | undefined {
 
 /**
  * yoga serializes a result with its `stringify` when it has one: serializing once, measuring, and
- * answering an error instead of an oversized body costs no second serialization.
+ * answering an error instead of an oversized body costs no second serialization. Results without
+ * errors get their bodies from plugins/response-bodies.ts instead, made in slices; this serves
+ * those with errors, which yoga must strip of what it keeps for itself.
  */
 function capResponseSize(result: ExecutionResult & { stringify?: (value: unknown) => string }, maxBytes: number): void {
   result.stringify = (value) => serializeWithin(value, maxBytes) ?? JSON.stringify(responseTooLarge(maxBytes));

@@ -6,7 +6,7 @@ import stableStringify from 'fast-json-stable-stringify';
 import { LRUCache } from 'lru-cache';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
-import { serialized } from '../serialized.js';
+import { serializedBody } from '../serialized.js';
 
 export interface ResponseCacheOptions {
   /**
@@ -19,6 +19,8 @@ export interface ResponseCacheOptions {
   trackedWorkspaces?: number;
   /** Serialized size of all cached results together, at most. */
   maxBytes: number;
+  /** MAX_RESPONSE_BYTES: what a result's body is made within (serialized.ts), here as for the response. */
+  maxResponseBytes: number;
   /** How long a result may be served at most, changes or not (a safety net: changes invalidate). */
   ttlMs: number;
 }
@@ -71,8 +73,6 @@ export class WorkspaceResponseCache implements Cache {
     });
     this.results = new LRUCache<string, ExecutionResult>({
       maxSize: options.maxBytes,
-      // A result's serialized length: its text is made once, and serves the response too (serialized.ts).
-      sizeCalculation: (result, key) => Math.max(1, key.length + serialized(result).length),
       ttl: options.ttlMs,
       ttlAutopurge: false,
       dispose: (_result, key) => {
@@ -120,12 +120,26 @@ export class WorkspaceResponseCache implements Cache {
     return result;
   }
 
-  set(key: string, result: ExecutionResult, _entities: unknown, ttl: number): void {
+  /** Stores `result` once its body is made (resolves then, or when it is not stored); never rejects. */
+  set(key: string, result: ExecutionResult, _entities: unknown, ttl: number): Promise<void> {
     // A change since the request began: this result may predate it. Its key carries the old
     // generation, so nobody would ask for it again; refusing it spares the memory.
     const [workspaceId, generation] = key.split('/', 2) as [string, string];
-    if (Number(generation) !== this.generationOf(workspaceId)) return;
-    this.results.set(key, result, { ttl: Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs });
+    if (Number(generation) !== this.generationOf(workspaceId)) return Promise.resolve();
+    // Its size is its body's, made in slices of the event loop and shared with the response
+    // (serialized.ts): it is stored once that is there, if no change came in between.
+    return serializedBody(result, this.options.maxResponseBytes).then(
+      (made) => {
+        if ('tooLarge' in made || Number(generation) !== this.generationOf(workspaceId)) return;
+        this.store(workspaceId, key, result, made.body.length, Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs);
+      },
+      // The response fails the same way and says so; the cache only goes without.
+      () => undefined,
+    );
+  }
+
+  private store(workspaceId: string, key: string, result: ExecutionResult, bytes: number, ttl: number): void {
+    this.results.set(key, result, { ttl, size: Math.max(1, key.length + bytes) });
     // (Too large for the cache: not stored, nothing to remember.)
     if (!this.results.has(key)) return;
     let keys = this.keysOf.get(workspaceId);
