@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
+import { WebSocket } from 'ws';
 
 export const now = () => performance.timeOrigin + performance.now();
 
@@ -124,6 +125,8 @@ export async function cannon(options: {
   connections: number;
   /** A key of its own, never issued, on every request: what a bad-key flood sends. */
   randomKeys?: boolean;
+  /** A body of its own on every request (a document no cache has seen). */
+  bodies?: () => string;
 }): Promise<CannonResult> {
   const result = await autocannon({
     url: options.url,
@@ -135,6 +138,7 @@ export async function cannon(options: {
     ...(options.randomKeys
       ? { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, 'x-api-key': `jg_${randomBytes(32).toString('base64url')}` } }) }] }
       : {}),
+    ...(options.bodies ? { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, body: options.bodies!() }) }] } : {}),
   });
   return { reqPerSec: result.requests.average, p99Ms: result.latency.p99, non2xx: result.non2xx + result.errors, requests: result.requests.total };
 }
@@ -164,4 +168,30 @@ export function pollEvery2s(url: string, key: string, count: number, onStatus: (
       await Promise.all(pollers);
     },
   };
+}
+
+/**
+ * One WebSocket that resumes `subscriptions` subscriptions of `query` at once (graphql-transport-ws,
+ * raw, so that nothing of a client library is measured) and reads for `durationS`: what a client
+ * replaying a workspace's large jobs many times over does. Returns the bytes it received.
+ */
+export async function replayFlood(wsUrl: string, key: string, query: string, subscriptions: number, durationS: number): Promise<{ bytes: number; messages: number }> {
+  const socket = new WebSocket(wsUrl, 'graphql-transport-ws');
+  let bytes = 0;
+  let messages = 0;
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { apiKey: key } })));
+    socket.on('message', (data: Buffer) => {
+      bytes += data.length;
+      messages++;
+      if (messages === 1) {
+        for (let i = 0; i < subscriptions; i++) socket.send(JSON.stringify({ id: String(i), type: 'subscribe', payload: { query } }));
+        resolve();
+      }
+    });
+  });
+  await sleep(durationS * 1000);
+  socket.terminate();
+  return { bytes, messages };
 }

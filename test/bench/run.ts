@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
-import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s } from './load.js';
+import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s, replayFlood } from './load.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
 import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
 
@@ -44,6 +44,8 @@ const { values: flags } = parseArgs({
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
     db: { type: 'string', multiple: true },
+    /** With --fairness-only: only these attackers' rows (repeatable: "heavy misses", ...). */
+    attacker: { type: 'string', multiple: true },
   },
 });
 type Db = 'embedded' | 'postgres';
@@ -142,6 +144,9 @@ const GATEWAY_ENV = {
   MAX_CONNECTIONS: '1000000',
   REPLAY_QUEUE_MAX: '1000000',
   RATE_LIMIT_PER_KEY: '0',
+  // The throughput phases measure what one tenant can get from an instance; the fairness phase
+  // sets the per-workspace limits itself.
+  RESPONSE_BYTES_PER_WORKSPACE: '0',
 };
 
 async function startGateway(db: Db, tag: string, env: Record<string, string> = {}) {
@@ -530,74 +535,126 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 interface FairnessRow {
   db: Db;
   /**
-   * One key flooding the list route; one address sending a never-issued key on every request; or
-   * one key asking for 200 jobs with their 64 KiB metadata over 8 connections (inside every limit).
+   * One key flooding the list route; one address sending a never-issued key on every request; one
+   * key asking for 200 jobs with their 64 KiB metadata over 8 connections (inside every limit),
+   * the same document every time ("heavy results", served from the cache after the first) or a
+   * new one each time ("heavy misses", which no cache serves); or one socket resuming 100
+   * subscriptions of those jobs' metadata ("metadata replays").
    */
-  attacker: 'key flood' | 'bad keys' | 'heavy results';
+  attacker: 'key flood' | 'bad keys' | 'heavy results' | 'heavy misses' | 'metadata replays';
   rateLimitPerKey: number;
   badKeyLimitPerAddress: number;
+  /** RESPONSE_BYTES_PER_WORKSPACE, MiB/s (0: no budget). */
+  responseMiBPerSec: number;
   quietP50Ms: number;
   floodP50Ms: number;
   /** floodP50Ms / quietP50Ms: the goal is at most 2. */
   ratio: number;
+  /** The bystander's progress reports (a mutation), quiet and attacked. */
+  quietWriteP50Ms: number;
+  floodWriteP50Ms: number;
+  writeRatio: number;
   floodReqPerSec: number;
   floodRefusedPerSec: number;
+  /** What the attacker was sent, MB/s. */
+  floodMBPerSec: number;
   /** The gateway's longest event-loop delay while attacked (the goal for heavy results: under 100 ms). */
   longestPauseMs: number;
 }
 
+interface FairnessOptions {
+  attacker?: FairnessRow['attacker'];
+  rateLimitPerKey?: number;
+  badKeyLimitPerAddress?: number;
+  /** RESPONSE_BYTES_PER_WORKSPACE in MiB/s; the gateway's default when absent. */
+  responseMiBPerSec?: number;
+}
+
+const HEAVY_QUERY = '{ jobs(limit: 200) { id metadata } }';
+const HEAVY_REPLAY = 'subscription { jobUpdated(after: "0") { id metadata } }';
+const DEFAULT_RESPONSE_MIB_PER_SEC = 8;
+
 /**
- * One key floods the list route over 50 connections with the rate limit at its default, while a
- * dashboard of another workspace reads its one job in a loop: that dashboard's p50, quiet and
- * during the flood.
+ * An attacker in one workspace while a dashboard of another reads its one job in a loop and a
+ * worker of it reports progress in another: their p50s, quiet and during the attack.
  */
-async function fairness(db: Db, rateLimitPerKey = 200, attacker: FairnessRow['attacker'] = 'key flood', badKeyLimitPerAddress = 20): Promise<FairnessRow> {
-  const { gateway, url, stop } = await startGateway(db, 'fair', { RATE_LIMIT_PER_KEY: String(rateLimitPerKey), BAD_KEY_LIMIT_PER_ADDRESS: String(badKeyLimitPerAddress) });
+async function fairness(db: Db, options: FairnessOptions = {}): Promise<FairnessRow> {
+  const { attacker = 'key flood', rateLimitPerKey = 200, badKeyLimitPerAddress = 20, responseMiBPerSec = DEFAULT_RESPONSE_MIB_PER_SEC } = options;
+  const heavy = attacker === 'heavy results' || attacker === 'heavy misses' || attacker === 'metadata replays';
+  const { gateway, url, stop } = await startGateway(db, 'fair', {
+    RATE_LIMIT_PER_KEY: String(rateLimitPerKey),
+    BAD_KEY_LIMIT_PER_ADDRESS: String(badKeyLimitPerAddress),
+    RESPONSE_BYTES_PER_WORKSPACE: String(responseMiBPerSec * 1024 * 1024),
+  });
   try {
     const flooder = await gateway.request<string>({ cmd: 'createKey', workspace: 'flooder' });
     const bystander = await gateway.request<string>({ cmd: 'createKey', workspace: 'bystander' });
-    if (attacker === 'heavy results') await gateway.request({ cmd: 'seedHeavyJobs', key: flooder, count: 200 }, 300_000);
+    if (heavy) await gateway.request({ cmd: 'seedHeavyJobs', key: flooder, count: 200 }, 300_000);
     else await createJobs(url, flooder, 50);
     const [jobId] = await createJobs(url, bystander, 1);
     const durationS = Math.max(2, profile.restS * 2);
-    const readLoop = async (until: number) => {
+    // At a dashboard's and a worker's pace, well inside the key's rate limit: what is measured is
+    // what the attacker does to them, not their own limit.
+    const loop = async (until: number, request: () => Promise<Response>, everyMs: number) => {
       const latencies: number[] = [];
       while (performance.now() < until) {
         const started = performance.now();
-        const response = await fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': bystander } });
-        await response.arrayBuffer();
-        if (response.status === 200) latencies.push(performance.now() - started);
+        const next = started + everyMs;
+        const response = await request();
+        const text = await response.text();
+        // A GraphQL error answers 200 too: only what succeeded is counted.
+        if (response.status === 200 && !text.startsWith('{"errors"') && !text.includes('"errors":[')) latencies.push(performance.now() - started);
+        else failures.add(`${response.status} ${text.slice(0, 200)}`);
+        if (next > performance.now()) await sleep(next - performance.now());
       }
       return percentile(latencies.sort((a, b) => a - b), 50);
     };
-    await readLoop(performance.now() + 500); // warm-up
-    const quietP50Ms = await readLoop(performance.now() + durationS * 1000);
+    const failures = new Set<string>();
+    const read = () => fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': bystander } });
+    const write = () =>
+      fetch(`${url}/graphql`, { method: 'POST', headers: { 'x-api-key': bystander, 'content-type': 'application/json' }, body: gatewayBody([jobId!])(0) });
+    const victim = (until: number) => Promise.all([loop(until, read, 10), loop(until, write, 20)]);
+    await victim(performance.now() + 500); // warm-up
+    const [quietP50Ms, quietWriteP50Ms] = await victim(performance.now() + durationS * 1000);
     await gateway.request({ cmd: 'loopDelayReset' });
-    const [flood, floodP50Ms] = await Promise.all([
-      attacker === 'key flood'
-        ? cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 })
-        : attacker === 'bad keys'
-          ? cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true })
-          : cannon({
-              url: `${url}/graphql`,
-              method: 'POST',
-              headers: { 'x-api-key': flooder, 'content-type': 'application/json' },
-              body: JSON.stringify({ query: '{ jobs(limit: 200) { id metadata } }' }),
-              durationS,
-              connections: 8,
-            }),
-      readLoop(performance.now() + durationS * 1000),
-    ]);
+    const bytesBefore = (await gateway.request<GatewayStats>({ cmd: 'stats' })).bytesWritten;
+    let misses = 0;
+    const graphqlFlood = (bodies?: () => string) =>
+      cannon({
+        url: `${url}/graphql`,
+        method: 'POST',
+        headers: { 'x-api-key': flooder, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: HEAVY_QUERY }),
+        durationS,
+        connections: 8,
+        ...(bodies ? { bodies } : {}),
+      });
+    const attack = async (): Promise<CannonResult> => {
+      if (attacker === 'key flood') return cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 });
+      if (attacker === 'bad keys') return cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true });
+      if (attacker === 'heavy results') return graphqlFlood();
+      if (attacker === 'heavy misses') return graphqlFlood(() => JSON.stringify({ query: `{ jobs(limit: 200) { id metadata } miss${++misses}: __typename }` }));
+      const { messages } = await replayFlood(`${url.replace(/^http/, 'ws')}/graphql`, flooder, HEAVY_REPLAY, 100, durationS);
+      return { reqPerSec: messages / durationS, p99Ms: 0, non2xx: 0, requests: messages };
+    };
+    const [flood, [floodP50Ms, floodWriteP50Ms]] = await Promise.all([attack(), victim(performance.now() + durationS * 1000)]);
+    const bytesAfter = (await gateway.request<GatewayStats>({ cmd: 'stats' })).bytesWritten;
+    if (failures.size > 0) log(`fairness (${attacker}): the bystander's requests failed: ${[...failures].slice(0, 3).join(' | ')}`);
     return {
       db,
       attacker,
       rateLimitPerKey,
       badKeyLimitPerAddress,
+      responseMiBPerSec,
       quietP50Ms: round(quietP50Ms, 2),
       floodP50Ms: round(floodP50Ms, 2),
       ratio: round(floodP50Ms / quietP50Ms, 2),
+      quietWriteP50Ms: round(quietWriteP50Ms, 2),
+      floodWriteP50Ms: round(floodWriteP50Ms, 2),
+      writeRatio: round(floodWriteP50Ms / quietWriteP50Ms, 2),
       floodReqPerSec: Math.round(flood.reqPerSec),
       floodRefusedPerSec: Math.round(flood.non2xx / durationS),
+      floodMBPerSec: round((bytesAfter - bytesBefore) / 1e6 / durationS),
       longestPauseMs: round(await gateway.request<number>({ cmd: 'loopDelayMaxMs' }), 1),
     };
   } finally {
@@ -752,7 +809,12 @@ async function main() {
     const rows: FairnessRow[] = [];
     // Side by side: each attacker against the default limit, and against none (what the limit buys).
     for (const db of profile.restDbs) {
-      rows.push(await fairness(db), await fairness(db, 0), await fairness(db, 200, 'bad keys'), await fairness(db, 200, 'bad keys', 0), await fairness(db, 200, 'heavy results'));
+      const wanted = (attacker: FairnessRow['attacker']) => !flags.attacker || flags.attacker.includes(attacker);
+      if (wanted('key flood')) rows.push(await fairness(db), await fairness(db, { rateLimitPerKey: 0 }));
+      if (wanted('bad keys')) rows.push(await fairness(db, { attacker: 'bad keys' }), await fairness(db, { attacker: 'bad keys', badKeyLimitPerAddress: 0 }));
+      for (const attacker of ['heavy results', 'heavy misses', 'metadata replays'] as const) {
+        if (wanted(attacker)) rows.push(await fairness(db, { attacker }), await fairness(db, { attacker, responseMiBPerSec: 0 }));
+      }
     }
     console.table(rows);
     console.log(JSON.stringify({ fairness: rows }));
@@ -830,7 +892,7 @@ async function main() {
     }
     const fairnessRows: FairnessRow[] = [];
     for (const db of profile.restDbs) {
-      fairnessRows.push(await fairness(db), await fairness(db, 200, 'bad keys'));
+      fairnessRows.push(await fairness(db), await fairness(db, { attacker: 'bad keys' }));
       log(`fairness (${db}): ${JSON.stringify(fairnessRows.slice(-2))}`);
     }
     const readRows: ReadRow[] = [];
