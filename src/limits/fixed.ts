@@ -17,7 +17,7 @@ export const HEALTH_TIMEOUT_MS = 2_000;
  */
 export const REFUSAL_DELAY_MS = 250;
 
-/** Keys the rate limiter remembers at once; a forgotten key starts again with a full bucket, which only errs towards allowing. */
+/** Keys (and workspaces, for the response budget) the rate limiter remembers at once; a forgotten one starts again with a full bucket, which only errs towards allowing. */
 export const RATE_LIMITED_KEYS_TRACKED = 100_000;
 
 /** How long, and how many bytes, a refused body (411, 413) is still read before its connection is cut. */
@@ -150,6 +150,3 @@ export const EMBEDDED_SHARED_BUFFERS = '16MB';
  * the result, `data`, a field and its list are walked; a list's items are stringified whole.
  */
 export const SERIALIZE = { sliceMs: 4, chunkChars: 1024 * 1024, walkedLevels: 4 } as const;
-
-/** Workspaces whose response-bytes budget is remembered; a forgotten one starts again with a full budget. */
-export const BUDGETED_WORKSPACES = 100_000;

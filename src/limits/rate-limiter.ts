@@ -79,13 +79,27 @@ export class RateLimiter {
   /** Takes one token of `key`'s bucket, or says when the next one will be there. */
   take(key: string): RateVerdict {
     if (!this.enabled) return { allowed: true };
-    let bucket = this.buckets.get(key);
-    if (!bucket) this.buckets.set(key, (bucket = new TokenBucket(this.perSecond, this.burst, this.now)));
-    return bucket.take();
+    return this.bucketOf(key).take();
   }
 
   /** Gives back the token a `take` of `key` took. */
   refund(key: string): void {
     this.buckets.get(key)?.refund();
+  }
+
+  /** Takes `count` tokens of `key`'s bucket, into debt if need be (see TokenBucket.spend). */
+  spend(key: string, count: number): void {
+    if (this.enabled) this.bucketOf(key).spend(count);
+  }
+
+  /** How long until `key`'s bucket is out of debt (0: it is not; a key without a bucket never is). */
+  debtMs(key: string): number {
+    return this.enabled ? (this.buckets.get(key)?.debtMs() ?? 0) : 0;
+  }
+
+  private bucketOf(key: string): TokenBucket {
+    let bucket = this.buckets.get(key);
+    if (!bucket) this.buckets.set(key, (bucket = new TokenBucket(this.perSecond, this.burst, this.now)));
+    return bucket;
   }
 }

@@ -1,7 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LRUCache } from 'lru-cache';
-import { BUDGETED_WORKSPACES } from './fixed.js';
-import { type RateVerdict, TokenBucket } from './rate-limiter.js';
+import { RateLimiter, type RateVerdict } from './rate-limiter.js';
 
 /**
  * The response bytes each workspace may make this instance produce a second
@@ -17,39 +15,38 @@ import { type RateVerdict, TokenBucket } from './rate-limiter.js';
  * limit bounds, and a delivery held back would be a dashboard behind the truth.
  */
 export class ResponseBudget {
-  private readonly buckets = new LRUCache<string, TokenBucket>({ max: BUDGETED_WORKSPACES });
+  /** A bucket of bytes per workspace, in the rate limiter's bounded store. */
+  private readonly buckets: RateLimiter;
 
-  constructor(
-    private readonly bytesPerSecond: number,
-    private readonly burstBytes: number,
-    private readonly now: () => number = performance.now.bind(performance),
-  ) {}
+  constructor(bytesPerSecond: number, burstBytes: number, now?: () => number) {
+    this.buckets = new RateLimiter(bytesPerSecond, burstBytes, now);
+  }
 
   get enabled(): boolean {
-    return this.bytesPerSecond > 0;
+    return this.buckets.enabled;
   }
 
   /** Whether `workspaceId` may start another query now, or when it may. */
   admit(workspaceId: string): RateVerdict {
-    const debtMs = this.enabled ? (this.buckets.get(workspaceId)?.debtMs() ?? 0) : 0;
+    const debtMs = this.buckets.debtMs(workspaceId);
     return debtMs === 0 ? { allowed: true } : { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(debtMs / 1000)) };
   }
 
   /** `bytes` written for `workspaceId`. */
   spend(workspaceId: string, bytes: number): void {
-    if (!this.enabled) return;
-    let bucket = this.buckets.get(workspaceId);
-    if (!bucket) this.buckets.set(workspaceId, (bucket = new TokenBucket(this.bytesPerSecond, this.burstBytes, this.now)));
-    bucket.spend(bytes);
+    this.buckets.spend(workspaceId, bytes);
   }
 
-  /** Waits until `workspaceId` is out of debt (or `signal` aborts), then spends `bytes`: a replay's pace. */
-  async paced(workspaceId: string, bytes: number, signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      const debtMs = this.enabled ? (this.buckets.get(workspaceId)?.debtMs() ?? 0) : 0;
-      if (debtMs === 0 || signal?.aborted) break;
+  /**
+   * Waits until `workspaceId` is out of debt (or `signal` aborts), then spends what `bytes` says:
+   * a replay's pace. `bytes` is asked only when the budget is on (weighing a state can cost a
+   * serialization).
+   */
+  async paced(workspaceId: string, bytes: () => number, signal?: AbortSignal): Promise<void> {
+    if (!this.enabled) return;
+    for (let debtMs = this.buckets.debtMs(workspaceId); debtMs > 0 && !signal?.aborted; debtMs = this.buckets.debtMs(workspaceId)) {
       await sleep(Math.ceil(debtMs), undefined, { signal }).catch(() => undefined);
     }
-    this.spend(workspaceId, bytes);
+    this.spend(workspaceId, bytes());
   }
 }

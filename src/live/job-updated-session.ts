@@ -29,8 +29,8 @@ export function jobUpdatedRequest(principal: Principal, args: JobUpdatedArgs): J
 /** Where a resumed session's replay comes from, and at what pace it may go (LiveJobs). */
 export interface ReplaySource {
   replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]>;
-  /** Resolves once `bytes` more may be sent for the request's workspace (or `signal` aborts). */
-  paced(request: JobUpdatedRequest, bytes: number, signal: AbortSignal): Promise<void>;
+  /** Resolves once `bytes()` more may be sent for the request's workspace (or `signal` aborts). */
+  paced(request: JobUpdatedRequest, bytes: () => number, signal: AbortSignal): Promise<void>;
 }
 
 /** The transport's side of a session: how a state reaches the client. */
@@ -96,8 +96,9 @@ export class JobUpdatedSession<T> {
    * With `after`: sends the replay (`replays` reads it, `render` turns each job into an item) at the
    * client's pace, one job at a time while it has room, so a resume over thousands of jobs is never
    * queued whole, and within its workspace's response budget, so that a hundred resumes of
-   * megabytes each cannot take the server from everyone else; then what the gate held meanwhile. Live deliveries must already be offered (the
-   * subscriber registered) before this is called, or changes committed during the replay are lost.
+   * megabytes each cannot take the server from everyone else; then what the gate held meanwhile.
+   * Live deliveries must already be offered (the subscriber registered) before this is called, or
+   * changes committed during the replay are lost.
    * Rejects with the replay's error (OVERLOADED, BAD_USER_INPUT, the database's).
    */
   async start(replays: ReplaySource, render: (job: JobRow) => T | Promise<T>): Promise<void> {
@@ -109,7 +110,7 @@ export class JobUpdatedSession<T> {
       if (this.closed) return;
       const item = await render(job);
       if (this.closed) return;
-      await replays.paced(this.request, this.output.bytesOf(item), this.ended.signal);
+      await replays.paced(this.request, () => this.output.bytesOf(item), this.ended.signal);
       if (this.closed) return;
       this.output.send(job.id, item);
     }

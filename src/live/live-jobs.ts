@@ -54,7 +54,7 @@ export class LiveJobs {
   }
 
   /** A replay's pace: its workspace's response budget (limits/response-budget.ts). */
-  paced(request: JobUpdatedRequest, bytes: number, signal: AbortSignal): Promise<void> {
+  paced(request: JobUpdatedRequest, bytes: () => number, signal: AbortSignal): Promise<void> {
     return this.budget.paced(request.workspaceId, bytes, signal);
   }
 
