@@ -169,8 +169,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       // A page of jobs can be megabytes: made in slices, capped and counted as /graphql's are.
       const made = await serializedBody(response.body, config.graphql.maxResponseBytes);
       if ('tooLarge' in made) return sendError(res, 'RESPONSE_TOO_LARGE', errors.responseTooLarge(config.graphql.maxResponseBytes).message);
-      if (principal) budget.spend(principal.workspaceId, made.body.length);
-      return sendJsonBody(res, 200, made.body, response.headers);
+      if (principal) budget.spend(principal.workspaceId, made.bytes);
+      return sendJsonBody(res, 200, made, response.headers);
     }
     await yoga.handle(req, res, { principal });
   }

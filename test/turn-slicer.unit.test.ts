@@ -60,3 +60,32 @@ it('a loop of 50 that starts while loops of 10,000 and 2,000 wait ends within it
   // 12,050 steps at 256 a turn, give or take the turns where loops resume.
   expect(tenThousand).toBeLessThanOrEqual(Math.ceil(12_050 / 256) + 6);
 });
+
+it('bounds each turn by weight when steps weigh more than one: loops together stay within the budget plus one step each (property)', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.array(fc.integer({ min: 1, max: 900 }), { minLength: 1, maxLength: 200 }), { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 500, max: 4_000 }),
+      async (loops, budget) => {
+        const slicer = new TurnSlicer(budget);
+        const turns = countTurns();
+        const weightInTurn = new Map<number, number>();
+        const heaviest = Math.max(...loops.flat());
+        await Promise.all(
+          loops.map(async (weights) => {
+            const step = slicer.loop();
+            for (const weight of weights) {
+              weightInTurn.set(turns.turn, (weightInTurn.get(turns.turn) ?? 0) + weight);
+              const wait = step(weight);
+              if (wait) await wait;
+            }
+          }),
+        );
+        turns.stop();
+        // Eight bodies made at once hold a turn about as long as one (graphql/serialized.ts).
+        for (const weight of weightInTurn.values()) expect(weight).toBeLessThanOrEqual(budget + heaviest * loops.length);
+      },
+    ),
+    { numRuns: 40 },
+  );
+});

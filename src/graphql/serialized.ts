@@ -1,11 +1,29 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { SERIALIZE } from '../limits/fixed.js';
+import { TurnSlicer } from '../live/turn-slicer.js';
 
-/** A value serialized as UTF-8 JSON, or the verdict that it is over the size it was allowed. */
-export type SerializedBody = { body: Buffer } | { tooLarge: true };
+/**
+ * A value serialized as UTF-8 JSON, in the pieces it was made in. The pieces are never joined: a
+ * profile of the heavy-results attacker showed `Buffer.concat` of a 12 MB body holding the event
+ * loop 33 to 76 ms, and writing it to the socket whole another 20 ms; a piece (about
+ * `SERIALIZE.chunkChars`) is written at a time as the socket drains (http/respond.ts).
+ */
+export interface JsonBody {
+  readonly chunks: readonly Buffer[];
+  readonly bytes: number;
+}
+
+/** A body, or the verdict that the value is over the size it was allowed. */
+export type SerializedBody = JsonBody | { tooLarge: true };
 
 /** Bodies already made (or being made), by result object; forgotten with the object. */
 const bodies = new WeakMap<object, Promise<SerializedBody>>();
+
+/**
+ * One for the process, as there is one event loop: all bodies being made share `sliceMs` of each
+ * turn, counted in microseconds. A slice per body let eight bodies made at once (eight connections' first misses) hold a
+ * turn eight slices long (test/bench/RESULTS.md, heavy misses).
+ */
+const turns = new TurnSlicer(SERIALIZE.sliceMs * 1000);
 
 /**
  * `value` as UTF-8 JSON, made once per object and at most `maxBytes` long: the response-size
@@ -26,11 +44,6 @@ export function serializedBody(value: object, maxBytes: number): Promise<Seriali
   return made;
 }
 
-/** The body of `value` if it has been made already (a cache hit's), without waiting. */
-export function madeBody(value: object): Promise<SerializedBody> | undefined {
-  return bodies.get(value);
-}
-
 async function encodeInSlices(value: object, maxBytes: number): Promise<SerializedBody> {
   const chunks: Buffer[] = [];
   let bytes = 0;
@@ -38,23 +51,24 @@ async function encodeInSlices(value: object, maxBytes: number): Promise<Serializ
   let pendingChars = 0;
   const flush = () => {
     const chunk = Buffer.from(pending.join(''));
-    chunks.push(chunk);
+    if (chunk.length > 0) chunks.push(chunk);
     bytes += chunk.length;
     pending = [];
     pendingChars = 0;
   };
-  let sliceStarted = performance.now();
+  const step = turns.loop();
   try {
+    let pieceStarted = performance.now();
     for (const piece of slices(value, SERIALIZE.walkedLevels)) {
       pending.push(piece);
       pendingChars += piece.length;
       // Characters bound bytes from below: past the limit in characters is past it in bytes.
       if (bytes + pendingChars > maxBytes) return { tooLarge: true };
       if (pendingChars >= SERIALIZE.chunkChars) flush();
-      if (performance.now() - sliceStarted >= SERIALIZE.sliceMs) {
-        await nextTurn();
-        sliceStarted = performance.now();
-      }
+      const now = performance.now();
+      const wait = step(Math.ceil((now - pieceStarted) * 1000));
+      if (wait) await wait;
+      pieceStarted = wait ? performance.now() : now;
     }
   } catch (error) {
     // Over V8's string limit ("Invalid string length"): the same verdict, never a 500.
@@ -63,7 +77,7 @@ async function encodeInSlices(value: object, maxBytes: number): Promise<Serializ
   }
   flush();
   if (bytes > maxBytes) return { tooLarge: true };
-  return { body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes) };
+  return { chunks, bytes };
 }
 
 /**

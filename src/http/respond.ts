@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import fresh from 'fresh';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
 import { type ErrorCode, graphqlStatusOf, restStatusOf } from '../errors.js';
@@ -18,10 +20,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(payload);
 }
 
-/** JSON already serialized to UTF-8 (graphql/serialized.ts): written as it is, nothing encoded again. */
-export function sendJsonBody(res: ServerResponse, status: number, body: Buffer, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length, ...headers });
-  res.end(body);
+/**
+ * JSON already serialized to UTF-8 in pieces (graphql/serialized.ts): written a piece at a time as
+ * the socket drains, nothing encoded or joined again. Settles once written, or once the client has
+ * gone (nothing is left to tell it then).
+ */
+export async function sendJsonBody(res: ServerResponse, status: number, body: { chunks: readonly Buffer[]; bytes: number }, headers: Record<string, string> = {}): Promise<void> {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.bytes, ...headers });
+  await pipeline(Readable.from(body.chunks), res).catch(() => undefined);
 }
 
 export function sendText(res: ServerResponse, status: number, contentType: string, body: string): void {

@@ -144,9 +144,10 @@ export const EMBEDDED_SHARED_BUFFERS = '16MB';
 
 /**
  * How a response body is made (src/graphql/serialized.ts). `sliceMs`: the longest the event loop
- * is held before other work gets a turn (a 13 MB result is about 50 ms of JSON.stringify). A
- * piece is one job or smaller, so a slice overruns this by one job's serialization at most.
- * `chunkChars`: text gathered before it is encoded to UTF-8 (about 0.5 ms a MB). `walkedLevels`:
+ * is held by all the bodies being made before other work gets a turn (a 13 MB result is about
+ * 50 ms of JSON.stringify). A piece is one job or smaller, so a slice overruns this by one job's
+ * serialization per body at most. `chunkChars`: text gathered before it is encoded to UTF-8
+ * (about 0.5 ms a MB), and the size of the pieces written to a socket. `walkedLevels`:
  * the result, `data`, a field and its list are walked; a list's items are stringified whole.
  */
 export const SERIALIZE = { sliceMs: 4, chunkChars: 1024 * 1024, walkedLevels: 4 } as const;

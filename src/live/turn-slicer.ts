@@ -6,7 +6,11 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
  * `stepsPerTurn` steps per turn. Each loop counts its steps with its own `step` function; once it
  * has taken its share, or the turn's steps are spent, it waits for the next turn, and the loops
  * that waited share that turn equally, in the order they came: one large fan-out cannot take every
- * turn while a small one waits behind it.
+ * turn while a small one waits behind it, and ten loops at once hold a turn no longer than one.
+ *
+ * A step weighs 1 unless told otherwise: a fan-out counts socket writes, the serializer
+ * (graphql/serialized.ts) weighs each piece by the microseconds it took, so its turns are bounded
+ * in time.
  *
  * Why by hand: the slicing libraries (p-queue and the like) schedule tasks, one promise each; a
  * fan-out's step is one socket write of a few microseconds, and a promise per write would cost more
@@ -24,12 +28,13 @@ export class TurnSlicer {
     this.share = stepsPerTurn;
   }
 
-  /** A new loop's counter: call it after each step; when it returns a promise, await it before the next. */
-  loop(): () => Promise<void> | undefined {
+  /** A new loop's counter: call it after each step (of `weight`); when it returns a promise, await it before the next. */
+  loop(): (weight?: number) => Promise<void> | undefined {
     let steps = 0;
-    return () => {
-      this.used++;
-      if (++steps < this.share && this.used < this.stepsPerTurn) return undefined;
+    return (weight = 1) => {
+      this.used += weight;
+      steps += weight;
+      if (steps < this.share && this.used < this.stepsPerTurn) return undefined;
       steps = 0;
       return this.waitForTurn();
     };

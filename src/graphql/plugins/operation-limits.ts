@@ -169,7 +169,7 @@ function costVariables(schema: GraphQLSchema, document: DocumentNode): string[] 
  */
 export async function withinResponseLimit(result: ExecutionResult, maxBytes: number): Promise<{ result: ExecutionResult; bytes: number }> {
   const made = await serializedBody(result, maxBytes);
-  return 'tooLarge' in made ? { result: responseTooLarge(maxBytes), bytes: 0 } : { result, bytes: made.body.length };
+  return 'tooLarge' in made ? { result: responseTooLarge(maxBytes), bytes: 0 } : { result, bytes: made.bytes };
 }
 
 /**

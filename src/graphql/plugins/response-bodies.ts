@@ -1,8 +1,9 @@
 import type { ExecutionResult } from 'graphql';
+import { Readable } from 'node:stream';
 import { type Plugin, isAsyncIterable, processRegularResult } from 'graphql-yoga';
 import { errors } from '../../errors.js';
 import type { ServerContext } from '../yoga.js';
-import { serializedBody } from '../serialized.js';
+import { type JsonBody, serializedBody } from '../serialized.js';
 
 export interface ResponseBodiesOptions {
   /** MAX_RESPONSE_BYTES: a larger result is answered RESPONSE_TOO_LARGE instead. */
@@ -22,7 +23,7 @@ export interface ResponseBodiesOptions {
  * multipart, batches) is left to yoga.
  */
 export function useSlicedResponseBodies({ maxBytes, written }: ResponseBodiesOptions): Plugin<Record<string, unknown>, ServerContext> {
-  const bodies = new WeakMap<Request, Buffer>();
+  const bodies = new WeakMap<Request, JsonBody>();
   return {
     async onResultProcess({ request, result, setResult, resultProcessor, serverContext }) {
       if (resultProcessor !== processRegularResult || isAsyncIterable(result) || Array.isArray(result)) return;
@@ -30,8 +31,8 @@ export function useSlicedResponseBodies({ maxBytes, written }: ResponseBodiesOpt
       if (single.errors?.length || single.extensions?.['http']) return;
       const made = await serializedBody(single, maxBytes);
       if ('tooLarge' in made) return setResult(responseTooLarge(maxBytes));
-      bodies.set(request, made.body);
-      written(serverContext, made.body.length);
+      bodies.set(request, made);
+      written(serverContext, made.bytes);
       setResult({ ...single, stringify: () => '' } as ExecutionResult);
     },
     onResponse({ request, response, setResponse, fetchAPI }) {
@@ -39,9 +40,9 @@ export function useSlicedResponseBodies({ maxBytes, written }: ResponseBodiesOpt
       if (!body) return;
       bodies.delete(request);
       const headers = new fetchAPI.Headers(response.headers);
-      headers.delete('content-length');
-      // A Buffer is a Uint8Array, which fetch takes; TypeScript wants one over an ArrayBuffer exactly.
-      setResponse(new fetchAPI.Response(body as Uint8Array<ArrayBuffer>, { status: response.status, statusText: response.statusText, headers }));
+      headers.set('content-length', String(body.bytes));
+      // A Node stream of the pieces: the server adapter pipes it, a piece per drain of the socket.
+      setResponse(new fetchAPI.Response(Readable.from(body.chunks) as unknown as BodyInit, { status: response.status, statusText: response.statusText, headers }));
     },
   };
 }

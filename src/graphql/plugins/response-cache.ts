@@ -131,7 +131,7 @@ export class WorkspaceResponseCache implements Cache {
     return serializedBody(result, this.options.maxResponseBytes).then(
       (made) => {
         if ('tooLarge' in made || Number(generation) !== this.generationOf(workspaceId)) return;
-        this.store(workspaceId, key, result, made.body.length, Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs);
+        this.store(workspaceId, key, result, made.bytes, Number.isFinite(ttl) ? Math.min(ttl, this.options.ttlMs) : this.options.ttlMs);
       },
       // The response fails the same way and says so; the cache only goes without.
       () => undefined,
