@@ -46,7 +46,7 @@ it('makes a large body in slices: the event loop turns while it is made', async 
     const body = (await made) as JsonBody;
     expect(body.bytes).toBe(Buffer.byteLength(JSON.stringify(result)));
     expect(Buffer.concat(body.chunks).toString('utf8')).toBe(JSON.stringify(result));
-    // 13 MB is several SERIALIZE.sliceMs of work: timers got their turns in between.
+    // 13 MB is several CPU_SLICE_MS of work: timers got their turns in between.
     expect(turns).toBeGreaterThan(0);
     // Once per object: asking again is the same body, not a second serialization.
     expect(await serializedBody(result, 64 * 1024 * 1024)).toBe(await made);

@@ -1,5 +1,5 @@
 import { SERIALIZE } from '../limits/fixed.js';
-import { TurnSlicer } from '../live/turn-slicer.js';
+import { cpuTurns, microsSince } from '../live/turn-slicer.js';
 
 /**
  * A value serialized as UTF-8 JSON, in the pieces it was made in. The pieces are never joined: a
@@ -17,13 +17,6 @@ export type SerializedBody = JsonBody | { tooLarge: true };
 
 /** Bodies already made (or being made), by result object; forgotten with the object. */
 const bodies = new WeakMap<object, Promise<SerializedBody>>();
-
-/**
- * One for the process, as there is one event loop: all bodies being made share `sliceMs` of each
- * turn, counted in microseconds. A slice per body let eight bodies made at once (eight connections' first misses) hold a
- * turn eight slices long (test/bench/RESULTS.md, heavy misses).
- */
-const turns = new TurnSlicer(SERIALIZE.sliceMs * 1000);
 
 /**
  * `value` as UTF-8 JSON, made once per object and at most `maxBytes` long: the response-size
@@ -56,7 +49,8 @@ async function encodeInSlices(value: object, maxBytes: number): Promise<Serializ
     pending = [];
     pendingChars = 0;
   };
-  const step = turns.loop();
+  // Every body being made shares the process's slice of each turn with the others (cpuTurns).
+  const step = cpuTurns.loop();
   try {
     let pieceStarted = performance.now();
     for (const piece of slices(value, SERIALIZE.walkedLevels)) {
@@ -65,10 +59,9 @@ async function encodeInSlices(value: object, maxBytes: number): Promise<Serializ
       // Characters bound bytes from below: past the limit in characters is past it in bytes.
       if (bytes + pendingChars > maxBytes) return { tooLarge: true };
       if (pendingChars >= SERIALIZE.chunkChars) flush();
-      const now = performance.now();
-      const wait = step(Math.ceil((now - pieceStarted) * 1000));
+      const wait = step(microsSince(pieceStarted));
       if (wait) await wait;
-      pieceStarted = wait ? performance.now() : now;
+      pieceStarted = performance.now();
     }
   } catch (error) {
     // Over V8's string limit ("Invalid string length"): the same verdict, never a 500.

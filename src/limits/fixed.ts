@@ -143,11 +143,17 @@ export const EMBEDDED_SHARED_BUFFERS = '16MB';
 // --- Response bodies ---------------------------------------------------------------------------
 
 /**
- * How a response body is made (src/graphql/serialized.ts). `sliceMs`: the longest the event loop
- * is held by all the bodies being made before other work gets a turn (a 13 MB result is about
- * 50 ms of JSON.stringify). A piece is one job or smaller, so a slice overruns this by one job's
- * serialization per body at most. `chunkChars`: text gathered before it is encoded to UTF-8
- * (about 0.5 ms a MB), and the size of the pieces written to a socket. `walkedLevels`:
- * the result, `data`, a field and its list are walked; a list's items are stringified whole.
+ * The longest the event loop is held by the work that is cut in slices (live/turn-slicer.ts
+ * `cpuTurns`: response bodies being made, replays being rendered) before other work gets a turn,
+ * all of it together. A 13 MB result is about 50 ms of JSON.stringify; a piece of that work is one
+ * job, so a turn overruns this by one job per loop at most.
  */
-export const SERIALIZE = { sliceMs: 4, chunkChars: 1024 * 1024, walkedLevels: 4 } as const;
+export const CPU_SLICE_MS = 4;
+
+/**
+ * How a response body is made (src/graphql/serialized.ts). `chunkChars`: text gathered before it
+ * is encoded to UTF-8 (about 0.5 ms a MB), and the size of the pieces written to a socket.
+ * `walkedLevels`: the result, `data`, a field and its list are walked; a list's items are
+ * stringified whole.
+ */
+export const SERIALIZE = { chunkChars: 1024 * 1024, walkedLevels: 4 } as const;

@@ -6,6 +6,7 @@ import { parseAfter, positionOf } from '../jobs/change-position.js';
 import { type JobFilter, type JobUpdatedArgs, jobFilterOf } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
 import { ReplayGate } from './replay-gate.js';
+import { cpuTurns, microsSince } from './turn-slicer.js';
 
 /** What a jobUpdated subscription watches, read once from its key and arguments. */
 export interface JobUpdatedRequest {
@@ -105,10 +106,17 @@ export class JobUpdatedSession<T> {
     const { after } = this.request;
     if (after === undefined) return;
     const jobs = await replays.replay(this.request, after);
+    // Rendering is CPU work that shares the process's slice of each turn (cpuTurns): replays that
+    // start at once, each with room to send, would otherwise render back to back in one turn.
+    const step = cpuTurns.loop();
     for (const job of jobs) {
       await this.output.writable();
       if (this.closed) return;
+      const started = performance.now();
       const item = await render(job);
+      if (this.closed) return;
+      const turn = step(microsSince(started));
+      if (turn) await turn;
       if (this.closed) return;
       await replays.paced(this.request, () => this.output.bytesOf(item), this.ended.signal);
       if (this.closed) return;

@@ -1,4 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { CPU_SLICE_MS } from '../limits/fixed.js';
 
 /**
  * Splits long loops that share one event loop into slices, so the loop polls for I/O (requests,
@@ -23,6 +24,8 @@ export class TurnSlicer {
   private turn: Promise<void> | undefined;
   /** Steps each loop may take before it waits, this turn. */
   private share: number;
+  /** Whether the count of this turn's steps is to be reset at the next turn. */
+  private resetScheduled = false;
 
   constructor(private readonly stepsPerTurn: number) {
     this.share = stepsPerTurn;
@@ -32,6 +35,15 @@ export class TurnSlicer {
   loop(): (weight?: number) => Promise<void> | undefined {
     let steps = 0;
     return (weight = 1) => {
+      // Steps are counted per turn: a turn whose loops all finished within their shares leaves
+      // nothing owing to the next (else a loop would wait once for work long done).
+      if (!this.resetScheduled) {
+        this.resetScheduled = true;
+        setImmediate(() => {
+          this.resetScheduled = false;
+          this.used = 0;
+        });
+      }
       this.used += weight;
       steps += weight;
       if (steps < this.share && this.used < this.stepsPerTurn) return undefined;
@@ -52,4 +64,18 @@ export class TurnSlicer {
     });
     return resumed;
   }
+}
+
+/**
+ * The slicer of the process's long CPU work, weighed in microseconds (`microsSince`): response
+ * bodies being made (graphql/serialized.ts) and replays being rendered (job-updated-session.ts).
+ * One for the process, as there is one event loop: a slicer each let eight bodies made at once
+ * hold a turn eight slices long, and a hundred replays starting at once rendered 250 jobs of 64 KiB
+ * in one turn (158 ms; test/bench/RESULTS.md, heavy misses and metadata replays).
+ */
+export const cpuTurns = new TurnSlicer(CPU_SLICE_MS * 1000);
+
+/** The weight of a piece of work that started at `started` (a `performance.now()`), for `cpuTurns`. */
+export function microsSince(started: number): number {
+  return Math.ceil((performance.now() - started) * 1000);
 }

@@ -117,6 +117,8 @@ class Group implements LiveSubscriber {
       .then(async () => {
         if (this.members.size === 0) return;
         const payloads: Buffer[] = [];
+        // Not cut in slices (cpuTurns): a dispatch's states reach each socket in one write, and a
+        // dispatch is bounded by the feed's batch.
         for (const job of jobs) payloads.push(await this.render(job));
         // Members that join meanwhile are offered the change too, as they were before slicing:
         // their sessions drop what a resume already covers (ReplayGate).
