@@ -68,6 +68,8 @@ serveParent(
     },
     /** The longest event-loop delay since `loopDelayReset`, in ms. */
     loopDelayMaxMs: () => loopDelay.max / 1e6,
+    /** The 99th percentile of the event-loop delays sampled since `loopDelayReset`, in ms. */
+    loopDelayP99Ms: () => loopDelay.percentile(99) / 1e6,
     stats: () => {
       let bytes = closedBytes;
       for (const socket of open) bytes += socket.bytesWritten;

@@ -541,7 +541,8 @@ interface FairnessRow {
    * new one each time ("heavy misses", which no cache serves); or one socket resuming 100
    * subscriptions of those jobs' metadata ("metadata replays").
    */
-  attacker: 'key flood' | 'bad keys' | 'heavy results' | 'heavy misses' | 'metadata replays';
+  /** "busy neighbour" is the reference for the others: a process on the same machine that keeps a core busy and sends nothing. */
+  attacker: 'key flood' | 'bad keys' | 'heavy results' | 'heavy misses' | 'metadata replays' | 'busy neighbour';
   rateLimitPerKey: number;
   badKeyLimitPerAddress: number;
   /** RESPONSE_BYTES_PER_WORKSPACE, MiB/s (0: no budget). */
@@ -560,6 +561,10 @@ interface FairnessRow {
   floodMBPerSec: number;
   /** The gateway's longest event-loop delay while attacked (the goal for heavy results: under 100 ms). */
   longestPauseMs: number;
+  /** Its 99th percentile while attacked. */
+  pauseP99Ms: number;
+  /** The longest delay in the quiet phase, with only the bystander: what the machine itself gives. */
+  quietPauseMs: number;
 }
 
 interface FairnessOptions {
@@ -615,7 +620,9 @@ async function fairness(db: Db, options: FairnessOptions = {}): Promise<Fairness
       fetch(`${url}/graphql`, { method: 'POST', headers: { 'x-api-key': bystander, 'content-type': 'application/json' }, body: gatewayBody([jobId!])(0) });
     const victim = (until: number) => Promise.all([loop(until, read, 10), loop(until, write, 20)]);
     await victim(performance.now() + 500); // warm-up
+    await gateway.request({ cmd: 'loopDelayReset' });
     const [quietP50Ms, quietWriteP50Ms] = await victim(performance.now() + durationS * 1000);
+    const quietPauseMs = await gateway.request<number>({ cmd: 'loopDelayMaxMs' });
     await gateway.request({ cmd: 'loopDelayReset' });
     const bytesBefore = (await gateway.request<GatewayStats>({ cmd: 'stats' })).bytesWritten;
     let misses = 0;
@@ -633,6 +640,13 @@ async function fairness(db: Db, options: FairnessOptions = {}): Promise<Fairness
       if (attacker === 'key flood') return cannon({ url: `${url}/api/jobs?limit=50`, headers: { 'x-api-key': flooder }, durationS, connections: 50 });
       if (attacker === 'bad keys') return cannon({ url: `${url}/api/jobs/${jobId}`, headers: {}, durationS, connections: 50, randomKeys: true });
       if (attacker === 'heavy results') return graphqlFlood();
+      if (attacker === 'busy neighbour') {
+        // On two cores the attackers' clients and PostgreSQL take CPU from the gateway too: this
+        // row is how long its loop waits when that is all that happens.
+        const spinner = spawn(process.execPath, ['-e', `const end = Date.now() + ${durationS * 1000}; while (Date.now() < end);`], { stdio: 'ignore' });
+        await new Promise((resolve) => spinner.once('exit', resolve));
+        return { reqPerSec: 0, p99Ms: 0, non2xx: 0, requests: 0 };
+      }
       if (attacker === 'heavy misses') return graphqlFlood(() => JSON.stringify({ query: `{ jobs(limit: 200) { id metadata } miss${++misses}: __typename }` }));
       const { messages } = await replayFlood(`${url.replace(/^http/, 'ws')}/graphql`, flooder, HEAVY_REPLAY, 100, durationS);
       return { reqPerSec: messages / durationS, p99Ms: 0, non2xx: 0, requests: messages };
@@ -656,6 +670,8 @@ async function fairness(db: Db, options: FairnessOptions = {}): Promise<Fairness
       floodRefusedPerSec: Math.round(flood.non2xx / durationS),
       floodMBPerSec: round((bytesAfter - bytesBefore) / 1e6 / durationS),
       longestPauseMs: round(await gateway.request<number>({ cmd: 'loopDelayMaxMs' }), 1),
+      pauseP99Ms: round(await gateway.request<number>({ cmd: 'loopDelayP99Ms' }), 1),
+      quietPauseMs: round(quietPauseMs, 1),
     };
   } finally {
     await stop();
@@ -815,6 +831,7 @@ async function main() {
       for (const attacker of ['heavy results', 'heavy misses', 'metadata replays'] as const) {
         if (wanted(attacker)) rows.push(await fairness(db, { attacker }), await fairness(db, { attacker, responseMiBPerSec: 0 }));
       }
+      if (wanted('busy neighbour')) rows.push(await fairness(db, { attacker: 'busy neighbour' }));
     }
     console.table(rows);
     console.log(JSON.stringify({ fairness: rows }));
