@@ -126,13 +126,14 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
   if (responses) {
     new Counter({
       name: 'jobs_gateway_response_cache_requests_total',
-      help: 'Query results looked up in the response cache: "hit" answered from memory, "miss" executed (and cached unless it failed).',
+      help: 'Query results looked up in the response cache: "hit" answered from memory, "miss" executed (and cached unless it failed), "coalesced" a miss that shared an identical query in flight.',
       labelNames: ['result'] as const,
       registers,
       collect() {
         this.reset();
         this.inc({ result: 'hit' }, responses.hits);
-        this.inc({ result: 'miss' }, responses.misses);
+        this.inc({ result: 'miss' }, responses.misses - responses.coalesced);
+        this.inc({ result: 'coalesced' }, responses.coalesced);
       },
     });
     mirrored('jobs_gateway_response_cache_invalidations_total', 'Workspaces whose cached results were dropped (one per change written or dispatched).', () => responses.invalidations);

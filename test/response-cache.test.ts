@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CreateJobDocument, JobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import type { JobRow } from '../src/jobs/model.js';
-import { dbKind, describeDb } from './helpers/databases.js';
+import pg from 'pg';
+import { dbKind, describeDb, describePostgres } from './helpers/databases.js';
+import { postgresUrl } from './helpers/postgres.js';
 import { settleFeed } from './helpers/feed.js';
 import { graphql, graphqlOk, rest } from './helpers/http.js';
 import { scrape } from './helpers/metrics.js';
@@ -355,3 +357,62 @@ function lastState(payload: unknown): [string, ReturnType<typeof essence>] {
   const job = (payload as { data: { jobUpdated: JobRow } }).data.jobUpdated;
   return [job.id, essence(job)];
 }
+
+describePostgres('identical queries in flight at once', () => {
+  it('execute once and share the answer; other variables, scopes and workspaces read their own', async () => {
+    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    try {
+      const key = await t.createKey('herd');
+      const reader = await t.createKey('herd', ['jobs:read']);
+      const other = await t.createKey('herd-neighbour');
+      for (let i = 0; i < 3; i++) await graphqlOk(t.url, CreateJobDocument, { input: input(i) }, key);
+      await graphqlOk(t.url, CreateJobDocument, { input: input(9) }, other);
+      await settleFeed(t.app.feed);
+      const cache = t.app.responses!;
+
+      // Every key known already (its lookup is not counted below); then what one read costs from a
+      // cold cache.
+      for (const k of [key, reader, other]) await graphqlOk(t.url, JobsDocument, { limit: 1 }, k);
+      const workspaces = await Promise.all([key, other].map(async (k) => (await t.app.apiKeys.authenticate(k))!.workspaceId));
+      const invalidate = () => workspaces.forEach((workspaceId) => cache.invalidateWorkspace(workspaceId));
+      invalidate();
+      let before = queriesOf(t);
+      const alone = await graphqlOk(t.url, JobsDocument, { limit: 50 }, key);
+      const oneRead = queriesOf(t) - before;
+      expect(oneRead).toBeGreaterThan(0);
+      invalidate();
+
+      // Reads wait for a lock on the jobs table (a second connection), so all of them are in
+      // flight at once, as a herd of dashboards is when a change invalidates their list.
+      const locker = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${t.app.database.schema}"` });
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE');
+      const coalescedBefore = cache.coalesced;
+      before = queriesOf(t);
+      const herd = Array.from({ length: 8 }, () => graphqlOk(t.url, JobsDocument, { limit: 50 }, key));
+      const others = [
+        graphqlOk(t.url, JobsDocument, { limit: 49 }, key),
+        graphqlOk(t.url, JobsDocument, { limit: 50 }, reader),
+        graphqlOk(t.url, JobsDocument, { limit: 50 }, other),
+      ];
+      await expect.poll(() => cache.coalesced - coalescedBefore).toBe(7);
+      await locker.query('ROLLBACK');
+      await locker.end();
+      const answers = await Promise.all(herd);
+      const [fewer, readers, neighbours] = await Promise.all(others);
+
+      expect(cache.coalesced - coalescedBefore).toBe(7);
+      expect((await scrape(t.url)).value('jobs_gateway_response_cache_requests_total{result="coalesced"}')).toBe(cache.coalesced);
+      // The herd and the three others: four executions in all.
+      expect(queriesOf(t) - before).toBe(4 * oneRead);
+      for (const answer of answers) expect(answer).toEqual(alone);
+      expect(readers).toEqual(alone);
+      expect(fewer!.jobs).toEqual(alone.jobs);
+      expect(neighbours!.jobs).toHaveLength(1);
+      expect(alone.jobs.map((job) => job.id)).not.toContain(neighbours!.jobs[0]!.id);
+    } finally {
+      await t.close();
+    }
+  });
+});

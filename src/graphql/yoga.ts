@@ -15,6 +15,7 @@ import { useOperationScopes } from './plugins/operation-scopes.js';
 import { useSubscriptionRootRules } from './plugins/subscription-root.js';
 import { useUnacceptedStreamsRefused } from './plugins/unaccepted-streams.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
+import { useCoalescedQueries } from './plugins/coalesced-queries.js';
 import { useVariableErrorCode } from './plugins/variable-error-code.js';
 import { useSlicedResponseBodies } from './plugins/response-bodies.js';
 import { useResponseBudget } from './plugins/response-budget.js';
@@ -78,7 +79,8 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
     // Scopes before limits: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
-    // compiled executor that the plugin before it has set.
+    // compiled executor that the plugin before it has set; a miss then joins an identical query in
+    // flight, if there is one.
     plugins: [
       // Before everything that runs on a document: parameters that are not JSON, what graphql-js 16
       // fails on instead of refusing, and subscriptions asked for as JSON, refused before their
@@ -92,7 +94,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
       useVariableErrorCode(),
       useCompiledQueries(),
       useResponseBudget(budget),
-      ...(responses ? [useWorkspaceResponseCache(responses)] : []),
+      ...(responses ? [useWorkspaceResponseCache(responses), useCoalescedQueries(responses)] : []),
       // After yoga's own result processors, whose choice it reads.
       useSlicedResponseBodies({
         maxBytes: limits.maxResponseBytes,

@@ -57,6 +57,8 @@ export class WorkspaceResponseCache implements Cache {
   readonly usable: (workspaceId: string) => boolean;
   hits = 0;
   misses = 0;
+  /** Misses (counted in `misses` too) that joined an identical query already executing (coalesced-queries.ts) instead of reading. */
+  coalesced = 0;
   /** Invalidations of a workspace (one per change written or dispatched). */
   invalidations = 0;
 
