@@ -83,7 +83,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
   const replays = new ReplayQueue(jobs, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
-  const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes);
+  const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes, config.graphql.maxResponseBytes);
   const live = new LiveJobs(feed, replays, revocations, budget);
   try {
     await feed.start();
@@ -169,7 +169,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       // A page of jobs can be megabytes: made in slices, capped and counted as /graphql's are.
       const made = await serializedBody(response.body, config.graphql.maxResponseBytes);
       if ('tooLarge' in made) return sendError(res, 'RESPONSE_TOO_LARGE', errors.responseTooLarge(config.graphql.maxResponseBytes).message);
-      if (principal) budget.spend(principal.workspaceId, made.bytes);
+      if (principal) budget.answered(principal.workspaceId, made.bytes);
       return sendJsonBody(res, 200, made, response.headers);
     }
     await yoga.handle(req, res, { principal });

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
+import pg from 'pg';
 import { expect, it } from 'vitest';
-import { describeDb } from './helpers/databases.js';
+import { describeDb, describePostgres } from './helpers/databases.js';
+import { postgresUrl } from './helpers/postgres.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
@@ -114,5 +116,85 @@ describeDb('response bytes budget per workspace (RESPONSE_BYTES_PER_WORKSPACE)',
     expect(overSse.map((m) => m.data.jobUpdated.id)).toEqual(ids);
     // The WebSocket replay left the budget spent: this one pays for its own the same way.
     expect(sseSeconds).toBeGreaterThanOrEqual(paced - 0.1);
+  });
+});
+
+describePostgres('queries admitted by the size of their peers in flight', () => {
+  /** Reads of the jobs table waiting for the lock below: the queries executing at this moment. */
+  async function readsWaiting(locker: pg.Client): Promise<number> {
+    // Inside a transaction the activity view is a snapshot taken once, unless cleared.
+    await locker.query('SELECT pg_stat_clear_snapshot()');
+    const { rows } = await locker.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query ILIKE '%FROM "Job" WHERE "workspaceId"%'`,
+    );
+    return rows[0]!.n;
+  }
+
+  /** Holds every read of the jobs table (a lock from a second connection) while `during` runs. */
+  async function withReadsHeld<T>(t: TestApp, during: (locker: pg.Client) => Promise<T>): Promise<T> {
+    const locker = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${t.app.database.schema}"` });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE');
+    try {
+      return await during(locker);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+  }
+
+  /** The most reads seen waiting at once over `ms`. */
+  async function mostWaiting(locker: pg.Client, ms: number): Promise<number> {
+    let most = 0;
+    for (const until = performance.now() + ms; performance.now() < until; ) most = Math.max(most, await readsWaiting(locker));
+    return most;
+  }
+
+  it('runs a workspace’s queries one at a time while its answers are unknown or large, many at once once they are small; every answer whole or RATE_LIMITED', { timeout: 60_000 }, async () => {
+    const t = await startTestApp({ env: { RESPONSE_BYTES_PER_WORKSPACE: String(4 * 1024 * 1024), RESPONSE_BYTES_BURST: String(4 * 1024 * 1024), RATE_LIMIT_PER_KEY: '0' } });
+    try {
+      const light = await t.createKey('light');
+      const heavy = await t.createKey('heavy');
+      await seed(t, light, 3, 10);
+      await seed(t, heavy, 40, 64 * 1024 - 64); // about 2.6 MB a list: two of them are more than the burst
+      // A new document each time: neither the cache nor the coalescing stands in between.
+      let n = 0;
+      const distinct = (key: string) => postGraphql(t.url, key, `{ jobs(limit: 50) { id metadata } q${++n}: __typename }`);
+
+      // Nothing answered yet in the light workspace: its first queries go one at a time.
+      const first = await withReadsHeld(t, async (locker) => {
+        const sent = Array.from({ length: 4 }, () => distinct(light));
+        await expect.poll(() => readsWaiting(locker)).toBe(1);
+        expect(await mostWaiting(locker, 300)).toBe(1);
+        return sent;
+      });
+      for (const response of await Promise.all(first)) expect(response.status).toBe(200);
+
+      // Its answers are small now: many at once.
+      const many = await withReadsHeld(t, async (locker) => {
+        const sent = Array.from({ length: 6 }, () => distinct(light));
+        await expect.poll(() => readsWaiting(locker)).toBe(6);
+        return sent;
+      });
+      for (const response of await Promise.all(many)) expect(response.status).toBe(200);
+
+      // The heavy workspace learns its size, gets its burst back, then asks four at once.
+      expect((await distinct(heavy)).status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      const heavyOnes = await withReadsHeld(t, async (locker) => {
+        const sent = Array.from({ length: 4 }, () => distinct(heavy));
+        await expect.poll(() => readsWaiting(locker)).toBe(1);
+        expect(await mostWaiting(locker, 300)).toBe(1);
+        return sent;
+      });
+      for (const response of await Promise.all(heavyOnes)) {
+        const body = (await response.json()) as { data?: { jobs: unknown[] }; errors?: Array<{ extensions?: { code?: string } }> };
+        if (response.status === 200 && body.data) expect(body.data.jobs).toHaveLength(40);
+        else expect(body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+      }
+    } finally {
+      await t.close();
+    }
   });
 });

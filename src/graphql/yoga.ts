@@ -98,7 +98,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
       // After yoga's own result processors, whose choice it reads.
       useSlicedResponseBodies({
         maxBytes: limits.maxResponseBytes,
-        written: ({ principal }, bytes) => principal && budget.spend(principal.workspaceId, bytes),
+        written: ({ principal }, bytes) => principal && budget.answered(principal.workspaceId, bytes),
       }),
     ],
   });

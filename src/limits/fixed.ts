@@ -151,6 +151,13 @@ export const EMBEDDED_SHARED_BUFFERS = '16MB';
 export const CPU_SLICE_MS = 4;
 
 /**
+ * Queries of one workspace waiting for room in its response budget (limits/response-budget.ts)
+ * while its peers execute; past this, refused RATE_LIMITED at once. A dashboard's page load waits
+ * a few; a flood cannot park unbounded requests.
+ */
+export const QUERIES_WAITING_PER_WORKSPACE = 64;
+
+/**
  * How a response body is made (src/graphql/serialized.ts). `chunkChars`: text gathered before it
  * is encoded to UTF-8 (about 0.5 ms a MB), and the size of the pieces written to a socket.
  * `walkedLevels`: the result, `data`, a field and its list are walked; a list's items are

@@ -46,6 +46,12 @@ export class TokenBucket {
     this.tokens -= count;
   }
 
+  /** The tokens there now (below zero: the debt). */
+  balance(): number {
+    this.refill();
+    return this.tokens;
+  }
+
   /** How long until the bucket is out of debt (0: it is not in debt). */
   debtMs(): number {
     this.refill();
@@ -95,6 +101,11 @@ export class RateLimiter {
   /** How long until `key`'s bucket is out of debt (0: it is not; a key without a bucket never is). */
   debtMs(key: string): number {
     return this.enabled ? (this.buckets.get(key)?.debtMs() ?? 0) : 0;
+  }
+
+  /** The tokens of `key`'s bucket now (a key without a bucket has the whole burst). */
+  balance(key: string): number {
+    return this.buckets.get(key)?.balance() ?? this.burst;
   }
 
   private bucketOf(key: string): TokenBucket {

@@ -200,7 +200,7 @@ export function attachWebSockets(deps: {
       execute: async (args) => {
         const { result, bytes } = await withinResponseLimit((await runnerOf(args).execute(args)) as ExecutionResult, config.graphql.maxResponseBytes);
         const { principal } = args.contextValue as GatewayContext;
-        if (principal) budget.spend(principal.workspaceId, bytes);
+        if (principal) budget.answered(principal.workspaceId, bytes);
         return result;
       },
       subscribe: (args) => runnerOf(args).subscribe(args),

@@ -5,19 +5,30 @@ import type { ResponseBudget } from '../../limits/response-budget.js';
 import type { GatewayContext } from '../context.js';
 
 /**
- * Refuses the queries of a workspace that is in debt with its response budget (RATE_LIMITED, with
- * Retry-After), before anything executes or is served from the cache: a cached 13 MB result is
- * still 13 MB written. Mutations and subscriptions pass (see limits/response-budget.ts). It runs
- * on every transport, since the REST routes and WebSocket queries execute through yoga's plugins.
+ * Admits the queries of a workspace to its response budget before anything executes or is served
+ * from the cache (a cached 13 MB result is still 13 MB written): refused while it is in debt
+ * (RATE_LIMITED, with Retry-After), held while its peers executing leave no room (see
+ * limits/response-budget.ts). Mutations and subscriptions pass. It runs on every transport, since
+ * the REST routes and WebSocket queries execute through yoga's plugins.
  */
 export function useResponseBudget(budget: ResponseBudget): Plugin<GatewayContext> {
   return {
-    onExecute({ args, setResultAndStopExecution }) {
+    async onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
       const { principal } = args.contextValue as GatewayContext;
       if (!principal || !budget.enabled) return;
       if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
-      const verdict = budget.admit(principal.workspaceId);
-      if (!verdict.allowed) setResultAndStopExecution({ errors: [errors.responseBudgetSpent(verdict.retryAfterSeconds)] });
+      const admission = await budget.admit(principal.workspaceId);
+      if (!admission.allowed) return setResultAndStopExecution({ errors: [errors.responseBudgetSpent(admission.retryAfterSeconds)] });
+      // Settled when execution ends: onExecuteDone runs after a later plugin's answer too (a cache
+      // hit, a query joined in flight), the wrapper's `finally` when execution throws.
+      setExecuteFn(async (executeArgs) => {
+        try {
+          return await executeFn(executeArgs);
+        } finally {
+          admission.settle();
+        }
+      });
+      return { onExecuteDone: () => admission.settle() };
     },
   };
 }
