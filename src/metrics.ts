@@ -126,13 +126,13 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
   if (responses) {
     new Counter({
       name: 'jobs_gateway_response_cache_requests_total',
-      help: 'Query results looked up in the response cache: "hit" answered from memory, "miss" executed (and cached unless it failed), "coalesced" a miss that shared an identical query in flight.',
+      help: 'Query results looked up in the response cache: "hit" answered from memory, "miss" executed (and cached unless it failed), "coalesced" a query that shared an identical one in flight instead.',
       labelNames: ['result'] as const,
       registers,
       collect() {
         this.reset();
         this.inc({ result: 'hit' }, responses.hits);
-        this.inc({ result: 'miss' }, responses.misses - responses.coalesced);
+        this.inc({ result: 'miss' }, responses.misses);
         this.inc({ result: 'coalesced' }, responses.coalesced);
       },
     });

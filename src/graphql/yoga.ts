@@ -79,8 +79,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
     // Scopes before limits: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
-    // compiled executor that the plugin before it has set; a miss then joins an identical query in
-    // flight, if there is one.
+    // compiled executor that the plugin before it has set.
     plugins: [
       // Before everything that runs on a document: parameters that are not JSON, what graphql-js 16
       // fails on instead of refusing, and subscriptions asked for as JSON, refused before their
@@ -94,7 +93,9 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
       useVariableErrorCode(),
       useCompiledQueries(),
       useResponseBudget(budget),
-      ...(responses ? [useWorkspaceResponseCache(responses), useCoalescedQueries(responses)] : []),
+      // A miss joins an identical query in flight before the cache looks it up (a joined request
+      // is answered there, and the cache sees nothing of it).
+      ...(responses ? [useCoalescedQueries(responses), useWorkspaceResponseCache(responses)] : []),
       // After yoga's own result processors, whose choice it reads.
       useSlicedResponseBodies({
         maxBytes: limits.maxResponseBytes,

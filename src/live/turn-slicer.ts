@@ -7,7 +7,8 @@ import { CPU_SLICE_MS } from '../limits/fixed.js';
  * `stepsPerTurn` steps per turn. Each loop counts its steps with its own `step` function; once it
  * has taken its share, or the turn's steps are spent, it waits for the next turn, and the loops
  * that waited share that turn equally, in the order they came: one large fan-out cannot take every
- * turn while a small one waits behind it, and ten loops at once hold a turn no longer than one.
+ * turn while a small one waits behind it, and ten loops at once hold a turn about as long as one
+ * (plus one step each: every loop that resumes takes a step before it can be told to wait).
  *
  * A step weighs 1 unless told otherwise: a fan-out counts socket writes, the serializer
  * (graphql/serialized.ts) weighs each piece by the microseconds it took, so its turns are bounded

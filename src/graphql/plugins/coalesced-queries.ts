@@ -1,6 +1,6 @@
 import stableStringify from 'fast-json-stable-stringify';
 import { type DocumentNode, type ExecutionResult, getOperationAST } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
+import { type Plugin, isAsyncIterable } from 'graphql-yoga';
 import type { GatewayContext } from '../context.js';
 import type { WorkspaceResponseCache } from './response-cache.js';
 
@@ -27,7 +27,7 @@ export function useCoalescedQueries(cache: WorkspaceResponseCache): Plugin<Gatew
   // By document object (yoga's parser cache hands the same one for the same text), then by key.
   const inFlight = new WeakMap<DocumentNode, Map<string, Execution>>();
   return {
-    onExecute({ args, executeFn, setExecuteFn }) {
+    async onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
       const { principal } = args.contextValue as GatewayContext;
       if (!principal || !cache.usable(principal.workspaceId)) return;
       if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
@@ -37,9 +37,13 @@ export function useCoalescedQueries(cache: WorkspaceResponseCache): Plugin<Gatew
       const key = cache.keyFor(principal.workspaceId, [...principal.scopes].sort().join(','), operation);
       const running = executions.get(key);
       if (running) {
+        // The answer is the first one's, stopped here: the response cache after this plugin sees
+        // nothing of a joined request (its hooks would store the result again and copy it).
         cache.coalesced++;
-        setExecuteFn(() => running);
-        return;
+        const shared = await running.catch(() => undefined);
+        // (A stream, which no query here returns, cannot be shared: read by one consumer only.)
+        if (shared !== undefined && !isAsyncIterable(shared)) return setResultAndStopExecution(shared);
+        // The first one failed: this one executes on its own.
       }
       const flights = executions;
       setExecuteFn((executeArgs) => {

@@ -57,7 +57,7 @@ export class WorkspaceResponseCache implements Cache {
   readonly usable: (workspaceId: string) => boolean;
   hits = 0;
   misses = 0;
-  /** Misses (counted in `misses` too) that joined an identical query already executing (coalesced-queries.ts) instead of reading. */
+  /** Queries that joined an identical query already executing (coalesced-queries.ts): neither a hit nor a miss. */
   coalesced = 0;
   /** Invalidations of a workspace (one per change written or dispatched). */
   invalidations = 0;
