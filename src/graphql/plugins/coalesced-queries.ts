@@ -2,7 +2,7 @@ import stableStringify from 'fast-json-stable-stringify';
 import { type DocumentNode, type ExecutionResult, getOperationAST } from 'graphql';
 import { type Plugin, isAsyncIterable } from 'graphql-yoga';
 import type { GatewayContext } from '../context.js';
-import type { WorkspaceResponseCache } from './response-cache.js';
+import { type WorkspaceResponseCache, scopesKeyOf } from './response-cache.js';
 
 type Execution = Promise<ExecutionResult | AsyncIterable<ExecutionResult>>;
 
@@ -34,7 +34,7 @@ export function useCoalescedQueries(cache: WorkspaceResponseCache): Plugin<Gatew
       let executions = inFlight.get(args.document);
       if (!executions) inFlight.set(args.document, (executions = new Map()));
       const operation = `${args.operationName ?? ''}\0${stableStringify(args.variableValues ?? {})}`;
-      const key = cache.keyFor(principal.workspaceId, [...principal.scopes].sort().join(','), operation);
+      const key = cache.keyFor(principal.workspaceId, scopesKeyOf(principal), operation);
       const running = executions.get(key);
       if (running) {
         // The answer is the first one's, stopped here: the response cache after this plugin sees

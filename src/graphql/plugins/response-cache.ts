@@ -4,6 +4,7 @@ import type { ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import stableStringify from 'fast-json-stable-stringify';
 import { LRUCache } from 'lru-cache';
+import type { Principal } from '../../auth/scopes.js';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
 import { serializedBody } from '../serialized.js';
@@ -157,6 +158,11 @@ export class WorkspaceResponseCache implements Cache {
   }
 }
 
+/** A key's scopes as the cache keys them: keys of one workspace with the same scopes share results. */
+export function scopesKeyOf(principal: Principal): string {
+  return [...principal.scopes].sort().join(',');
+}
+
 function workspaceOfKey(key: string): string {
   return key.slice(0, key.indexOf('/'));
 }
@@ -172,7 +178,7 @@ export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin
     ttl: Number.POSITIVE_INFINITY,
     enabled: (ctx) => ctx.principal !== null && cache.usable(ctx.principal.workspaceId),
     // The plugin hands the session to the key builder below: the scopes are joined once a request.
-    session: (ctx) => (ctx.principal ? [...ctx.principal.scopes].sort().join(',') : null),
+    session: (ctx) => (ctx.principal ? scopesKeyOf(ctx.principal) : null),
     buildResponseCacheKey: ({ documentString, operationName, variableValues, sessionId, context }) => {
       const { principal } = context as GatewayContext;
       const operation = createHash('sha256')
