@@ -54,8 +54,8 @@ export class TokenBucket {
 
   /** How long until the bucket is out of debt (0: it is not in debt). */
   debtMs(): number {
-    this.refill();
-    return this.tokens >= 0 ? 0 : (-this.tokens / this.perSecond) * 1000;
+    const balance = this.balance();
+    return balance >= 0 ? 0 : (-balance / this.perSecond) * 1000;
   }
 
   private refill(): void {

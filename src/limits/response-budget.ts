@@ -64,11 +64,12 @@ export class ResponseBudget {
     let flight = this.inFlight.get(workspaceId);
     if (!flight) this.inFlight.set(workspaceId, (flight = { executing: 0, waiting: [] }));
     for (;;) {
-      const debtMs = this.buckets.debtMs(workspaceId);
-      if (debtMs > 0) return this.refused(workspaceId, flight, debtMs);
+      // Below zero, the balance is a debt: refused until it is paid.
+      const balance = this.buckets.balance(workspaceId);
+      if (balance < 0) return this.refused(workspaceId, flight, (-balance / this.bytesPerSecond) * 1000);
       // One query may always run on credit: its size is learned only once it is answered.
       const size = this.sizes.get(workspaceId) ?? this.unknownSize;
-      if (flight.executing === 0 || this.buckets.balance(workspaceId) >= (flight.executing + 1) * size) break;
+      if (flight.executing === 0 || balance >= (flight.executing + 1) * size) break;
       if (flight.waiting.length >= QUERIES_WAITING_PER_WORKSPACE) return this.refused(workspaceId, flight, (size / this.bytesPerSecond) * 1000);
       await new Promise<void>((resume) => flight.waiting.push(resume));
     }
