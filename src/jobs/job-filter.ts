@@ -1,42 +1,114 @@
 import type { JobRow, JobStatus } from './model.js';
 
-/** What a subscription watches; every given field must match. */
-export interface JobFilter {
-  id?: string | null | undefined;
-  competitorId?: string | null | undefined;
-  type?: string | null | undefined;
-  status?: JobStatus | null | undefined;
+/**
+ * How a filter's value is typed where clients give it: the GraphQL type of its argument (the REST
+ * routes take a JobStatus by its lowercase name).
+ */
+export type JobFilterKind = 'ID' | 'String' | 'JobStatus';
+
+interface JobFilterSpec {
+  readonly kind: JobFilterKind;
+  /** The column of "Job" that equals the value for a job that matches. */
+  readonly column: 'competitorId' | 'type' | 'status';
+  /**
+   * The column that holds the value before a change, if it can change: a change also concerns a
+   * filter its job matched before it (how a dashboard watching RUNNING jobs sees them finish).
+   */
+  readonly before?: 'previousStatus';
+  /** One sentence for the API's documentation (GraphQL arguments, REST parameters). */
+  readonly description: string;
+  /** What an empty form field shows (the dashboard). */
+  readonly placeholder: string;
 }
 
 /**
- * Whether a change concerns a subscription: the job matched the filter before or after it. Only
- * status ever changes among the filtered fields, so "before" needs just the previous status,
- * which the database keeps in `previousStatus`. That is how a dashboard watching RUNNING jobs
- * sees them finish.
+ * Every filter of a job list and of a jobUpdated subscription, declared once: GraphQL's arguments
+ * (graphql/types/job-filter-args.ts), the list's SQL (JobStore.list), the match against a changed
+ * row (`changeMatches`), the REST parameters (rest/routes.ts) and the dashboard's form derive from
+ * this table. Adding a filter is a row here (and an index in a migration if it needs one).
  */
-export function changeMatches(job: JobRow, filter: JobFilter): boolean {
-  if (filter.id != null && job.id !== filter.id) return false;
-  if (filter.competitorId != null && job.competitorId !== filter.competitorId) return false;
-  if (filter.type != null && job.type !== filter.type) return false;
-  if (filter.status != null && job.status !== filter.status && job.previousStatus !== filter.status) return false;
+export const JOB_FILTERS = {
+  competitorId: { kind: 'ID', column: 'competitorId', description: "Only this competitor's jobs.", placeholder: 'competitor id' },
+  type: { kind: 'String', column: 'type', description: 'Only jobs of this type, e.g. collect.', placeholder: 'e.g. collect' },
+  status: {
+    kind: 'JobStatus',
+    column: 'status',
+    before: 'previousStatus',
+    description: 'Only jobs in this status.',
+    placeholder: 'any',
+  },
+} as const satisfies Record<string, JobFilterSpec>;
+
+export type JobFilterName = keyof typeof JOB_FILTERS;
+
+/** The value type of a filter of `kind`, as the job store and the matcher take it. */
+export type JobFilterValue<Kind extends JobFilterKind> = Kind extends 'JobStatus' ? JobStatus : string;
+
+/** The filters that are set; null or absent means "any". */
+export type JobFilterValues = { [Name in JobFilterName]?: JobFilterValue<(typeof JOB_FILTERS)[Name]['kind']> | null | undefined };
+
+/** What a subscription watches: the filters, and optionally one job. Every given field must match. */
+export interface JobFilter extends JobFilterValues {
+  id?: string | null | undefined;
+}
+
+export const JOB_FILTER_NAMES = Object.keys(JOB_FILTERS) as JobFilterName[];
+
+/** The filters' arguments as GraphQL coerces them: ids may arrive as numbers. */
+export type JobFilterArgs = { [Name in JobFilterName]?: JobFilterValue<(typeof JOB_FILTERS)[Name]['kind']> | number | null | undefined };
+
+/** The filters that `args` set, ids as strings. */
+export function jobFilterValues(args: JobFilterArgs): JobFilterValues {
+  const values: Record<string, string | null> = {};
+  for (const name of JOB_FILTER_NAMES) {
+    const value = args[name];
+    values[name] = value == null ? null : String(value);
+  }
+  return values as JobFilterValues;
+}
+
+/** The filters set in `filter`, each with its declaration. */
+export function setFilters(filter: JobFilterValues): Array<{ name: JobFilterName; spec: JobFilterSpec; value: string }> {
+  const set: Array<{ name: JobFilterName; spec: JobFilterSpec; value: string }> = [];
+  for (const name of JOB_FILTER_NAMES) {
+    const value = filter[name];
+    if (value != null) set.push({ name, spec: JOB_FILTERS[name], value });
+  }
+  return set;
+}
+
+/** Whether a job, as it is now, matches the filters (the dashboard keeps its list by this). */
+export function jobMatches(job: Pick<JobRow, JobFilterSpec['column']>, filter: JobFilterValues): boolean {
+  for (const name of JOB_FILTER_NAMES) {
+    const value = filter[name];
+    if (value != null && job[JOB_FILTERS[name].column] !== value) return false;
+  }
   return true;
 }
 
-/** jobUpdated's arguments, as GraphQL coerces them (ids may arrive as numbers). */
-export interface JobUpdatedArgs {
+/**
+ * Whether a change concerns a subscription: the job matches the filter after the change, or
+ * matched it before (for the filters whose column can change, from the column keeping its
+ * previous value). Runs per change and subscriber in the fan-out, hence no allocation.
+ */
+export function changeMatches(job: JobRow, filter: JobFilter): boolean {
+  if (filter.id != null && job.id !== filter.id) return false;
+  for (const name of JOB_FILTER_NAMES) {
+    const value = filter[name];
+    if (value == null) continue;
+    const spec: JobFilterSpec = JOB_FILTERS[name];
+    if (job[spec.column] !== value && (spec.before === undefined || job[spec.before] !== value)) return false;
+  }
+  return true;
+}
+
+/** jobUpdated's arguments, as GraphQL coerces them. */
+export interface JobUpdatedArgs extends JobFilterArgs {
   id?: string | number | null;
-  competitorId?: string | number | null;
-  type?: string | null;
-  status?: JobFilter['status'];
   after?: string | null;
 }
 
 /** The filter a jobUpdated subscription's arguments describe. */
 export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
-  return {
-    id: args.id == null ? null : String(args.id),
-    competitorId: args.competitorId == null ? null : String(args.competitorId),
-    type: args.type,
-    status: args.status,
-  };
+  return { id: args.id == null ? null : String(args.id), ...jobFilterValues(args) };
 }

@@ -6,14 +6,14 @@ import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
 import { positionOf, splitPosition } from './change-position.js';
 import type { FeedFrontier, FeedRead, Horizon, Registration } from './feed-frontier.js';
-import type { JobFilter } from './job-filter.js';
+import { type JobFilterValues, setFilters } from './job-filter.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import * as transitions from './transitions.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS, REMEMBERED_JOBS } from '../limits/fixed.js';
 
-/** What the `jobs` list filters on: a subscription's filter without the id, plus a page size. */
-export type ListFilter = Omit<JobFilter, 'id'> & { limit?: number | null | undefined };
+/** What the `jobs` list filters on (jobs/job-filter.ts), plus a page size. */
+export type ListFilter = JobFilterValues & { limit?: number | null | undefined };
 
 /** What the change feed's read found. */
 export interface FeedChanges {
@@ -125,16 +125,17 @@ export class JobStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT.max) {
       throw errors.badInput(`limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
     }
-    if (filter.competitorId != null) transitions.rejectNul('competitorId', filter.competitorId);
-    if (filter.type != null) transitions.rejectNul('type', filter.type);
+    // Columns come from the filters' declaration, never from a request; values are bound.
+    const conditions = setFilters(filter).map(({ name, spec, value }) =>
+      spec.kind === 'JobStatus'
+        ? Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${value}::"JobStatus"`
+        : Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${transitions.rejectNul(name, value)}`,
+    );
     const final = this.frontier.finalFor(workspaceId);
     // One statement on the driver, walking the (workspaceId[, competitorId], startedAt, id) index:
     // through Prisma's client a list read cost a fifth of the gateway's CPU (test/bench/RESULTS.md, reads).
     const rows = await this.run(Prisma.sql`
-      SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid
-      ${filter.competitorId != null ? Prisma.sql`AND "competitorId" = ${filter.competitorId}` : Prisma.empty}
-      ${filter.type != null ? Prisma.sql`AND type = ${filter.type}` : Prisma.empty}
-      ${filter.status != null ? Prisma.sql`AND status = ${filter.status}::"JobStatus"` : Prisma.empty}
+      SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid ${conditions.length > 0 ? Prisma.join(conditions, ' ') : Prisma.empty}
       ORDER BY "startedAt" DESC, id DESC LIMIT ${limit}`);
     return this.readUnder(final, rows.map(jobRowOf));
   }

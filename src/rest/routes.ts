@@ -1,11 +1,13 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { parse, print } from 'graphql';
 import {
   RestCancelJobDocument,
   RestGetJobDocument,
-  RestListJobsDocument,
+  RestJobFragmentDoc,
   type JobStatus,
   type RestJobFragment,
 } from '../graphql/operations.generated.js';
+import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues } from '../jobs/job-filter.js';
 import type { Scope } from '../auth/scopes.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
 import { CANCELLED } from '../jobs/transitions.js';
@@ -53,17 +55,25 @@ const route = <Result, Variables>(r: RestRoute<Result, Variables>) => r as unkno
 
 const REST_STATUSES: Record<string, JobStatus> = { running: 'RUNNING', completed: 'COMPLETED', failed: 'FAILED' };
 
+/**
+ * The list's operation, written from the filters' declaration (jobs/job-filter.ts) rather than in
+ * operations.graphql: every filter of `jobs` is a query parameter of GET /api/jobs by the same name.
+ */
+const listJobsDocument = parse(`
+  query RestListJobs(${JOB_FILTER_NAMES.map((name) => `$${name}: ${JOB_FILTERS[name].kind}`).join(', ')}, $limit: Int) {
+    jobs(${JOB_FILTER_NAMES.map((name) => `${name}: $${name}`).join(', ')}, limit: $limit) { ...RestJob }
+  }
+  ${print(RestJobFragmentDoc)}`) as TypedDocumentNode<{ jobs: RestJobFragment[] }, JobFilterValues & { limit: number | undefined }>;
+
 const JOB_ID_PARAMETER = { name: 'id', in: 'path', description: "The job's id.", schema: { type: 'string' } } as const;
 
 export const routes: RestRoute[] = [
   route({
     method: 'GET',
     path: '/api/jobs',
-    document: RestListJobsDocument,
+    document: listJobsDocument,
     variables: ({ query }) => ({
-      competitorId: optional(query, 'competitorId'),
-      type: optional(query, 'type'),
-      status: jobStatusParam(optional(query, 'status')),
+      ...Object.fromEntries(JOB_FILTER_NAMES.map((name) => [name, filterParam(name, optional(query, name))])),
       limit: integerParam('limit', optional(query, 'limit')),
     }),
     body: (data) => ({ jobs: data.jobs.map(restJob) }),
@@ -72,9 +82,7 @@ export const routes: RestRoute[] = [
       summary: "The workspace's jobs, newest first (by startedAt), optionally filtered.",
       scope: 'jobs:read',
       parameters: [
-        { name: 'competitorId', in: 'query', description: "Only this competitor's jobs (absent or empty: all).", schema: { type: 'string' } },
-        { name: 'type', in: 'query', description: 'Only jobs of this type, e.g. collect (absent or empty: all).', schema: { type: 'string' } },
-        { name: 'status', in: 'query', description: 'Only jobs in this status (any case).', schema: { type: 'string', enum: Object.keys(REST_STATUSES) } },
+        ...JOB_FILTER_NAMES.map(filterParameter),
         {
           name: 'limit',
           in: 'query',
@@ -209,6 +217,19 @@ function lower<T extends string>(value: T): Lowercase<T> {
 function optional(query: URLSearchParams, name: string): string | undefined {
   const value = query.get(name);
   return value === null || value === '' ? undefined : value;
+}
+
+/** A filter's query parameter, as the OpenAPI document describes it. */
+function filterParameter(name: JobFilterName): RouteDoc['parameters'][number] {
+  const { kind, description } = JOB_FILTERS[name];
+  const said = description.replace(/\.$/, '');
+  if (kind === 'JobStatus') return { name, in: 'query', description: `${said} (any case).`, schema: { type: 'string', enum: Object.keys(REST_STATUSES) } };
+  return { name, in: 'query', description: `${said} (absent or empty: all).`, schema: { type: 'string' } };
+}
+
+/** A filter's value from its query parameter (absent: no filter). */
+function filterParam(name: JobFilterName, value: string | undefined): string | undefined {
+  return JOB_FILTERS[name].kind === 'JobStatus' ? jobStatusParam(value) : value;
 }
 
 function jobStatusParam(value: string | undefined): JobStatus | undefined {

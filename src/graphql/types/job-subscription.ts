@@ -3,7 +3,7 @@ import type { JobRow } from '../../jobs/model.js';
 import { jobUpdatedRequest } from '../../live/job-updated-session.js';
 import { builder } from '../builder.js';
 import { principalOf } from '../context.js';
-import { JobRef, JobStatusEnum } from './job.js';
+import { JobRef, jobFilterArgs } from './job.js';
 
 builder.subscriptionFields((t) => ({
   jobUpdated: t.field({
@@ -14,9 +14,7 @@ builder.subscriptionFields((t) => ({
     authScopes: { 'jobs:read': true },
     args: {
       id: t.arg.id(),
-      competitorId: t.arg.id(),
-      type: t.arg.string(),
-      status: t.arg({ type: JobStatusEnum }),
+      ...jobFilterArgs(t.arg),
       after: t.arg.string({ description: 'Resume after this changeCursor (the largest one received).' }),
     },
     subscribe: (_root, args, ctx) => {

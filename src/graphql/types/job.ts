@@ -1,3 +1,5 @@
+import type { ArgBuilder } from '@pothos/core';
+import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterKind, type JobFilterName, jobFilterValues } from '../../jobs/job-filter.js';
 import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
 import { LIST_LIMIT } from '../../limits/fixed.js';
 import { builder } from '../builder.js';
@@ -9,6 +11,34 @@ export const JobStepStatusEnum = builder.enumType('JobStepStatus', { values: JOB
 /** A step as GraphQL serves it: with its job's id, which makes its identity unique across jobs. */
 interface JobStepOfJob extends JobStep {
   jobId: string;
+}
+
+type Types = typeof builder.$inferSchemaTypes;
+
+const statusArg = (arg: ArgBuilder<Types>, description: string) => arg({ type: JobStatusEnum, description });
+
+/** The GraphQL argument of each kind of filter value (jobs/job-filter.ts). */
+type FilterArg<Kind extends JobFilterKind> = Kind extends 'ID'
+  ? ReturnType<ArgBuilder<Types>['id']>
+  : Kind extends 'String'
+    ? ReturnType<ArgBuilder<Types>['string']>
+    : ReturnType<typeof statusArg>;
+
+type FilterArgs = { [Name in JobFilterName]: FilterArg<(typeof JOB_FILTERS)[Name]['kind']> };
+
+function filterArg(arg: ArgBuilder<Types>, name: JobFilterName): FilterArgs[JobFilterName] {
+  const { kind, description } = JOB_FILTERS[name];
+  if (kind === 'ID') return arg.id({ description });
+  if (kind === 'String') return arg.string({ description });
+  return statusArg(arg, description);
+}
+
+/**
+ * The filter arguments of every field that lists or follows jobs (`jobs`, `jobUpdated`), in the
+ * order jobs/job-filter.ts declares them.
+ */
+export function jobFilterArgs(arg: ArgBuilder<Types>): FilterArgs {
+  return Object.fromEntries(JOB_FILTER_NAMES.map((name) => [name, filterArg(arg, name)])) as FilterArgs;
 }
 
 export const JobStepRef = builder.objectRef<JobStepOfJob>('JobStep').implement({
@@ -63,19 +93,8 @@ builder.queryFields((t) => ({
     authScopes: { 'jobs:read': true },
     // As many jobs as the limit asks for (out-of-range limits are refused when the field runs).
     complexity: (args) => ({ field: 1, multiplier: Math.min(Math.max(args.limit ?? LIST_LIMIT.default, 1), LIST_LIMIT.max) }),
-    args: {
-      competitorId: t.arg.id(),
-      type: t.arg.string(),
-      status: t.arg({ type: JobStatusEnum }),
-      limit: t.arg.int(),
-    },
-    resolve: (_root, args, ctx) =>
-      ctx.jobs.list(workspaceOf(ctx), {
-        competitorId: args.competitorId == null ? null : String(args.competitorId),
-        type: args.type,
-        status: args.status,
-        limit: args.limit,
-      }),
+    args: { ...jobFilterArgs(t.arg), limit: t.arg.int() },
+    resolve: (_root, args, ctx) => ctx.jobs.list(workspaceOf(ctx), { ...jobFilterValues(args), limit: args.limit }),
   }),
   job: t.field({
     type: JobRef,
