@@ -10,6 +10,7 @@ import { type Database, openDatabase } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
 import { graphiqlPage } from './graphql/graphiql.js';
+import { schema } from './graphql/schema.js';
 import { serializedBody } from './graphql/serialized.js';
 import { createGatewayYoga } from './graphql/yoga.js';
 import { dashboardFiles } from './dashboard/page.js';
@@ -97,7 +98,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const handleRest = createRestHandler(yoga, routes, logger);
   const graphiql = graphiqlPage(config.frameAncestors);
   const dashboard = dashboardFiles(config.frameAncestors);
-  const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes)));
+  const openApi = cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes, schema)));
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
 
   const addressGuard = new AddressGuard(apiKeys, config.badKeyLimitPerAddress, config.trustedProxyHops);

@@ -1,6 +1,9 @@
 import { STATUS_CODES } from 'node:http';
+import { Kind, type GraphQLSchema } from 'graphql';
 import { restStatusOf } from '../errors.js';
-import { type ErrorDoc, type JsonSchema, type RestRoute, jobSchemas } from './routes.js';
+import { RestJobFragmentDoc } from '../graphql/operations.generated.js';
+import { type JsonSchema, fragmentJsonSchema } from './graphql-json.js';
+import type { ErrorDoc, RestRoute } from './routes.js';
 
 /** Errors any route may answer, whatever it does (the HTTP entry's and the shim's own). */
 const EVERY_ROUTE_ERRORS: ErrorDoc[] = [
@@ -21,10 +24,12 @@ export const OPENAPI_PATH = '/api/openapi.json';
 
 /**
  * The OpenAPI 3.1 document of the REST shim, written from its route table (paths, parameters,
- * bodies and errors as the shim serves them) so that the two cannot drift apart; served at
- * `GET /api/openapi.json`.
+ * bodies and errors as the shim serves them) and the job as the GraphQL schema types it (the
+ * RestJob fragment's fields), so that they cannot drift apart; served at `GET /api/openapi.json`.
  */
-export function openApiDocument(routes: RestRoute[]): Record<string, unknown> {
+export function openApiDocument(routes: RestRoute[], schema: GraphQLSchema): Record<string, unknown> {
+  const restJob = RestJobFragmentDoc.definitions.find((definition) => definition.kind === Kind.FRAGMENT_DEFINITION);
+  if (!restJob) throw new Error('RestJobFragmentDoc has no fragment.');
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = route.path.replace(/:([A-Za-z]+)/g, '{$1}');
@@ -71,7 +76,7 @@ export function openApiDocument(routes: RestRoute[]): Record<string, unknown> {
         apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'A key made with `npx jobs-gateway keys create`.' },
         bearer: { type: 'http', scheme: 'bearer', description: 'The same key as a bearer token.' },
       },
-      schemas: jobSchemas,
+      schemas: fragmentJsonSchema(schema, restJob, 'Job'),
     },
   };
 }

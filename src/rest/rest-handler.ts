@@ -1,8 +1,10 @@
 import { type DocumentNode, type ExecutionResult, GraphQLError } from 'graphql';
 import type { Principal } from '../auth/scopes.js';
+import { schema } from '../graphql/schema.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { Logger } from '../logger.js';
 import { errors, isErrorCode } from '../errors.js';
+import { restValues } from './graphql-json.js';
 import { RestError } from './rest-error.js';
 import type { RestRoute } from './routes.js';
 
@@ -15,6 +17,8 @@ export interface RestResponse {
 interface CompiledRoute {
   route: RestRoute;
   segments: string[];
+  /** The result's values as the REST routes write them (see graphql-json.ts). */
+  restValues: (data: unknown) => unknown;
 }
 
 /**
@@ -24,7 +28,7 @@ interface CompiledRoute {
  * round trip of the result per call.
  */
 export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger: Logger) {
-  const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: route.path.split('/') }));
+  const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: route.path.split('/'), restValues: restValues(schema, route.document) }));
 
   return async function handleRest(method: string, url: URL, principal: Principal | null): Promise<RestResponse> {
     try {
@@ -50,7 +54,7 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
         logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');
         throw new RestError('INTERNAL_SERVER_ERROR', 'Unexpected error.');
       }
-      return { status: 200, body: match.compiled.route.body(result.data) };
+      return { status: 200, body: match.compiled.route.body(match.compiled.restValues(result.data)) };
     } catch (error) {
       if (error instanceof RestError) return errorResponse(error);
       logger.error({ err: error }, 'REST route failed');

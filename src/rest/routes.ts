@@ -11,12 +11,10 @@ import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues
 import type { Scope } from '../auth/scopes.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
 import { CANCELLED } from '../jobs/transitions.js';
-import { JOB_STEP_STATUSES, JobStatus as JOB_STATUSES } from '../jobs/model.js';
+import { JobStatus as JOB_STATUSES } from '../jobs/model.js';
 import type { ErrorCode } from '../errors.js';
+import { type JsonSchema, restEnumValue } from './graphql-json.js';
 import { RestError } from './rest-error.js';
-
-/** A JSON Schema (2020-12, as OpenAPI 3.1 uses it); `$ref`s point into `jobSchemas`. */
-export type JsonSchema = Record<string, unknown>;
 
 /** One error a route answers: its `error.code` (whose status src/errors.ts sets), and when. */
 export interface ErrorDoc {
@@ -46,14 +44,22 @@ export interface RestRoute<Result = unknown, Variables = Record<string, unknown>
   path: string;
   document: TypedDocumentNode<Result, Variables>;
   variables(request: { params: Record<string, string>; query: URLSearchParams }): Variables;
-  /** The response body; throw RestError for a result that is an error in REST terms. */
-  body(data: Result): unknown;
+  /**
+   * The response body from the operation's result, whose enum values are already as the REST
+   * routes write them (lowercase, see graphql-json.ts). Throw RestError for a result that is an
+   * error in REST terms.
+   */
+  body(data: RestValues<Result>): unknown;
   doc: RouteDoc;
 }
 
+/** An operation's result with every string as the REST routes write enum values (lowercase). */
+type RestValues<T> = T extends string ? Lowercase<T> : T extends Array<infer Item> ? Array<RestValues<Item>> : T extends object ? { [K in keyof T]: RestValues<T[K]> } : T;
+
 const route = <Result, Variables>(r: RestRoute<Result, Variables>) => r as unknown as RestRoute;
 
-const REST_STATUSES: Record<string, JobStatus> = { running: 'RUNNING', completed: 'COMPLETED', failed: 'FAILED' };
+/** `?status=` by the REST name of each status (running, completed, failed). */
+const REST_STATUSES: Record<string, JobStatus> = Object.fromEntries(Object.values(JOB_STATUSES).map((status) => [restEnumValue(status), status]));
 
 /**
  * The list's operation, written from the filters' declaration (jobs/job-filter.ts) rather than in
@@ -76,7 +82,7 @@ export const routes: RestRoute[] = [
       ...Object.fromEntries(JOB_FILTER_NAMES.map((name) => [name, filterParam(name, optional(query, name))])),
       limit: integerParam('limit', optional(query, 'limit')),
     }),
-    body: (data) => ({ jobs: data.jobs.map(restJob) }),
+    body: (data) => data,
     doc: {
       operationId: 'listJobs',
       summary: "The workspace's jobs, newest first (by startedAt), optionally filtered.",
@@ -104,7 +110,7 @@ export const routes: RestRoute[] = [
     variables: ({ params }) => ({ id: params.id ?? '' }),
     body: (data) => {
       if (!data.job) throw new RestError('NOT_FOUND', 'Job not found.');
-      return { job: restJob(data.job) };
+      return data;
     },
     doc: {
       operationId: 'getJob',
@@ -123,10 +129,7 @@ export const routes: RestRoute[] = [
     path: '/api/jobs/:id/cancel',
     document: RestCancelJobDocument,
     variables: ({ params }) => ({ id: params.id ?? '' }),
-    body: ({ cancelJob }) => ({
-      success: cancelJob.success,
-      job: { id: cancelJob.job.id, status: lower(cancelJob.job.status), currentStep: cancelJob.job.currentStep ?? null },
-    }),
+    body: (data) => data.cancelJob,
     doc: {
       operationId: 'cancelJob',
       summary: 'Cancels a running job: it becomes failed, with currentStep and error "Cancelled". No body.',
@@ -157,61 +160,6 @@ export const routes: RestRoute[] = [
     },
   }),
 ];
-
-/** The schemas the routes' bodies refer to: the reference's job, as `restJob` writes it. */
-export const jobSchemas: Record<string, JsonSchema> = {
-  Job: {
-    type: 'object',
-    required: ['id', 'workspaceId', 'competitorId', 'type', 'displayTitle', 'status', 'progress', 'currentStep', 'steps', 'startedAt', 'completedAt', 'metadata'],
-    additionalProperties: false,
-    properties: {
-      id: { type: 'string', format: 'uuid' },
-      workspaceId: { type: 'string', format: 'uuid' },
-      competitorId: { type: ['string', 'null'] },
-      type: { type: 'string', description: 'What the job does, e.g. collect, discover-products, discover-profile, analyze-product-capabilities.' },
-      displayTitle: { type: 'string' },
-      status: { type: 'string', enum: Object.values(JOB_STATUSES).map((status) => lower(status)) },
-      progress: { type: 'integer', minimum: 0, maximum: 100 },
-      currentStep: { type: ['string', 'null'], description: "The running step's name; the failed step's name or \"Cancelled\" once failed." },
-      steps: { type: 'array', items: { $ref: '#/components/schemas/JobStep' } },
-      startedAt: { type: 'string', format: 'date-time' },
-      completedAt: { type: ['string', 'null'], format: 'date-time' },
-      metadata: { type: 'object', description: 'What the worker reported, merged shallowly across reports.' },
-    },
-  },
-  JobStep: {
-    type: 'object',
-    required: ['id', 'name', 'status'],
-    additionalProperties: false,
-    properties: {
-      id: { type: 'string', description: "The step's key within its job (collect, ingest, ...)." },
-      name: { type: 'string' },
-      status: { type: 'string', enum: JOB_STEP_STATUSES.map((status) => lower(status)) },
-    },
-  },
-};
-
-/** The reference's job: its field order, lowercase statuses, null where absent. */
-function restJob(job: RestJobFragment) {
-  return {
-    id: job.id,
-    workspaceId: job.workspaceId,
-    competitorId: job.competitorId ?? null,
-    type: job.type,
-    displayTitle: job.displayTitle,
-    status: lower(job.status),
-    progress: job.progress,
-    currentStep: job.currentStep ?? null,
-    steps: job.steps.map((step) => ({ id: step.id, name: step.name, status: lower(step.status) })),
-    startedAt: job.startedAt,
-    completedAt: job.completedAt ?? null,
-    metadata: job.metadata,
-  };
-}
-
-function lower<T extends string>(value: T): Lowercase<T> {
-  return value.toLowerCase() as Lowercase<T>;
-}
 
 /** An absent or empty parameter means "no filter". */
 function optional(query: URLSearchParams, name: string): string | undefined {

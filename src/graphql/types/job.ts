@@ -61,21 +61,32 @@ export const JobStepRef = builder.objectRef<JobStepOfJob>('JobStep').implement({
 export const JobRef = builder.objectRef<JobRow>('Job').implement({
   description: 'A background job of a workspace, with its ordered steps.',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    workspaceId: t.exposeID('workspaceId'),
+    // `extensions.jsonSchema` refines the REST routes' JSON Schema of a job, which is read from
+    // these fields (rest/graphql-json.ts).
+    id: t.exposeID('id', { extensions: { jsonSchema: { format: 'uuid' } } }),
+    workspaceId: t.exposeID('workspaceId', { extensions: { jsonSchema: { format: 'uuid' } } }),
     competitorId: t.exposeID('competitorId', { nullable: true }),
-    type: t.exposeString('type'),
+    type: t.exposeString('type', { description: 'What the job does, e.g. collect, discover-products, discover-profile, analyze-product-capabilities.' }),
     displayTitle: t.exposeString('displayTitle'),
     status: t.expose('status', { type: JobStatusEnum }),
-    progress: t.exposeInt('progress'),
-    currentStep: t.exposeString('currentStep', { nullable: true }),
+    progress: t.exposeInt('progress', { description: 'Percent done, 0 to 100.', extensions: { jsonSchema: { minimum: 0, maximum: 100 } } }),
+    currentStep: t.exposeString('currentStep', {
+      nullable: true,
+      description: 'The running step\'s name; the failed step\'s name or "Cancelled" once failed.',
+    }),
     // Counted as 10 steps (the default list multiplier): typical jobs have a few, and the response
     // size limit catches what an estimate misses.
     steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job).map((step) => ({ ...step, jobId: job.id })) }),
     startedAt: t.expose('startedAt', { type: 'DateTime' }),
     completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
     // Up to 64 KiB each (LIMITS.metadataBytes): worth several scalars.
-    metadata: t.field({ type: 'JSON', complexity: 10, resolve: (job) => metadataOf(job) }),
+    metadata: t.field({
+      type: 'JSON',
+      complexity: 10,
+      description: 'What the worker reported, merged shallowly across reports: always an object.',
+      extensions: { jsonSchema: { type: 'object' } },
+      resolve: (job) => metadataOf(job),
+    }),
     error: t.exposeString('error', { nullable: true, description: 'Why the job failed or was cancelled.' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     changeCursor: t.string({
