@@ -2,44 +2,23 @@
 // the workspace's jobs from the `jobs` query, then every change pushed over graphql-ws, resumed with
 // `after` across reconnects. Plain DOM, bundled with graphql-ws at install (no build step at run time).
 import { type Client, createClient } from 'graphql-ws';
+import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTER_NAMES, type JobFilterValues, jobMatches } from '../jobs/job-filter.js';
+import { DashboardCancelDocument, type DashboardJobFragment, DashboardJobFragmentDoc } from './operations.generated.js';
 import './app.css';
 
-interface Step {
-  id: string;
-  key: string;
-  name: string;
-  status: 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED';
-}
-interface Job {
-  id: string;
-  type: string;
-  displayTitle: string;
-  competitorId: string | null;
-  status: 'RUNNING' | 'COMPLETED' | 'FAILED';
-  progress: number;
-  currentStep: string | null;
-  steps: Step[];
-  startedAt: string;
-  completedAt: string | null;
-  error: string | null;
-  changeCursor: string;
-}
-interface Filters {
-  status: string;
-  type: string;
-  competitorId: string;
-}
+type Job = DashboardJobFragment;
 
 const KEY_STORAGE = 'jobs-gateway:key';
-const FIELDS = 'id type displayTitle competitorId status progress currentStep steps { id key name status } startedAt completedAt error changeCursor';
-const LIST = `query Dashboard($status: JobStatus, $type: String, $competitorId: ID) {
+// The list and the live view take every filter the gateway declares (src/jobs/job-filter.ts).
+const LIST = `query Dashboard(${FILTER_VARIABLES}) {
   viewer { scopes }
-  jobs(status: $status, type: $type, competitorId: $competitorId, limit: 100) { ${FIELDS} }
-}`;
-const WATCH = `subscription Watch($after: String, $status: JobStatus, $type: String, $competitorId: ID) {
-  jobUpdated(after: $after, status: $status, type: $type, competitorId: $competitorId) { ${FIELDS} }
-}`;
-const CANCEL = 'mutation Cancel($id: ID!) { cancelJob(id: $id) { success job { id status } } }';
+  jobs(${FILTER_ARGUMENTS}, limit: 100) { ...DashboardJob }
+}
+${DashboardJobFragmentDoc}`;
+const WATCH = `subscription Watch($after: String, ${FILTER_VARIABLES}) {
+  jobUpdated(after: $after, ${FILTER_ARGUMENTS}) { ...DashboardJob }
+}
+${DashboardJobFragmentDoc}`;
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -73,20 +52,11 @@ async function graphql<T>(query: string, vars: Record<string, unknown>): Promise
   return body.data!;
 }
 
-function filters(): Filters {
-  return {
-    status: $<HTMLSelectElement>('#filter-status').value,
-    type: $<HTMLInputElement>('#filter-type').value.trim(),
-    competitorId: $<HTMLInputElement>('#filter-competitor').value.trim(),
-  };
-}
-
-function filterVariables(f: Filters): Record<string, string | null> {
-  return { status: f.status || null, type: f.type || null, competitorId: f.competitorId || null };
-}
-
-function matches(job: Job, f: Filters): boolean {
-  return (!f.status || job.status === f.status) && (!f.type || job.type === f.type) && (!f.competitorId || job.competitorId === f.competitorId);
+/** The filters the form sets; an empty field is no filter. */
+function filters(): JobFilterValues {
+  const values: Record<string, string | null> = {};
+  for (const name of JOB_FILTER_NAMES) values[name] = $<HTMLInputElement | HTMLSelectElement>(`#filter-${name}`).value.trim() || null;
+  return values as JobFilterValues;
 }
 
 const isNewer = (cursor: string, than: string | null) => than === null || BigInt(cursor) > BigInt(than);
@@ -100,7 +70,7 @@ async function load(): Promise<void> {
   showError('');
   let data: { viewer: { scopes: string[] }; jobs: Job[] };
   try {
-    data = await graphql(LIST, filterVariables(f));
+    data = await graphql(LIST, f);
   } catch (error) {
     if (load !== loads) return;
     if ((error as { code?: string }).code === 'UNAUTHENTICATED') return signOut('That key is not valid (or was revoked).');
@@ -118,7 +88,7 @@ async function load(): Promise<void> {
   }
   render();
   // Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen.
-  const variables: Record<string, string | null> = { ...filterVariables(f), after };
+  const variables: Record<string, string | null> = { ...f, after };
   unsubscribe = client!.subscribe<{ jobUpdated: Job }>(
     { query: WATCH, variables },
     {
@@ -128,7 +98,7 @@ async function load(): Promise<void> {
         if (!job) return;
         if (isNewer(job.changeCursor, variables.after ?? null)) variables.after = job.changeCursor;
         // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
-        if (!matches(job, f)) {
+        if (!jobMatches(job, f)) {
           jobs.delete(job.id);
           return render();
         }
@@ -186,7 +156,7 @@ function signOut(message = ''): void {
 async function cancel(id: string, button: HTMLButtonElement): Promise<void> {
   button.disabled = true;
   try {
-    await graphql(CANCEL, { id });
+    await graphql(DashboardCancelDocument.toString(), { id });
   } catch (error) {
     showError(`Could not cancel: ${(error as Error).message}`);
     button.disabled = false;
@@ -317,5 +287,6 @@ $('#filters').addEventListener('submit', (event) => {
   event.preventDefault();
   void load();
 });
-$('#filter-status').addEventListener('change', () => void load());
+// A choice from a list (the status) applies at once; typed filters apply on submit.
+for (const select of document.querySelectorAll<HTMLSelectElement>('#filters select')) select.addEventListener('change', () => void load());
 connect();

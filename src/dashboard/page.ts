@@ -2,6 +2,8 @@ import path from 'node:path';
 import { type CacheableBody, cacheableBody } from '../http/respond.js';
 import { dashboardPageHeaders } from '../http/security-headers.js';
 import fs from 'node:fs/promises';
+import { JOB_FILTERS, JOB_FILTER_NAMES } from '../jobs/job-filter.js';
+import { JobStatus } from '../jobs/model.js';
 import { packagePath } from '../package-path.js';
 
 /** The dashboard's page: a shell around the script that esbuild bundled at install (src/dashboard/app.ts). */
@@ -30,11 +32,7 @@ const PAGE = `<!doctype html>
   <section id="board" hidden aria-labelledby="count">
     <div class="toolbar">
       <form id="filters" role="search" aria-label="Filter jobs">
-        <label for="filter-status">Status
-          <select id="filter-status"><option value="">any</option><option value="RUNNING">running</option><option value="COMPLETED">completed</option><option value="FAILED">failed</option></select>
-        </label>
-        <label for="filter-type">Type <input id="filter-type" placeholder="e.g. collect"></label>
-        <label for="filter-competitor">Competitor <input id="filter-competitor" placeholder="competitor id"></label>
+${filterFields()}
         <button type="submit" class="secondary">Filter</button>
       </form>
       <button id="sign-out" type="button" class="secondary">Forget key</button>
@@ -47,6 +45,21 @@ const PAGE = `<!doctype html>
 </body>
 </html>
 `;
+
+/** A form field per filter the gateway declares (src/jobs/job-filter.ts): a list for the status, else text. */
+function filterFields(): string {
+  return JOB_FILTER_NAMES.map((name) => {
+    const { kind, label, placeholder } = JOB_FILTERS[name];
+    const id = `filter-${name}`;
+    const field =
+      kind === 'JobStatus'
+        ? `<select id="${id}"><option value="">${placeholder}</option>${Object.values(JobStatus)
+            .map((status) => `<option value="${status}">${status.toLowerCase()}</option>`)
+            .join('')}</select>`
+        : `<input id="${id}" placeholder="${placeholder}">`;
+    return `        <label for="${id}">${label} ${field}</label>`;
+  }).join('\n');
+}
 
 /** The page and its two bundled files, each cacheable; the files are read at their first request. */
 export function dashboardFiles(frameAncestors: string): Map<string, CacheableBody> {

@@ -17,7 +17,8 @@ interface JobFilterSpec {
   readonly before?: 'previousStatus';
   /** One sentence for the API's documentation (GraphQL arguments, REST parameters). */
   readonly description: string;
-  /** What an empty form field shows (the dashboard). */
+  /** The dashboard's name for it, and what its empty form field shows. */
+  readonly label: string;
   readonly placeholder: string;
 }
 
@@ -28,13 +29,14 @@ interface JobFilterSpec {
  * this table. Adding a filter is a row here (and an index in a migration if it needs one).
  */
 export const JOB_FILTERS = {
-  competitorId: { kind: 'ID', column: 'competitorId', description: "Only this competitor's jobs.", placeholder: 'competitor id' },
-  type: { kind: 'String', column: 'type', description: 'Only jobs of this type, e.g. collect.', placeholder: 'e.g. collect' },
+  competitorId: { kind: 'ID', column: 'competitorId', description: "Only this competitor's jobs.", label: 'Competitor', placeholder: 'competitor id' },
+  type: { kind: 'String', column: 'type', description: 'Only jobs of this type, e.g. collect.', label: 'Type', placeholder: 'e.g. collect' },
   status: {
     kind: 'JobStatus',
     column: 'status',
     before: 'previousStatus',
     description: 'Only jobs in this status.',
+    label: 'Status',
     placeholder: 'any',
   },
 } as const satisfies Record<string, JobFilterSpec>;
@@ -53,6 +55,14 @@ export interface JobFilter extends JobFilterValues {
 }
 
 export const JOB_FILTER_NAMES = Object.keys(JOB_FILTERS) as JobFilterName[];
+
+/**
+ * The filters as an operation's variable definitions (`$competitorId: ID, ...`) and as a field's
+ * arguments taking them (`competitorId: $competitorId, ...`): for the operations written from
+ * this table (the REST list, the dashboard's list and live view).
+ */
+export const FILTER_VARIABLES = JOB_FILTER_NAMES.map((name) => `$${name}: ${JOB_FILTERS[name].kind}`).join(', ');
+export const FILTER_ARGUMENTS = JOB_FILTER_NAMES.map((name) => `${name}: $${name}`).join(', ');
 
 /** The filters' arguments as GraphQL coerces them: ids may arrive as numbers. */
 export type JobFilterArgs = { [Name in JobFilterName]?: JobFilterValue<(typeof JOB_FILTERS)[Name]['kind']> | number | null | undefined };

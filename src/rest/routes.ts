@@ -7,7 +7,7 @@ import {
   type JobStatus,
   type RestJobFragment,
 } from '../graphql/operations.generated.js';
-import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues } from '../jobs/job-filter.js';
+import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues } from '../jobs/job-filter.js';
 import type { Scope } from '../auth/scopes.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
 import { CANCELLED } from '../jobs/transitions.js';
@@ -66,8 +66,8 @@ const REST_STATUSES: Record<string, JobStatus> = Object.fromEntries(Object.value
  * operations.graphql: every filter of `jobs` is a query parameter of GET /api/jobs by the same name.
  */
 const listJobsDocument = parse(`
-  query RestListJobs(${JOB_FILTER_NAMES.map((name) => `$${name}: ${JOB_FILTERS[name].kind}`).join(', ')}, $limit: Int) {
-    jobs(${JOB_FILTER_NAMES.map((name) => `${name}: $${name}`).join(', ')}, limit: $limit) { ...RestJob }
+  query RestListJobs(${FILTER_VARIABLES}, $limit: Int) {
+    jobs(${FILTER_ARGUMENTS}, limit: $limit) { ...RestJob }
   }
   ${print(RestJobFragmentDoc)}`) as TypedDocumentNode<{ jobs: RestJobFragment[] }, JobFilterValues & { limit: number | undefined }>;
 
