@@ -227,9 +227,12 @@ describeDb('response cache: limits and settings', () => {
     await graphqlOk(t.url, CreateJobDocument, { input: input(0) }, key);
     expect(t.app.responses).toBeUndefined();
     await graphqlOk(t.url, JobsDocument, { limit: 50 }, key);
+    // The feed's reads (of the job created, or a catch-up) are not the reads of the queries.
+    await settleFeed(t.app.feed);
     const before = queriesOf(t);
+    const feedReads = t.app.feed.reads;
     for (let i = 0; i < 3; i++) await rest(t.url, 'GET', '/api/jobs?limit=50', key);
-    expect(queriesOf(t) - before).toBe(3);
+    expect(queriesOf(t) - before - (t.app.feed.reads - feedReads)).toBe(3);
     await t.close();
   });
 
