@@ -1,18 +1,48 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueryCounter } from './db/query-counter.js';
-import type { WorkspaceResponseCache } from './graphql/plugins/response-cache.js';
-import type { ChangeFeed } from './live/change-feed.js';
-import type { LiveJobs } from './live/live-jobs.js';
-import type { ReplayQueue } from './live/replay-queue.js';
-import type { WebSocketGateway } from './ws/ws-server.js';
 
+/** What the WebSocket gateway counts (ws/ws-server.ts). */
+export interface WebSocketStats {
+  connections: number;
+  /** jobUpdated subscriptions served by the multiplexer, and its groups. */
+  multiplexedSubscriptions: number;
+  groups: number;
+  groupExecutions: number;
+  /** Bytes of frames waiting for readers, and sockets closed for not reading. */
+  pendingBytes: number;
+  slowConsumerCloses: number;
+}
+
+/** What the change feed counts (live/change-feed.ts). */
+export interface FeedStats {
+  reads: number;
+  dispatches: number;
+  dispatched: number;
+  announcements: number;
+  /** Workspaces whose committed changes wait for a transaction, since when (performance.now()). */
+  heldBack: ReadonlyArray<{ workspaceId: string; pids: ReadonlyArray<number | null>; since: number }>;
+}
+
+/** What the response cache counts (graphql/plugins/response-cache.ts). */
+export interface ResponseCacheStats {
+  hits: number;
+  misses: number;
+  coalesced: number;
+  invalidations: number;
+  bytes: number;
+}
+
+/**
+ * The parts whose counts the metrics read at scrape time, each through its own `stats()`: the
+ * metrics know what they publish, not how a part keeps its counts.
+ */
 export interface MetricSources {
-  feed: ChangeFeed;
-  live: LiveJobs;
-  replays: ReplayQueue;
-  webSockets: WebSocketGateway;
-  queries: QueryCounter;
-  responses: WorkspaceResponseCache | undefined;
+  feed: { stats(): FeedStats };
+  /** Subscriptions running as streams (Server-Sent Events, WebSocket operations not multiplexed). */
+  live: { stats(): { streams: number } };
+  replays: { stats(): { waiting: number } };
+  webSockets: { stats(): WebSocketStats };
+  queries: { stats(): { statements: number } };
+  responses: { stats(): ResponseCacheStats } | undefined;
 }
 
 /** The routes of the HTTP entry, as a bounded label (paths carry job ids). */
@@ -42,7 +72,8 @@ const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS
  * shows is the same whoever the tenants are, and the number of series stays fixed.
  *
  * The hot paths (feed, multiplexer, query counter) keep plain counters of their own; the metrics
- * here read them at scrape time (`collect`) instead of adding work per change.
+ * here read them at scrape time (`collect`, through each part's `stats()`) instead of adding work
+ * per change.
  */
 export function createMetrics(sources: MetricSources): GatewayMetrics {
   const registry = new Registry();
@@ -65,7 +96,7 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     help: 'Open graphql-ws connections.',
     registers,
     collect() {
-      this.set(sources.webSockets.connectionCount);
+      this.set(sources.webSockets.stats().connections);
     },
   });
   new Gauge({
@@ -74,8 +105,8 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     labelNames: ['delivery'] as const,
     registers,
     collect() {
-      this.set({ delivery: 'multiplexed' }, sources.webSockets.multiplexer.memberCount);
-      this.set({ delivery: 'stream' }, sources.live.streamCount);
+      this.set({ delivery: 'multiplexed' }, sources.webSockets.stats().multiplexedSubscriptions);
+      this.set({ delivery: 'stream' }, sources.live.stats().streams);
     },
   });
   new Gauge({
@@ -83,7 +114,7 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     help: 'Groups of multiplexed subscriptions (same workspace, document and variables).',
     registers,
     collect() {
-      this.set(sources.webSockets.multiplexer.groupCount);
+      this.set(sources.webSockets.stats().groups);
     },
   });
   new Gauge({
@@ -91,7 +122,7 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     help: 'Bytes of states waiting for WebSocket readers that have not taken what they were sent (merged newest per job).',
     registers,
     collect() {
-      this.set(sources.webSockets.backlog.pendingBytes);
+      this.set(sources.webSockets.stats().pendingBytes);
     },
   });
   new Gauge({
@@ -99,15 +130,15 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     help: 'Resumed subscriptions waiting for their replay read (beyond REPLAY_QUEUE_MAX a resume is refused with OVERLOADED).',
     registers,
     collect() {
-      this.set(sources.replays.waitingCount);
+      this.set(sources.replays.stats().waiting);
     },
   });
-  mirrored('jobs_gateway_websocket_slow_consumer_closes_total', 'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).', () => sources.webSockets.backlog.slowConsumerCloses);
-  mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.multiplexer.executions);
-  mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.dispatches);
-  mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.dispatched);
-  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed (one per batch of changes, and one per catch-up interval).', () => sources.feed.reads);
-  mirrored('jobs_gateway_feed_announcements_total', "NOTIFYs sent to other instances after this instance's writes (one per batch).", () => sources.feed.announcements);
+  mirrored('jobs_gateway_websocket_slow_consumer_closes_total', 'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).', () => sources.webSockets.stats().slowConsumerCloses);
+  mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.stats().groupExecutions);
+  mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.stats().dispatches);
+  mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.stats().dispatched);
+  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed (one per batch of changes, and one per catch-up interval).', () => sources.feed.stats().reads);
+  mirrored('jobs_gateway_feed_announcements_total', "NOTIFYs sent to other instances after this instance's writes (one per batch).", () => sources.feed.stats().announcements);
   new Gauge({
     name: 'jobs_gateway_feed_held_back',
     help: "Seconds a workspace's committed changes have waited for a transaction that wrote its jobs and has not ended, per workspace and that transaction's backend pid (pg_stat_activity; \"prepared\": pg_prepared_xacts). No series while nothing waits.",
@@ -116,12 +147,12 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     collect() {
       this.reset();
       const now = performance.now();
-      for (const { workspaceId, pids, since } of sources.feed.heldBackWorkspaces()) {
+      for (const { workspaceId, pids, since } of sources.feed.stats().heldBack) {
         for (const pid of pids) this.set({ workspace: workspaceId, pid: pid === null ? 'prepared' : String(pid) }, (now - since) / 1000);
       }
     },
   });
-  mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.count);
+  mirrored('jobs_gateway_database_queries_total', 'Statements sent to the database.', () => sources.queries.stats().statements);
   const { responses } = sources;
   if (responses) {
     new Counter({
@@ -131,18 +162,19 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        this.inc({ result: 'hit' }, responses.hits);
-        this.inc({ result: 'miss' }, responses.misses);
-        this.inc({ result: 'coalesced' }, responses.coalesced);
+        const { hits, misses, coalesced } = responses.stats();
+        this.inc({ result: 'hit' }, hits);
+        this.inc({ result: 'miss' }, misses);
+        this.inc({ result: 'coalesced' }, coalesced);
       },
     });
-    mirrored('jobs_gateway_response_cache_invalidations_total', 'Workspaces whose cached results were dropped (one per change written or dispatched).', () => responses.invalidations);
+    mirrored('jobs_gateway_response_cache_invalidations_total', 'Workspaces whose cached results were dropped (one per change written or dispatched).', () => responses.stats().invalidations);
     new Gauge({
       name: 'jobs_gateway_response_cache_bytes',
       help: 'Serialized size of the cached results (at most RESPONSE_CACHE_MAX_BYTES).',
       registers,
       collect() {
-        this.set(responses.bytes);
+        this.set(responses.stats().bytes);
       },
     });
   }

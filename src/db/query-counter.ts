@@ -1,6 +1,8 @@
 export interface QueryCounter {
   /** Statements sent to the database so far. */
   readonly count: number;
+  /** The same, for the metrics. */
+  stats(): { statements: number };
 }
 
 /**
@@ -10,7 +12,10 @@ export interface QueryCounter {
  * as "database queries per second" (polling against push).
  */
 export function countQueries(driver: { query: (...args: never[]) => unknown }): QueryCounter {
-  const counter = { count: 0 };
+  const counter = {
+    count: 0,
+    stats: () => ({ statements: counter.count }),
+  };
   const query = driver.query.bind(driver) as (...args: never[]) => unknown;
   driver.query = (...args: never[]) => {
     counter.count++;

@@ -6,6 +6,7 @@ import type { FeedFrontier, Registration } from '../jobs/feed-frontier.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobRow } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
+import type { FeedStats } from '../metrics.js';
 import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS } from '../limits/fixed.js';
 
 export interface ChangeFeedOptions {
@@ -148,6 +149,11 @@ export class ChangeFeed {
   /** The workspaces held back as of the last read. */
   heldBackWorkspaces(): HeldBack[] {
     return [...this.held.values()].map(({ workspaceId, pids, since }) => ({ workspaceId, pids, since }));
+  }
+
+  /** Its counts, for the metrics. */
+  stats(): FeedStats {
+    return { reads: this.reads, dispatches: this.dispatches, dispatched: this.dispatched, announcements: this.announcements, heldBack: this.heldBackWorkspaces() };
   }
 
   subscribe(listener: ChangeListener): () => void {

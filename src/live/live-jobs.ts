@@ -82,6 +82,11 @@ export class LiveJobs {
     return this.streams.size;
   }
 
+  /** Its counts, for the metrics. */
+  stats(): { streams: number } {
+    return { streams: this.streams.size };
+  }
+
   /** Ends every iterator (their SSE responses complete), for shutdown. */
   async close(): Promise<void> {
     await Promise.all([...this.streams].map((stream) => stream.return()));

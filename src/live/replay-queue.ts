@@ -42,6 +42,11 @@ export class ReplayQueue {
     return this.queued;
   }
 
+  /** Its counts, for the metrics. */
+  stats(): { waiting: number } {
+    return { waiting: this.queued };
+  }
+
   /** The current state of every job of the workspace changed after `after` (final changes only), in position order. */
   replay(workspaceId: string, after: bigint): Promise<JobRow[]> {
     if (this.queued >= this.options.maxQueued) return Promise.reject(errors.overloaded());

@@ -23,6 +23,7 @@ import { attachGraphqlWs, clientIdOf } from './graphql-ws-adapter.js';
 import { type JobUpdatedPlan, planJobUpdated } from './jobupdated-plan.js';
 import { Multiplexer, SocketClosedError } from './multiplexer.js';
 import { SendBacklog } from './socket-sender.js';
+import type { WebSocketStats } from '../metrics.js';
 
 /**
  * How one operation runs, carried by its rootValue from `onSubscribe` to graphql-ws's `execute` /
@@ -46,6 +47,8 @@ export interface WebSocketGateway {
   /** Frames waiting for readers that have not taken what they were sent. */
   readonly backlog: SendBacklog;
   readonly connectionCount: number;
+  /** Its counts, for the metrics. */
+  stats(): WebSocketStats;
   /**
    * Closes every socket with 1001 (clients reconnect elsewhere) and stops accepting; peers that do
    * not answer the close within `timeoutMs` are cut.
@@ -238,6 +241,14 @@ export function attachWebSockets(deps: {
     get connectionCount() {
       return connections.size;
     },
+    stats: () => ({
+      connections: connections.size,
+      multiplexedSubscriptions: multiplexer.memberCount,
+      groups: multiplexer.groupCount,
+      groupExecutions: multiplexer.executions,
+      pendingBytes: backlog.pendingBytes,
+      slowConsumerCloses: backlog.slowConsumerCloses,
+    }),
     close: async (timeoutMs) => {
       backlog.stop();
       await graphqlWs.dispose(timeoutMs);

@@ -8,6 +8,7 @@ import type { Principal } from '../../auth/scopes.js';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
 import { serializedBody } from '../serialized.js';
+import type { ResponseCacheStats } from '../../metrics.js';
 
 export interface ResponseCacheOptions {
   /**
@@ -98,6 +99,11 @@ export class WorkspaceResponseCache implements Cache {
 
   get bytes(): number {
     return this.results.calculatedSize;
+  }
+
+  /** Its counts, for the metrics. */
+  stats(): ResponseCacheStats {
+    return { hits: this.hits, misses: this.misses, coalesced: this.coalesced, invalidations: this.invalidations, bytes: this.bytes };
   }
 
   /** Every cached result of `workspaceId` stops being served, including those being computed now. */
