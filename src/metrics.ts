@@ -45,13 +45,11 @@ export interface MetricSources {
   responses: { stats(): ResponseCacheStats } | undefined;
 }
 
-/** The routes of the HTTP entry, as a bounded label (paths carry job ids). */
-export type RouteLabel = 'graphql' | 'rest' | 'dashboard' | 'healthz' | 'readyz' | 'metrics' | 'unknown';
-
 export interface GatewayMetrics {
   /** The Prometheus text exposition of every metric. */
   render(): Promise<{ contentType: string; body: string }>;
-  observeRequest(route: RouteLabel, method: string, status: number, seconds: number): void;
+  /** `route` is one of a bounded set (http/routes.ts' labels): paths carry job ids. */
+  observeRequest(route: string, method: string, status: number, seconds: number): void;
 }
 
 /** Process metrics (CPU, memory, event loop lag, GC) are the process's, once, whatever the instances in it. */

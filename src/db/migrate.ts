@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { packagePath } from '../package-path.js';
-import type { Database } from './database.js';
+import type { Logger } from '../logger.js';
+import { type Database, type DatabaseOptions, openDatabase } from './database.js';
 
 /** The package's prisma/migrations, from the source or the build alike. */
 export const MIGRATIONS_DIR = packagePath(path.join('prisma', 'migrations'));
@@ -77,4 +78,18 @@ export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<Migra
     }
     return result;
   }, { unbounded: true });
+}
+
+/** Opens the database and applies the migrations it lacks; closes it again if they fail. */
+export async function openMigratedDatabase(options: DatabaseOptions, logger: Logger): Promise<Database> {
+  const database = await openDatabase(options);
+  try {
+    const { applied, modified } = await migrate(database);
+    if (applied.length > 0) logger.info({ applied }, 'applied database migrations');
+    if (modified.length > 0) logger.warn({ modified }, 'migrations changed after they were applied');
+    return database;
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
 }

@@ -72,20 +72,22 @@ export function attachWebSockets(deps: {
   budget: ResponseBudget;
   revocations: RevocationWatch;
   live: LiveJobs;
-  config: Config;
+  /** WS_* settings, and the operation limits that WebSocket operations meet as HTTP's do. */
+  ws: Config['ws'];
+  graphql: Pick<Config['graphql'], 'maxCost' | 'maxResponseBytes'>;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, rateLimiter, budget, config } = deps;
+  const { yoga, rateLimiter, budget, ws, graphql } = deps;
   const logger = deps.logger.child({ component: 'ws' });
   const multiplexer = new Multiplexer(deps.live, deps.revocations, logger);
-  const backlog = new SendBacklog({ maxBufferedBytes: config.ws.maxBufferedBytes, maxCongestedMs: config.ws.slowConsumerTimeoutMs });
+  const backlog = new SendBacklog({ maxBufferedBytes: ws.maxBufferedBytes, maxCongestedMs: ws.slowConsumerTimeoutMs });
   const connections = new WebSocketConnections({ ...deps, backlog });
-  const costRefusal = costCheck(config.graphql.maxCost);
+  const costRefusal = costCheck(graphql.maxCost);
 
   const wss = new WebSocketServer({
     server: deps.server,
     path: '/graphql',
-    maxPayload: config.ws.maxPayloadBytes,
+    maxPayload: ws.maxPayloadBytes,
     // Compression divides ws throughput several times; job states are small.
     perMessageDeflate: false,
   });
@@ -97,8 +99,8 @@ export function attachWebSockets(deps: {
       return appError('RATE_LIMITED', `Too many subscribe messages for this API key; retry after ${verdict.retryAfterSeconds} s.`);
     }
     // graphql-ws has already registered this operation among the connection's.
-    if (activeOperations > config.ws.maxSubscriptionsPerConnection) {
-      return appError('TOO_MANY_SUBSCRIPTIONS', `At most ${config.ws.maxSubscriptionsPerConnection} subscriptions per connection.`);
+    if (activeOperations > ws.maxSubscriptionsPerConnection) {
+      return appError('TOO_MANY_SUBSCRIPTIONS', `At most ${ws.maxSubscriptionsPerConnection} subscriptions per connection.`);
     }
     return undefined;
   };
@@ -157,7 +159,7 @@ export function attachWebSockets(deps: {
   const graphqlWs = attachGraphqlWs(
     wss,
     {
-      connectionInitWaitTimeout: config.ws.connectionInitTimeoutMs,
+      connectionInitWaitTimeout: ws.connectionInitTimeoutMs,
       onConnect: (ctx) => connections.admit(ctx.extra, ctx.connectionParams),
 
       onSubscribe: async (ctx, id, payload) => {
@@ -201,7 +203,7 @@ export function attachWebSockets(deps: {
       },
 
       execute: async (args) => {
-        const { result, bytes } = await withinResponseLimit((await runnerOf(args).execute(args)) as ExecutionResult, config.graphql.maxResponseBytes);
+        const { result, bytes } = await withinResponseLimit((await runnerOf(args).execute(args)) as ExecutionResult, graphql.maxResponseBytes);
         const { principal } = args.contextValue as GatewayContext;
         if (principal) budget.answered(principal.workspaceId, bytes);
         return result;
@@ -224,8 +226,8 @@ export function attachWebSockets(deps: {
       },
     },
     {
-      keepAliveMs: config.ws.keepAliveMs,
-      maxMessagesPerSecond: config.ws.maxMessagesPerSecond,
+      keepAliveMs: ws.keepAliveMs,
+      maxMessagesPerSecond: ws.maxMessagesPerSecond,
       logger,
       onClientComplete: (socket, operationId) => {
         const connection = connections.get(socket);

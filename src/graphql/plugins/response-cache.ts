@@ -8,6 +8,8 @@ import type { Principal } from '../../auth/scopes.js';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
 import { serializedBody } from '../serialized.js';
+import type { JobStore } from '../../jobs/job-store.js';
+import type { ChangeFeed } from '../../live/change-feed.js';
 import type { ResponseCacheStats } from '../../metrics.js';
 
 export interface ResponseCacheOptions {
@@ -104,6 +106,20 @@ export class WorkspaceResponseCache implements Cache {
   /** Its counts, for the metrics. */
   stats(): ResponseCacheStats {
     return { hits: this.hits, misses: this.misses, coalesced: this.coalesced, invalidations: this.invalidations, bytes: this.bytes };
+  }
+
+  /**
+   * Keeps the cache true to the database: a workspace's results are dropped before a write of this
+   * instance answers and before the feed's subscribers hear of any change (the feed's listeners run
+   * in order of subscription: this one is first). One job's read may then answer from the job
+   * store's memory, under the cache's own promise.
+   */
+  follow(jobs: Pick<JobStore, 'onWrite' | 'answerFromMemoryWhile'>, feed: Pick<ChangeFeed, 'subscribe'>): void {
+    jobs.onWrite((row) => this.invalidateWorkspace(row.workspaceId));
+    feed.subscribe((rows) => {
+      for (const row of rows) this.invalidateWorkspace(row.workspaceId);
+    });
+    jobs.answerFromMemoryWhile(this.usable, this.ttlMs);
   }
 
   /** Every cached result of `workspaceId` stops being served, including those being computed now. */
