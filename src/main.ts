@@ -2,6 +2,7 @@ import { type App, createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { DataDirInUseError } from './db/data-dir-lock.js';
 import { createLogger } from './logger.js';
+import { PortInUseError, explainListenError } from './port-in-use.js';
 
 // The only module with side effects: read the environment, start, and stop cleanly on a signal.
 async function main(): Promise<void> {
@@ -35,7 +36,14 @@ async function main(): Promise<void> {
   starting = createApp(config, logger);
   const app = await starting;
   if (stopping) return;
-  const url = await app.start();
+  let url: string;
+  try {
+    url = await app.start();
+  } catch (error) {
+    // The database is open: close it cleanly before saying why.
+    await app.close().catch(() => undefined);
+    throw explainListenError(error, config.port, 'npm start');
+  }
   const where = config.databaseUrl ? 'PostgreSQL' : `the embedded database in ${config.dataDir}`;
   logger.info(
     { url: `${url}/graphql`, database: app.database.kind },
@@ -50,7 +58,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  if (error instanceof ConfigError || error instanceof DataDirInUseError) {
+  if (error instanceof ConfigError || error instanceof DataDirInUseError || error instanceof PortInUseError) {
     console.error(error.message);
   } else {
     console.error('jobs-gateway failed to start:', error);

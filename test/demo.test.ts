@@ -4,6 +4,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dbKind } from './helpers/databases.js';
+import { holdPort, runToExit } from './helpers/gateway-process.js';
 import { rest } from './helpers/http.js';
 
 /** `npm run demo` as the README tells a newcomer to run it (always on an embedded database of its own). */
@@ -76,5 +77,14 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
     expect(stderr).toBe('');
     // Its database went with it.
     expect(await demoDirs()).toEqual(dirsBefore);
+  });
+
+  it('started on a port already in use (beside `npm start`): one line naming the port and PORT, no stack trace, exit code 1', { timeout: 60_000 }, async () => {
+    const held = await holdPort();
+    cleanups.push(() => held.close());
+    const { code, stderr } = await runToExit('npm', ['run', 'demo', '--silent'], { PORT: String(held.port) });
+    expect(stderr).toBe(`Port ${held.port} is in use (another jobs-gateway or \`npm run demo\`?); set PORT to another port, e.g. PORT=4001 npm run demo\n`);
+    expect(stderr).not.toMatch(/^\s+at /m);
+    expect(code).toBe(1);
   });
 });

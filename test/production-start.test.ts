@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import { dbKind, describeDb, freshDatabase } from './helpers/databases.js';
-import { spawnGateway } from './helpers/gateway-process.js';
+import { holdPort, runToExit, spawnGateway } from './helpers/gateway-process.js';
 import { halfSentQuery } from './helpers/http.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { startTestApp } from './helpers/test-app.js';
@@ -70,4 +70,16 @@ describeDb('the production start: `npm start`, signalled as a supervisor does', 
       expect(alive(serverPid)).toBe(false);
     });
   }
+
+  it('a port already in use: one line naming the port and PORT on stderr, no stack trace, exit code 1', { timeout: 60_000 }, async () => {
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    // Another server (another gateway, `npm run demo`) holds the port.
+    const held = await holdPort();
+    cleanups.push(() => held.close());
+    const { code, stderr } = await runToExit('npm', ['start', '--silent'], { ...database.env, PORT: String(held.port) });
+    expect(stderr).toBe(`Port ${held.port} is in use (another jobs-gateway or \`npm run demo\`?); set PORT to another port, e.g. PORT=4001 npm start\n`);
+    expect(stderr).not.toMatch(/^\s+at /m);
+    expect(code).toBe(1);
+  });
 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createApp } from '../app.js';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
+import { PortInUseError, explainListenError } from '../port-in-use.js';
 import { JobsWorker } from '../sdk/worker.js';
 import { runDemoWorker } from './jobs.js';
 
@@ -15,7 +16,13 @@ async function main(): Promise<void> {
   const config = loadConfig({ LOG_LEVEL: 'warn', ...process.env, DATABASE_URL: '', DATA_DIR: dataDir });
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, logger);
-  const url = await app.start();
+  let url: string;
+  try {
+    url = await app.start();
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    throw explainListenError(error, config.port, 'npm run demo');
+  }
   const dashboardKey = (await app.apiKeys.create({ workspace: 'demo', name: 'dashboard', scopes: ['jobs:read', 'jobs:cancel'] })).key;
   const workerKey = (await app.apiKeys.create({ workspace: 'demo', name: 'demo worker', scopes: ['jobs:read', 'jobs:write'] })).key;
 
@@ -59,6 +66,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error('the demo failed to start:', error);
+  if (error instanceof PortInUseError) console.error(error.message);
+  else console.error('the demo failed to start:', error);
   process.exit(1);
 });

@@ -91,6 +91,9 @@ export function attachWebSockets(deps: {
     // Compression divides ws throughput several times; job states are small.
     perMessageDeflate: false,
   });
+  // ws re-emits the HTTP server's errors (a port in use at listen); app.start reports those, and an
+  // 'error' nobody listens to would crash the process with a stack trace instead.
+  wss.on('error', () => undefined);
 
   /** The limits of one `subscribe` message: the key's rate, the connection's subscriptions. */
   const limitRefusal = (connection: Connection, activeOperations: number): GraphQLError | undefined => {
