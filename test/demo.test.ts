@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dbKind } from './helpers/databases.js';
@@ -24,14 +25,21 @@ interface RestJob {
   steps: Array<{ id: string; status: string }>;
 }
 
-const demoDirs = async () => (await fs.readdir(os.tmpdir())).filter((name) => name.startsWith('jobs-gateway-demo-'));
+/** A TMPDIR of the test's own, so that what the demo leaves in it can be listed without other runs' noise. */
+async function freshTmpDir(): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'demo-test-tmp-'));
+  cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+/** The demo's databases under `tmpDir`. */
+const demoDirs = async (tmpDir: string) => (await fs.readdir(tmpDir)).filter((name) => name.startsWith('jobs-gateway-demo-'));
 
 describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
   it('prints a key and the URLs, runs every kind of job through its steps (some failing), honours a cancel, and cleans up on Ctrl+C', { timeout: 90_000 }, async () => {
-    const dirsBefore = await demoDirs();
+    const tmpDir = await freshTmpDir();
     const child = spawn('npm', ['run', 'demo', '--silent'], {
       cwd: root,
-      env: { ...process.env, PORT: '0', DEMO_STEP_MS: '80', DEMO_CONCURRENCY: '4', DEMO_FAILURE_RATE: '0.3' },
+      env: { ...process.env, TMPDIR: tmpDir, PORT: '0', DEMO_STEP_MS: '80', DEMO_CONCURRENCY: '4', DEMO_FAILURE_RATE: '0.3' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -46,6 +54,7 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
     const key = /(jg_[A-Za-z0-9_-]{43})/.exec(stdout)![1]!;
     expect(stdout).toContain(`dashboard:  ${url}/`);
     expect((await fetch(`${url}/`)).status).toBe(200);
+    expect(await demoDirs(tmpDir)).toHaveLength(1);
 
     const list = async () => ((await rest(url, 'GET', '/api/jobs?limit=200', key)).body as { jobs: RestJob[] }).jobs;
     // Every kind, jobs completed and failed, and steps that moved on.
@@ -76,15 +85,29 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
     expect(await exited).toBe(0);
     expect(stderr).toBe('');
     // Its database went with it.
-    expect(await demoDirs()).toEqual(dirsBefore);
+    expect(await demoDirs(tmpDir)).toEqual([]);
+  });
+
+  it('SIGTERM during the start (while it creates its database) exits 0 and removes the database', { timeout: 60_000 }, async () => {
+    const tmpDir = await freshTmpDir();
+    const child = spawn('npm', ['run', 'demo', '--silent'], { cwd: root, env: { ...process.env, TMPDIR: tmpDir, PORT: '0' }, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    await expect.poll(() => demoDirs(tmpDir), { timeout: 30_000, interval: 20 }).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(await demoDirs(tmpDir)).toEqual([]);
   });
 
   it('started on a port already in use (beside `npm start`): one line naming the port and PORT, no stack trace, exit code 1', { timeout: 60_000 }, async () => {
     const held = await holdPort();
     cleanups.push(() => held.close());
-    const { code, stderr } = await runToExit('npm', ['run', 'demo', '--silent'], { PORT: String(held.port) });
+    const tmpDir = await freshTmpDir();
+    const { code, stderr } = await runToExit('npm', ['run', 'demo', '--silent'], { TMPDIR: tmpDir, PORT: String(held.port) });
     expect(stderr).toBe(`Port ${held.port} is in use (another jobs-gateway or \`npm run demo\`?); set PORT to another port, e.g. PORT=4001 npm run demo\n`);
     expect(stderr).not.toMatch(/^\s+at /m);
     expect(code).toBe(1);
+    // Its database did not outlive the failed start.
+    expect(await demoDirs(tmpDir)).toEqual([]);
   });
 });
