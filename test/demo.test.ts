@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dbKind } from './helpers/databases.js';
 import { holdPort, runToExit } from './helpers/gateway-process.js';
@@ -10,6 +11,7 @@ import { rest } from './helpers/http.js';
 
 /** `npm run demo` as the README tells a newcomer to run it (always on an embedded database of its own). */
 
+const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cleanups: Array<() => unknown> = [];
 afterAll(async () => {
@@ -35,7 +37,7 @@ async function freshTmpDir(): Promise<string> {
 const demoDirs = async (tmpDir: string) => (await fs.readdir(tmpDir)).filter((name) => name.startsWith('jobs-gateway-demo-'));
 
 describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
-  it('prints a key and the URLs, runs every kind of job through its steps (some failing), honours a cancel, and cleans up on Ctrl+C', { timeout: 90_000 }, async () => {
+  it("prints both keys, a line to paste for the README's curl examples and the URLs, runs every kind of job through its steps (some failing), honours a cancel, and cleans up on Ctrl+C", { timeout: 90_000 }, async () => {
     const tmpDir = await freshTmpDir();
     const child = spawn('npm', ['run', 'demo', '--silent'], {
       cwd: root,
@@ -51,9 +53,29 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
 
     await expect.poll(() => /jg_[A-Za-z0-9_-]{43}/.test(stdout), { timeout: 30_000 }).toBe(true);
     const url = /jobs-gateway demo: (http:\/\/\S+)/.exec(stdout)![1]!;
-    const key = /(jg_[A-Za-z0-9_-]{43})/.exec(stdout)![1]!;
+    const key = /dashboard key \(jobs:read, jobs:cancel\):\n {2}(jg_[A-Za-z0-9_-]{43})\n/.exec(stdout)![1]!;
+    const workerKey = /worker key \(jobs:read, jobs:write\):\n {2}(jg_[A-Za-z0-9_-]{43})\n/.exec(stdout)![1]!;
     expect(stdout).toContain(`dashboard:  ${url}/`);
     expect((await fetch(`${url}/`)).status).toBe(200);
+
+    // The keys and a job the worker was running, as one line to paste into a shell for the README's examples.
+    const exportLine = /^ {2}(export KEY=\S+ WORKER_KEY=\S+ JOB_ID=\S+)$/m.exec(stdout)![1]!;
+    const jobId = /JOB_ID=(\S+)/.exec(exportLine)![1]!;
+    expect(exportLine).toBe(`export KEY=${key} WORKER_KEY=${workerKey} JOB_ID=${jobId}`);
+    // The worker key reads that job (and is the worker's: it may write, not cancel).
+    const byWorker = await rest(url, 'GET', `/api/jobs/${jobId}`, workerKey);
+    expect(byWorker.status).toBe(200);
+    expect((byWorker.body as { job: RestJob }).job.id).toBe(jobId);
+    const scopes = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': workerKey }, body: '{"query":"{ viewer { scopes } }"}' });
+    expect(await scopes.json()).toEqual({ data: { viewer: { scopes: ['jobs:read', 'jobs:write'] } } });
+    // Pasted into a shell, the line makes the curl printed under it and the README's "One job" curl work as written.
+    const printedCurl = /^ {2}(curl -s -H "X-API-Key: \$KEY" \S+)$/m.exec(stdout)![1]!;
+    const readme = await fs.readFile(path.join(root, 'README.md'), 'utf8');
+    const readmeCurl = readme.split('\n').find((line) => line.startsWith('curl ') && line.endsWith('/api/jobs/$JOB_ID"'))!;
+    for (const curl of [printedCurl, readmeCurl.replace('http://127.0.0.1:4000', url)]) {
+      const { stdout: pasted } = await run('bash', ['-c', `${exportLine}\n${curl}`]);
+      expect((JSON.parse(pasted) as { job: RestJob }).job, curl).toMatchObject({ id: jobId, type: expect.any(String) });
+    }
     expect(await demoDirs(tmpDir)).toHaveLength(1);
 
     const list = async () => ((await rest(url, 'GET', '/api/jobs?limit=200', key)).body as { jobs: RestJob[] }).jobs;

@@ -36,6 +36,8 @@ export interface DemoWorkerOptions {
   /** Jobs run at once. */
   concurrency: number;
   random?: () => number;
+  /** Called with each job's id as soon as it is created (running). */
+  onJobCreated?: (id: string) => void;
 }
 
 /**
@@ -57,6 +59,7 @@ export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, opt
       steps: kind.steps.map((step) => ({ ...step })),
       metadata: { competitorName: competitor, demo: true },
     });
+    options.onJobCreated?.(job.id);
     const fails = random() < options.failureRate;
     const reports = Math.max(kind.steps.length, 1) * 3;
     try {

@@ -52,22 +52,35 @@ async function main(): Promise<void> {
     if (stop.signal.aborted) return;
 
     worker = new JobsWorker({ url, apiKey: workerKey });
+    // The first job the worker creates is running: its id makes the README's examples pasteable.
+    let firstJob!: (id: string) => void;
+    const firstJobId = new Promise<string>((resolve) => (firstJob = resolve));
     working = runDemoWorker(worker, stop.signal, {
       stepMs: Number(process.env.DEMO_STEP_MS ?? 1_500),
       failureRate: Number(process.env.DEMO_FAILURE_RATE ?? 0.15),
       concurrency: Number(process.env.DEMO_CONCURRENCY ?? 3),
+      onJobCreated: (id) => firstJob(id),
     });
+    const stopped = new Promise<undefined>((resolve) => stop.signal.addEventListener('abort', () => resolve(undefined), { once: true }));
+    const jobId = await Promise.race([firstJobId, stopped]);
+    if (jobId === undefined) return;
 
     console.log(
       [
         '',
         `jobs-gateway demo: ${url}`,
-        `  dashboard:  ${url}/   (paste the key below)`,
+        `  dashboard:  ${url}/   (paste the dashboard key)`,
         `  GraphiQL:   ${url}/graphql`,
-        `  REST:       curl -H "X-API-Key: <key>" ${url}/api/jobs`,
+        `  REST:       ${url}/api/jobs`,
         '',
-        '  key (jobs:read, jobs:cancel):',
+        '  dashboard key (jobs:read, jobs:cancel):',
         `  ${dashboardKey}`,
+        '  worker key (jobs:read, jobs:write):',
+        `  ${workerKey}`,
+        '',
+        "  For the README's curl examples (KEY: the dashboard key; JOB_ID: a job the worker is running now):",
+        `  export KEY=${dashboardKey} WORKER_KEY=${workerKey} JOB_ID=${jobId}`,
+        `  curl -s -H "X-API-Key: $KEY" "${url}/api/jobs/$JOB_ID"`,
         '',
         'A simulated worker is running jobs. Ctrl+C stops everything and removes the demo database.',
         '',
