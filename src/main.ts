@@ -1,5 +1,5 @@
 import { type App, createApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, configDefault, loadConfig } from './config.js';
 import { DataDirInUseError } from './db/data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { PortInUseError, explainListenError } from './port-in-use.js';
@@ -50,11 +50,19 @@ async function main(): Promise<void> {
     `jobs-gateway listening on ${url} (GraphQL at ${url}/graphql, REST at ${url}/api/jobs) on ${where}`,
   );
   if ((await app.apiKeys.countActive()) === 0) {
-    const stop = config.databaseUrl ? '' : 'stop this server (Ctrl+C), then ';
+    // The README's two keys (a dashboard's, a worker's), for the database this server uses.
+    const embedded = !config.databaseUrl;
+    const cli = `${embedded && config.dataDir !== configDefault('DATA_DIR') ? `DATA_DIR=${shellWord(config.dataDir)} ` : ''}npx jobs-gateway keys create --workspace demo`;
     logger.warn(
-      `No API key exists yet: ${stop}create one with: npx jobs-gateway keys create --workspace demo --scope jobs:read --scope jobs:cancel --scope jobs:write`,
+      `No API key exists yet: ${embedded ? 'stop this server (Ctrl+C), then ' : ''}create one for dashboards and one for workers with: ` +
+        `${cli} --name dashboard && ${cli} --name worker --scope jobs:read --scope jobs:write`,
     );
   }
+}
+
+/** `value` as one shell word: as it is when that is safe, else single-quoted. */
+function shellWord(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
 main().catch((error: unknown) => {

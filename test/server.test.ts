@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { describeDb, dbKind, freshDatabase } from './helpers/databases.js';
@@ -9,6 +13,7 @@ import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { openEventStream } from './helpers/sse-client.js';
 import { TestSocket } from './helpers/ws-client.js';
 
+const run = promisify(execFile);
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
 
 describeDb('the HTTP server', () => {
@@ -198,15 +203,30 @@ describeDb('the gateway process', () => {
     }
   });
 
-  it('prints where it listens and, while no key exists, the command that creates one', async () => {
+  it("prints where it listens and, while no key exists, the README's two key commands for its own database", { timeout: 90_000 }, async () => {
     const database = await freshDatabase();
     cleanups.push(() => database.drop());
     const gateway = await spawnGateway({ ...database.env, LOG_LEVEL: 'info' });
-    const hint = await gateway.waitForLog(/No API key exists yet/);
-    expect(String(hint.msg)).toContain('jobs-gateway keys create --workspace');
+    const hint = String((await gateway.waitForLog(/No API key exists yet/)).msg);
     const listening = gateway.lines.map((l) => JSON.parse(l) as { msg: string }).find((l) => l.msg.includes('listening on'));
     expect(listening?.msg).toContain(gateway.url);
     gateway.child.kill('SIGINT');
     expect(await gateway.exited).toBe(0);
+
+    // The README's dashboard and worker keys, on the data directory this server used (not ./data).
+    const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
+    const suggested = readme.split('\n').filter((line) => line.startsWith('npx jobs-gateway keys create --workspace demo'));
+    expect(suggested).toHaveLength(2);
+    const commands = hint.slice(hint.indexOf(' with: ') + ' with: '.length);
+    expect(commands).toBe(suggested.map((command) => (database.env.DATA_DIR ? `DATA_DIR=${database.env.DATA_DIR} ${command}` : command)).join(' && '));
+    // The embedded database is one process's: the hint says to stop the server first.
+    expect(hint.includes('stop this server (Ctrl+C), then')).toBe(dbKind === 'embedded');
+    // Run as printed (on the embedded database, where it lives comes from the command alone), they make the two keys.
+    const env: NodeJS.ProcessEnv = { ...process.env, ...database.env };
+    delete env.DATA_DIR;
+    await run('bash', ['-c', commands], { cwd: fileURLToPath(new URL('..', import.meta.url)), env, timeout: 60_000 });
+    const t = await startTestApp({ database });
+    expect(await t.app.apiKeys.countActive()).toBe(2);
+    await t.close();
   });
 });
