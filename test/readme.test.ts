@@ -135,6 +135,12 @@ describeDb('README examples against a running gateway', () => {
     const poller = start(polling!);
     const subscriber = start(subscribed!);
     try {
+      // `after: "0"`: the stream opens with the job's state now, before the job changes at all.
+      for (let i = 0; !subscriber.output().includes('event: next'); i++) {
+        expect(i, "the job's current state did not arrive unasked").toBeLessThan(80);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      expect(subscriber.output()).toMatch(/event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":0,"currentStep":"Collecting Intel","changeCursor":"\d+"\}\}\}/);
       // Move the job until the subscription has delivered a state, and the loop has polled one.
       for (let i = 0; !subscriber.output().includes('"progress":50') || !poller.output().includes(`"id":"${id}"`); i++) {
         expect(i, 'no state arrived over one of the two').toBeLessThan(60);
