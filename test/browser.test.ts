@@ -77,10 +77,63 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
       return { withKey: await send({ 'x-api-key': apiKey }), without: await send({}) };
     }, key);
     expect(result.withKey).toEqual({ data: { __typename: 'Query' } });
-    expect(result.without).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] });
+    // Without a key (none in the page's API key box either) the page answers itself, saying what to do.
+    expect(result.without).toEqual({ errors: [{ message: expect.stringContaining('paste one into the API key box') }] });
     // Everything above ran under the page's Content-Security-Policy, which let all of it through.
     expect(await violations()).toEqual([]);
     await page.close();
+  });
+
+  it('GraphiQL: one key, pasted once, loads the schema (Docs) without a re-fetch and serves every tab, the subscription included', { timeout: 90_000 }, async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('graphiql-key');
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(String(error)));
+    const violations = await watchPolicy(page);
+    const unauthenticated: string[] = [];
+    page.on('response', (response) => response.status() === 401 && unauthenticated.push(response.url()));
+    await page.goto(`${t.url}/graphql`);
+    await page.waitForSelector('.graphiql-query-editor', { timeout: 20_000 });
+    const text = async (selector: string) => (await page.locator(selector).first().innerText()).replace(/\s+/g, ' ');
+
+    // It opens saying what to do, not with an error of the server's: no request went out without a key.
+    await expect.poll(() => text('.graphiql-response'), { timeout: 20_000 }).toContain('paste one into the API key box');
+    expect(await text('.graphiql-response')).not.toContain('UNAUTHENTICATED');
+    expect(unauthenticated).toEqual([]);
+
+    // Paste the key once: Docs shows the schema, with no re-fetch by hand.
+    await page.getByLabel('API key').fill(key);
+    await page.getByLabel('API key').press('Enter');
+    await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
+    await expect.poll(() => text('.graphiql-doc-explorer'), { timeout: 20_000 }).toMatch(/Query/);
+    expect(await text('.graphiql-doc-explorer')).not.toContain('Error fetching schema');
+
+    // The subscription tab (its headers never touched) runs with the same key and receives a change.
+    await page.locator('.graphiql-tab', { hasText: 'Watch' }).click();
+    await expect.poll(() => text('.graphiql-query-editor'), { timeout: 10_000 }).toContain('subscription Watch');
+    await page.locator('.graphiql-execute-button').click();
+    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Seen in GraphiQL', steps: [] });
+    // Until the stream is live a change sends nothing: keep moving the job until one arrives.
+    // (The response pane wraps long lines, so compare without whitespace.)
+    const received = async () => (await text('.graphiql-response')).replace(/ /g, '');
+    for (let progress = 1; !(await received()).includes(`"jobUpdated":{"id":"${job.id}"`); progress++) {
+      expect(progress, 'no update reached the subscription tab').toBeLessThan(80);
+      await t.app.jobs.updateProgress(workspaceId, job.id, { progress });
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(unauthenticated).toEqual([]);
+    await page.screenshot({ path: path.join(artifacts, 'graphiql-key.png') });
+
+    // The key stays in this tab's sessionStorage (where the dashboard keeps it), never in localStorage.
+    expect(await page.evaluate(() => sessionStorage.getItem('jobs-gateway:key'))).toBe(key);
+    expect(await page.evaluate(() => JSON.stringify({ ...localStorage }))).not.toContain(key);
+    await page.locator('.graphiql-execute-button').click(); // stops the subscription
+    expect(pageErrors).toEqual([]);
+    expect(await violations()).toEqual([]);
+    await page.close();
+    await t.close();
   });
 
   it('the live dashboard at / lists the jobs, moves with the worker, cancels, filters, and survives a restart', { timeout: 120_000 }, async () => {

@@ -29,7 +29,7 @@ export function dashboardPageHeaders(frameAncestors: string): Record<string, str
 }
 
 /**
- * GraphiQL's page: its one inline script (the whole editor) allowed by its hash, and the workers
+ * GraphiQL's page: its inline scripts (the whole editor, the API key box) allowed by their hashes, and the workers
  * the editor starts from blob: URLs. Its styles are inline and injected at run time ('unsafe-inline'
  * for styles only: they cannot run code).
  */
