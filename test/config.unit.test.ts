@@ -1,10 +1,10 @@
-import fs from 'node:fs/promises';
 import { expect, it } from 'vitest';
 import { CONFIG_VARIABLES, configDefault } from '../src/config.js';
+import { readDoc } from './helpers/docs.js';
 
 /** The README's configuration table: one row per variable, `name`, default, meaning. */
 async function readmeTable(): Promise<Map<string, string>> {
-  const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const readme = await readDoc('docs/operations.md');
   const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('### Limits'));
   const rows = [...section.matchAll(/^\| `([A-Z0-9_]+)` \| ([^|]+) \|/gm)];
   return new Map(rows.map(([, name, value]) => [name!, value!.trim()]));

@@ -1,14 +1,14 @@
-import fs from 'node:fs/promises';
 import { expect, it } from 'vitest';
 import { ERROR_CODES, type ErrorCode, restStatusOf } from '../src/errors.js';
+import { readAllDocs, readDoc } from './helpers/docs.js';
 
-const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
-
-it('the README names every error code of the catalog', () => {
-  for (const code of Object.keys(ERROR_CODES)) expect(readme, code).toContain(`\`${code}\``);
+it('the documentation names every error code of the catalog', async () => {
+  const docs = await readAllDocs();
+  for (const code of Object.keys(ERROR_CODES)) expect(docs, code).toContain(`\`${code}\``);
 });
 
-it("the README's REST error table gives each code the status the catalog does", () => {
+it("docs/api.md's REST error table gives each code the status the catalog does", async () => {
+  const readme = await readDoc('docs/api.md');
   const section = readme.slice(readme.indexOf('## REST'), readme.indexOf('## GraphQL'));
   const rows = [...section.matchAll(/^\| (\d{3})(?: \/ (\d{3}))? \| `([A-Z_]+)`(?: \/ `([A-Z_]+)`)? \|/gm)];
   expect(rows.length).toBeGreaterThanOrEqual(10);

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import { beforeAll, expect, it } from 'vitest';
 import { CreateJobDocument, JobsDocument, UpdateJobProgressDocument } from '../src/graphql/operations.generated.js';
 import { describeDb } from './helpers/databases.js';
@@ -9,6 +8,7 @@ import { openEventStream } from './helpers/sse-client.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { TestSocket } from './helpers/ws-client.js';
 import { positionOfJob } from './helpers/cursor.js';
+import { readAllDocs } from './helpers/docs.js';
 
 const steps = [{ id: 'a', name: 'A' }];
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress } }';
@@ -71,7 +71,7 @@ describeDb('GET /metrics (Prometheus)', () => {
   });
 
   it('serves exactly the metrics the README lists', async () => {
-    const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = await readAllDocs();
     const documented = new Set(readme.match(/jobs_gateway_[a-z_]+/g));
     const served = new Set([...(await scrape(t.url)).text.matchAll(/^# HELP (jobs_gateway_[a-z_]+)/gm)].map((m) => m[1]!));
     expect([...served].sort()).toEqual([...documented].sort());

@@ -1,14 +1,15 @@
 import { execFile, spawn } from 'node:child_process';
-import fs from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { parse, validate, type OperationDefinitionNode } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../src/graphql/schema.js';
 import { describeDb, freshDatabase } from './helpers/databases.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
+import { readAllDocs } from './helpers/docs.js';
 
 const run = promisify(execFile);
-const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
+// The README's examples and those of docs/ (every operation is shown in docs/api.md).
+const readme = await readAllDocs();
 const blocks = (lang: string) => [...readme.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
 
 /** The README's GraphQL examples, by operation name. */

@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import net from 'node:net';
 import { GatewayError, JobCancelledError, JobsWorker } from 'jobs-gateway/worker';
 import { WebSocket } from 'ws';
@@ -6,6 +5,7 @@ import { afterAll, expect, it } from 'vitest';
 import { describeDb, freshDatabase } from './helpers/databases.js';
 import { rest } from './helpers/http.js';
 import { type TestApp, startTestApp, workspaceIdOf } from './helpers/test-app.js';
+import { readDoc } from './helpers/docs.js';
 
 /** The worker SDK as a worker imports it (`jobs-gateway/worker`, the package's build), against a real gateway. */
 
@@ -38,7 +38,7 @@ function workerFor(t: TestApp, apiKey: string, options: Partial<ConstructorParam
 }
 
 it("the README's worker example uses only what the SDK exports", async () => {
-  const readme = await fs.readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const readme = await readDoc('docs/api.md');
   const example = /```ts\n([\s\S]*?)```/.exec(readme)![1]!;
   const sdk = await import('jobs-gateway/worker');
   const imported = /import \{ ([^}]+) \} from 'jobs-gateway\/worker'/.exec(example)![1]!.split(',').map((name) => name.trim());
