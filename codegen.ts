@@ -4,7 +4,8 @@ import { schema } from './src/graphql/schema.js';
 
 /**
  * `npm run codegen` writes the SDL of the Pothos schema and typed documents for every operation the
- * REST shim and the tests send. Both outputs are committed; test/codegen.test.ts fails when stale.
+ * REST shim, the worker SDK, the dashboard and the tests send. The outputs are committed;
+ * test/codegen.unit.test.ts fails when they are stale.
  */
 const config: CodegenConfig = {
   schema: printSchema(schema),

@@ -3,11 +3,9 @@ import { LRUCache } from 'lru-cache';
 import type { PrismaClient } from '../db/database.js';
 import { isUuid } from '../ids.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
-import { AUTH_CACHE_MAX_ENTRIES, UNKNOWN_KEYS_REMEMBERED } from '../limits/fixed.js';
+import { AUTH_CACHE_MAX_ENTRIES, MAX_API_KEY_LENGTH, UNKNOWN_KEYS_REMEMBERED } from '../limits/fixed.js';
 
 const KEY_PREFIX = 'jg_';
-/** Longer than any key we issue; anything longer is rejected before hashing. */
-const MAX_KEY_LENGTH = 128;
 const SHOWN_PREFIX_LENGTH = 10;
 
 /** 256 random bits: a fast hash is enough to store it (no dictionary to guess from). */
@@ -124,14 +122,14 @@ export class ApiKeyStore {
    * or the lookup of it under way; undefined when only `authenticate` can tell.
    */
   answerWithoutLookup(key: string): Principal | Promise<Principal | null> | undefined {
-    if (key.length > MAX_KEY_LENGTH) return undefined;
+    if (key.length > MAX_API_KEY_LENGTH) return undefined;
     const keyHash = hashApiKey(key);
     return this.cache?.get(keyHash) ?? this.pending.get(keyHash);
   }
 
   /** The principal a presented key stands for, or null when it is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | null> {
-    if (key.length > MAX_KEY_LENGTH) return null;
+    if (key.length > MAX_API_KEY_LENGTH) return null;
     const keyHash = hashApiKey(key);
     const cached = this.cache?.get(keyHash);
     if (cached) return cached;

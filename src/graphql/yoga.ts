@@ -47,6 +47,8 @@ export interface YogaDeps {
  * interpreter was the largest cost after the database (test/bench/RESULTS.md, reads). Mutations and
  * subscriptions keep graphql-js: jit drops a variable inside a JSON literal (`metadata: { a: $x }`
  * loses `a`), which only mutations take, and under jit Server-Sent Events streams did not start.
+ * No upstream issue describes the first as of 2026-12; zalando-incubator/graphql-jit#228 (coercing
+ * variables with graphql-js's own code) is the change that would let mutations compile too.
  */
 function useCompiledQueries() {
   return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });

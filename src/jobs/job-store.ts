@@ -34,8 +34,9 @@ export interface ChangesRead {
 type WriteListener = (row: JobRow) => void;
 
 /**
- * The only code that writes jobs. Every method is scoped to one workspace: a job of another
- * workspace is indistinguishable from one that does not exist.
+ * The only code that writes jobs. Every method on a workspace's jobs takes the workspace: a job of
+ * another workspace is indistinguishable from one that does not exist. The change feed's reads
+ * (`horizon`, `feedChanges`) span every workspace; their rows go out only to each one's own.
  */
 export class JobStore {
   /** Transitions of one job within this instance wait for each other instead of racing. */
@@ -63,7 +64,7 @@ export class JobStore {
   /**
    * `sql` runs the three statements on the hot paths (a transition, the feed's read, the horizon)
    * on the driver itself: through Prisma's raw queries they cost about a fifth of the gateway's CPU
-   * per progress report (see test/bench/RESULTS.md, writes). Prisma's typed client does the rest.
+   * per progress report (see test/bench/RESULTS.md, writes). Prisma's typed client creates jobs.
    */
   constructor(
     readonly prisma: PrismaClient,

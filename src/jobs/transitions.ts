@@ -1,4 +1,5 @@
 import { errors } from '../errors.js';
+import { JOB_LIMITS } from '../limits/fixed.js';
 import { type JobMetadata, type JobRow, type JobStep, type JobStepStatus, JobStatus, metadataOf, stepsOf } from './model.js';
 
 /**
@@ -30,13 +31,6 @@ export interface ProgressInput {
   metadata?: unknown;
 }
 
-/**
- * What one job may hold. `metadataBytes` bounds a job's serialized metadata after every merge (and
- * with it responses, notifications and memory); `metadataDepth` bounds nesting, which PostgreSQL's
- * jsonb and every recursive reader would otherwise pay for.
- */
-export const LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32 } as const;
-
 export interface NewJobFields {
   type: string;
   displayTitle: string;
@@ -53,7 +47,7 @@ export function newJob(input: NewJobInput): NewJobFields {
   const type = requireText('type', input.type);
   const displayTitle = requireText('displayTitle', input.displayTitle);
   const competitorId = input.competitorId == null ? null : requireText('competitorId', input.competitorId);
-  if (input.steps.length > LIMITS.steps) throw errors.badInput(`A job has at most ${LIMITS.steps} steps.`);
+  if (input.steps.length > JOB_LIMITS.steps) throw errors.badInput(`A job has at most ${JOB_LIMITS.steps} steps.`);
   const seen = new Set<string>();
   const steps = input.steps.map((step, index): JobStep => {
     const id = requireText(`steps[${index}].id`, step.id);
@@ -117,7 +111,7 @@ export function complete(job: JobRow, now: Date): JobPatch {
 }
 
 export function fail(job: JobRow, error: string, now: Date): JobPatch {
-  const reason = requireText('error', error, LIMITS.error);
+  const reason = requireText('error', error, JOB_LIMITS.error);
   return {
     status: JobStatus.FAILED,
     steps: stepsOf(job).map((step) => (step.status === 'RUNNING' ? { ...step, status: 'FAILED' } : step)),
@@ -142,7 +136,7 @@ export function rejectNul(field: string, value: string): string {
   return value;
 }
 
-function requireText(field: string, value: string, max: number = LIMITS.text): string {
+function requireText(field: string, value: string, max: number = JOB_LIMITS.text): string {
   const text = rejectNul(field, value).trim();
   if (text === '') throw errors.badInput(`${field} must not be empty.`);
   if (text.length > max) throw errors.badInput(`${field} is longer than ${max} characters.`);
@@ -157,7 +151,7 @@ function requireObject(value: unknown): JobMetadata {
   return value as JobMetadata;
 }
 
-/** Every string (keys included) storable, and nesting within LIMITS.metadataDepth; iterative, so any depth is safe to check. */
+/** Every string (keys included) storable, and nesting within JOB_LIMITS.metadataDepth; iterative, so any depth is safe to check. */
 function checkJson(root: unknown): void {
   const stack: Array<{ value: unknown; depth: number }> = [{ value: root, depth: 1 }];
   for (let item = stack.pop(); item; item = stack.pop()) {
@@ -165,7 +159,7 @@ function checkJson(root: unknown): void {
     if (typeof value === 'string') {
       rejectNul('metadata', value);
     } else if (value !== null && typeof value === 'object') {
-      if (depth > LIMITS.metadataDepth) throw errors.badInput(`metadata is nested deeper than ${LIMITS.metadataDepth} levels.`);
+      if (depth > JOB_LIMITS.metadataDepth) throw errors.badInput(`metadata is nested deeper than ${JOB_LIMITS.metadataDepth} levels.`);
       for (const [key, child] of Object.entries(value)) {
         if (!Array.isArray(value)) rejectNul('metadata', key);
         stack.push({ value: child, depth: depth + 1 });
@@ -176,8 +170,8 @@ function checkJson(root: unknown): void {
 
 function boundedMetadata(metadata: JobMetadata): JobMetadata {
   const text = JSON.stringify(metadata);
-  if (text.length > LIMITS.metadataBytes || Buffer.byteLength(text) > LIMITS.metadataBytes) {
-    throw errors.badInput(`metadata is larger than ${LIMITS.metadataBytes} bytes (after merging).`);
+  if (text.length > JOB_LIMITS.metadataBytes || Buffer.byteLength(text) > JOB_LIMITS.metadataBytes) {
+    throw errors.badInput(`metadata is larger than ${JOB_LIMITS.metadataBytes} bytes (after merging).`);
   }
   return metadata;
 }

@@ -1,10 +1,13 @@
 /**
  * The limits that are not environment variables: sizes, counts and intervals fixed in the code,
  * each with why it is what it is. (The configurable ones are parsed in src/config.ts and listed in
- * the README's configuration table.)
+ * docs/operations.md's configuration table.)
  */
 
 // --- HTTP and requests -------------------------------------------------------------------------
+
+/** Longer than any API key the gateway issues; anything longer is refused before it is hashed. */
+export const MAX_API_KEY_LENGTH = 128;
 
 /** How long /healthz and /readyz wait for the database to answer before calling it away. */
 export const HEALTH_TIMEOUT_MS = 2_000;
@@ -43,6 +46,13 @@ export const AUTH_CACHE_MAX_ENTRIES = 10_000;
 export const UNKNOWN_KEYS_REMEMBERED = { max: 10_000, ttlMs: 60_000 } as const;
 
 // --- Jobs --------------------------------------------------------------------------------------
+
+/**
+ * What one job may hold. `metadataBytes` bounds a job's serialized metadata after every merge (and
+ * with it responses, notifications and memory); `metadataDepth` bounds nesting, which PostgreSQL's
+ * jsonb and every recursive reader would otherwise pay for.
+ */
+export const JOB_LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32 } as const;
 
 /** Jobs per page of the `jobs` query and `GET /api/jobs`: the reference's default, and a page a dashboard renders at once. */
 export const LIST_LIMIT = { default: 50, max: 200 } as const;

@@ -35,7 +35,7 @@ function clientReason(reason: string): string {
 
 /**
  * graphql-ws's protocol core on `ws` sockets: what `graphql-ws/use/ws` does (keepalive pings,
- * close-code mapping, dispose), written here for three things it gets wrong for a server that
+ * close-code mapping, dispose), written here for two things it gets wrong for a server that
  * must not leak:
  *
  * - **Reused operation ids.** graphql-ws registers an operation under the client's id only once
@@ -45,6 +45,8 @@ function clientReason(reason: string): string {
  *   outlives the socket. Every `subscribe` therefore reaches graphql-ws under an id of its own (the
  *   client's id plus a sequence number); `complete` is routed to the live one; outgoing frames carry
  *   the client's id again. A duplicate of an id still active keeps graphql-ws's 4409 close.
+ *   (graphql-ws 6.4; no upstream issue covers this race as of 2026-12. enisdenjo/graphql-ws#95 and
+ *   #96 made ids unique while active; #539 is the same race for an error after a cancel.)
  * - **Logging.** Client mistakes (oversized frames, bad JSON) are logged at debug, not printed
  *   with console.error.
  */

@@ -5,7 +5,8 @@ import type { Plugin } from 'graphql-yoga';
  * What graphql-js 16 does not check of a subscription's root field, and fails on later:
  * - `@skip` or `@include` on it: with the field skipped, its executor throws a TypeError (a 500 on
  *   HTTP, "Unexpected error." on WebSockets). A subscription's root must not be conditional (the
- *   specification's single-root-field rule, as graphql-js 17 checks it); this is that rule for 16.
+ *   specification's single-root-field rule since graphql/graphql-spec#860, which graphql-js checks
+ *   from v17 on, graphql/graphql-js#3974); this is that rule for 16. It can go with graphql-js 17.
  * - A variable in such a directive without a value: the single-root-field rule throws from inside
  *   validation instead of reporting, which closed the whole WebSocket (4500). Thrown GraphQLErrors
  *   are reported as validation errors here (GRAPHQL_VALIDATION_FAILED like the others), with the

@@ -79,7 +79,7 @@ export const JobRef = builder.objectRef<JobRow>('Job').implement({
     steps: t.field({ type: [JobStepRef], resolve: (job) => stepsOf(job).map((step) => ({ ...step, jobId: job.id })) }),
     startedAt: t.expose('startedAt', { type: 'DateTime' }),
     completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
-    // Up to 64 KiB each (LIMITS.metadataBytes): worth several scalars.
+    // Up to 64 KiB each (JOB_LIMITS.metadataBytes): worth several scalars.
     metadata: t.field({
       type: 'JSON',
       complexity: 10,
