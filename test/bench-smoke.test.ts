@@ -45,8 +45,9 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
     ['embedded', 'bad keys'],
   ]);
   for (const row of report.fairness) for (const key of ['quietP50Ms', 'floodP50Ms', 'floodReqPerSec']) expect(row[key]).toBeGreaterThan(0);
-  // How much of the key flood was refused depends on how fast this machine serves it: only present.
-  expect(report.fairness[0]!.floodRefusedPerSec).toBeGreaterThanOrEqual(0);
+  // How much of the key flood was refused depends on how fast this machine serves it; refusals are
+  // among the flood's answers, so never more of them than answers (both rounded per second).
+  for (const row of report.fairness) expect(row.floodRefusedPerSec as number).toBeLessThanOrEqual((row.floodReqPerSec as number) + 1);
   // Every request of the bad-key flood is refused (401 within the budget, 429 past it).
   expect(report.fairness[1]!.floodRefusedPerSec).toBeGreaterThan(0);
   // The soak's figures come out, and what it checks holds: every subscriber ends at every job's
@@ -61,7 +62,9 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
   ]);
   for (const row of report.writes) {
     for (const key of ['writesPerSec', 'ceilingWritesPerSec']) expect(row[key]).toBeGreaterThan(0);
-    for (const key of ['p50Ms', 'p99Ms']) expect(row[key]).toBeGreaterThanOrEqual(0);
+    // Latencies in whole milliseconds (a fast write can round to 0): ordered, and measured at all.
+    expect(row.p99Ms as number).toBeGreaterThanOrEqual(row.p50Ms as number);
+    expect(Number.isFinite(row.p99Ms)).toBe(true);
   }
   // The mixed load: both phases measured for every role, and what it checks holds (every report
   // reached every subscriber of its workspace, final states right, no socket closed, nothing failed).
