@@ -15,8 +15,10 @@ import { createEntry } from './http/entry.js';
 import { probes } from './http/probes.js';
 import { cacheableBody } from './http/respond.js';
 import { createHttpServer, stopServer } from './http/server.js';
+import { ChangeLog } from './jobs/change-log.js';
 import { FeedFrontier } from './jobs/feed-frontier.js';
 import { JobStore } from './jobs/job-store.js';
+import { RememberedJobs } from './jobs/remembered-jobs.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { LISTEN_BACKLOG } from './limits/fixed.js';
 import { RateLimiter } from './limits/rate-limiter.js';
@@ -24,6 +26,7 @@ import { ResponseBudget } from './limits/response-budget.js';
 import { ChangeFeed } from './live/change-feed.js';
 import { LiveJobs } from './live/live-jobs.js';
 import { ReplayQueue } from './live/replay-queue.js';
+import { WriteAnnouncer } from './live/write-announcer.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument } from './rest/openapi.js';
@@ -36,6 +39,8 @@ export interface App {
   readonly database: Database;
   readonly apiKeys: ApiKeyStore;
   readonly jobs: JobStore;
+  /** The change log across workspaces: the feed's and the replays' reads. */
+  readonly changes: ChangeLog;
   readonly feed: ChangeFeed;
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
@@ -60,17 +65,23 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const database = await openMigratedDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts }, logger);
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const frontier = new FeedFrontier();
-  const jobs = new JobStore(database.prisma, database.sql, frontier);
-  const feed = new ChangeFeed(database, jobs, frontier, logger.child({ component: 'feed' }), config.feed);
+  const remembered = new RememberedJobs();
+  const jobs = new JobStore(database.prisma, database.sql, frontier, remembered);
+  const changes = new ChangeLog(database.sql, frontier, remembered);
+  const feedLogger = logger.child({ component: 'feed' });
+  const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);
+  announcer.follow(jobs);
+  const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, config.feed);
   const { maxResponseBytes } = config.graphql;
   const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) }) : undefined;
   responses?.follow(jobs, feed);
-  const replays = new ReplayQueue(jobs, config.replay);
+  const replays = new ReplayQueue(changes, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes, maxResponseBytes);
   const live = new LiveJobs(feed, replays, revocations, budget);
   await feed.start().catch(async (error: unknown) => {
     revocations.close();
+    await announcer.stop();
     await database.close();
     throw error;
   });
@@ -128,12 +139,13 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       // The warm-up stops at its next batch; its queries must not meet a closed pool.
       await warmedUp;
       await feed.stop();
+      await announcer.stop();
       await yoga.dispose();
       await database.close();
     })());
 
   return {
-    database, apiKeys, jobs, feed, live, replays, webSockets, responses, httpServer: server, start, close,
+    database, apiKeys, jobs, changes, feed, live, replays, webSockets, responses, httpServer: server, start, close,
     get warmedUp() {
       return warmedUp;
     },

@@ -7,6 +7,7 @@ import { withoutCursor } from './helpers/cursor.js';
 import { codesOf, graphql, graphqlOk } from './helpers/http.js';
 import { type TestApp, startTestApp } from './helpers/test-app.js';
 import { settleFeed } from './helpers/feed.js';
+import { RememberedJobs } from '../src/jobs/remembered-jobs.js';
 
 describeDb('a cancel racing a worker', () => {
   let t: TestApp;
@@ -60,7 +61,7 @@ describeDb('a transition that starts from a remembered state', () => {
     await t.createKey('remembered', ['jobs:write']);
     const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
-    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier());
+    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier(), new RememberedJobs());
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, { type: 'collect', displayTitle: 'x', steps: [{ id: 'a', name: 'A' }] });
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.

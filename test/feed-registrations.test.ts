@@ -36,7 +36,7 @@ describePostgres('registrations', () => {
   });
   afterAll(() => client.end());
 
-  const registrations = async () => (await t.app.jobs.horizon()).registrations.filter((r) => r.pid === (client as unknown as { processID: number }).processID);
+  const registrations = async () => (await t.app.changes.horizon()).registrations.filter((r) => r.pid === (client as unknown as { processID: number }).processID);
 
   it('one per workspace a transaction writes, with a ticket below every position it draws; a bulk update of thousands of jobs holds a handful of locks', async () => {
     const [a, b] = [await t.createKey('registers-a'), await t.createKey('registers-b')];

@@ -233,7 +233,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     // Replays read below the horizon: a transaction of another test file still open on the cluster
     // would hold the new jobs back. Wait until nothing is held back.
     await settleFeed(t.app.feed);
-    const queue = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 25, maxJobs: 100 });
+    const queue = new ReplayQueue(t.app.changes, { concurrency: 1, maxQueued: 25, maxJobs: 100 });
 
     // A stampede: twenty resumptions at once, from different cursors.
     const afters = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 0n : positionOf(jobs[0]!)));
@@ -242,12 +242,12 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     // The first read started at once; the nineteen that waited behind it shared the second.
     expect(queue.reads).toBe(2);
 
-    const small = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 1, maxJobs: 100 });
+    const small = new ReplayQueue(t.app.changes, { concurrency: 1, maxQueued: 1, maxJobs: 100 });
     const outcomes = await Promise.allSettled([0, 1, 2].map(() => small.replay(workspaceId, 0n)));
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
     expect((outcomes[2] as PromiseRejectedResult).reason).toMatchObject({ extensions: { code: 'OVERLOADED' } });
 
-    const tiny = new ReplayQueue(t.app.jobs, { concurrency: 1, maxQueued: 10, maxJobs: 2 });
+    const tiny = new ReplayQueue(t.app.changes, { concurrency: 1, maxQueued: 10, maxJobs: 2 });
     await expect(tiny.replay(workspaceId, 0n)).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
     expect((await tiny.replay(workspaceId, positionOf(jobs[0]!))).map((r) => r.id)).toEqual(jobs.slice(1).map((j) => j.id));
   });

@@ -24,7 +24,7 @@ interface JobFilterSpec {
 
 /**
  * Every filter of a job list and of a jobUpdated subscription, declared once: GraphQL's arguments
- * (graphql/types/job-filter-args.ts), the list's SQL (JobStore.list), the match against a changed
+ * (jobFilterArgs in graphql/types/job.ts), the list's SQL (JobStore.list), the match against a changed
  * row (`changeMatches`), the REST parameters (rest/routes.ts) and the dashboard's form derive from
  * this table. Adding a filter is a row here (and an index in a migration if it needs one).
  */

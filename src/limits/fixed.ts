@@ -63,7 +63,7 @@ export const LIST_LIMIT = { default: 50, max: 200 } as const;
  */
 export const MAX_TRANSITION_ATTEMPTS = 25;
 
-/** Jobs whose latest state an instance remembers (see `JobStore.latest`): the busy ones of many dashboards, a few MB. */
+/** Jobs whose latest state an instance remembers (see RememberedJobs): the busy ones of many dashboards, a few MB. */
 export const REMEMBERED_JOBS = 10_000;
 
 // --- The change feed ---------------------------------------------------------------------------

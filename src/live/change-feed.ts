@@ -1,13 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Database } from '../db/database.js';
 import { positionOf } from '../jobs/change-position.js';
 import type { FeedFrontier, Registration } from '../jobs/feed-frontier.js';
-import type { JobStore } from '../jobs/job-store.js';
+import type { ChangeLog } from '../jobs/change-log.js';
 import type { JobRow } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
 import type { FeedStats } from '../metrics.js';
 import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS } from '../limits/fixed.js';
+import { type WriteAnnouncer, announcementChannel } from './write-announcer.js';
 
 export interface ChangeFeedOptions {
   /** Read this often even when nothing announced a change: how soon other writers' changes arrive. */
@@ -46,7 +46,7 @@ export interface HeldBack {
  * tables, in other databases, read-only ones, autovacuum.
  *
  * What starts a read: a write through this instance (after it commits), another instance's
- * announcement of its writes (one NOTIFY per batch, sent after commit, never inside the write),
+ * announcement of its writes (WriteAnnouncer: one NOTIFY per batch, sent after commit),
  * and a read every `catchUpIntervalMs` for writers that announce nothing (SQL, other programs) and
  * for announcements lost while the listening connection reconnected. Writers pay for none of it.
  * The database work is two statements per batch of changes per instance (the horizon, then the
@@ -70,9 +70,7 @@ export class ChangeFeed {
   /** Workspaces held back as of the last read, and which of them were warned about. */
   private held = new Map<string, HeldBack & { blockers: string; warned: boolean }>();
   private stopListening: (() => Promise<void>) | undefined;
-  private stopAnnouncing: (() => void) | undefined;
-  private announcing: Promise<void> | undefined;
-  private announceAgain = false;
+  private stopWaking: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Reads of the database so far. */
@@ -80,38 +78,38 @@ export class ChangeFeed {
   /** Dispatches to the listeners so far, and the job states they carried. */
   dispatches = 0;
   dispatched = 0;
-  /** Announcements of this instance's writes sent to the others. */
-  announcements = 0;
   /** The LISTEN connection is up (announcements from other instances arrive). */
   listening = false;
   /** The last read succeeded (and dispatched what it found). */
   private lastReadSucceeded = false;
 
   private readonly channel: string;
-  /** What this instance's announcements carry, so that it does not read again on its own. */
-  private readonly instanceId = randomUUID();
 
   constructor(
     private readonly database: Database,
-    private readonly jobs: JobStore,
+    private readonly changes: ChangeLog,
+    /** This instance's job writes (the job store): each wakes the feed once committed. */
+    private readonly writes: { onWrite(listener: (row: JobRow) => void): () => void },
+    /** This instance's announcements: heard back on the channel, they need no read. */
+    private readonly announcer: Pick<WriteAnnouncer, 'instanceId' | 'announcements'>,
     private readonly frontier: FeedFrontier,
     private readonly logger: Logger,
     private readonly options: ChangeFeedOptions,
   ) {
-    this.channel = `job_changes_${database.schema}`;
+    this.channel = announcementChannel(database.schema);
   }
 
   async start(): Promise<void> {
-    if (!(await this.jobs.sequenceInOrder())) {
+    if (!(await this.changes.sequenceInOrder())) {
       throw new Error(
         'job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1',
       );
     }
     // Every change final now is history; anything else may still come.
-    this.frontier.start(await this.jobs.horizon());
+    this.frontier.start(await this.changes.horizon());
     this.stopListening = await this.database.listen(this.channel, {
       // Its own announcement comes back too: the write that caused it has woken this feed already.
-      onNotify: (payload) => payload !== this.instanceId && this.wake(),
+      onNotify: (payload) => payload !== this.announcer.instanceId && this.wake(),
       onConnected: () => {
         this.listening = true;
         this.wake();
@@ -121,10 +119,7 @@ export class ChangeFeed {
         this.logger.warn({ err: error }, 'change feed connection lost; reconnecting');
       },
     });
-    this.stopAnnouncing = this.jobs.onWrite(() => {
-      this.wake();
-      this.announce();
-    });
+    this.stopWaking = this.writes.onWrite(() => this.wake());
     this.timer = setInterval(() => this.wake(), this.options.catchUpIntervalMs);
     this.timer.unref();
   }
@@ -153,7 +148,7 @@ export class ChangeFeed {
 
   /** Its counts, for the metrics. */
   stats(): FeedStats {
-    return { reads: this.reads, dispatches: this.dispatches, dispatched: this.dispatched, announcements: this.announcements, heldBack: this.heldBackWorkspaces() };
+    return { reads: this.reads, dispatches: this.dispatches, dispatched: this.dispatched, announcements: this.announcer.announcements, heldBack: this.heldBackWorkspaces() };
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -183,10 +178,9 @@ export class ChangeFeed {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.readTimer?.timeout);
-    this.stopAnnouncing?.();
+    this.stopWaking?.();
     await this.stopListening?.();
     await this.reading;
-    await this.announcing;
   }
 
   /** A change may be there: read soon, but not sooner than `coalesceMs` after the last dispatch. */
@@ -213,32 +207,6 @@ export class ChangeFeed {
     this.readTimer = { timeout: setTimeout(() => void this.poke(), ms).unref(), due };
   }
 
-  /**
-   * Tells the other instances that this one wrote (they read then, rather than at their next
-   * catch-up). Sent after the writes committed, one at a time: writes that commit while one is on
-   * its way are covered by the next. The embedded database has no other instance to tell.
-   */
-  private announce(): void {
-    if (this.stopped || this.database.kind === 'embedded') return;
-    if (this.announcing) {
-      this.announceAgain = true;
-      return;
-    }
-    this.announcing = (async () => {
-      do {
-        this.announceAgain = false;
-        this.announcements++;
-        try {
-          await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, this.instanceId]);
-        } catch (error) {
-          // The others find these writes at their next catch-up read.
-          if (!this.stopped) this.logger.warn({ err: error }, 'could not announce writes to other instances');
-        }
-        if (this.announceAgain) await new Promise((resolve) => setTimeout(resolve, this.options.coalesceMs));
-      } while (this.announceAgain && !this.stopped);
-    })().finally(() => (this.announcing = undefined));
-  }
-
   private async readUntilCaughtUp(): Promise<void> {
     let progressed = false;
     let registrations: readonly Registration[] = [];
@@ -249,8 +217,8 @@ export class ChangeFeed {
       let read;
       try {
         this.reads++;
-        read = this.frontier.next(await this.jobs.horizon());
-        changes = await this.jobs.feedChanges(read, this.options.pageSize);
+        read = this.frontier.next(await this.changes.horizon());
+        changes = await this.changes.feedChanges(read, this.options.pageSize);
       } catch (error) {
         this.lastReadSucceeded = false;
         if (!this.stopped) this.logger.error({ err: error }, 'change feed read failed; the next announcement or catch-up retries');

@@ -1,6 +1,6 @@
 import { appError, errors } from '../errors.js';
 import { positionOf } from '../jobs/change-position.js';
-import type { JobStore } from '../jobs/job-store.js';
+import type { ChangeLog } from '../jobs/change-log.js';
 import type { JobRow } from '../jobs/model.js';
 
 export interface ReplayQueueOptions {
@@ -30,7 +30,7 @@ export class ReplayQueue {
   private running = 0;
 
   constructor(
-    private readonly jobs: JobStore,
+    private readonly changes: ChangeLog,
     private readonly options: ReplayQueueOptions,
   ) {}
 
@@ -87,7 +87,7 @@ export class ReplayQueue {
     const from = batch.reduce((min, w) => (w.after < min ? w.after : min), batch[0]!.after);
     try {
       this.reads++;
-      const { rows, newest } = await this.jobs.changedSince(from, this.options.maxJobs + 1, workspaceId);
+      const { rows, newest } = await this.changes.changedSince(from, this.options.maxJobs + 1, workspaceId);
       // A cursor past every position this database has handed out comes from another one (a
       // restore elsewhere): nothing would ever be sent after it.
       const ours = (waiting: Waiting) => waiting.after <= newest;

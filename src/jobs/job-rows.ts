@@ -1,0 +1,27 @@
+import type { SqlClient } from '../db/sql.js';
+import type { Prisma } from '../generated/prisma/client.js';
+import type { JobRow } from './model.js';
+
+/**
+ * A row of "Job" as the drivers return it, typed as Prisma's client types it. Both drivers parse
+ * timestamps, JSON and enums alike; bigints come as strings from pg and as numbers or bigints from
+ * PGlite, hence the conversion. Rows reach here only from `SELECT *` / `RETURNING *` on "Job".
+ */
+export function jobRowOf(raw: Record<string, unknown>): JobRow {
+  return {
+    ...(raw as unknown as JobRow),
+    changeXid: BigInt(raw.changeXid as string),
+    changeXmin: BigInt(raw.changeXmin as string),
+    changeSeq: BigInt(raw.changeSeq as string),
+  };
+}
+
+/**
+ * Runs a statement built with Prisma's sql template tag (values always bound) on the driver
+ * itself: on the hot paths (a transition, a list, the feed's read) Prisma's raw queries cost about
+ * a fifth of the gateway's CPU (see test/bench/RESULTS.md, writes and reads).
+ */
+export function runSql(sql: SqlClient, statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
+  const values = statement.values.map((value) => (typeof value === 'bigint' ? value.toString() : value));
+  return sql.query(statement.text, values);
+}
