@@ -5,7 +5,7 @@ import { schema } from './src/graphql/schema.js';
 /**
  * `npm run codegen` writes the SDL of the Pothos schema and typed documents for every operation the
  * REST shim, the worker SDK, the dashboard and the tests send. The outputs are committed;
- * test/codegen.unit.test.ts fails when they are stale.
+ * test/unit/codegen.test.ts fails when they are stale.
  */
 const config: CodegenConfig = {
   schema: printSchema(schema),

@@ -34,9 +34,9 @@ export default defineConfig({
           name: 'postgres',
           env: { TEST_DB: 'postgres' },
           globalSetup: ['test/helpers/global-setup.ts'],
-          // *.unit.test.ts touch no database, and the browser's view does not depend on which
+          // test/unit touches no database, and the browser's view does not depend on which
           // database is underneath: once (in "embedded") is enough.
-          exclude: ['test/bench/**', 'node_modules/**', 'test/**/*.unit.test.ts', 'test/browser.test.ts', 'test/bench-smoke.test.ts'],
+          exclude: ['test/bench/**', 'node_modules/**', 'test/unit/**', 'test/e2e/dashboard/**', 'test/e2e/bench-smoke.test.ts'],
         },
       },
     ],

@@ -2,7 +2,7 @@
  * The key a transaction registers under with the change feed before it writes a job of a
  * workspace: the uuid's four 32-bit words folded by xor, as a signed 32-bit integer. The same as
  * the database's job_workspace_key() (prisma/migrations/20261205000000_job_feed_registrations;
- * test/feed-registrations.test.ts compares the two).
+ * test/e2e/live/feed-registrations.test.ts compares the two).
  */
 export function workspaceKey(workspaceId: string): number {
   const hex = workspaceId.replaceAll('-', '');

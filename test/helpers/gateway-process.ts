@@ -1,8 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
+import { repoRoot } from './paths.js';
 
 export interface GatewayProcess {
   child: ChildProcess;
@@ -21,7 +19,7 @@ export async function spawnGateway(env: Record<string, string | undefined>, opti
   // then execs node); the child is npm.
   const [command, args] = options.npmStart ? ['npm', ['start', '--silent']] : [process.execPath, ['dist/main.js']];
   const child = spawn(command, args, {
-    cwd: root,
+    cwd: repoRoot,
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -89,7 +87,7 @@ export async function holdPort(): Promise<{ port: number; close(): Promise<void>
 
 /** Runs a command of the package (`npm start`, `npm run demo`) to its end: what it wrote, and its exit code. */
 export function runToExit(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

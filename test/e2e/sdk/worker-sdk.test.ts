@@ -1,0 +1,142 @@
+import net from 'node:net';
+import { GatewayError, JobCancelledError, JobsWorker } from 'jobs-gateway/worker';
+import { WebSocket } from 'ws';
+import { afterAll, expect, it } from 'vitest';
+import { describeDb, freshDatabase } from '../../helpers/databases.js';
+import { rest } from '../../helpers/http.js';
+import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
+import { readDoc } from '../../helpers/docs.js';
+
+/** The worker SDK as a worker imports it (`jobs-gateway/worker`, the package's build), against a real gateway. */
+
+const STEPS = [
+  { id: 'collect', name: 'Collecting Intel' },
+  { id: 'ingest', name: 'Processing Intel' },
+];
+
+const cleanups: Array<() => unknown> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Requests the SDK sends, counted on their way through the real fetch. */
+function countingFetch(): { fetch: typeof fetch; sent: () => number } {
+  let sent = 0;
+  return {
+    fetch: (input, init) => {
+      sent++;
+      return fetch(input, init);
+    },
+    sent: () => sent,
+  };
+}
+
+function workerFor(t: TestApp, apiKey: string, options: Partial<ConstructorParameters<typeof JobsWorker>[0]> = {}): JobsWorker {
+  const worker = new JobsWorker({ url: t.url, apiKey, minDelayMs: 20, maxDelayMs: 200, webSocketImpl: WebSocket, ...options });
+  cleanups.push(() => worker.close());
+  return worker;
+}
+
+it("the README's worker example uses only what the SDK exports", async () => {
+  const readme = await readDoc('docs/api.md');
+  const example = /```ts\n([\s\S]*?)```/.exec(readme)![1]!;
+  const sdk = await import('jobs-gateway/worker');
+  const imported = /import \{ ([^}]+) \} from 'jobs-gateway\/worker'/.exec(example)![1]!.split(',').map((name) => name.trim());
+  for (const name of imported) expect(sdk, name).toHaveProperty(name);
+  const jobMethods = [...example.matchAll(/\bjob\.(\w+)/g)].map((m) => m[1]!);
+  const worker = new sdk.JobsWorker({ url: 'http://127.0.0.1:1', apiKey: 'x' });
+  const job = worker.job('00000000-0000-4000-8000-000000000000');
+  for (const name of jobMethods) expect(name in job, `job.${name}`).toBe(true);
+  for (const name of [...example.matchAll(/\bworker\.(\w+)/g)].map((m) => m[1]!)) expect(name in worker, `worker.${name}`).toBe(true);
+  expect(jobMethods).toEqual(expect.arrayContaining(['cancelled', 'report', 'startStep', 'complete', 'fail']));
+});
+
+describeDb('the worker SDK (jobs-gateway/worker)', () => {
+  it('creates a job, runs its steps, reports progress and completes it: the database agrees', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('sdk', ['jobs:read', 'jobs:write']);
+    const worker = workerFor(t, key);
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Analyzing', competitorId: 'c1', steps: STEPS, metadata: { run: 1 } });
+    expect(job.state).toMatchObject({ status: 'RUNNING', currentStep: 'Collecting Intel', progress: 0 });
+    await job.report({ progress: 30, metadata: { pages: 12 } });
+    const started = await job.startStep('ingest', 60);
+    expect(started.steps.map((step) => [step.key, step.status])).toEqual([
+      ['collect', 'COMPLETED'],
+      ['ingest', 'RUNNING'],
+    ]);
+    await job.complete();
+    const stored = await t.app.jobs.get(await workspaceIdOf(t.app.apiKeys, key), job.id);
+    expect(stored).toMatchObject({ status: 'COMPLETED', progress: 100, metadata: { run: 1, pages: 12 } });
+  });
+
+  it('learns of a cancellation: its signal aborts, and the next report throws JobCancelledError', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('sdk-cancel', ['jobs:read', 'jobs:write', 'jobs:cancel']);
+    const worker = workerFor(t, key);
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'To be cancelled', steps: STEPS });
+    const signal = job.cancelled;
+    await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(1);
+    expect(signal.aborted).toBe(false);
+    // A dashboard cancels it, through the REST route old clients use.
+    expect((await rest(t.url, 'POST', `/api/jobs/${job.id}/cancel`, key)).status).toBe(200);
+    await expect.poll(() => signal.aborted, { timeout: 10_000 }).toBe(true);
+    expect(signal.reason).toBeInstanceOf(JobCancelledError);
+    const report = job.report({ progress: 50 });
+    await expect(report).rejects.toBeInstanceOf(JobCancelledError);
+    await expect(report).rejects.toMatchObject({ jobId: job.id, code: 'JOB_NOT_RUNNING' });
+  });
+
+  it('never retries a refusal (4xx): a backwards progress fails at once, after one request', async () => {
+    const t = await startTestApp();
+    const key = await t.createKey('sdk-4xx', ['jobs:write']);
+    const counting = countingFetch();
+    const worker = workerFor(t, key, { fetch: counting.fetch });
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'x', steps: STEPS });
+    await job.report({ progress: 50 });
+    const before = counting.sent();
+    await expect(job.report({ progress: 10 })).rejects.toMatchObject({ name: 'GatewayError', code: 'BAD_USER_INPUT' });
+    expect(counting.sent() - before).toBe(1);
+    // A key without the scope: FORBIDDEN, once.
+    const reader = await t.createKey('sdk-4xx', ['jobs:read']);
+    const refused = workerFor(t, reader, { fetch: counting.fetch });
+    const sentBefore = counting.sent();
+    await expect(refused.createJob({ type: 'collect', displayTitle: 'x', steps: STEPS })).rejects.toMatchObject({ name: 'GatewayError', code: 'FORBIDDEN' });
+    expect(counting.sent() - sentBefore).toBe(1);
+  });
+
+  it('retries 429 after the Retry-After the gateway gives, until the report lands', async () => {
+    const t = await startTestApp({ env: { RATE_LIMIT_PER_KEY: '1', RATE_LIMIT_BURST: '1' } });
+    const key = await t.createKey('sdk-429', ['jobs:write']);
+    const counting = countingFetch();
+    const worker = workerFor(t, key, { fetch: counting.fetch });
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'x', steps: STEPS });
+    // Three reports at once: one token a second, so two are refused (429) and retried.
+    const states = await Promise.all([job.report({ metadata: { a: 1 } }), job.report({ metadata: { b: 2 } }), job.report({ metadata: { c: 3 } })]);
+    expect(states).toHaveLength(3);
+    expect(counting.sent()).toBeGreaterThan(4);
+    const stored = await t.app.jobs.get(await workspaceIdOf(t.app.apiKeys, key), job.id);
+    expect(stored?.metadata).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
+  it('retries while the gateway cannot be reached, and lands once it is up', async () => {
+    // A port with nothing listening yet: the first attempts are refused by the kernel.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const seed = await startTestApp({ database });
+    const key = await seed.createKey('sdk-down', ['jobs:write']);
+    await seed.close();
+
+    const counting = countingFetch();
+    const worker = new JobsWorker({ url: `http://127.0.0.1:${port}`, apiKey: key, minDelayMs: 100, maxDelayMs: 400, retries: 20, fetch: counting.fetch });
+    const creating = worker.createJob({ type: 'collect', displayTitle: 'After the outage', steps: STEPS });
+    await expect.poll(() => counting.sent()).toBeGreaterThanOrEqual(2);
+    const t = await startTestApp({ database, env: { PORT: String(port) } });
+    cleanups.push(() => t.close());
+    const job = await creating;
+    expect((await t.app.jobs.get(await workspaceIdOf(t.app.apiKeys, key), job.id))?.displayTitle).toBe('After the outage');
+  });
+});
