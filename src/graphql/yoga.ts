@@ -1,5 +1,5 @@
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { getOperationAST } from 'graphql';
+import { OperationTypeNode, getOperationAST } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -51,7 +51,7 @@ export interface YogaDeps {
  * variables with graphql-js's own code) is the change that would let mutations compile too.
  */
 function useCompiledQueries() {
-  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === 'query' });
+  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === OperationTypeNode.QUERY });
 }
 
 export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, logger, budget, responses }: YogaDeps): GatewayYoga {

@@ -1,6 +1,7 @@
 import { type DocumentNode, type ExecutionResult, GraphQLError } from 'graphql';
 import type { Principal } from '../auth/scopes.js';
 import { schema } from '../graphql/schema.js';
+import { envelopedFor } from '../graphql/enveloped.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { Logger } from '../logger.js';
 import { errors, isErrorCode } from '../errors.js';
@@ -48,7 +49,7 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
         const code = error.extensions?.code;
         if (isErrorCode(code)) {
           // A refusal's Retry-After (the response budget's) is the REST client's too.
-          const headers = (error.extensions?.['http'] as { headers?: Record<string, string> } | undefined)?.headers;
+          const headers = (error.extensions?.['http'])?.headers;
           return { ...errorResponse(new RestError(code, error.message)), ...(headers ? { headers } : {}) };
         }
         logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');
@@ -63,7 +64,7 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
   };
 
   async function execute(document: DocumentNode, variables: unknown, principal: Principal): Promise<ExecutionResult> {
-    const enveloped = yoga.getEnveloped({ principal } as never);
+    const enveloped = envelopedFor(yoga, { principal });
     const errors = enveloped.validate(enveloped.schema, document);
     if (errors.length > 0) return { errors };
     const contextValue = await enveloped.contextFactory();

@@ -10,6 +10,7 @@ import type { GatewayContext } from '../graphql/context.js';
 import { UNEXPECTED_MESSAGE, clientError, clientResult } from '../graphql/mask-error.js';
 import { costCheck, withinResponseLimit } from '../graphql/plugins/operation-limits.js';
 import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
+import { envelopedFor } from '../graphql/enveloped.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
@@ -31,8 +32,8 @@ import type { WebSocketStats } from '../metrics.js';
  * multiplexed group.
  */
 interface OperationRunner {
-  execute(args: ExecutionArgs): OperationResult | Promise<OperationResult>;
-  subscribe(args: ExecutionArgs): OperationResult | Promise<OperationResult>;
+  readonly execute: (args: ExecutionArgs) => OperationResult | Promise<OperationResult>;
+  readonly subscribe: (args: ExecutionArgs) => OperationResult | Promise<OperationResult>;
 }
 
 type OperationResult = ExecutionResult | AsyncGenerator<ExecutionResult> | AsyncIterable<ExecutionResult>;
@@ -171,7 +172,7 @@ export function attachWebSockets(deps: {
         const limited = limitRefusal(connection, Object.keys(ctx.subscriptions).length);
         if (limited) return [limited];
         // Parsed and validated by yoga's envelop, so its plugins' rules (limits, scopes) apply here too.
-        const enveloped = yoga.getEnveloped({ principal: connection.principal, params: payload } as never);
+        const enveloped = envelopedFor(yoga, { principal: connection.principal, params: payload });
         let document;
         try {
           document = enveloped.parse(payload.query);
@@ -189,7 +190,7 @@ export function attachWebSockets(deps: {
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: { ...((await enveloped.contextFactory()) as GatewayContext), connectionClosed: connection.closed.signal },
+          contextValue: { ...(await enveloped.contextFactory()), connectionClosed: connection.closed.signal },
         };
 
         let plan;
@@ -200,7 +201,7 @@ export function attachWebSockets(deps: {
         }
         const runner: OperationRunner | GraphQLError = plan
           ? await joinGroup(connection, { id, args, payload, plan })
-          : { execute: enveloped.execute as OperationRunner['execute'], subscribe: enveloped.subscribe as OperationRunner['subscribe'] };
+          : { execute: enveloped.execute, subscribe: enveloped.subscribe };
         if (runner instanceof GraphQLError) return [runner];
         return { ...args, rootValue: runner };
       },

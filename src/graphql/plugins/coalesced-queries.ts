@@ -1,5 +1,5 @@
 import stableStringify from 'fast-json-stable-stringify';
-import { type DocumentNode, type ExecutionResult, getOperationAST } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, OperationTypeNode, getOperationAST } from 'graphql';
 import { type Plugin, isAsyncIterable } from 'graphql-yoga';
 import type { GatewayContext } from '../context.js';
 import { type WorkspaceResponseCache, scopesKeyOf } from './response-cache.js';
@@ -28,12 +28,14 @@ export function useCoalescedQueries(cache: WorkspaceResponseCache): Plugin<Gatew
   const inFlight = new WeakMap<DocumentNode, Map<string, Execution>>();
   return {
     async onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
-      const { principal } = args.contextValue as GatewayContext;
+      // envelop types its arguments for any GraphQL engine (`any`); these are graphql-js's.
+      const { document, operationName, variableValues, contextValue } = args as ExecutionArgs;
+      const { principal } = contextValue as GatewayContext;
       if (!principal || !cache.usable(principal.workspaceId)) return;
-      if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
-      let executions = inFlight.get(args.document);
-      if (!executions) inFlight.set(args.document, (executions = new Map()));
-      const operation = `${args.operationName ?? ''}\0${stableStringify(args.variableValues ?? {})}`;
+      if (getOperationAST(document, operationName)?.operation !== OperationTypeNode.QUERY) return;
+      let executions = inFlight.get(document);
+      if (!executions) inFlight.set(document, (executions = new Map<string, Execution>()));
+      const operation = `${operationName ?? ''}\0${stableStringify(variableValues ?? {})}`;
       const key = cache.keyFor(principal.workspaceId, scopesKeyOf(principal), operation);
       const running = executions.get(key);
       if (running) {
@@ -47,7 +49,7 @@ export function useCoalescedQueries(cache: WorkspaceResponseCache): Plugin<Gatew
       }
       const flights = executions;
       setExecuteFn((executeArgs) => {
-        const execution: Execution = Promise.resolve(executeFn(executeArgs));
+        const execution = Promise.resolve(executeFn(executeArgs) as ExecutionResult | AsyncIterable<ExecutionResult>);
         flights.set(key, execution);
         const landed = () => {
           if (flights.get(key) === execution) flights.delete(key);

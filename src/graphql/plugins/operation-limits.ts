@@ -65,7 +65,7 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
       onParse: ({ parseFn, setParseFn }) =>
         setParseFn((source, options) => {
           try {
-            return parseFn(source, options);
+            return parseFn(source, options) as DocumentNode;
           } catch (error) {
             if (error instanceof RangeError) throw appError('QUERY_TOO_COMPLEX', 'The document is nested too deeply.');
             throw error;
@@ -79,8 +79,10 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
       onValidate: ({ addValidationRule }) => {
         addValidationRule(MaxIntrospectionDepthRule);
         return ({ result, setResult }) => {
-          if (result.some((error) => error.message === INTROSPECTION_TOO_DEEP)) {
-            setResult(result.map((error) => (error.message === INTROSPECTION_TOO_DEEP ? appError('QUERY_TOO_COMPLEX', `${error.message}.`) : error)));
+          // envelop types its arguments for any GraphQL engine (`any`); these are graphql-js's.
+          const errors = result as readonly GraphQLError[];
+          if (errors.some((error) => error.message === INTROSPECTION_TOO_DEEP)) {
+            setResult(errors.map((error) => (error.message === INTROSPECTION_TOO_DEEP ? appError('QUERY_TOO_COMPLEX', `${error.message}.`) : error)));
           }
         };
       },
@@ -93,7 +95,7 @@ export function useOperationLimits(limits: OperationLimits): Plugin[] {
         return {
           onExecuteDone: ({ result }) => {
             if (!('data' in result) || Symbol.asyncIterator in result) return;
-            capResponseSize(result as ExecutionResult & { stringify?: (value: unknown) => string }, limits.maxResponseBytes);
+            capResponseSize(result, limits.maxResponseBytes);
           },
         };
       },
@@ -116,7 +118,7 @@ export function costCheck(maxCost: number): (args: ExecutionArgs) => GraphQLErro
   const verdicts = new WeakMap<DocumentNode, Map<string, GraphQLError | undefined>>();
   return (args) => {
     let byInputs = verdicts.get(args.document);
-    if (!byInputs) verdicts.set(args.document, (byInputs = new Map()));
+    if (!byInputs) verdicts.set(args.document, (byInputs = new Map<string, GraphQLError | undefined>()));
     const variables = (args.variableValues ?? {}) as Record<string, unknown>;
     const inputs = JSON.stringify([args.operationName ?? null, costVariables(args.schema, args.document).map((name) => variables[name] ?? null)]);
     if (byInputs.has(inputs)) return byInputs.get(inputs);
@@ -131,7 +133,7 @@ export function costCheck(maxCost: number): (args: ExecutionArgs) => GraphQLErro
 /** Pothos's complexity rule with the request's variables. */
 function estimateCost(args: ExecutionArgs, maxCost: number): GraphQLError | undefined {
   const rule = createComplexityRule({
-    variableValues: (args.variableValues ?? {}) as Record<string, unknown>,
+    variableValues: (args.variableValues ?? {}),
     operationName: args.operationName ?? undefined,
     context: args.contextValue as object,
     maxComplexity: maxCost,

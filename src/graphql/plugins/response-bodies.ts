@@ -9,7 +9,7 @@ export interface ResponseBodiesOptions {
   /** MAX_RESPONSE_BYTES: a larger result is answered RESPONSE_TOO_LARGE instead. */
   maxBytes: number;
   /** A body of `bytes` is about to be written for the caller of `serverContext` (the response budget's). */
-  written(serverContext: ServerContext, bytes: number): void;
+  written: (serverContext: ServerContext, bytes: number) => void;
 }
 
 /**
@@ -25,24 +25,26 @@ export interface ResponseBodiesOptions {
 export function useSlicedResponseBodies({ maxBytes, written }: ResponseBodiesOptions): Plugin<Record<string, unknown>, ServerContext> {
   const bodies = new WeakMap<Request, JsonBody>();
   return {
-    async onResultProcess({ request, result, setResult, resultProcessor, serverContext }) {
+    async onResultProcess(processing) {
+      const { request, result, resultProcessor, serverContext } = processing;
       if (resultProcessor !== processRegularResult || isAsyncIterable(result) || Array.isArray(result)) return;
       const single = result as ExecutionResult;
       if (single.errors?.length || single.extensions?.['http']) return;
       const made = await serializedBody(single, maxBytes);
-      if ('tooLarge' in made) return setResult(responseTooLarge(maxBytes));
+      if ('tooLarge' in made) return processing.setResult(responseTooLarge(maxBytes));
       bodies.set(request, made);
       written(serverContext, made.bytes);
-      setResult({ ...single, stringify: () => '' } as ExecutionResult);
+      processing.setResult({ ...single, stringify: () => '' } as ExecutionResult);
     },
-    onResponse({ request, response, setResponse, fetchAPI }) {
+    onResponse(responding) {
+      const { request, response, fetchAPI } = responding;
       const body = bodies.get(request);
       if (!body) return;
       bodies.delete(request);
       const headers = new fetchAPI.Headers(response.headers);
       headers.set('content-length', String(body.bytes));
       // A Node stream of the pieces: the server adapter pipes it, a piece per drain of the socket.
-      setResponse(new fetchAPI.Response(Readable.from(body.chunks) as unknown as BodyInit, { status: response.status, statusText: response.statusText, headers }));
+      responding.setResponse(new fetchAPI.Response(Readable.from(body.chunks) as unknown as BodyInit, { status: response.status, statusText: response.statusText, headers }));
     },
   };
 }

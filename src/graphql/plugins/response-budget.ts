@@ -1,4 +1,4 @@
-import { getOperationAST } from 'graphql';
+import { type ExecutionArgs, type ExecutionResult, OperationTypeNode, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { errors } from '../../errors.js';
 import type { ResponseBudget } from '../../limits/response-budget.js';
@@ -14,16 +14,18 @@ import type { GatewayContext } from '../context.js';
 export function useResponseBudget(budget: ResponseBudget): Plugin<GatewayContext> {
   return {
     async onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
-      const { principal } = args.contextValue as GatewayContext;
+      // envelop types its arguments for any GraphQL engine (`any`); these are graphql-js's.
+      const { document, operationName, contextValue } = args as ExecutionArgs;
+      const { principal } = contextValue as GatewayContext;
       if (!principal || !budget.enabled) return;
-      if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
+      if (getOperationAST(document, operationName)?.operation !== OperationTypeNode.QUERY) return;
       const admission = await budget.admit(principal.workspaceId);
       if (!admission.allowed) return setResultAndStopExecution({ errors: [errors.responseBudgetSpent(admission.retryAfterSeconds)] });
       // Settled when execution ends: onExecuteDone runs after a later plugin's answer too (a cache
       // hit, a query joined in flight), the wrapper's `finally` when execution throws.
       setExecuteFn(async (executeArgs) => {
         try {
-          return await executeFn(executeArgs);
+          return (await executeFn(executeArgs)) as ExecutionResult | AsyncIterable<ExecutionResult>;
         } finally {
           admission.settle();
         }

@@ -1,4 +1,4 @@
-import { GraphQLError, Kind, type SelectionNode, type ValidationRule, validate } from 'graphql';
+import { type DocumentNode, GraphQLError, type GraphQLSchema, Kind, OperationTypeNode, type SelectionNode, type ValidationRule, validate } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 /**
@@ -17,9 +17,10 @@ export function useSubscriptionRootRules(): Plugin {
   return {
     onValidate: ({ addValidationRule, validateFn, setValidationFn }) => {
       addValidationRule(NoSkipOrIncludeOnSubscriptionRootRule);
-      setValidationFn((schema, document, ...rest) => {
+      // envelop types its arguments for any GraphQL engine (`any`); these are graphql-js's.
+      setValidationFn((schema: GraphQLSchema, document: DocumentNode, ...rest) => {
         try {
-          return validateFn(schema, document, ...rest);
+          return validateFn(schema, document, ...rest) as readonly GraphQLError[];
         } catch (error) {
           if (!(error instanceof GraphQLError)) throw error;
           const conditionalRoot = validate(schema, document, [NoSkipOrIncludeOnSubscriptionRootRule]);
@@ -50,7 +51,7 @@ const NoSkipOrIncludeOnSubscriptionRootRule: ValidationRule = (context) => {
   };
   return {
     OperationDefinition(operation) {
-      if (operation.operation === 'subscription') check(operation.selectionSet.selections, new Set());
+      if (operation.operation === OperationTypeNode.SUBSCRIPTION) check(operation.selectionSet.selections, new Set());
     },
   };
 };

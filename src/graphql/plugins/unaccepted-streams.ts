@@ -36,11 +36,12 @@ export function useUnacceptedStreamsRefused(logger: Logger): Plugin<{ request?: 
     onSubscribe: ({ args, setResultAndStopExecution }) => {
       if (acceptsJsonOnly(args.contextValue.request?.headers.get('accept') ?? null)) setResultAndStopExecution({ errors: [notAcceptable()] });
     },
-    onResultProcess({ result, resultProcessor, setResult, setResultProcessor }) {
+    onResultProcess(processing) {
+      const { result, resultProcessor } = processing;
       if (resultProcessor || !isAsyncIterable(result)) return;
       Promise.resolve(result[Symbol.asyncIterator]().return?.()).catch((error: unknown) => logger.error({ err: error }, 'ending an unaccepted stream failed'));
-      setResult({ errors: [notAcceptable()] });
-      setResultProcessor(processRegularResult, 'application/json');
+      processing.setResult({ errors: [notAcceptable()] });
+      processing.setResultProcessor(processRegularResult, 'application/json');
     },
   };
 }

@@ -1,4 +1,4 @@
-import { GraphQLError } from 'graphql';
+import { type ExecutionResult, GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 /**
@@ -10,10 +10,13 @@ export function useVariableErrorCode(): Plugin {
   return {
     onExecute: () => ({
       onExecuteDone: ({ result, setResult }) => {
-        if (!('errors' in result) || !result.errors?.length || 'data' in result) return;
+        // envelop types its results for any GraphQL engine; a non-streamed one is graphql-js's.
+        if (!('errors' in result) || 'data' in result) return;
+        const failed = result as ExecutionResult;
+        if (!failed.errors?.length) return;
         setResult({
-          ...result,
-          errors: result.errors.map((error) =>
+          ...failed,
+          errors: failed.errors.map((error) =>
             error.extensions?.code
               ? error
               : new GraphQLError(error.message, {
