@@ -1,4 +1,4 @@
-import { type App, createApp } from './app.js';
+import { createApp } from './app.js';
 import { ConfigError, configDefault, loadConfig } from './config.js';
 import { DataDirInUseError } from './db/data-dir-lock.js';
 import { createLogger } from './logger.js';
@@ -11,13 +11,13 @@ async function main(): Promise<void> {
 
   // Signals are handled from the first moment, so that one arriving during start-up still closes
   // the database cleanly instead of killing the process mid-write.
-  let starting: Promise<App> | undefined;
+  const starting = createApp(config, logger);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    (starting ?? Promise.reject(new Error('not started')))
+    starting
       .then((app) => app.close())
       .then(
         () => {
@@ -33,7 +33,6 @@ async function main(): Promise<void> {
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
 
-  starting = createApp(config, logger);
   const app = await starting;
   if (stopping) return;
   let url: string;

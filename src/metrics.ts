@@ -49,7 +49,7 @@ export interface GatewayMetrics {
   /** The Prometheus text exposition of every metric. */
   render(): Promise<{ contentType: string; body: string }>;
   /** `route` is one of a bounded set (http/routes.ts' labels): paths carry job ids. */
-  observeRequest(route: string, method: string, status: number, seconds: number): void;
+  observeRequest: (route: string, method: string, status: number, seconds: number) => void;
 }
 
 /** Process metrics (CPU, memory, event loop lag, GC) are the process's, once, whatever the instances in it. */

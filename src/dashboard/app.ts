@@ -14,11 +14,11 @@ const LIST = `query Dashboard(${FILTER_VARIABLES}) {
   viewer { scopes }
   jobs(${FILTER_ARGUMENTS}, limit: 100) { ...DashboardJob }
 }
-${DashboardJobFragmentDoc}`;
+${DashboardJobFragmentDoc.toString()}`;
 const WATCH = `subscription Watch($after: String, ${FILTER_VARIABLES}) {
   jobUpdated(after: $after, ${FILTER_ARGUMENTS}) { ...DashboardJob }
 }
-${DashboardJobFragmentDoc}`;
+${DashboardJobFragmentDoc.toString()}`;
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -56,7 +56,7 @@ async function graphql<T>(query: string, vars: Record<string, unknown>): Promise
 function filters(): JobFilterValues {
   const values: Record<string, string | null> = {};
   for (const name of JOB_FILTER_NAMES) values[name] = $<HTMLInputElement | HTMLSelectElement>(`#filter-${name}`).value.trim() || null;
-  return values as JobFilterValues;
+  return values;
 }
 
 const isNewer = (cursor: string, than: string | null) => than === null || BigInt(cursor) > BigInt(than);

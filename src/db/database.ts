@@ -54,7 +54,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openEmbedded(options.dataDir);
 }
 
-async function openPostgres(databaseUrl: string, options: DatabaseOptions): Promise<Database> {
+function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {
   const schema = options.schema ?? 'public';
   const timeouts = options.timeouts;
   const pool = new pg.Pool({
@@ -72,7 +72,7 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
   const queries = countQueries(pool);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
   const sql: SqlClient = {
-    query: async (text, params) => (await pool.query(text, params)).rows,
+    query: async (text, params) => (await pool.query(text, params)).rows as never[],
     exec: async (script) => void (await pool.query(script)),
     transaction: async (fn, { unbounded = false } = {}) => {
       const client = await pool.connect();
@@ -82,7 +82,7 @@ async function openPostgres(databaseUrl: string, options: DatabaseOptions): Prom
         await client.query({ text: 'BEGIN', ...limit });
         if (unbounded) await client.query({ text: 'SET LOCAL statement_timeout = 0', ...limit });
         const result = await fn({
-          query: async (text, params) => (await client.query({ text, values: params, ...limit })).rows,
+          query: async (text, params) => (await client.query({ text, values: params, ...limit })).rows as never[],
           exec: async (script) => void (await client.query({ text: script, ...limit })),
         });
         await client.query({ text: 'COMMIT', ...limit });

@@ -16,7 +16,7 @@ export function countQueries(driver: { query: (...args: never[]) => unknown }): 
     count: 0,
     stats: () => ({ statements: counter.count }),
   };
-  const query = driver.query.bind(driver) as (...args: never[]) => unknown;
+  const query = driver.query.bind<(...args: never[]) => unknown>(driver);
   driver.query = (...args: never[]) => {
     counter.count++;
     return query(...args);

@@ -14,9 +14,9 @@ export interface SqlClient {
 }
 
 export interface ListenHandlers {
-  onNotify(payload: string): void;
+  onNotify: (payload: string) => void;
   /** After every successful LISTEN (the first and each reconnect): time to catch up. */
-  onConnected(): void;
+  onConnected: () => void;
   /** The listening connection was lost; a reconnect follows. */
-  onDisconnected(error: unknown): void;
+  onDisconnected: (error: unknown) => void;
 }

@@ -74,7 +74,7 @@ export function jobFilterValues(args: JobFilterArgs): JobFilterValues {
     const value = args[name];
     values[name] = value == null ? null : String(value);
   }
-  return values as JobFilterValues;
+  return values;
 }
 
 /** The filters set in `filter`, each with its declaration. */

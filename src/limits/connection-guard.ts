@@ -28,7 +28,7 @@ export function guardConnections(server: Server, maxConnections: number): void {
     res.once('close', () => state.busy--);
   });
   server.on('upgrade', (req) => {
-    const state = sockets.get(req.socket as Socket);
+    const state = sockets.get(req.socket);
     if (state) state.busy = -1;
   });
 

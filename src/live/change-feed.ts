@@ -209,8 +209,8 @@ export class ChangeFeed {
 
   private async readUntilCaughtUp(): Promise<void> {
     let progressed = false;
-    let registrations: readonly Registration[] = [];
-    let heldBack: Array<{ workspaceId: string; key: number }> = [];
+    let registrations: readonly Registration[];
+    let heldBack: Array<{ workspaceId: string; key: number }>;
     do {
       this.readAgain = false;
       let changes;

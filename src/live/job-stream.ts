@@ -20,7 +20,7 @@ const JOB_FIELDS_BYTES = 1024;
 export class JobStream implements AsyncIterableIterator<JobRow>, SessionOutput<JobRow> {
   private readonly pending = new LatestPerKey<string, JobRow>();
   private wake: (() => void) | undefined;
-  private failure: unknown;
+  private failure: Error | undefined;
   private done = false;
   private started: Promise<void> = Promise.resolve();
   private readonly abort = () => this.fail(this.signal?.reason);
@@ -98,7 +98,8 @@ export class JobStream implements AsyncIterableIterator<JobRow>, SessionOutput<J
   }
 
   private fail(error: unknown): void {
-    this.failure ??= error;
+    // An abort's reason is a DOMException unless the aborter chose one; a rejection, an Error.
+    this.failure ??= error instanceof Error ? error : new Error(String(error));
     this.wake?.();
   }
 }

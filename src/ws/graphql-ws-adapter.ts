@@ -145,7 +145,8 @@ export function attachGraphqlWs(
         onMessage: (deliver) =>
           socket.on('message', (raw) => {
             if (tooMany()) return;
-            const text = String(raw);
+            // ws's default binaryType ('nodebuffer') delivers every message, fragmented or not, as one Buffer.
+            const text = (raw as Buffer).toString();
             deliver(routeIds(text)).catch((error: unknown) => {
               logger.error({ err: error }, 'websocket message handling failed');
               socket.close(4500, 'Internal server error');

@@ -1,9 +1,9 @@
 import {
   type DocumentNode,
-  type FieldNode,
   GraphQLError,
   type GraphQLSchema,
   Kind,
+  OperationTypeNode,
   getArgumentValues,
   getOperationAST,
   getVariableValues,
@@ -31,7 +31,7 @@ export function planJobUpdated(
   variables: Record<string, unknown> | null | undefined,
 ): JobUpdatedPlan | undefined {
   const operation = getOperationAST(document, operationName);
-  if (operation?.operation !== 'subscription') return undefined;
+  if (operation?.operation !== OperationTypeNode.SUBSCRIPTION) return undefined;
   const [field, ...rest] = operation.selectionSet.selections;
   if (!field || rest.length > 0 || field.kind !== Kind.FIELD || field.name.value !== 'jobUpdated' || field.directives?.length) {
     return undefined;
@@ -43,7 +43,7 @@ export function planJobUpdated(
   if (coerced.errors) throw badInput(coerced.errors[0]!);
   let args: JobUpdatedArgs;
   try {
-    args = getArgumentValues(fieldDef, field as FieldNode, coerced.coerced) as JobUpdatedArgs;
+    args = getArgumentValues(fieldDef, field, coerced.coerced);
   } catch (error) {
     throw error instanceof GraphQLError ? badInput(error) : error;
   }

@@ -232,22 +232,19 @@ export class Member implements SessionOutput<Buffer> {
    */
   handle(): AsyncGenerator<never, void, unknown> {
     const end = new Promise<void>((resolve) => (this.resolveEnd = resolve));
-    const member = this;
     const iterator: AsyncGenerator<never, void, unknown> = {
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
-      async next() {
-        if (!member.ended) await end;
+      [Symbol.asyncIterator]: () => iterator,
+      next: async () => {
+        if (!this.ended) await end;
         return { done: true, value: undefined };
       },
-      async return() {
-        member.leave();
-        return { done: true, value: undefined };
+      return: () => {
+        this.leave();
+        return Promise.resolve({ done: true, value: undefined });
       },
-      async throw(error: unknown) {
-        member.leave();
-        throw error;
+      throw: (error: unknown) => {
+        this.leave();
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       },
     };
     return iterator;
