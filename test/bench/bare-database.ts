@@ -7,10 +7,10 @@ import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 
 /** The bare servers' database: every migration applied, one workspace, nothing of the gateway. */
 export interface BareDatabase {
-  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+  query: (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }>;
   /** The id of the one workspace it holds. */
   workspaceId: string;
-  close(): Promise<void>;
+  close: () => Promise<void>;
 }
 
 /**

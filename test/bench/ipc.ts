@@ -67,7 +67,7 @@ type Handler = (message: Record<string, unknown>) => unknown;
 
 /** The child side: answer requests with `handlers[cmd]`. */
 export function serveParent(handlers: Record<string, Handler>, onExit: () => Promise<void> | void): void {
-  process.on('message', async (message: Record<string, unknown> & { id: number; cmd: string }) => {
+  const answer = async (message: Record<string, unknown> & { id: number; cmd: string }) => {
     if (message.cmd === 'exit') {
       await onExit();
       process.exit(0);
@@ -78,7 +78,8 @@ export function serveParent(handlers: Record<string, Handler>, onExit: () => Pro
     } catch (error) {
       process.send!({ replyTo: message.id, error: error instanceof Error ? error.stack ?? error.message : String(error) });
     }
-  });
+  };
+  process.on('message', (message: Record<string, unknown> & { id: number; cmd: string }) => void answer(message));
   process.on('disconnect', () => process.exit(0));
   process.send!({ ready: true });
 }

@@ -43,7 +43,7 @@ export interface MixedRow extends MixedScenario {
 export interface StartedGateway {
   gateway: Child;
   url: string;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 const FIRST_MS = 2_000;

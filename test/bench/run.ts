@@ -427,7 +427,7 @@ async function idleMemory(db: Db): Promise<MemoryRow> {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     let out = '';
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (chunk: Buffer) => {
+      child.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         if (out.includes('listening on')) resolve();
       });

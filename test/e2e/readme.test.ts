@@ -101,7 +101,7 @@ describeDb('README examples against a running gateway', () => {
     try {
       // The stream has no `after`: keep moving the job until one of its states comes through.
       let progress = 0;
-      while (!output.includes(`"id":"${createJob!.id}"`)) {
+      while (!output.includes(`"id":"${String(createJob!.id)}"`)) {
         expect(progress, 'no update arrived over SSE').toBeLessThan(100);
         progress++;
         await send('UpdateJobProgress', { id: createJob!.id });

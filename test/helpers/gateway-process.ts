@@ -27,8 +27,8 @@ export async function spawnGateway(env: Record<string, string | undefined>, opti
   const waiters: Array<{ match: RegExp; resolve: (entry: Record<string, unknown>) => void }> = [];
   let buffer = '';
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
     let newline: number;
     while ((newline = buffer.indexOf('\n')) >= 0) {

@@ -17,7 +17,6 @@ export class TcpProxy {
   ) {}
 
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    let proxy!: TcpProxy;
     const server = net.createServer((client) => {
       const upstream = net.connect(target.port, target.host);
       const forward = (from: net.Socket, to: net.Socket) =>
@@ -37,7 +36,8 @@ export class TcpProxy {
       }
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port);
+    // The handler above reads it: made before the first connection can arrive.
+    const proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port);
     return proxy;
   }
 

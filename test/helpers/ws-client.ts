@@ -24,7 +24,7 @@ export class TestSocket {
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data: RawData) => {
-      this.messages.push(JSON.parse(String(data)) as ServerMessage);
+      this.messages.push(JSON.parse((data as Buffer).toString()) as ServerMessage);
       this.notify();
     });
     socket.on('close', (code, reason) => {
@@ -114,16 +114,16 @@ export class TestSocket {
       const check = () => {
         const value = probe();
         if (value === undefined) return false;
-        this.waiters.delete(check as () => void);
+        this.waiters.delete(check);
         clearTimeout(timer);
         resolve(value);
         return true;
       };
       const timer = setTimeout(() => {
-        this.waiters.delete(check as () => void);
+        this.waiters.delete(check);
         reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => [m.id, m.type, (m.payload as { data?: { jobUpdated?: { changeCursor?: string; status?: string } } } | undefined)?.data?.jobUpdated?.changeCursor, (m.payload as { data?: { jobUpdated?: { status?: string } } } | undefined)?.data?.jobUpdated?.status]))}; closed ${JSON.stringify(this.closed)}`));
       }, timeoutMs);
-      if (!check()) this.waiters.add(check as () => void);
+      if (!check()) this.waiters.add(check);
     });
   }
 

@@ -13,7 +13,6 @@ import {
   FailJobDocument,
   JobDocument,
   JobsDocument,
-  type JobsQuery,
   UpdateJobProgressDocument,
 } from '../../../src/graphql/operations.generated.js';
 import { withoutCursor } from '../../helpers/cursor.js';
@@ -21,8 +20,6 @@ import { describeDb } from '../../helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from '../../helpers/http.js';
 import { settleFeed } from '../../helpers/feed.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
-
-type Job = JobsQuery['jobs'][number];
 
 const input: CreateJobInput = {
   type: 'collect',

@@ -32,7 +32,7 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
     key = await t.createKey('bad-keys');
   });
 
-  afterAll(async () => {
+  afterAll(() => {
     expect(t.logs.filter((entry) => entry.level >= 50)).toEqual([]);
   });
 

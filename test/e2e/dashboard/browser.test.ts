@@ -345,7 +345,7 @@ const render = (job) => {
 };
 ${snippet}
 </script></body></html>`;
-  const server = http.createServer(async (req, res) => {
+  const serve = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (req.url === '/') return res.writeHead(200, { 'content-type': 'text/html' }).end(html);
     const file = req.url?.startsWith('/vendor/') ? path.join(vendor, path.basename(req.url)) : undefined;
     if (!file) return res.writeHead(404).end();
@@ -354,7 +354,8 @@ ${snippet}
     } catch {
       res.writeHead(404).end();
     }
-  });
+  };
+  const server = http.createServer((req, res) => void serve(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,

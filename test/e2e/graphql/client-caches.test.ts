@@ -4,6 +4,7 @@ import { getMainDefinition } from '@apollo/client/utilities';
 import { cacheExchange } from '@urql/exchange-graphcache';
 import { Client as UrqlClient, fetchExchange, subscriptionExchange } from '@urql/core';
 import { createClient as createWsClient } from 'graphql-ws';
+import { Kind, OperationTypeNode } from 'graphql';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { settleFeed } from '../../helpers/feed.js';
@@ -89,7 +90,7 @@ describeDb('normalized client caches with their defaults', () => {
     const link = ApolloLink.split(
       ({ query }) => {
         const definition = getMainDefinition(query);
-        return definition.kind === 'OperationDefinition' && definition.operation === 'subscription';
+        return definition.kind === Kind.OPERATION_DEFINITION && definition.operation === OperationTypeNode.SUBSCRIPTION;
       },
       new GraphQLWsLink(ws),
       new HttpLink({ uri: `${t.url}/graphql`, headers: { 'x-api-key': key } }),

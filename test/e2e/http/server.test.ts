@@ -65,7 +65,7 @@ describeDb('the HTTP server', () => {
     // legacy `application/json` clients get it with 200, as the spec requires.
     const json = { 'content-type': 'application/json', 'x-api-key': key };
     const strict = { ...json, accept: 'application/graphql-response+json' };
-    const cases: Array<[string, RequestInit, number]> = [
+    const cases: Array<[string, RequestInit & { body?: string }, number]> = [
       ['/graphql', { method: 'POST', headers: json, body: '{"query": ' }, 400],
       ['/graphql', { method: 'POST', headers: strict, body: '{"query": "{ jobs { nope } }"}' }, 400],
       ['/graphql', { method: 'POST', headers: json, body: '[1,2,3]' }, 400],
@@ -91,7 +91,7 @@ describeDb('the HTTP server', () => {
       const raw = await new Promise<string>((resolve, reject) => {
         const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
         let text = '';
-        socket.on('data', (chunk) => (text += chunk));
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
         socket.on('end', () => resolve(text));
         socket.on('error', reject);
       });
@@ -164,7 +164,7 @@ describeDb('the HTTP server', () => {
 });
 
 describeDb('the gateway process', () => {
-  const cleanups: Array<() => Promise<void>> = [];
+  const cleanups: Array<() => Promise<void> | void> = [];
   afterAll(async () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
   });
@@ -176,7 +176,7 @@ describeDb('the gateway process', () => {
     const sigtermKey = await seed.createKey('sigterm');
     await seed.close();
     const gateway = await spawnGateway(database.env);
-    cleanups.push(async () => {
+    cleanups.push(() => {
       if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
     });
 

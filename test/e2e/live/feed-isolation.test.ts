@@ -65,7 +65,7 @@ describePostgres('live updates held back by nothing outside a workspace’s own 
   const progressOf = (states: State[]) => states.map((s) => [s.id, s.progress]);
 
   /** Unrelated transactions, as they look to PostgreSQL; each is open when `open` resolves, until `end`. */
-  const unrelated: Array<{ what: string; open(): Promise<{ end(): Promise<void> }> }> = [
+  const unrelated: Array<{ what: string; open: () => Promise<{ end(): Promise<void> }> }> = [
     {
       what: 'a transaction that wrote another table of the same database',
       open: async () => {

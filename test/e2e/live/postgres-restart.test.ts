@@ -36,7 +36,7 @@ describePostgres('PostgreSQL stopped and started under load', () => {
     try {
       cluster = await createOwnCluster();
     } catch (error) {
-      throw new Error(`could not create a PostgreSQL cluster of the test's own (pg_config, initdb, pg_ctl): ${String(error)}`);
+      throw new Error(`could not create a PostgreSQL cluster of the test's own (pg_config, initdb, pg_ctl): ${String(error)}`, { cause: error });
     }
     cleanups.push(() => cluster.remove());
     const t = await startTestApp({

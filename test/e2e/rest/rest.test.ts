@@ -60,8 +60,8 @@ const referenceJob = (job: FullJobFragment): RestJob => ({
   progress: job.progress,
   currentStep: job.currentStep ?? null,
   steps: job.steps.map((step) => ({ id: step.key, name: step.name, status: step.status.toLowerCase() })),
-  startedAt: job.startedAt as string,
-  completedAt: (job.completedAt as string | null | undefined) ?? null,
+  startedAt: job.startedAt,
+  completedAt: (job.completedAt) ?? null,
   metadata: job.metadata,
 });
 
@@ -271,12 +271,12 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
         // "Newest first" orders by startedAt, stored to the millisecond: give each job its own
         // millisecond so that creation order is the expected order. (No sleep: this only waits for
         // the clock to pass a timestamp already written, at most about a millisecond.)
-        if (previous) while (Date.now() <= Date.parse(previous.startedAt as string) + 1) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (previous) while (Date.now() <= Date.parse(previous.startedAt) + 1) await new Promise<void>((resolve) => setImmediate(resolve));
         inOrder.push(await create(overrides, lister));
       }
       [a, b, c, d] = inOrder as [FullJobFragment, FullJobFragment, FullJobFragment, FullJobFragment];
       for (let i = 1; i < inOrder.length; i++) {
-        expect(Date.parse(inOrder[i]!.startedAt as string)).toBeGreaterThan(Date.parse(inOrder[i - 1]!.startedAt as string));
+        expect(Date.parse(inOrder[i]!.startedAt)).toBeGreaterThan(Date.parse(inOrder[i - 1]!.startedAt));
       }
       await graphqlOk(t.url, CompleteJobDocument, { id: c.id }, lister);
       await graphqlOk(t.url, FailJobDocument, { id: d.id, error: 'boom' }, lister);

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { GatewayError, JobCancelledError, JobsWorker } from 'jobs-gateway/worker';
+import { JobCancelledError, JobsWorker } from 'jobs-gateway/worker';
 import { WebSocket } from 'ws';
 import { afterAll, expect, it } from 'vitest';
 import { describeDb, freshDatabase } from '../../helpers/databases.js';

@@ -49,7 +49,7 @@ describeDb('fan-out in slices', () => {
     const arrivals: number[] = [];
     for (const socket of sockets) {
       socket.socket.on('message', (data) => {
-        if (String(data).includes('"progress":50')) arrivals.push(turns.turn);
+        if ((data as Buffer).toString().includes('"progress":50')) arrivals.push(turns.turn);
       });
     }
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 50 } }, key);

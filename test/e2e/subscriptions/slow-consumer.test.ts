@@ -154,12 +154,12 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     // then the second job changes once and the first once more.
     const blob = 'x'.repeat(60 * 1024);
     for (let i = 1; i <= 300; i++) {
-      await t.app.jobs.updateProgress(workspaceId, first!.id, { metadata: { blob: `${i}${blob}` } });
+      await t.app.jobs.updateProgress(workspaceId, first.id, { metadata: { blob: `${i}${blob}` } });
       await t.app.feed.poke();
     }
     await t.app.jobs.updateProgress(workspaceId, second!.id, { progress: 50 });
     await t.app.feed.poke();
-    await t.app.jobs.updateProgress(workspaceId, first!.id, { progress: 60, metadata: { blob: `last${blob}` } });
+    await t.app.jobs.updateProgress(workspaceId, first.id, { progress: 60, metadata: { blob: `last${blob}` } });
     await t.app.feed.poke();
     // The premise: both jobs' newest states wait, merged.
     expect(t.app.webSockets.backlog.pendingBytes).toBeGreaterThan(blob.length);

@@ -27,11 +27,11 @@ afterAll(() => {
 });
 
 /** A graphql-ws socket that keeps every text frame as received, byte for byte. */
-async function rawSocket(): Promise<{ frames: string[]; send(message: object): void }> {
+async function rawSocket(): Promise<{ frames: string[]; send: (message: object) => void }> {
   const socket = new WebSocket(`${t.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
   sockets.push(socket);
   const frames: string[] = [];
-  socket.on('message', (data: RawData) => frames.push(data.toString()));
+  socket.on('message', (data: RawData) => frames.push((data as Buffer).toString()));
   await new Promise<void>((resolve, reject) => socket.once('open', () => resolve()).once('error', reject));
   socket.send(stringifyMessage({ type: MessageType.ConnectionInit, payload: { apiKey: key } }));
   await expect.poll(() => frames.length).toBe(1);

@@ -22,8 +22,8 @@ function busyRender(job: JobRow): string {
 
 const job = (i: number) => ({ id: `job-${i}`, changeXid: 1n, changeSeq: BigInt(i + 1) }) as JobRow;
 const replays: ReplaySource = {
-  replay: async () => Array.from({ length: JOBS }, (_, i) => job(i)),
-  paced: async () => undefined,
+  replay: () => Promise.resolve(Array.from({ length: JOBS }, (_, i) => job(i))),
+  paced: () => Promise.resolve(undefined),
 };
 // The session only asks to be told of its key's revocation; nothing is revoked here.
 const revocations = { watch: () => () => undefined } as unknown as RevocationWatch;
@@ -38,7 +38,7 @@ it('renders the replays of sessions that start at once a slice of each turn at a
       sent.push(mine);
       const output: SessionOutput<string> = {
         send: (id) => mine.push(id),
-        writable: async () => undefined,
+        writable: () => Promise.resolve(),
         bytesOf: () => 64 * 1024,
         end: () => undefined,
       };
