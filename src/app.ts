@@ -62,7 +62,10 @@ export interface App {
  * entry and WebSockets), and owns the order of start and shutdown.
  */
 export async function createApp(config: Config, logger: Logger): Promise<App> {
-  const database = await openMigratedDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts }, logger);
+  const database = await openMigratedDatabase(
+    { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts },
+    logger,
+  );
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
@@ -73,7 +76,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   announcer.follow(jobs);
   const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, config.feed);
   const { maxResponseBytes } = config.graphql;
-  const responses = config.responseCache ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) }) : undefined;
+  const responses = config.responseCache
+    ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) })
+    : undefined;
   responses?.follow(jobs, feed);
   const replays = new ReplayQueue(changes, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
@@ -94,7 +99,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   let closing: Promise<void> | undefined;
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
-  const metrics = config.metricsEnabled ? createMetrics({ feed, live, replays, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses }) : undefined;
+  const metrics = config.metricsEnabled
+    ? createMetrics({ feed, live, replays, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
+    : undefined;
   const entry = createEntry(
     {
       probes: probes(database, { draining: () => closing !== undefined, listening: () => feed.listening, warm: () => warm }, metrics),
@@ -111,7 +118,19 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     logger,
   );
   const server = createHttpServer(config.http, entry.handle, entry.onFailure, metrics?.observeRequest);
-  const webSockets = attachWebSockets({ server, yoga, addressGuard, keyConnections, rateLimiter, budget, revocations, live, ws: config.ws, graphql: config.graphql, logger });
+  const webSockets = attachWebSockets({
+    server,
+    yoga,
+    addressGuard,
+    keyConnections,
+    rateLimiter,
+    budget,
+    revocations,
+    live,
+    ws: config.ws,
+    graphql: config.graphql,
+    logger,
+  });
 
   const start = () =>
     new Promise<string>((resolve, reject) => {
@@ -145,7 +164,18 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     })());
 
   return {
-    database, apiKeys, jobs, changes, feed, live, replays, webSockets, responses, httpServer: server, start, close,
+    database,
+    apiKeys,
+    jobs,
+    changes,
+    feed,
+    live,
+    replays,
+    webSockets,
+    responses,
+    httpServer: server,
+    start,
+    close,
     get warmedUp() {
       return warmedUp;
     },

@@ -119,11 +119,24 @@ const envSchema = z.object({
   CORS_ORIGINS: z
     .string()
     .default('*')
-    .transform((list) => list.split(',').map((origin) => origin.trim()).filter(Boolean))
-    .refine((origins) => origins.length > 0 && origins.every((origin) => origin === '*' || URL.canParse(origin)), 'a comma-separated list of origins (https://app.example.com), or *')
+    .transform((list) =>
+      list
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (origins) => origins.length > 0 && origins.every((origin) => origin === '*' || URL.canParse(origin)),
+      'a comma-separated list of origins (https://app.example.com), or *',
+    )
     // As a browser sends it: `https://app.example.com/` matches `https://app.example.com`.
     .transform((origins) => origins.map((origin) => (origin === '*' ? origin : new URL(origin).origin))),
-  FRAME_ANCESTORS: z.string().trim().min(1).regex(/^[^;,\r\n]+$/, 'a CSP source list, such as https://app.example.com').default("'none'"),
+  FRAME_ANCESTORS: z
+    .string()
+    .trim()
+    .min(1)
+    .regex(/^[^;,\r\n]+$/, 'a CSP source list, such as https://app.example.com')
+    .default("'none'"),
   HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000).default(30_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: intFrom(100, 600_000).default(5_000),

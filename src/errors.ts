@@ -62,8 +62,7 @@ export const errors = {
   keyRevoked: () => appError('UNAUTHENTICATED', 'The API key was revoked.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
-  jobNotRunning: (id: string, status: string) =>
-    appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
+  jobNotRunning: (id: string, status: string) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
   /**
    * A GraphQL request that could not be read at all (its parameters are not JSON): a request error,
@@ -77,9 +76,12 @@ export const errors = {
    * Retry-After rides in `extensions.http`, which yoga turns into the header and strips from the body.
    */
   responseBudgetSpent: (retryAfterSeconds: number) =>
-    new GraphQLError(`This workspace has been sent more response bytes than its budget allows; retry after ${retryAfterSeconds} s, or ask for fewer jobs or fields.`, {
-      extensions: { code: 'RATE_LIMITED', http: { status: graphqlStatusOf('RATE_LIMITED'), headers: { 'retry-after': String(retryAfterSeconds) } } },
-    }),
+    new GraphQLError(
+      `This workspace has been sent more response bytes than its budget allows; retry after ${retryAfterSeconds} s, or ask for fewer jobs or fields.`,
+      {
+        extensions: { code: 'RATE_LIMITED', http: { status: graphqlStatusOf('RATE_LIMITED'), headers: { 'retry-after': String(retryAfterSeconds) } } },
+      },
+    ),
   responseTooLarge: (maxBytes: number) => appError('RESPONSE_TOO_LARGE', `The response would exceed ${maxBytes} bytes; ask for fewer jobs or fields.`),
   tooManyConnections: (max: number) => appError('TOO_MANY_CONNECTIONS', `Too many connections for this API key (max ${max}).`),
 };

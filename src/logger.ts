@@ -6,11 +6,11 @@ export type { Logger };
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
-    level,
-    redact: {
-      paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'apiKey', '*.apiKey', 'keyHash', '*.keyHash'],
-      censor: '[redacted]',
-    },
+      level,
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'apiKey', '*.apiKey', 'keyHash', '*.keyHash'],
+        censor: '[redacted]',
+      },
     },
     destination,
   );

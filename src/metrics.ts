@@ -131,15 +131,31 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       this.set(sources.replays.stats().waiting);
     },
   });
-  mirrored('jobs_gateway_websocket_slow_consumer_closes_total', 'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).', () => sources.webSockets.stats().slowConsumerCloses);
-  mirrored('jobs_gateway_group_executions_total', 'Executions of multiplexed groups (one per group and change).', () => sources.webSockets.stats().groupExecutions);
+  mirrored(
+    'jobs_gateway_websocket_slow_consumer_closes_total',
+    'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).',
+    () => sources.webSockets.stats().slowConsumerCloses,
+  );
+  mirrored(
+    'jobs_gateway_group_executions_total',
+    'Executions of multiplexed groups (one per group and change).',
+    () => sources.webSockets.stats().groupExecutions,
+  );
   mirrored('jobs_gateway_feed_dispatches_total', 'Dispatches of the change feed to subscribers.', () => sources.feed.stats().dispatches);
   mirrored('jobs_gateway_feed_states_total', 'Job states the change feed dispatched.', () => sources.feed.stats().dispatched);
-  mirrored('jobs_gateway_feed_reads_total', 'Reads of the change feed (one per batch of changes, and one per catch-up interval).', () => sources.feed.stats().reads);
-  mirrored('jobs_gateway_feed_announcements_total', "NOTIFYs sent to other instances after this instance's writes (one per batch).", () => sources.feed.stats().announcements);
+  mirrored(
+    'jobs_gateway_feed_reads_total',
+    'Reads of the change feed (one per batch of changes, and one per catch-up interval).',
+    () => sources.feed.stats().reads,
+  );
+  mirrored(
+    'jobs_gateway_feed_announcements_total',
+    "NOTIFYs sent to other instances after this instance's writes (one per batch).",
+    () => sources.feed.stats().announcements,
+  );
   new Gauge({
     name: 'jobs_gateway_feed_held_back',
-    help: "Seconds a workspace's committed changes have waited for a transaction that wrote its jobs and has not ended, per workspace and that transaction's backend pid (pg_stat_activity; \"prepared\": pg_prepared_xacts). No series while nothing waits.",
+    help: 'Seconds a workspace\'s committed changes have waited for a transaction that wrote its jobs and has not ended, per workspace and that transaction\'s backend pid (pg_stat_activity; "prepared": pg_prepared_xacts). No series while nothing waits.',
     labelNames: ['workspace', 'pid'] as const,
     registers,
     collect() {
@@ -166,7 +182,11 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
         this.inc({ result: 'coalesced' }, coalesced);
       },
     });
-    mirrored('jobs_gateway_response_cache_invalidations_total', 'Workspaces whose cached results were dropped (one per change written or dispatched).', () => responses.stats().invalidations);
+    mirrored(
+      'jobs_gateway_response_cache_invalidations_total',
+      'Workspaces whose cached results were dropped (one per change written or dispatched).',
+      () => responses.stats().invalidations,
+    );
     new Gauge({
       name: 'jobs_gateway_response_cache_bytes',
       help: 'Serialized size of the cached results (at most RESPONSE_CACHE_MAX_BYTES).',

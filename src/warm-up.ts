@@ -24,7 +24,11 @@ const CONCURRENCY = 8;
 export async function warmUp(rest: HandleRest, yoga: GatewayYoga, rounds: number, stopping: () => boolean): Promise<void> {
   const principal: Principal = { keyId: 'warm-up', workspaceId: randomUUID(), scopes: new Set(SCOPES) };
   const graphql = async (query: string, variables: Record<string, unknown>) => {
-    const response = await yoga.fetch(`${ORIGIN}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }, { principal });
+    const response = await yoga.fetch(
+      `${ORIGIN}/graphql`,
+      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) },
+      { principal },
+    );
     await response.arrayBuffer();
   };
   let round = 0;

@@ -43,7 +43,12 @@ export class AddressGuard {
     const address = named && ipaddr.isValid(named) ? named : peer;
     if (!ipaddr.isValid(address)) return address;
     const parsed = ipaddr.process(address);
-    return parsed.kind() === 'ipv6' ? `${(parsed as ipaddr.IPv6).parts.slice(0, 4).map((part) => part.toString(16)).join(':')}::/64` : parsed.toString();
+    return parsed.kind() === 'ipv6'
+      ? `${(parsed as ipaddr.IPv6).parts
+          .slice(0, 4)
+          .map((part) => part.toString(16))
+          .join(':')}::/64`
+      : parsed.toString();
   }
 
   async check(key: string | undefined, req: IncomingMessage): Promise<KeyCheck> {

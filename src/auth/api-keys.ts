@@ -87,9 +87,7 @@ export class ApiKeyStore {
 
   /** Revoking twice is harmless; the first revocation time is kept. */
   async revoke(keyId: string): Promise<ApiKeyInfo> {
-    const existing = isUuid(keyId)
-      ? await this.prisma.apiKey.findUnique({ where: { id: keyId }, include: { workspace: true } })
-      : null;
+    const existing = isUuid(keyId) ? await this.prisma.apiKey.findUnique({ where: { id: keyId }, include: { workspace: true } }) : null;
     if (!existing) throw new UnknownKeyError(`No API key with id "${keyId}".`);
     const row = existing.revokedAt
       ? existing

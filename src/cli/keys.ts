@@ -109,15 +109,13 @@ function requireWorkspace(value: string | undefined): string {
 function formatTable(keys: ApiKeyInfo[]): string[] {
   const rows = [
     ['ID', 'NAME', 'KEY', 'SCOPES', 'CREATED', 'REVOKED'],
-    ...keys.map((k) => [
-      k.id,
-      k.name ?? '-',
-      `${k.prefix}…`,
-      k.scopes.join(','),
-      k.createdAt.toISOString(),
-      k.revokedAt ? k.revokedAt.toISOString() : '-',
-    ]),
+    ...keys.map((k) => [k.id, k.name ?? '-', `${k.prefix}…`, k.scopes.join(','), k.createdAt.toISOString(), k.revokedAt ? k.revokedAt.toISOString() : '-']),
   ];
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd());
+  return rows.map((row) =>
+    row
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd(),
+  );
 }

@@ -22,7 +22,13 @@ async function main(argv: string[]): Promise<number> {
   // The command line first: a wrong one never waits for (or creates) a database.
   const command = parseKeysCommand(rest);
   const config = loadConfig();
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, poolSize: 1, timeouts: config.databaseTimeouts });
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    schema: config.databaseSchema,
+    dataDir: config.dataDir,
+    poolSize: 1,
+    timeouts: config.databaseTimeouts,
+  });
   try {
     await migrate(database);
     for (const line of await runKeysCommand(database.prisma, command)) console.log(line);

@@ -32,7 +32,8 @@ let loads = 0;
 function setConnection(state: 'connecting' | 'live' | 'reconnecting' | 'signed-out', detail = ''): void {
   const element = $('#connection');
   element.dataset.state = state;
-  element.textContent = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', 'signed-out': 'Not connected' }[state] + (detail ? ` ${detail}` : '');
+  element.textContent =
+    { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', 'signed-out': 'Not connected' }[state] + (detail ? ` ${detail}` : '');
 }
 
 function showError(message: string): void {

@@ -25,7 +25,10 @@ export interface MigrationResult {
 
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
   const entries = await fs.readdir(dir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   return Promise.all(
     names.map(async (name) => {
       const bytes = await fs.readFile(path.join(dir, name, 'migration.sql'));
@@ -44,9 +47,10 @@ export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<Migra
   const migrations = await readMigrations(dir);
   if (db.kind === 'postgres') await db.sql.exec(`CREATE SCHEMA IF NOT EXISTS "${db.schema}"`);
   // Unbounded: a migration of a large table may take far longer than a request's query timeout.
-  return db.sql.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [PRISMA_MIGRATE_LOCK_KEY]);
-    await tx.exec(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+  return db.sql.transaction(
+    async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [PRISMA_MIGRATE_LOCK_KEY]);
+      await tx.exec(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
       "id" VARCHAR(36) PRIMARY KEY NOT NULL,
       "checksum" VARCHAR(64) NOT NULL,
       "finished_at" TIMESTAMPTZ,
@@ -56,28 +60,30 @@ export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<Migra
       "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
       "applied_steps_count" INTEGER NOT NULL DEFAULT 0
     )`);
-    const rows = await tx.query<{ migration_name: string; checksum: string }>(
-      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL',
-    );
-    const done = new Map(rows.map((r) => [r.migration_name, r.checksum]));
-    const result: MigrationResult = { applied: [], modified: [] };
-    for (const migration of migrations) {
-      const recorded = done.get(migration.name);
-      if (recorded !== undefined) {
-        if (recorded !== migration.checksum) result.modified.push(migration.name);
-        continue;
-      }
-      const startedAt = new Date();
-      await tx.exec(migration.sql);
-      await tx.query(
-        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
-         VALUES ($1, $2, $3, $4, now(), 1)`,
-        [randomUUID(), migration.checksum, migration.name, startedAt],
+      const rows = await tx.query<{ migration_name: string; checksum: string }>(
+        'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL',
       );
-      result.applied.push(migration.name);
-    }
-    return result;
-  }, { unbounded: true });
+      const done = new Map(rows.map((r) => [r.migration_name, r.checksum]));
+      const result: MigrationResult = { applied: [], modified: [] };
+      for (const migration of migrations) {
+        const recorded = done.get(migration.name);
+        if (recorded !== undefined) {
+          if (recorded !== migration.checksum) result.modified.push(migration.name);
+          continue;
+        }
+        const startedAt = new Date();
+        await tx.exec(migration.sql);
+        await tx.query(
+          `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+         VALUES ($1, $2, $3, $4, now(), 1)`,
+          [randomUUID(), migration.checksum, migration.name, startedAt],
+        );
+        result.applied.push(migration.name);
+      }
+      return result;
+    },
+    { unbounded: true },
+  );
 }
 
 /** Opens the database and applies the migrations it lacks; closes it again if they fail. */

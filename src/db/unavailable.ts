@@ -26,4 +26,5 @@ const PRISMA_CODES = new Set(['P1001', 'P1002', 'P1017', 'P2024']);
 /** Driver adapter error kinds for the same. */
 const ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
 /** pg and PGlite say it in words only. */
-const MESSAGES = /Cannot use a pool after calling end|Connection terminated|timeout exceeded when trying to connect|Query read timeout|PGlite is closed|Client has encountered a connection error/i;
+const MESSAGES =
+  /Cannot use a pool after calling end|Connection terminated|timeout exceeded when trying to connect|Query read timeout|PGlite is closed|Client has encountered a connection error/i;

@@ -14,7 +14,11 @@ const DEMO_KINDS = [
       { id: 'build-battlecard', name: 'Generating Battle Card' },
     ],
   },
-  { type: 'discover-products', title: (competitor: string) => `Discovering ${competitor}'s products`, steps: [{ id: 'discover', name: 'Discovering Products' }] },
+  {
+    type: 'discover-products',
+    title: (competitor: string) => `Discovering ${competitor}'s products`,
+    steps: [{ id: 'discover', name: 'Discovering Products' }],
+  },
   { type: 'discover-profile', title: (competitor: string) => `Profiling ${competitor}`, steps: [] },
   {
     type: 'analyze-product-capabilities',
@@ -72,7 +76,11 @@ export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, opt
         const step = kind.steps[Math.floor(((i - 1) / reports) * kind.steps.length)];
         const progress = Math.round((i / reports) * 95);
         const runningStep = job.state?.steps.find((s) => s.status === 'RUNNING')?.key;
-        await job.report({ progress, metadata: { pagesSeen: i * 7 }, ...(step && step.id !== runningStep && { stepId: step.id, stepStatus: 'RUNNING' as const }) });
+        await job.report({
+          progress,
+          metadata: { pagesSeen: i * 7 },
+          ...(step && step.id !== runningStep && { stepId: step.id, stepStatus: 'RUNNING' as const }),
+        });
       }
       await job.complete();
     } catch (error) {

@@ -29,7 +29,10 @@ async function main(): Promise<void> {
       await working.catch(() => undefined);
       await worker?.close();
       await app?.close().catch(() => undefined);
-      await made.then((dataDir) => fs.rm(dataDir, { recursive: true, force: true }), () => undefined);
+      await made.then(
+        (dataDir) => fs.rm(dataDir, { recursive: true, force: true }),
+        () => undefined,
+      );
       process.exit(code);
     })());
   process.on('SIGINT', () => void end(0));

@@ -76,7 +76,14 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),
       warn: (...args) => log.warn(args.map(String).join(' ')),
-      error: (...args) => log.error({ err: args.find((a) => a instanceof Error) }, args.filter((a) => !(a instanceof Error)).map(String).join(' ')),
+      error: (...args) =>
+        log.error(
+          { err: args.find((a) => a instanceof Error) },
+          args
+            .filter((a) => !(a instanceof Error))
+            .map(String)
+            .join(' '),
+        ),
     },
     context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
     // Scopes before limits: a document the key may not run is refused before its cost is estimated. The

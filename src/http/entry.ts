@@ -103,7 +103,8 @@ export function createEntry(parts: EntryParts, options: EntryOptions, logger: Lo
   }
 
   async function answerRest(res: ServerResponse, response: RestResponse, principal: Principal | null): Promise<void> {
-    if (response.status !== 200 || typeof response.body !== 'object' || response.body === null) return sendJson(res, response.status, response.body, response.headers);
+    if (response.status !== 200 || typeof response.body !== 'object' || response.body === null)
+      return sendJson(res, response.status, response.body, response.headers);
     // A page of jobs can be megabytes: made in slices, capped and counted as /graphql's are.
     const made = await serializedBody(response.body, options.maxResponseBytes);
     if ('tooLarge' in made) return sendError(res, 'RESPONSE_TOO_LARGE', errors.responseTooLarge(options.maxResponseBytes).message);

@@ -25,7 +25,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
  * the socket drains, nothing encoded or joined again. Settles once written, or once the client has
  * gone (nothing is left to tell it then).
  */
-export async function sendJsonBody(res: ServerResponse, status: number, body: { chunks: readonly Buffer[]; bytes: number }, headers: Record<string, string> = {}): Promise<void> {
+export async function sendJsonBody(
+  res: ServerResponse,
+  status: number,
+  body: { chunks: readonly Buffer[]; bytes: number },
+  headers: Record<string, string> = {},
+): Promise<void> {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.bytes, ...headers });
   await pipeline(Readable.from(body.chunks), res).catch(() => undefined);
 }

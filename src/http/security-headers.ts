@@ -25,7 +25,10 @@ function pageHeaders(directives: string[], frameAncestors: string): Record<strin
 
 /** The dashboard: its own script and stylesheet only, talking to this origin only. */
 export function dashboardPageHeaders(frameAncestors: string): Record<string, string> {
-  return pageHeaders(["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "img-src 'self' data:", "base-uri 'none'", "form-action 'none'"], frameAncestors);
+  return pageHeaders(
+    ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "img-src 'self' data:", "base-uri 'none'", "form-action 'none'"],
+    frameAncestors,
+  );
 }
 
 /**
@@ -38,7 +41,17 @@ export function graphiqlPageHeaders(html: string, frameAncestors: string): Recor
     .filter((match) => match[1]!.trim() !== '')
     .map((match) => `'sha256-${createHash('sha256').update(match[1]!).digest('base64')}'`);
   return pageHeaders(
-    ["default-src 'none'", `script-src 'self' ${hashes.join(' ')} blob:`, "worker-src 'self' blob:", "style-src 'self' 'unsafe-inline'", "font-src 'self' data:", "img-src 'self' data:", "connect-src 'self'", "base-uri 'none'", "form-action 'none'"],
+    [
+      "default-src 'none'",
+      `script-src 'self' ${hashes.join(' ')} blob:`,
+      "worker-src 'self' blob:",
+      "style-src 'self' 'unsafe-inline'",
+      "font-src 'self' data:",
+      "img-src 'self' data:",
+      "connect-src 'self'",
+      "base-uri 'none'",
+      "form-action 'none'",
+    ],
     frameAncestors,
   );
 }

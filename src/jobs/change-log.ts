@@ -63,7 +63,10 @@ export class ChangeLog {
       ${apartKeys.length > 0 ? Prisma.sql`AND job_workspace_key("workspaceId") <> ALL(${apartKeys}::int[])` : Prisma.empty}
       ORDER BY "changeXid", "changeSeq" LIMIT ${limit}`;
     // A key read apart: its workspaces found by the key's index, then each one's changes by its own.
-    const changes = open.length === 0 ? main : Prisma.sql`(${main}) UNION ALL (SELECT j.* FROM ${positionRanges(open)}
+    const changes =
+      open.length === 0
+        ? main
+        : Prisma.sql`(${main}) UNION ALL (SELECT j.* FROM ${positionRanges(open)}
         JOIN "Workspace" w ON job_workspace_key(w.id) = r.key
         CROSS JOIN LATERAL (SELECT * FROM "Job" j WHERE j."workspaceId" = w.id
           AND (j."changeXid", j."changeSeq") > (r."afterXid", r."afterSeq") AND (j."changeXid", j."changeSeq") <= (r."upToXid", r."upToSeq")
@@ -113,7 +116,9 @@ export class ChangeLog {
    * as created): with a cache per session, a number drawn later could be smaller.
    */
   async sequenceInOrder(): Promise<boolean> {
-    const [found] = await this.sql.query<{ cache: string }>(`SELECT seqcache::text AS cache FROM pg_sequence WHERE seqrelid = 'job_change_cursor_seq'::regclass`);
+    const [found] = await this.sql.query<{ cache: string }>(
+      `SELECT seqcache::text AS cache FROM pg_sequence WHERE seqrelid = 'job_change_cursor_seq'::regclass`,
+    );
     return found?.cache === '1';
   }
 

@@ -148,11 +148,7 @@ export class JobStore {
     return this.perJob.run(id, () => this.transitionNow(workspaceId, id, change));
   }
 
-  private async transitionNow(
-    workspaceId: string,
-    id: string,
-    change: (job: JobRow) => transitions.JobPatch,
-  ): Promise<JobRow> {
+  private async transitionNow(workspaceId: string, id: string, change: (job: JobRow) => transitions.JobPatch): Promise<JobRow> {
     // Only a RUNNING job of this workspace is worth starting from memory; anything else is read,
     // so that its error (not found, not running) comes from the database.
     let start = this.remembered.running(workspaceId, id);

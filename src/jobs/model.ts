@@ -22,5 +22,5 @@ export function stepsOf(job: Pick<JobRow, 'steps'>): JobStep[] {
 
 export function metadataOf(job: Pick<JobRow, 'metadata'>): JobMetadata {
   const value = job.metadata;
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value) : {};
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : {};
 }

@@ -101,9 +101,7 @@ export class ChangeFeed {
 
   async start(): Promise<void> {
     if (!(await this.changes.sequenceInOrder())) {
-      throw new Error(
-        'job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1',
-      );
+      throw new Error('job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1');
     }
     // Every change final now is history; anything else may still come.
     this.frontier.start(await this.changes.horizon());
@@ -148,7 +146,13 @@ export class ChangeFeed {
 
   /** Its counts, for the metrics. */
   stats(): FeedStats {
-    return { reads: this.reads, dispatches: this.dispatches, dispatched: this.dispatched, announcements: this.announcer.announcements, heldBack: this.heldBackWorkspaces() };
+    return {
+      reads: this.reads,
+      dispatches: this.dispatches,
+      dispatched: this.dispatched,
+      announcements: this.announcer.announcements,
+      heldBack: this.heldBackWorkspaces(),
+    };
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -250,9 +254,15 @@ export class ChangeFeed {
     const held = new Map<string, HeldBack & { blockers: string; warned: boolean }>();
     for (const { workspaceId, key } of found) {
       const holders = registrations.filter((r) => r.key === key);
-      const blockers = holders.map((r) => `${r.pid}:${r.ticket}`).sort().join(',');
+      const blockers = holders
+        .map((r) => `${r.pid}:${r.ticket}`)
+        .sort()
+        .join(',');
       const before = this.held.get(workspaceId);
-      held.set(workspaceId, before?.blockers === blockers ? before : { workspaceId, pids: [...new Set(holders.map((r) => r.pid))], since: now, blockers, warned: false });
+      held.set(
+        workspaceId,
+        before?.blockers === blockers ? before : { workspaceId, pids: [...new Set(holders.map((r) => r.pid))], since: now, blockers, warned: false },
+      );
     }
     this.held = held;
     const due = [...held.values()].filter((h) => !h.warned && now - h.since > HELD_BACK_WARNING_MS);

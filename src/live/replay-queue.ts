@@ -92,7 +92,12 @@ export class ReplayQueue {
       // restore elsewhere): nothing would ever be sent after it.
       const ours = (waiting: Waiting) => waiting.after <= newest;
       for (const waiting of batch.filter((w) => !ours(w))) {
-        waiting.reject(appError('BAD_USER_INPUT', `after ${waiting.after} is not a changeCursor of this database: fetch the jobs again, then subscribe with the newest changeCursor.`));
+        waiting.reject(
+          appError(
+            'BAD_USER_INPUT',
+            `after ${waiting.after} is not a changeCursor of this database: fetch the jobs again, then subscribe with the newest changeCursor.`,
+          ),
+        );
       }
       batch = batch.filter(ours);
       if (rows.length > this.options.maxJobs) {

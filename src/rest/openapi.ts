@@ -9,7 +9,7 @@ import type { ErrorDoc, RestRoute } from './routes.js';
 const EVERY_ROUTE_ERRORS: ErrorDoc[] = [
   { code: 'UNAUTHENTICATED', when: 'a missing, unknown or revoked key' },
   { code: 'FORBIDDEN', when: "the key lacks the route's scope" },
-  { code: 'METHOD_NOT_ALLOWED', when: 'another method than the route\'s (the Allow header names it)' },
+  { code: 'METHOD_NOT_ALLOWED', when: "another method than the route's (the Allow header names it)" },
   { code: 'LENGTH_REQUIRED', when: 'a body sent without Content-Length' },
   { code: 'PAYLOAD_TOO_LARGE', when: 'a body over MAX_BODY_BYTES' },
   { code: 'RATE_LIMITED', when: 'more requests than RATE_LIMIT_PER_KEY a second (beyond the burst); Retry-After says when to retry' },
@@ -67,7 +67,7 @@ export function openApiDocument(routes: RestRoute[], schema: GraphQLSchema): Rec
       title: 'jobs-gateway REST API',
       version: API_VERSION,
       description:
-        "The Jobs API that dashboards polled before subscriptions: each route runs one GraphQL operation of the gateway (`/graphql`), with the reference's field names and lowercase values. Bodies are JSON; errors are `{\"error\": {\"code\", \"message\"}}`.",
+        'The Jobs API that dashboards polled before subscriptions: each route runs one GraphQL operation of the gateway (`/graphql`), with the reference\'s field names and lowercase values. Bodies are JSON; errors are `{"error": {"code", "message"}}`.',
     },
     security: [{ apiKey: [] }, { bearer: [] }],
     paths,

@@ -49,7 +49,7 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
         const code = error.extensions?.code;
         if (isErrorCode(code)) {
           // A refusal's Retry-After (the response budget's) is the REST client's too.
-          const headers = (error.extensions?.['http'])?.headers;
+          const headers = error.extensions?.['http']?.headers;
           return { ...errorResponse(new RestError(code, error.message)), ...(headers ? { headers } : {}) };
         }
         logger.error({ graphqlError: error.message, code }, 'REST operation failed unexpectedly');

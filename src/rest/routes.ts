@@ -1,12 +1,6 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { parse, print } from 'graphql';
-import {
-  RestCancelJobDocument,
-  RestGetJobDocument,
-  RestJobFragmentDoc,
-  type JobStatus,
-  type RestJobFragment,
-} from '../graphql/operations.generated.js';
+import { RestCancelJobDocument, RestGetJobDocument, RestJobFragmentDoc, type JobStatus, type RestJobFragment } from '../graphql/operations.generated.js';
 import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues } from '../jobs/job-filter.js';
 import type { Scope } from '../auth/scopes.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
@@ -54,7 +48,13 @@ export interface RestRoute<Result = unknown, Variables = Record<string, unknown>
 }
 
 /** An operation's result with every string as the REST routes write enum values (lowercase). */
-type RestValues<T> = T extends string ? Lowercase<T> : T extends Array<infer Item> ? Array<RestValues<Item>> : T extends object ? { [K in keyof T]: RestValues<T[K]> } : T;
+type RestValues<T> = T extends string
+  ? Lowercase<T>
+  : T extends Array<infer Item>
+    ? Array<RestValues<Item>>
+    : T extends object
+      ? { [K in keyof T]: RestValues<T[K]> }
+      : T;
 
 const route = <Result, Variables>(r: RestRoute<Result, Variables>) => r as unknown as RestRoute;
 
@@ -98,7 +98,12 @@ export const routes: RestRoute[] = [
       ],
       ok: {
         description: 'The jobs.',
-        schema: { type: 'object', required: ['jobs'], additionalProperties: false, properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } } } },
+        schema: {
+          type: 'object',
+          required: ['jobs'],
+          additionalProperties: false,
+          properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } } },
+        },
       },
       errors: [{ code: 'BAD_USER_INPUT', when: `an unknown status, or a limit that is not an integer from 1 to ${LIST_LIMIT.max}` }],
     },

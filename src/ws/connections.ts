@@ -32,9 +32,7 @@ export interface Connection {
 export class WebSocketConnections {
   private readonly bySocket = new Map<SocketExtra['socket'], Connection>();
 
-  constructor(
-    private readonly deps: { addressGuard: AddressGuard; keyConnections: KeyConnections; revocations: RevocationWatch; backlog: SendBacklog },
-  ) {}
+  constructor(private readonly deps: { addressGuard: AddressGuard; keyConnections: KeyConnections; revocations: RevocationWatch; backlog: SendBacklog }) {}
 
   get size(): number {
     return this.bySocket.size;

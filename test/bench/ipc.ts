@@ -76,7 +76,7 @@ export function serveParent(handlers: Record<string, Handler>, onExit: () => Pro
       const value = await handlers[message.cmd]?.(message);
       process.send!({ replyTo: message.id, value });
     } catch (error) {
-      process.send!({ replyTo: message.id, error: error instanceof Error ? error.stack ?? error.message : String(error) });
+      process.send!({ replyTo: message.id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
     }
   };
   process.on('message', (message: Record<string, unknown> & { id: number; cmd: string }) => void answer(message));

@@ -40,12 +40,9 @@ export function seedJobInput(i: number) {
 /** Creates `count` jobs, ten at a time; returns their ids in creation order. */
 export async function createJobs(url: string, key: string | undefined, count: number): Promise<string[]> {
   const create = async (i: number) => {
-    const { createJob } = await gql<{ createJob: { id: string } }>(
-      url,
-      key,
-      `mutation($input: CreateJobInput!) { createJob(input: $input) { id } }`,
-      { input: seedJobInput(i) },
-    );
+    const { createJob } = await gql<{ createJob: { id: string } }>(url, key, `mutation($input: CreateJobInput!) { createJob(input: $input) { id } }`, {
+      input: seedJobInput(i),
+    });
     return createJob.id;
   };
   const ids: string[] = [];
@@ -84,7 +81,14 @@ async function update(url: string, key: string | undefined, id: string): Promise
  * Worker updates at `perSecond`, spread over `jobIds`, for `durationMs`; returns each response.
  * At most `maxInFlight` wait for their response at once: a worker is not a flood.
  */
-export async function driveUpdates(url: string, key: string | undefined, jobIds: string[], perSecond: number, durationMs: number, maxInFlight = 32): Promise<Sent[]> {
+export async function driveUpdates(
+  url: string,
+  key: string | undefined,
+  jobIds: string[],
+  perSecond: number,
+  durationMs: number,
+  maxInFlight = 32,
+): Promise<Sent[]> {
   const sent: Sent[] = [];
   const inFlight = new Set<Promise<void>>();
   const interval = 1000 / perSecond;
@@ -136,7 +140,16 @@ export async function cannon(options: {
     duration: options.durationS,
     connections: options.connections,
     ...(options.randomKeys
-      ? { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, 'x-api-key': `jg_${randomBytes(32).toString('base64url')}` } }) }] }
+      ? {
+          requests: [
+            {
+              setupRequest: (request: autocannon.Request) => ({
+                ...request,
+                headers: { ...request.headers, 'x-api-key': `jg_${randomBytes(32).toString('base64url')}` },
+              }),
+            },
+          ],
+        }
       : {}),
     ...(options.bodies ? { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, body: options.bodies!() }) }] } : {}),
   });
@@ -175,7 +188,13 @@ export function pollEvery2s(url: string, key: string, count: number, onStatus: (
  * raw, so that nothing of a client library is measured) and reads for `durationS`: what a client
  * replaying a workspace's large jobs many times over does. Returns the bytes it received.
  */
-export async function replayFlood(wsUrl: string, key: string, query: string, subscriptions: number, durationS: number): Promise<{ bytes: number; messages: number }> {
+export async function replayFlood(
+  wsUrl: string,
+  key: string,
+  query: string,
+  subscriptions: number,
+  durationS: number,
+): Promise<{ bytes: number; messages: number }> {
   const socket = new WebSocket(wsUrl, 'graphql-transport-ws');
   let bytes = 0;
   let messages = 0;

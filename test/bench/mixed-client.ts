@@ -65,7 +65,10 @@ async function warmClient(count: number): Promise<void> {
     for (let done = 0; done < count; done += 50) {
       await Promise.all(
         Array.from({ length: 50 }, async (_, i) => {
-          const response = await fetch(`${url}/api/jobs/${done + i}`, i % 2 ? { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'warm-up' }, body } : { headers: { 'x-api-key': 'warm-up' } });
+          const response = await fetch(
+            `${url}/api/jobs/${done + i}`,
+            i % 2 ? { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'warm-up' }, body } : { headers: { 'x-api-key': 'warm-up' } },
+          );
           if (i % 2) await response.json();
           else await response.arrayBuffer();
         }),
@@ -91,7 +94,10 @@ serveParent(
       // Grouped by workspace (flatMap keeps the targets' order), then interleaved: consecutive
       // reports go to different workspaces.
       const jobs = targets.flatMap((target) => target.jobIds.map((id) => ({ key: target.key, id })));
-      const order = Array.from({ length: jobs.length }, (_, i) => jobs[(i % targets.length) * (jobs.length / targets.length) + Math.floor(i / targets.length)]!);
+      const order = Array.from(
+        { length: jobs.length },
+        (_, i) => jobs[(i % targets.length) * (jobs.length / targets.length) + Math.floor(i / targets.length)]!,
+      );
       const reports: Array<Promise<Report>> = [];
       const interval = 1000 / perSecond;
       for (let i = 0; ; i++) {

@@ -109,7 +109,9 @@ export async function mixed(db: string, scenario: MixedScenario, start: () => Pr
     const durationMs = scenario.seconds * 1000;
     const [reports, polls] = await Promise.all([
       workers.request<Report[]>({ cmd: 'report', url, targets: workspaces, perSecond: scenario.reportsPerSec, durationMs, startAt }, durationMs + 120_000),
-      scenario.pollers > 0 ? pollers.request<Poll[]>({ cmd: 'poll', url, targets: workspaces, count: scenario.pollers, durationMs, startAt }, durationMs + 120_000) : Promise.resolve([]),
+      scenario.pollers > 0
+        ? pollers.request<Poll[]>({ cmd: 'poll', url, targets: workspaces, count: scenario.pollers, durationMs, startAt }, durationMs + 120_000)
+        : Promise.resolve([]),
     ]);
     await sleep(2_000);
 
@@ -149,8 +151,14 @@ export async function mixed(db: string, scenario: MixedScenario, start: () => Pr
       db,
       ...scenario,
       delivery: split(deliveries, startAt),
-      report: split(okReports.map((r) => [r.sentAt, r.respondedAt - r.sentAt]), startAt),
-      poll: split(polls.filter((p) => p.ok).map((p) => [p.sentAt, p.ms]), startAt),
+      report: split(
+        okReports.map((r) => [r.sentAt, r.respondedAt - r.sentAt]),
+        startAt,
+      ),
+      poll: split(
+        polls.filter((p) => p.ok).map((p) => [p.sentAt, p.ms]),
+        startAt,
+      ),
       deliveredShare: Math.round((1000 * found) / Math.max(1, okReports.length * perWorkspace)) / 1000,
       reportFailures: reports.length - okReports.length,
       pollFailures: polls.filter((p) => !p.ok).length,

@@ -40,28 +40,75 @@ const pubSub = createPubSub<{ jobUpdated: [Job] }>();
 const schema = createSchema({
   typeDefs: /* GraphQL */ `
     scalar JSON
-    enum JobStatus { RUNNING COMPLETED FAILED }
-    enum JobStepStatus { PENDING RUNNING COMPLETED FAILED }
-    type JobStep { id: String! name: String! status: JobStepStatus! }
-    type Job {
-      id: ID! workspaceId: ID! competitorId: ID type: String! displayTitle: String! status: JobStatus!
-      progress: Int! currentStep: String steps: [JobStep!]! startedAt: String! completedAt: String
-      metadata: JSON! error: String updatedAt: String! changeCursor: String!
+    enum JobStatus {
+      RUNNING
+      COMPLETED
+      FAILED
     }
-    input JobStepInput { id: String! name: String! }
-    input CreateJobInput { type: String! displayTitle: String! competitorId: ID steps: [JobStepInput!]! metadata: JSON }
-    input UpdateJobProgressInput { id: ID! progress: Int stepId: String stepStatus: JobStepStatus metadata: JSON }
-    type Query { job(id: ID!): Job }
+    enum JobStepStatus {
+      PENDING
+      RUNNING
+      COMPLETED
+      FAILED
+    }
+    type JobStep {
+      id: String!
+      name: String!
+      status: JobStepStatus!
+    }
+    type Job {
+      id: ID!
+      workspaceId: ID!
+      competitorId: ID
+      type: String!
+      displayTitle: String!
+      status: JobStatus!
+      progress: Int!
+      currentStep: String
+      steps: [JobStep!]!
+      startedAt: String!
+      completedAt: String
+      metadata: JSON!
+      error: String
+      updatedAt: String!
+      changeCursor: String!
+    }
+    input JobStepInput {
+      id: String!
+      name: String!
+    }
+    input CreateJobInput {
+      type: String!
+      displayTitle: String!
+      competitorId: ID
+      steps: [JobStepInput!]!
+      metadata: JSON
+    }
+    input UpdateJobProgressInput {
+      id: ID!
+      progress: Int
+      stepId: String
+      stepStatus: JobStepStatus
+      metadata: JSON
+    }
+    type Query {
+      job(id: ID!): Job
+    }
     type Mutation {
       createJob(input: CreateJobInput!): Job!
       updateJobProgress(input: UpdateJobProgressInput!): Job!
     }
-    type Subscription { jobUpdated(id: ID, status: JobStatus, after: String): Job! }
+    type Subscription {
+      jobUpdated(id: ID, status: JobStatus, after: String): Job!
+    }
   `,
   resolvers: {
     Query: { job: (_: unknown, { id }: { id: string }) => jobs.get(id) ?? null },
     Mutation: {
-      createJob: (_: unknown, { input }: { input: { type: string; displayTitle: string; competitorId?: string; steps: Array<{ id: string; name: string }> } }) => {
+      createJob: (
+        _: unknown,
+        { input }: { input: { type: string; displayTitle: string; competitorId?: string; steps: Array<{ id: string; name: string }> } },
+      ) => {
         const now = new Date().toISOString();
         const job: Job = {
           id: randomUUID(),
@@ -115,8 +162,20 @@ useServer(
     execute: (args) => (args.rootValue as { execute: EnvelopedExecute }).execute(args) as never,
     subscribe: (args) => (args.rootValue as { subscribe: EnvelopedExecute }).subscribe(args) as never,
     onSubscribe: async (ctx, _id, params) => {
-      const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
-      const args = { schema, operationName: params.operationName, document: parse(params.query), variableValues: params.variables, contextValue: await contextFactory(), rootValue: { execute, subscribe } };
+      const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+        ...ctx,
+        req: ctx.extra.request,
+        socket: ctx.extra.socket,
+        params,
+      });
+      const args = {
+        schema,
+        operationName: params.operationName,
+        document: parse(params.query),
+        variableValues: params.variables,
+        contextValue: await contextFactory(),
+        rootValue: { execute, subscribe },
+      };
       const errors = validate(args.schema, args.document);
       if (errors.length) return errors;
       return args;

@@ -40,7 +40,9 @@ const server = http.createServer((request, response) => {
   const url = new URL(request.url ?? '/', 'http://localhost');
   const answer =
     url.pathname === '/api/jobs'
-      ? query(LIST, [workspaceId, Number(url.searchParams.get('limit') ?? 50)]).then(({ rows }) => send(response, 200, { jobs: (rows as JobRow[]).map(restJob) }))
+      ? query(LIST, [workspaceId, Number(url.searchParams.get('limit') ?? 50)]).then(({ rows }) =>
+          send(response, 200, { jobs: (rows as JobRow[]).map(restJob) }),
+        )
       : query(ONE, [url.pathname.slice('/api/jobs/'.length), workspaceId]).then(({ rows }) =>
           rows[0] ? send(response, 200, { job: restJob(rows[0] as JobRow) }) : send(response, 404, { error: { code: 'NOT_FOUND', message: 'Job not found.' } }),
         );

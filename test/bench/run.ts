@@ -50,10 +50,46 @@ const { values: flags } = parseArgs({
 });
 type Db = 'embedded' | 'postgres';
 const profile = flags.smoke
-  ? { name: 'smoke', ns: [20], fanoutMs: 600, latencyMs: 1000, restS: 1, readJobs: 200, pollMs: 2500, dashboards: 20, soak: { subscribers: 20, seconds: 3, pollers: 5 }, dbs: ['embedded'] as Db[], restDbs: ['embedded'] as Db[] }
+  ? {
+      name: 'smoke',
+      ns: [20],
+      fanoutMs: 600,
+      latencyMs: 1000,
+      restS: 1,
+      readJobs: 200,
+      pollMs: 2500,
+      dashboards: 20,
+      soak: { subscribers: 20, seconds: 3, pollers: 5 },
+      dbs: ['embedded'] as Db[],
+      restDbs: ['embedded'] as Db[],
+    }
   : flags.quick
-    ? { name: 'quick', ns: [1000], fanoutMs: 2000, latencyMs: 1500, restS: 1, readJobs: 2000, pollMs: 3000, dashboards: 1000, soak: { subscribers: 1000, seconds: 20, pollers: 100 }, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] }
-    : { name: 'full', ns: [1000, 10_000], fanoutMs: 8000, latencyMs: 12_000, restS: 8, readJobs: 2000, pollMs: 20_000, dashboards: 1000, soak: { subscribers: 1000, seconds: 60, pollers: 100 }, dbs: ['embedded', 'postgres'] as Db[], restDbs: ['embedded', 'postgres'] as Db[] };
+    ? {
+        name: 'quick',
+        ns: [1000],
+        fanoutMs: 2000,
+        latencyMs: 1500,
+        restS: 1,
+        readJobs: 2000,
+        pollMs: 3000,
+        dashboards: 1000,
+        soak: { subscribers: 1000, seconds: 20, pollers: 100 },
+        dbs: ['embedded', 'postgres'] as Db[],
+        restDbs: ['embedded', 'postgres'] as Db[],
+      }
+    : {
+        name: 'full',
+        ns: [1000, 10_000],
+        fanoutMs: 8000,
+        latencyMs: 12_000,
+        restS: 8,
+        readJobs: 2000,
+        pollMs: 20_000,
+        dashboards: 1000,
+        soak: { subscribers: 1000, seconds: 60, pollers: 100 },
+        dbs: ['embedded', 'postgres'] as Db[],
+        restDbs: ['embedded', 'postgres'] as Db[],
+      };
 
 if (flags.n) profile.ns = flags.n.map(Number);
 if (flags.db) profile.dbs = profile.restDbs = flags.db as Db[];
@@ -179,7 +215,15 @@ function sampleFrame(): string {
     type: 'next',
     payload: {
       data: {
-        jobUpdated: { id: '550e8400-e29b-41d4-a716-446655440000', status: 'RUNNING', progress: 0, currentStep: 'Collecting Intel', steps, updatedAt: '2026-12-05T09:00:00.000Z', changeCursor: '1234567' },
+        jobUpdated: {
+          id: '550e8400-e29b-41d4-a716-446655440000',
+          status: 'RUNNING',
+          progress: 0,
+          currentStep: 'Collecting Intel',
+          steps,
+          updatedAt: '2026-12-05T09:00:00.000Z',
+          changeCursor: '1234567',
+        },
       },
     },
   });
@@ -199,8 +243,23 @@ async function ceilingFor(subs: Child, n: number): Promise<number> {
 }
 
 /** Opens n dashboards on `url` and waits until one update reaches all of them. */
-async function subscribeAll(subs: Child, url: string, key: string | undefined, n: number, jobIds: string[], subscription = SUBSCRIPTION, until?: () => Promise<boolean>) {
-  await subs.request({ cmd: 'open', url: url.replace(/^http/, 'ws') + '/graphql', count: n, protocol: 'graphql-ws', apiKey: key, subscribe: { query: subscription } });
+async function subscribeAll(
+  subs: Child,
+  url: string,
+  key: string | undefined,
+  n: number,
+  jobIds: string[],
+  subscription = SUBSCRIPTION,
+  until?: () => Promise<boolean>,
+) {
+  await subs.request({
+    cmd: 'open',
+    url: url.replace(/^http/, 'ws') + '/graphql',
+    count: n,
+    protocol: 'graphql-ws',
+    apiKey: key,
+    subscribe: { query: subscription },
+  });
   if (until) await waitUntil(until, 60_000, 'all subscribed');
   // Warm-up: updates until every dashboard has received one (the naive server cannot be asked).
   await subs.request({ cmd: 'reset' });
@@ -232,7 +291,9 @@ async function latencies(subs: Child, n: number, drive: () => Promise<Sent[]>): 
   await subs.request({ cmd: 'reset' });
   await subs.request({ cmd: 'track', on: true });
   const sent = await drive();
-  await waitUntil(async () => (await subs.request<SubStats>({ cmd: 'stats' })).messages >= sent.length * n, 10_000, 'steady updates delivered').catch(() => undefined);
+  await waitUntil(async () => (await subs.request<SubStats>({ cmd: 'stats' })).messages >= sent.length * n, 10_000, 'steady updates delivered').catch(
+    () => undefined,
+  );
   await subs.request({ cmd: 'track', on: false });
   const receipts = await subs.request<Record<string, number[]>>({ cmd: 'receipts' });
   const samples: number[] = [];
@@ -266,9 +327,29 @@ async function reads(db: Db): Promise<ReadRow[]> {
     const fields = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata';
     return [
       ['GET /api/jobs?limit=50', { url: `${url}/api/jobs?limit=50`, headers, durationS: profile.restS, connections: 10 }],
-      ['POST /graphql jobs(limit: 50)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ jobs(limit: 50) { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+      [
+        'POST /graphql jobs(limit: 50)',
+        {
+          url: `${url}/graphql`,
+          method: 'POST',
+          headers: json,
+          body: JSON.stringify({ query: `{ jobs(limit: 50) { ${fields} } }` }),
+          durationS: profile.restS,
+          connections: 10,
+        },
+      ],
       ['GET /api/jobs/{id}', { url: `${url}/api/jobs/${jobId}`, headers, durationS: profile.restS, connections: 10 }],
-      ['POST /graphql job(id)', { url: `${url}/graphql`, method: 'POST', headers: json, body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }), durationS: profile.restS, connections: 10 }],
+      [
+        'POST /graphql job(id)',
+        {
+          url: `${url}/graphql`,
+          method: 'POST',
+          headers: json,
+          body: JSON.stringify({ query: `{ job(id: "${jobId}") { ${fields} } }` }),
+          durationS: profile.restS,
+          connections: 10,
+        },
+      ],
     ];
   };
   const measure = async (options: Parameters<typeof cannon>[0], what: string) => {
@@ -423,7 +504,11 @@ async function treeRssMiB(pid: number): Promise<number> {
 async function idleMemory(db: Db): Promise<MemoryRow> {
   const database = await freshDatabaseEnv(db, 'idle');
   const measure = async () => {
-    const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env: { ...process.env, ...database.env, PORT: '0', LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('npm', ['start', '--silent'], {
+      cwd: ROOT,
+      env: { ...process.env, ...database.env, PORT: '0', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const exited = new Promise((resolve) => child.once('exit', resolve));
     let out = '';
     await new Promise<void>((resolve, reject) => {
@@ -482,7 +567,15 @@ async function soak(subs: Child, db: Db): Promise<SoakRow> {
   };
   try {
     const jobIds = await createJobs(url, key, 50);
-    await subscribeAll(subs, url, key, subscribers, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= subscribers);
+    await subscribeAll(
+      subs,
+      url,
+      key,
+      subscribers,
+      jobIds,
+      SUBSCRIPTION,
+      async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= subscribers,
+    );
     await subs.request({ cmd: 'newest', on: true });
     let polls = 0;
     let pollFailures = 0;
@@ -612,7 +705,10 @@ async function fairness(db: Db, options: FairnessOptions = {}): Promise<Fairness
         else failures.add(`${response.status} ${text.slice(0, 200)}`);
         if (next > performance.now()) await sleep(next - performance.now());
       }
-      return percentile(latencies.sort((a, b) => a - b), 50);
+      return percentile(
+        latencies.sort((a, b) => a - b),
+        50,
+      );
     };
     const failures = new Set<string>();
     const read = () => fetch(`${url}/api/jobs/${jobId}`, { headers: { 'x-api-key': bystander } });
@@ -689,7 +785,8 @@ async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | un
       for (const workers of workerCounts) {
         const measured = await drive(`${url}/graphql`, { 'x-api-key': key }, gatewayBody(jobIds), workers, profile.restS);
         const ceiling = await bareCeiling(db, POSTGRES_URL, workers, profile.restS);
-        if (measured.failed > 0 || ceiling.failed > 0) throw new Error(`writes (${db}, ${workers} workers): ${measured.failed} gateway and ${ceiling.failed} bare requests failed`);
+        if (measured.failed > 0 || ceiling.failed > 0)
+          throw new Error(`writes (${db}, ${workers} workers): ${measured.failed} gateway and ${ceiling.failed} bare requests failed`);
         rows.push({
           db,
           workers,
@@ -713,7 +810,9 @@ async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | un
 }
 
 function printWrites(result: { rows: WriteRow[]; database: PgbenchRow[] | undefined }) {
-  console.log('\nWrites: workers each reporting progress on a job of their own (updateJobProgress), against a bare node:http server running the same UPDATE with no trigger');
+  console.log(
+    '\nWrites: workers each reporting progress on a job of their own (updateJobProgress), against a bare node:http server running the same UPDATE with no trigger',
+  );
   console.table(result.rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.writesPerSec) / r.ceilingWritesPerSec) })));
   if (!result.database) return;
   console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
@@ -749,7 +848,9 @@ async function mixedRows(): Promise<MixedRow[]> {
 }
 
 function printMixed(rows: MixedRow[]) {
-  console.log('\nMixed load on a freshly started gateway: 20 workspaces, 50 reports/s from concurrent workers, pollers asking for one job every 2 s (ms; delivery from the report\'s request to the subscriber)');
+  console.log(
+    "\nMixed load on a freshly started gateway: 20 workspaces, 50 reports/s from concurrent workers, pollers asking for one job every 2 s (ms; delivery from the report's request to the subscriber)",
+  );
   console.table(
     rows.flatMap((r) =>
       (['first2s', 'steady'] as const).map((phase) => ({
@@ -765,7 +866,18 @@ function printMixed(rows: MixedRow[]) {
       })),
     ),
   );
-  console.table(rows.map((r) => ({ db: r.db, subscribers: r.subscribers, pollers: r.pollers, delivered: r.deliveredShare, reportFailures: r.reportFailures, pollFailures: r.pollFailures, finalStatesMissing: r.finalStatesMissing, socketsClosed: r.socketsClosed })));
+  console.table(
+    rows.map((r) => ({
+      db: r.db,
+      subscribers: r.subscribers,
+      pollers: r.pollers,
+      delivered: r.deliveredShare,
+      reportFailures: r.reportFailures,
+      pollFailures: r.pollFailures,
+      finalStatesMissing: r.finalStatesMissing,
+      socketsClosed: r.socketsClosed,
+    })),
+  );
 }
 
 async function main() {
@@ -860,7 +972,10 @@ async function main() {
           const after = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
           const statsBefore = await gateway.request<GatewayStats>({ cmd: 'stats' });
           let updates = 0;
-          const saturated = await measureDeliveries(subs, async () => (updates = (await driveUpdates(url, key, jobIds.slice(0, 4), saturatingRate, profile.fanoutMs)).length));
+          const saturated = await measureDeliveries(
+            subs,
+            async () => (updates = (await driveUpdates(url, key, jobIds.slice(0, 4), saturatingRate, profile.fanoutMs)).length),
+          );
           const statsAfter = await gateway.request<GatewayStats>({ cmd: 'stats' });
           // What the gateway did at saturation: the updates it applied, and how its feed read them.
           const seconds = profile.fanoutMs / 1000;
@@ -885,7 +1000,9 @@ async function main() {
             ceilingPayloadBytes: sampleFrame().length,
           };
           fanout.push(row);
-          log(`gateway (${db}): ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ${row.rssPerSubscriberKiB} KiB RSS per subscriber`);
+          log(
+            `gateway (${db}): ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ${row.rssPerSubscriberKiB} KiB RSS per subscriber`,
+          );
           await subs.request({ cmd: 'closeAll' });
           // Polling against push on this gateway too (it has a job of its own): no second start.
           if (n === profile.ns[0] && db === 'embedded' && !flags['fanout-only']) polling = await pollingAgainstPush(subs, { gateway, url, key });
@@ -929,7 +1046,9 @@ async function main() {
     printMixed(mixedResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
-    console.log(`\nSoak: subscribers following ${SOAK_UPDATES_PER_SEC} updates/s while dashboards poll GET /api/jobs every 2 s; gateway memory after a GC, start to end`);
+    console.log(
+      `\nSoak: subscribers following ${SOAK_UPDATES_PER_SEC} updates/s while dashboards poll GET /api/jobs every 2 s; gateway memory after a GC, start to end`,
+    );
     console.table(soakRows.map(({ heapMiB, rssMiB, ...row }) => ({ ...row, heapMiB: heapMiB.join(' '), rssMiB: rssMiB.join(' ') })));
     console.log(
       JSON.stringify({
@@ -957,24 +1076,25 @@ function printTable(fanout: FanoutRow[], readRows: ReadRow[], polling: Awaited<R
     return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(headers.map((h) => String(r[h]))))].join('\n');
   };
   if (fanout.length > 0) console.log('\nFan-out (deliveries/s at saturation; latency from mutation response to receipt at a steady rate)');
-  if (fanout.length > 0) console.log(
-    table(
-      fanout.map((r) => ({
-        db: r.db,
-        subscribers: r.subscribers,
-        'deliveries/s': r.deliveriesPerSec,
-        ceiling: r.ceilingDeliveriesPerSec,
-        '% of ceiling': round((100 * r.deliveriesPerSec) / r.ceilingDeliveriesPerSec),
-        naive: r.naiveDeliveriesPerSec,
-        'x naive': round(r.deliveriesPerSec / r.naiveDeliveriesPerSec),
-        'p50 ms': r.p50Ms,
-        'p99 ms': r.p99Ms,
-        'RSS KiB/sub': r.rssPerSubscriberKiB,
-        'heap KiB/sub': r.heapPerSubscriberKiB,
-        'msg bytes': `${r.payloadBytes} (ceiling ${r.ceilingPayloadBytes})`,
-      })),
-    ),
-  );
+  if (fanout.length > 0)
+    console.log(
+      table(
+        fanout.map((r) => ({
+          db: r.db,
+          subscribers: r.subscribers,
+          'deliveries/s': r.deliveriesPerSec,
+          ceiling: r.ceilingDeliveriesPerSec,
+          '% of ceiling': round((100 * r.deliveriesPerSec) / r.ceilingDeliveriesPerSec),
+          naive: r.naiveDeliveriesPerSec,
+          'x naive': round(r.deliveriesPerSec / r.naiveDeliveriesPerSec),
+          'p50 ms': r.p50Ms,
+          'p99 ms': r.p99Ms,
+          'RSS KiB/sub': r.rssPerSubscriberKiB,
+          'heap KiB/sub': r.heapPerSubscriberKiB,
+          'msg bytes': `${r.payloadBytes} (ceiling ${r.ceilingPayloadBytes})`,
+        })),
+      ),
+    );
   if (!polling) return;
   printReads(readRows);
   console.log(`\nPolling against push: ${polling.dashboards} dashboards, one job updated ${polling.updatesPerSec}/s`);
@@ -985,12 +1105,16 @@ function printTable(fanout: FanoutRow[], readRows: ReadRow[], polling: Awaited<R
       { mode: 'poll every 2 s, RESPONSE_CACHE=false', 'db queries/s': polling.pollUncachedDbQueriesPerSec, 'bytes/s': '' },
     ]),
   );
-  console.log(`(polling costs ${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec, 2)} times the database queries of push; ${round(polling.pollUncachedDbQueriesPerSec / polling.pollDbQueriesPerSec)} times fewer than without the cache)`);
+  console.log(
+    `(polling costs ${round(polling.pollDbQueriesPerSec / polling.pushDbQueriesPerSec, 2)} times the database queries of push; ${round(polling.pollUncachedDbQueriesPerSec / polling.pollDbQueriesPerSec)} times fewer than without the cache)`,
+  );
 }
 
 function printReads(rows: ReadRow[]) {
   if (rows.length === 0) return;
-  console.log(`\nReads (autocannon, 10 connections, ${profile.readJobs} jobs in one workspace) against a bare node:http server running the same SELECT and writing the same body`);
+  console.log(
+    `\nReads (autocannon, 10 connections, ${profile.readJobs} jobs in one workspace) against a bare node:http server running the same SELECT and writing the same body`,
+  );
   console.table(rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.reqPerSec) / r.ceilingReqPerSec) })));
 }
 

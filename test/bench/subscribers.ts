@@ -85,7 +85,12 @@ serveParent(
       const workers = Array.from({ length: Math.min(parallel, count) }, async () => {
         while (started < count) {
           started++;
-          await openOne(m.url as string, m.protocol as 'graphql-ws' | 'raw', m.apiKey as string | undefined, m.subscribe as Record<string, unknown> | undefined);
+          await openOne(
+            m.url as string,
+            m.protocol as 'graphql-ws' | 'raw',
+            m.apiKey as string | undefined,
+            m.subscribe as Record<string, unknown> | undefined,
+          );
         }
       });
       await Promise.all(workers);

@@ -64,7 +64,13 @@ async function findPgbench(): Promise<string | undefined> {
   const root = '/usr/lib/postgresql';
   for (const version of (await fs.readdir(root).catch(() => [])).sort().reverse()) {
     const candidate = path.join(root, version, 'bin', 'pgbench');
-    if (await fs.access(candidate).then(() => true, () => false)) return candidate;
+    if (
+      await fs.access(candidate).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
   }
   return undefined;
 }
@@ -107,7 +113,24 @@ export async function pgbenchRows(postgresUrl: string, clientCounts: number[], s
       for (const { label, schema } of schemas) {
         const { stdout } = await promisify(execFile)(
           pgbench,
-          ['-h', url.hostname, '-p', url.port || '5432', '-U', decodeURIComponent(url.username) || 'postgres', '-n', '-f', script, '-c', String(clients), '-j', '2', '-T', String(seconds), url.pathname.slice(1)],
+          [
+            '-h',
+            url.hostname,
+            '-p',
+            url.port || '5432',
+            '-U',
+            decodeURIComponent(url.username) || 'postgres',
+            '-n',
+            '-f',
+            script,
+            '-c',
+            String(clients),
+            '-j',
+            '2',
+            '-T',
+            String(seconds),
+            url.pathname.slice(1),
+          ],
           { env: { ...process.env, PGOPTIONS: `-c search_path=${schema}` } },
         );
         rows.push({ schema: label, clients, tps: Math.round(Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? 0)) });

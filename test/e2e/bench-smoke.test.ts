@@ -8,7 +8,11 @@ const run = promisify(execFile);
 // `npm run bench` keeps working: a tiny run (20 subscribers, short phases, embedded database)
 // must produce every figure. Its numbers are not judged here: speed is measured, never asserted.
 it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, async () => {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', '--smoke'], { cwd: repoRoot, timeout: 410_000, maxBuffer: 10 * 1024 * 1024 });
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', '--smoke'], {
+    cwd: repoRoot,
+    timeout: 410_000,
+    maxBuffer: 10 * 1024 * 1024,
+  });
   const lines = stdout.trim().split('\n');
   expect(stdout).toContain('Fan-out');
   const report = JSON.parse(lines.at(-1)!) as {
@@ -38,7 +42,8 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
   expect(report.memory.map((row) => row.db)).toEqual(['embedded']);
   for (const key of ['idleRssMiB', 'firstStartRssMiB']) expect(report.memory[0]![key]).toBeGreaterThan(0);
   expect(report.polling).toMatchObject({ dashboards: 20 });
-  for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollUncachedDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec']) expect(report.polling[key]).toBeGreaterThan(0);
+  for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollUncachedDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec'])
+    expect(report.polling[key]).toBeGreaterThan(0);
   expect(report.fairness.map((row) => [row.db, row.attacker])).toEqual([
     ['embedded', 'key flood'],
     ['embedded', 'bad keys'],

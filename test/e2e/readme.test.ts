@@ -141,7 +141,9 @@ describeDb('README examples against a running gateway', () => {
         expect(i, "the job's current state did not arrive unasked").toBeLessThan(80);
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      expect(subscriber.output()).toMatch(/event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":0,"currentStep":"Collecting Intel","changeCursor":"\d+"\}\}\}/);
+      expect(subscriber.output()).toMatch(
+        /event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":0,"currentStep":"Collecting Intel","changeCursor":"\d+"\}\}\}/,
+      );
       // Move the job until the subscription has delivered a state, and the loop has polled one.
       for (let i = 0; !subscriber.output().includes('"progress":50') || !poller.output().includes(`"id":"${id}"`); i++) {
         expect(i, 'no state arrived over one of the two').toBeLessThan(60);
@@ -149,7 +151,9 @@ describeDb('README examples against a running gateway', () => {
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       expect(JSON.parse(poller.output().trim().split('\n')[0]!)).toMatchObject({ job: { id, status: 'running' } });
-      expect(subscriber.output()).toMatch(/event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":50,"currentStep":"Processing Intel","changeCursor":"\d+"\}\}\}/);
+      expect(subscriber.output()).toMatch(
+        /event: next\ndata: \{"data":\{"jobUpdated":\{"status":"RUNNING","progress":50,"currentStep":"Processing Intel","changeCursor":"\d+"\}\}\}/,
+      );
     } finally {
       poller.stop();
       subscriber.stop();

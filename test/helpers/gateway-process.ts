@@ -86,7 +86,11 @@ export async function holdPort(): Promise<{ port: number; close(): Promise<void>
 }
 
 /** Runs a command of the package (`npm start`, `npm run demo`) to its end: what it wrote, and its exit code. */
-export function runToExit(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runToExit(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(command, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -39,8 +39,7 @@ export async function graphqlOk<Data, Variables>(
 }
 
 /** The codes of a response's errors, in order. */
-export const codesOf = (result: { errors?: readonly GraphQLFormattedError[] }) =>
-  (result.errors ?? []).map((e) => e.extensions?.code);
+export const codesOf = (result: { errors?: readonly GraphQLFormattedError[] }) => (result.errors ?? []).map((e) => e.extensions?.code);
 
 export interface RestResult {
   status: number;

@@ -29,10 +29,12 @@ export class TcpProxy {
       for (const socket of [client, upstream]) {
         proxy.sockets.add(socket);
         // Either end closing closes the other, unless silent: a partition carries no close either.
-        socket.on('error', () => {}).on('close', () => {
-          proxy.sockets.delete(socket);
-          if (!proxy.silent) (socket === client ? upstream : client).destroy();
-        });
+        socket
+          .on('error', () => {})
+          .on('close', () => {
+            proxy.sockets.delete(socket);
+            if (!proxy.silent) (socket === client ? upstream : client).destroy();
+          });
       }
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

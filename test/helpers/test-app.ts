@@ -30,9 +30,7 @@ const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
  * A real gateway on a random port over a database of its own. Pass `database` to start a second
  * instance on the same database (after closing the first, for the embedded one).
  */
-export async function startTestApp(
-  options: { database?: FreshDatabase; env?: Record<string, string>; captureLogs?: boolean } = {},
-): Promise<TestApp> {
+export async function startTestApp(options: { database?: FreshDatabase; env?: Record<string, string>; captureLogs?: boolean } = {}): Promise<TestApp> {
   const database = options.database ?? (await freshDatabase());
   const logs: TestApp['logs'] = [];
   const level = options.captureLogs ? 'debug' : (process.env.TEST_LOG_LEVEL ?? 'silent');

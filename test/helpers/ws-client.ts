@@ -34,10 +34,7 @@ export class TestSocket {
   }
 
   /** Opens a socket; with `apiKey`, sends connection_init and waits for the ack. */
-  static async open(
-    baseUrl: string,
-    options: { apiKey?: string; headers?: Record<string, string>; init?: boolean; ack?: boolean } = {},
-  ): Promise<TestSocket> {
+  static async open(baseUrl: string, options: { apiKey?: string; headers?: Record<string, string>; init?: boolean; ack?: boolean } = {}): Promise<TestSocket> {
     const socket = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws', { headers: options.headers });
     const client = new TestSocket(socket);
     await new Promise<void>((resolve, reject) => {
@@ -121,7 +118,11 @@ export class TestSocket {
       };
       const timer = setTimeout(() => {
         this.waiters.delete(check);
-        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => [m.id, m.type, (m.payload as { data?: { jobUpdated?: { changeCursor?: string; status?: string } } } | undefined)?.data?.jobUpdated?.changeCursor, (m.payload as { data?: { jobUpdated?: { status?: string } } } | undefined)?.data?.jobUpdated?.status]))}; closed ${JSON.stringify(this.closed)}`));
+        reject(
+          new Error(
+            `timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => [m.id, m.type, (m.payload as { data?: { jobUpdated?: { changeCursor?: string; status?: string } } } | undefined)?.data?.jobUpdated?.changeCursor, (m.payload as { data?: { jobUpdated?: { status?: string } } } | undefined)?.data?.jobUpdated?.status]))}; closed ${JSON.stringify(this.closed)}`,
+          ),
+        );
       }, timeoutMs);
       if (!check()) this.waiters.add(check);
     });

@@ -15,7 +15,8 @@ export function useMalformedParamsRefused(): Plugin {
         try {
           return await requestParser(request);
         } catch (error) {
-          if (error instanceof SyntaxError) throw errors.malformedRequest('"variables" and "extensions" must be JSON objects; this request\'s are not valid JSON.');
+          if (error instanceof SyntaxError)
+            throw errors.malformedRequest('"variables" and "extensions" must be JSON objects; this request\'s are not valid JSON.');
           throw error;
         }
       });

@@ -133,7 +133,7 @@ export function costCheck(maxCost: number): (args: ExecutionArgs) => GraphQLErro
 /** Pothos's complexity rule with the request's variables. */
 function estimateCost(args: ExecutionArgs, maxCost: number): GraphQLError | undefined {
   const rule = createComplexityRule({
-    variableValues: (args.variableValues ?? {}),
+    variableValues: args.variableValues ?? {},
     operationName: args.operationName ?? undefined,
     context: args.contextValue as object,
     maxComplexity: maxCost,

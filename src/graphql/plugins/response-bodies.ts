@@ -44,7 +44,9 @@ export function useSlicedResponseBodies({ maxBytes, written }: ResponseBodiesOpt
       const headers = new fetchAPI.Headers(response.headers);
       headers.set('content-length', String(body.bytes));
       // A Node stream of the pieces: the server adapter pipes it, a piece per drain of the socket.
-      responding.setResponse(new fetchAPI.Response(Readable.from(body.chunks) as unknown as BodyInit, { status: response.status, statusText: response.statusText, headers }));
+      responding.setResponse(
+        new fetchAPI.Response(Readable.from(body.chunks) as unknown as BodyInit, { status: response.status, statusText: response.statusText, headers }),
+      );
     },
   };
 }

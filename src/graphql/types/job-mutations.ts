@@ -33,7 +33,7 @@ const UpdateJobProgressInput = builder.inputType('UpdateJobProgressInput', {
     progress: t.int(),
     stepId: t.string(),
     stepStatus: t.field({ type: JobStepStatusEnum }),
-    metadata: t.field({ type: 'JSON', description: 'Merged shallowly into the job\'s metadata.' }),
+    metadata: t.field({ type: 'JSON', description: "Merged shallowly into the job's metadata." }),
   }),
 });
 

@@ -50,8 +50,7 @@ interface Sent<Data> {
 type Headers = Record<string, string>;
 
 /** The values of a response's root fields: `[null]` when the one field was refused (or `data` is null). */
-const rootValues = (result: { data?: unknown }): unknown[] =>
-  result.data == null ? [null] : Object.values(result.data as Record<string, unknown>);
+const rootValues = (result: { data?: unknown }): unknown[] => (result.data == null ? [null] : Object.values(result.data as Record<string, unknown>));
 const apiKey = (key: string): Headers => ({ 'x-api-key': key });
 const bearer = (key: string): Headers => ({ authorization: `Bearer ${key}` });
 
@@ -107,7 +106,11 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
     { name: 'job', scope: 'jobs:read', send: (h) => send(JobDocument, { id }, h) },
     { name: 'cancelJob', scope: 'jobs:cancel', send: (h) => send(CancelJobDocument, { id }, h) },
     { name: 'createJob', scope: 'jobs:write', send: (h) => send(CreateJobDocument, { input }, h) },
-    { name: 'updateJobProgress', scope: 'jobs:write', send: (h) => send(UpdateJobProgressDocument, { input: { id, progress: 40, metadata: { touched: true } } }, h) },
+    {
+      name: 'updateJobProgress',
+      scope: 'jobs:write',
+      send: (h) => send(UpdateJobProgressDocument, { input: { id, progress: 40, metadata: { touched: true } } }, h),
+    },
     { name: 'completeJob', scope: 'jobs:write', send: (h) => send(CompleteJobDocument, { id }, h) },
     { name: 'failJob', scope: 'jobs:write', send: (h) => send(FailJobDocument, { id, error: 'boom' }, h) },
   ];
@@ -306,7 +309,11 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
     expect(missing.errors).toBeUndefined();
     for (const id of [running.id, finished.id]) {
       const theirs = await send(JobDocument, { id }, apiKey(b));
-      expect({ status: theirs.status, data: theirs.data, errors: theirs.errors }).toEqual({ status: missing.status, data: missing.data, errors: missing.errors });
+      expect({ status: theirs.status, data: theirs.data, errors: theirs.errors }).toEqual({
+        status: missing.status,
+        data: missing.data,
+        errors: missing.errors,
+      });
     }
 
     // Every write on A's job (running or not): NOT_FOUND, exactly as for an id that does not exist.

@@ -27,7 +27,13 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
   beforeAll(async () => {
     t = await startTestApp({
       captureLogs: true,
-      env: { BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND), TRUSTED_PROXY_HOPS: '1', WS_MAX_MESSAGES_PER_SECOND: String(MESSAGES_PER_SECOND), MAX_SUBSCRIPTIONS_PER_CONNECTION: '30', RATE_LIMIT_PER_KEY: '0' },
+      env: {
+        BAD_KEY_LIMIT_PER_ADDRESS: String(PER_SECOND),
+        TRUSTED_PROXY_HOPS: '1',
+        WS_MAX_MESSAGES_PER_SECOND: String(MESSAGES_PER_SECOND),
+        MAX_SUBSCRIPTIONS_PER_CONNECTION: '30',
+        RATE_LIMIT_PER_KEY: '0',
+      },
     });
     key = await t.createKey('bad-keys');
   });
@@ -46,7 +52,13 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
   it('refuses an address that keeps presenting bad keys with 429 after its burst, before any lookup, while other addresses and remembered keys go on (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.constantFrom('rest' as const, 'graphql' as const), fc.option(fc.string({ minLength: 1, maxLength: 60, unit: 'grapheme-ascii' }), { nil: undefined })), { minLength: BURST + 3, maxLength: 25 }),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom('rest' as const, 'graphql' as const),
+            fc.option(fc.string({ minLength: 1, maxLength: 60, unit: 'grapheme-ascii' }), { nil: undefined }),
+          ),
+          { minLength: BURST + 3, maxLength: 25 },
+        ),
         async (attempts) => {
           const attacker = freshAddress();
           const lookupsBefore = t.app.apiKeys.lookups;
@@ -61,7 +73,10 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
           const seconds = (performance.now() - began) / 1000;
           const statuses = responses.map((response) => response.status);
           const allowed = BURST + Math.ceil(seconds * PER_SECOND);
-          expect(statuses.every((status) => status === 401 || status === 429), String(statuses)).toBe(true);
+          expect(
+            statuses.every((status) => status === 401 || status === 429),
+            String(statuses),
+          ).toBe(true);
           expect(statuses.filter((status) => status === 401).length).toBeLessThanOrEqual(allowed);
           expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(attempts.length - allowed);
           for (const { retryAfter, body } of responses.filter((r) => r.status === 429)) {
@@ -168,15 +183,19 @@ describeDb('requests without a valid key, and WebSocket messages, limited before
   it('closes a socket that sends more than WS_MAX_MESSAGES_PER_SECOND messages with 4429, pings included, and keeps one that stays within (property)', async () => {
     const message = fc.constantFrom<Record<string, unknown>>({ type: 'ping' }, { type: 'pong' }, { type: 'complete', id: 'none' });
     await fc.assert(
-      fc.asyncProperty(fc.array(message, { minLength: 2 * MESSAGES_PER_SECOND + 5, maxLength: 6 * MESSAGES_PER_SECOND }), fc.boolean(), async (flood, wsPings) => {
-        const socket = await TestSocket.open(t.url, { apiKey: key });
-        for (const m of flood) {
-          if (socket.closed) break;
-          if (wsPings && m.type === 'ping') socket.socket.ping();
-          else socket.send(m);
-        }
-        expect((await socket.waitForClose()).code).toBe(4429);
-      }),
+      fc.asyncProperty(
+        fc.array(message, { minLength: 2 * MESSAGES_PER_SECOND + 5, maxLength: 6 * MESSAGES_PER_SECOND }),
+        fc.boolean(),
+        async (flood, wsPings) => {
+          const socket = await TestSocket.open(t.url, { apiKey: key });
+          for (const m of flood) {
+            if (socket.closed) break;
+            if (wsPings && m.type === 'ping') socket.socket.ping();
+            else socket.send(m);
+          }
+          expect((await socket.waitForClose()).code).toBe(4429);
+        },
+      ),
       { numRuns: 10 },
     );
     // Before its connection_ack a socket holds no key: a few messages, not a budget's worth.

@@ -173,10 +173,7 @@ describeDb('the jobs-gateway keys command', () => {
 
     const second = await startTestApp({ database: db });
     try {
-      for (const result of [
-        await graphql(second.url, JobsDocument, {}, doomed.key),
-        await graphql(second.url, CreateJobDocument, { input }, doomed.key),
-      ]) {
+      for (const result of [await graphql(second.url, JobsDocument, {}, doomed.key), await graphql(second.url, CreateJobDocument, { input }, doomed.key)]) {
         expect(result.status).toBe(401);
         expect(codesOf(result)).toEqual(['UNAUTHENTICATED']);
       }
@@ -216,31 +213,35 @@ describeDb('the jobs-gateway keys command', () => {
     expect(listed.stderr).toContain('No workspace "bad-args"');
   });
 
-  it.skipIf(dbKind !== 'embedded')('starts at once after the server holding the data dir was killed (SIGKILL), its data intact', { timeout: 120_000 }, async () => {
-    const db = await database();
-    const setup = await startTestApp({ database: db });
-    const key = await setup.createKey('killed');
-    const job = (await graphqlOk(setup.url, CreateJobDocument, { input }, key)).createJob;
-    await setup.close();
+  it.skipIf(dbKind !== 'embedded')(
+    'starts at once after the server holding the data dir was killed (SIGKILL), its data intact',
+    { timeout: 120_000 },
+    async () => {
+      const db = await database();
+      const setup = await startTestApp({ database: db });
+      const key = await setup.createKey('killed');
+      const job = (await graphqlOk(setup.url, CreateJobDocument, { input }, key)).createJob;
+      await setup.close();
 
-    const first = await spawnGateway(db.env);
-    first.child.kill('SIGKILL');
-    await first.exited;
-    // The lock's holder is gone: the next start takes it now, not once it has gone stale (10 s).
-    const began = Date.now();
-    const second = await spawnGateway(db.env);
-    try {
-      expect(Date.now() - began).toBeLessThan(8_000);
-      expect((await graphqlOk(second.url, JobDocument, { id: job.id }, key)).job).toMatchObject({ id: job.id, displayTitle: input.displayTitle });
-      // While this one lives, another process is still refused.
-      const refused = await cli(db, 'keys', 'list', '--workspace', 'killed');
-      expect(refused).toMatchObject({ code: 1, signal: null });
-      expect(refused.stderr).toContain('in use');
-    } finally {
-      second.child.kill('SIGTERM');
-      await second.exited;
-    }
-  });
+      const first = await spawnGateway(db.env);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // The lock's holder is gone: the next start takes it now, not once it has gone stale (10 s).
+      const began = Date.now();
+      const second = await spawnGateway(db.env);
+      try {
+        expect(Date.now() - began).toBeLessThan(8_000);
+        expect((await graphqlOk(second.url, JobDocument, { id: job.id }, key)).job).toMatchObject({ id: job.id, displayTitle: input.displayTitle });
+        // While this one lives, another process is still refused.
+        const refused = await cli(db, 'keys', 'list', '--workspace', 'killed');
+        expect(refused).toMatchObject({ code: 1, signal: null });
+        expect(refused.stderr).toContain('in use');
+      } finally {
+        second.child.kill('SIGTERM');
+        await second.exited;
+      }
+    },
+  );
 
   it.skipIf(dbKind !== 'embedded')('refuses with exit 1 ("in use") while a server holds the data dir; the server goes on', { timeout: 240_000 }, async () => {
     const db = await database();
@@ -250,7 +251,10 @@ describeDb('the jobs-gateway keys command', () => {
       const key = await t.createKey('held');
       const job = (await graphqlOk(t.url, CreateJobDocument, { input }, key)).createJob;
 
-      for (const args of [['keys', 'create', '--workspace', 'held', '--scope', 'jobs:write'], ['keys', 'list', '--workspace', 'held']]) {
+      for (const args of [
+        ['keys', 'create', '--workspace', 'held', '--scope', 'jobs:write'],
+        ['keys', 'list', '--workspace', 'held'],
+      ]) {
         const refused = await cli(db, ...args);
         expect(refused, args.join(' ')).toMatchObject({ code: 1, signal: null });
         expect(refused.stderr).toContain('in use');
@@ -285,7 +289,11 @@ describeDb('the jobs-gateway keys command', () => {
     const db = await database();
     const t = await startTestApp({ database: db });
     try {
-      for (const args of [['keys', 'create'], ['keys', 'create', '--workspace', 'held', '--scope', 'jobs:admin'], ['keys', 'rotate']]) {
+      for (const args of [
+        ['keys', 'create'],
+        ['keys', 'create', '--workspace', 'held', '--scope', 'jobs:admin'],
+        ['keys', 'rotate'],
+      ]) {
         const result = await cli(db, ...args);
         expect(result, `${args.join(' ')}: ${result.stderr}`).toMatchObject({ code: 2, signal: null });
         expect(result.stderr).toContain('Usage:');

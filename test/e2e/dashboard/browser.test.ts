@@ -29,7 +29,15 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await fs.mkdir(artifacts, { recursive: true });
     browser = await chromium.launch({
       executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   afterAll(async () => {
@@ -73,7 +81,9 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     // What GraphiQL sends, from inside the page: the endpoint answers it.
     const result = await page.evaluate(async (apiKey) => {
       const send = (headers: Record<string, string>) =>
-        fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"query":"{ __typename }"}' }).then((r) => r.json());
+        fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"query":"{ __typename }"}' }).then((r) =>
+          r.json(),
+        );
       return { withKey: await send({ 'x-api-key': apiKey }), without: await send({}) };
     }, key);
     expect(result.withKey).toEqual({ data: { __typename: 'Query' } });
@@ -84,57 +94,61 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await page.close();
   });
 
-  it('GraphiQL: one key, pasted once, loads the schema (Docs) without a re-fetch and serves every tab, the subscription included', { timeout: 90_000 }, async () => {
-    const t = await startTestApp();
-    const key = await t.createKey('graphiql-key');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const page = await browser.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(String(error)));
-    const violations = await watchPolicy(page);
-    const unauthenticated: string[] = [];
-    page.on('response', (response) => response.status() === 401 && unauthenticated.push(response.url()));
-    await page.goto(`${t.url}/graphql`);
-    await page.waitForSelector('.graphiql-query-editor', { timeout: 20_000 });
-    const text = async (selector: string) => (await page.locator(selector).first().innerText()).replace(/\s+/g, ' ');
+  it(
+    'GraphiQL: one key, pasted once, loads the schema (Docs) without a re-fetch and serves every tab, the subscription included',
+    { timeout: 90_000 },
+    async () => {
+      const t = await startTestApp();
+      const key = await t.createKey('graphiql-key');
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const page = await browser.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (error) => pageErrors.push(String(error)));
+      const violations = await watchPolicy(page);
+      const unauthenticated: string[] = [];
+      page.on('response', (response) => response.status() === 401 && unauthenticated.push(response.url()));
+      await page.goto(`${t.url}/graphql`);
+      await page.waitForSelector('.graphiql-query-editor', { timeout: 20_000 });
+      const text = async (selector: string) => (await page.locator(selector).first().innerText()).replace(/\s+/g, ' ');
 
-    // It opens saying what to do, not with an error of the server's: no request went out without a key.
-    await expect.poll(() => text('.graphiql-response'), { timeout: 20_000 }).toContain('paste one into the API key box');
-    expect(await text('.graphiql-response')).not.toContain('UNAUTHENTICATED');
-    expect(unauthenticated).toEqual([]);
+      // It opens saying what to do, not with an error of the server's: no request went out without a key.
+      await expect.poll(() => text('.graphiql-response'), { timeout: 20_000 }).toContain('paste one into the API key box');
+      expect(await text('.graphiql-response')).not.toContain('UNAUTHENTICATED');
+      expect(unauthenticated).toEqual([]);
 
-    // Paste the key once: Docs shows the schema, with no re-fetch by hand.
-    await page.getByLabel('API key').fill(key);
-    await page.getByLabel('API key').press('Enter');
-    await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
-    await expect.poll(() => text('.graphiql-doc-explorer'), { timeout: 20_000 }).toMatch(/Query/);
-    expect(await text('.graphiql-doc-explorer')).not.toContain('Error fetching schema');
+      // Paste the key once: Docs shows the schema, with no re-fetch by hand.
+      await page.getByLabel('API key').fill(key);
+      await page.getByLabel('API key').press('Enter');
+      await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
+      await expect.poll(() => text('.graphiql-doc-explorer'), { timeout: 20_000 }).toMatch(/Query/);
+      expect(await text('.graphiql-doc-explorer')).not.toContain('Error fetching schema');
 
-    // The subscription tab (its headers never touched) runs with the same key and receives a change.
-    await page.locator('.graphiql-tab', { hasText: 'Watch' }).click();
-    await expect.poll(() => text('.graphiql-query-editor'), { timeout: 10_000 }).toContain('subscription Watch');
-    await page.locator('.graphiql-execute-button').click();
-    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Seen in GraphiQL', steps: [] });
-    // Until the stream is live a change sends nothing: keep moving the job until one arrives.
-    // (The response pane wraps long lines, so compare without whitespace.)
-    const received = async () => (await text('.graphiql-response')).replace(/ /g, '');
-    for (let progress = 1; !(await received()).includes(`"jobUpdated":{"id":"${job.id}"`); progress++) {
-      expect(progress, 'no update reached the subscription tab').toBeLessThan(80);
-      await t.app.jobs.updateProgress(workspaceId, job.id, { progress });
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    expect(unauthenticated).toEqual([]);
-    await page.screenshot({ path: path.join(artifacts, 'graphiql-key.png') });
+      // The subscription tab (its headers never touched) runs with the same key and receives a change.
+      await page.locator('.graphiql-tab', { hasText: 'Watch' }).click();
+      await expect.poll(() => text('.graphiql-query-editor'), { timeout: 10_000 }).toContain('subscription Watch');
+      await page.locator('.graphiql-execute-button').click();
+      const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Seen in GraphiQL', steps: [] });
+      // Until the stream is live a change sends nothing: keep moving the job until one arrives.
+      // (The response pane wraps long lines, so compare without whitespace.)
+      const received = async () => (await text('.graphiql-response')).replace(/ /g, '');
+      for (let progress = 1; !(await received()).includes(`"jobUpdated":{"id":"${job.id}"`); progress++) {
+        expect(progress, 'no update reached the subscription tab').toBeLessThan(80);
+        await t.app.jobs.updateProgress(workspaceId, job.id, { progress });
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      expect(unauthenticated).toEqual([]);
+      await page.screenshot({ path: path.join(artifacts, 'graphiql-key.png') });
 
-    // The key stays in this tab's sessionStorage (where the dashboard keeps it), never in localStorage.
-    expect(await page.evaluate(() => sessionStorage.getItem('jobs-gateway:key'))).toBe(key);
-    expect(await page.evaluate(() => JSON.stringify({ ...localStorage }))).not.toContain(key);
-    await page.locator('.graphiql-execute-button').click(); // stops the subscription
-    expect(pageErrors).toEqual([]);
-    expect(await violations()).toEqual([]);
-    await page.close();
-    await t.close();
-  });
+      // The key stays in this tab's sessionStorage (where the dashboard keeps it), never in localStorage.
+      expect(await page.evaluate(() => sessionStorage.getItem('jobs-gateway:key'))).toBe(key);
+      expect(await page.evaluate(() => JSON.stringify({ ...localStorage }))).not.toContain(key);
+      await page.locator('.graphiql-execute-button').click(); // stops the subscription
+      expect(pageErrors).toEqual([]);
+      expect(await violations()).toEqual([]);
+      await page.close();
+      await t.close();
+    },
+  );
 
   it('the live dashboard at / lists the jobs, moves with the worker, cancels, filters, and survives a restart', { timeout: 120_000 }, async () => {
     const database = await freshDatabase();
@@ -194,7 +208,9 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
 
     // Filters: failed jobs only.
     await tab.getByLabel('Status').selectOption('FAILED');
-    await expect.poll(async () => (await tab.locator('li.job').evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.status))).join()).toBe('FAILED,FAILED');
+    await expect
+      .poll(async () => (await tab.locator('li.job').evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.status))).join())
+      .toBe('FAILED,FAILED');
     await tab.setViewportSize({ width: 375, height: 812 });
     await tab.screenshot({ path: path.join(artifacts, 'dashboard-phone.png'), fullPage: true });
     expect(await tab.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
@@ -213,59 +229,66 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await database.drop();
   });
 
-  it('the dashboard holds hostile data at 1,200 px and on a 390 px phone: no horizontal scroll, every status visible, values isolated, long errors on demand', { timeout: 60_000 }, async () => {
-    const t = await startTestApp();
-    const key = await t.createKey('hostile');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const unbroken = (char: string) => char.repeat(500);
-    await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: unbroken('W'), competitorId: 'c1', steps: [{ id: 's', name: unbroken('S') }] });
-    // An unclosed right-to-left override in the type: it must not reverse the competitor or the time.
-    await t.app.jobs.create(workspaceId, { type: '\u202Eevil', displayTitle: 'Override', competitorId: 'competitor-after', steps: [] });
-    const failing = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Long error', steps: [] });
-    const longError = `${'E'.repeat(5_000)} ${'x '.repeat(2_499)}`.slice(0, 10_000);
-    await t.app.jobs.fail(workspaceId, failing.id, longError);
+  it(
+    'the dashboard holds hostile data at 1,200 px and on a 390 px phone: no horizontal scroll, every status visible, values isolated, long errors on demand',
+    { timeout: 60_000 },
+    async () => {
+      const t = await startTestApp();
+      const key = await t.createKey('hostile');
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const unbroken = (char: string) => char.repeat(500);
+      await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: unbroken('W'), competitorId: 'c1', steps: [{ id: 's', name: unbroken('S') }] });
+      // An unclosed right-to-left override in the type: it must not reverse the competitor or the time.
+      await t.app.jobs.create(workspaceId, { type: '\u202Eevil', displayTitle: 'Override', competitorId: 'competitor-after', steps: [] });
+      const failing = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Long error', steps: [] });
+      const longError = `${'E'.repeat(5_000)} ${'x '.repeat(2_499)}`.slice(0, 10_000);
+      await t.app.jobs.fail(workspaceId, failing.id, longError);
 
-    for (const width of [1_200, 390]) {
-      const tab = await browser.newPage({ viewport: { width, height: 800 } });
-      const violations = await watchPolicy(tab);
-      await tab.goto(`${t.url}/`);
-      await tab.getByLabel('API key').fill(key);
-      await tab.getByLabel('API key').press('Enter');
-      await expect.poll(() => tab.locator('li.job').count(), { timeout: 20_000 }).toBe(3);
-      const layout = await tab.evaluate(() => ({
-        scrollWidth: document.documentElement.scrollWidth,
-        innerWidth: window.innerWidth,
-        statuses: [...document.querySelectorAll('.job .status')].map((status) => {
-          const box = status.getBoundingClientRect();
-          return { left: box.left, right: box.right, width: box.width };
-        }),
-      }));
-      expect(layout.scrollWidth, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
-      expect(layout.statuses).toHaveLength(3);
-      for (const box of layout.statuses) {
-        expect(box.width, `${width} px`).toBeGreaterThan(0);
-        expect(box.left, `${width} px`).toBeGreaterThanOrEqual(0);
-        expect(box.right, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
+      for (const width of [1_200, 390]) {
+        const tab = await browser.newPage({ viewport: { width, height: 800 } });
+        const violations = await watchPolicy(tab);
+        await tab.goto(`${t.url}/`);
+        await tab.getByLabel('API key').fill(key);
+        await tab.getByLabel('API key').press('Enter');
+        await expect.poll(() => tab.locator('li.job').count(), { timeout: 20_000 }).toBe(3);
+        const layout = await tab.evaluate(() => ({
+          scrollWidth: document.documentElement.scrollWidth,
+          innerWidth: window.innerWidth,
+          statuses: [...document.querySelectorAll('.job .status')].map((status) => {
+            const box = status.getBoundingClientRect();
+            return { left: box.left, right: box.right, width: box.width };
+          }),
+        }));
+        expect(layout.scrollWidth, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
+        expect(layout.statuses).toHaveLength(3);
+        for (const box of layout.statuses) {
+          expect(box.width, `${width} px`).toBeGreaterThan(0);
+          expect(box.left, `${width} px`).toBeGreaterThanOrEqual(0);
+          expect(box.right, `${width} px`).toBeLessThanOrEqual(layout.innerWidth);
+        }
+        // Every value of a job sits in an isolate of its own: the override reaches no further.
+        const override = tab.locator('li.job', { hasText: 'Override' });
+        const typeIsolation = await override
+          .locator('.meta bdi')
+          .first()
+          .evaluate((element) => [element.textContent, getComputedStyle(element).unicodeBidi]);
+        expect(typeIsolation).toEqual(['\u202Eevil', 'isolate']);
+        expect(await override.locator('.meta').innerText()).toContain('competitor competitor-after');
+        // A 10,000-character error shows a few lines, and all of it on demand.
+        const card = tab.locator(`li.job[data-job-id="${failing.id}"]`);
+        const error = card.locator('.job-error');
+        const lineHeight = await error.evaluate((element) => Number.parseFloat(getComputedStyle(element).lineHeight) || 20);
+        expect((await error.boundingBox())!.height).toBeLessThanOrEqual(4 * lineHeight);
+        await card.getByRole('button', { name: 'Show the whole error' }).click();
+        expect((await error.boundingBox())!.height).toBeGreaterThan(10 * lineHeight);
+        expect((await error.innerText()).replace(/\s+/g, ' ').trim()).toBe(longError.replace(/\s+/g, ' ').trim());
+        expect(await card.getByRole('button', { name: 'Show less' }).getAttribute('aria-expanded')).toBe('true');
+        await tab.screenshot({ path: path.join(artifacts, `dashboard-hostile-${width}.png`), fullPage: false });
+        expect(await violations()).toEqual([]);
+        await tab.close();
       }
-      // Every value of a job sits in an isolate of its own: the override reaches no further.
-      const override = tab.locator('li.job', { hasText: 'Override' });
-      const typeIsolation = await override.locator('.meta bdi').first().evaluate((element) => [element.textContent, getComputedStyle(element).unicodeBidi]);
-      expect(typeIsolation).toEqual(['\u202Eevil', 'isolate']);
-      expect(await override.locator('.meta').innerText()).toContain('competitor competitor-after');
-      // A 10,000-character error shows a few lines, and all of it on demand.
-      const card = tab.locator(`li.job[data-job-id="${failing.id}"]`);
-      const error = card.locator('.job-error');
-      const lineHeight = await error.evaluate((element) => Number.parseFloat(getComputedStyle(element).lineHeight) || 20);
-      expect((await error.boundingBox())!.height).toBeLessThanOrEqual(4 * lineHeight);
-      await card.getByRole('button', { name: 'Show the whole error' }).click();
-      expect((await error.boundingBox())!.height).toBeGreaterThan(10 * lineHeight);
-      expect((await error.innerText()).replace(/\s+/g, ' ').trim()).toBe(longError.replace(/\s+/g, ' ').trim());
-      expect(await card.getByRole('button', { name: 'Show less' }).getAttribute('aria-expanded')).toBe('true');
-      await tab.screenshot({ path: path.join(artifacts, `dashboard-hostile-${width}.png`), fullPage: false });
-      expect(await violations()).toEqual([]);
-      await tab.close();
-    }
-  });
+    },
+  );
 
   // The client reconnects with graphql-ws's randomised exponential backoff (1 s, 2 s, 4 s... plus up to
   // 3 s each): on a loaded machine a slow restart can cost it several rounds, hence the long waits.
@@ -281,7 +304,10 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     const tab = await browser.newPage();
     tab.on('pageerror', (error) => console.error('page error:', error));
     // The snippet reports a subscription error on the console: show it with the test's output.
-    tab.on('console', (message) => message.type() === 'error' && !message.text().startsWith('Failed to load resource') && console.error('page console:', message.text()));
+    tab.on(
+      'console',
+      (message) => message.type() === 'error' && !message.text().startsWith('Failed to load resource') && console.error('page console:', message.text()),
+    );
     await tab.goto(page.url);
 
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: oneStepJob({ displayTitle: 'In the browser' }) }, key)).createJob;
@@ -298,21 +324,25 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     // Written before the page has reconnected (its backoff is a second or more): only the replay
     // from `after` can bring it.
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 99 } }, key);
-    await tab.waitForFunction(
-      (id) => (window as unknown as { updates: Array<{ id: string; progress: number }> }).updates.some((u) => u.id === id && u.progress === 99),
-      job.id,
-      { timeout: 45_000 },
-    ).catch(async (error: unknown) => {
-      const updates = await tab.evaluate(() => (window as unknown as { updates: unknown[] }).updates);
-      throw new Error(`${String(error)}\nreceived: ${JSON.stringify(updates)}\nsockets on the restarted gateway: ${t.app.webSockets.connectionCount}`);
-    });
+    await tab
+      .waitForFunction(
+        (id) => (window as unknown as { updates: Array<{ id: string; progress: number }> }).updates.some((u) => u.id === id && u.progress === 99),
+        job.id,
+        { timeout: 45_000 },
+      )
+      .catch(async (error: unknown) => {
+        const updates = await tab.evaluate(() => (window as unknown as { updates: unknown[] }).updates);
+        throw new Error(`${String(error)}\nreceived: ${JSON.stringify(updates)}\nsockets on the restarted gateway: ${t.app.webSockets.connectionCount}`);
+      });
     await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, key);
     await tab.waitForFunction(
       (id) => (window as unknown as { updates: Array<{ id: string; status: string }> }).updates.some((u) => u.id === id && u.status === 'COMPLETED'),
       job.id,
       { timeout: 20_000 },
     );
-    const updates = await tab.evaluate(() => (window as unknown as { updates: Array<{ id: string; progress: number; changeCursor: string; status: string }> }).updates);
+    const updates = await tab.evaluate(
+      () => (window as unknown as { updates: Array<{ id: string; progress: number; changeCursor: string; status: string }> }).updates,
+    );
     const cursors = updates.map((u) => BigInt(u.changeCursor));
     expect(new Set(cursors).size).toBe(cursors.length);
     expect(cursors).toEqual([...cursors].sort((a, b) => (a < b ? -1 : 1)));

@@ -15,9 +15,13 @@ describeDb('migrations', () => {
       const first = await startTestApp({ database });
       const files = await readMigrations();
       expect(files.length).toBeGreaterThan(0);
-      const records = await first.app.database.sql.query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number; rolled_back_at: Date | null }>(
-        'SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name',
-      );
+      const records = await first.app.database.sql.query<{
+        migration_name: string;
+        checksum: string;
+        finished_at: Date | null;
+        applied_steps_count: number;
+        rolled_back_at: Date | null;
+      }>('SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name');
       expect(records.map((r) => [r.migration_name, r.checksum])).toEqual(files.map((f) => [f.name, f.checksum]));
       for (const record of records) {
         expect(record.finished_at).not.toBeNull();

@@ -37,7 +37,10 @@ describeDb('schema drift', () => {
         expect(column!.udt_name, `${name} type`).toBe(expectedUdt(field.type, field.kind, field.isList, native));
       }
     }
-    expect([...actual.keys()].filter((name) => !expected.has(name)), 'columns the schema does not know').toEqual([]);
+    expect(
+      [...actual.keys()].filter((name) => !expected.has(name)),
+      'columns the schema does not know',
+    ).toEqual([]);
 
     const enumValues = await sql.query<{ value: string }>(
       `SELECT e.enumlabel AS value FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
@@ -49,14 +52,16 @@ describeDb('schema drift', () => {
     const indexes = await sql.query<{ indexname: string }>('SELECT indexname FROM pg_indexes WHERE schemaname = $1', [schema]);
     const names = indexes.map((i) => i.indexname);
     // The list queries' indexes, named as Prisma names @@index entries.
-    expect(names).toEqual(expect.arrayContaining([
-      'Job_workspaceId_startedAt_id_idx',
-      'Job_workspaceId_competitorId_startedAt_id_idx',
-      'Job_changeXid_changeSeq_idx',
-      'Job_workspaceId_changeXid_changeSeq_idx',
-      'ApiKey_keyHash_key',
-      'Workspace_slug_key',
-    ]));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'Job_workspaceId_startedAt_id_idx',
+        'Job_workspaceId_competitorId_startedAt_id_idx',
+        'Job_changeXid_changeSeq_idx',
+        'Job_workspaceId_changeXid_changeSeq_idx',
+        'ApiKey_keyHash_key',
+        'Workspace_slug_key',
+      ]),
+    );
   });
 });
 

@@ -10,7 +10,8 @@ import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
 const steps = [{ id: 'collect', name: 'Collect' }];
-const ALL_FIELDS = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata error updatedAt changeCursor';
+const ALL_FIELDS =
+  'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata error updatedAt changeCursor';
 
 /** POST /graphql with a raw body: the status, and the parsed body when it is JSON. */
 async function post(url: string, body: string, key?: string, headers: Record<string, string> = {}) {
@@ -136,7 +137,20 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'target', steps } }, writer)).createJob;
     const deep = (depth: number) => JSON.parse('{"a":'.repeat(depth) + '1' + '}'.repeat(depth)) as unknown;
     const hostile = fc.oneof(
-      fc.constantFrom('\ud800', 'a\udfffb', '\u0000', 'x'.repeat(600), '', '   ', '9'.repeat(39), '92233720368547758080000000000000000000', '-1', '1e3', '[]', '{}'),
+      fc.constantFrom(
+        '\ud800',
+        'a\udfffb',
+        '\u0000',
+        'x'.repeat(600),
+        '',
+        '   ',
+        '9'.repeat(39),
+        '92233720368547758080000000000000000000',
+        '-1',
+        '1e3',
+        '[]',
+        '{}',
+      ),
       fc.string({ unit: 'binary', maxLength: 40 }),
       fc.integer({ min: -1e9, max: 1e9 }),
       fc.double(),
@@ -145,8 +159,14 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
     );
     const operations = [
       (v: unknown) => ({ query: 'mutation($v: JSON) { updateJobProgress(input: { id: "ID", metadata: $v }) { id } }', variables: { v } }),
-      (v: unknown) => ({ query: 'mutation($v: JSON) { createJob(input: { type: "t", displayTitle: "d", steps: [], metadata: $v }) { id } }', variables: { v } }),
-      (v: unknown) => ({ query: 'mutation($v: String!) { createJob(input: { type: $v, displayTitle: $v, steps: [{ id: $v, name: $v }] }) { id } }', variables: { v } }),
+      (v: unknown) => ({
+        query: 'mutation($v: JSON) { createJob(input: { type: "t", displayTitle: "d", steps: [], metadata: $v }) { id } }',
+        variables: { v },
+      }),
+      (v: unknown) => ({
+        query: 'mutation($v: String!) { createJob(input: { type: $v, displayTitle: $v, steps: [{ id: $v, name: $v }] }) { id } }',
+        variables: { v },
+      }),
       (v: unknown) => ({ query: 'mutation($v: Int) { updateJobProgress(input: { id: "ID", progress: $v }) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'mutation($v: String!) { updateJobProgress(input: { id: "ID", stepId: $v, stepStatus: RUNNING }) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'mutation($v: String!) { failJob(id: "ID", error: $v) { id } }', variables: { v } }),
@@ -162,7 +182,9 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
         // The job must stay as it was: operations address ids that are no job's.
         const text = JSON.stringify({ ...body, query: body.query.replace('"ID"', JSON.stringify(`${job.id}-nope`)) });
         // A subscription is asked for as a stream (as JSON it would be refused before its arguments are read).
-        const result = body.query.startsWith('subscription') ? await firstEvent(t.url, text, writer) : await post(t.url, text, writer, { accept: 'application/json' });
+        const result = body.query.startsWith('subscription')
+          ? await firstEvent(t.url, text, writer)
+          : await post(t.url, text, writer, { accept: 'application/json' });
         expect(result.status, text.slice(0, 200)).toBeLessThan(500);
         const codes = [...result.text.matchAll(/"code":"([A-Z_]+)"/g)].map((match) => match[1]);
         for (const code of codes) expect(['BAD_USER_INPUT', 'NOT_FOUND', 'GRAPHQL_VALIDATION_FAILED'], text.slice(0, 200)).toContain(code);
@@ -172,14 +194,23 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
     );
     // Bad input on the real job: refused, and the job is unchanged.
     for (const metadata of [deep(3_000), { s: '\ud800' }, { big: 'x'.repeat(70_000) }]) {
-      const result = await post(t.url, query('mutation($id: ID!, $m: JSON) { updateJobProgress(input: { id: $id, metadata: $m }) { id } }', { id: job.id, m: metadata }), writer);
+      const result = await post(
+        t.url,
+        query('mutation($id: ID!, $m: JSON) { updateJobProgress(input: { id: $id, metadata: $m }) { id } }', { id: job.id, m: metadata }),
+        writer,
+      );
       expect(codesOf(result.json ?? {})).toEqual(['BAD_USER_INPUT']);
     }
     // A cursor is at most a bigint transaction id and a bigint sequence value (see change-position.ts).
-    const overRange = await post(t.url, query('subscription { jobUpdated(after: "92233720368547758080000000000000000000") { id } }'), reader, { accept: 'text/event-stream' });
+    const overRange = await post(t.url, query('subscription { jobUpdated(after: "92233720368547758080000000000000000000") { id } }'), reader, {
+      accept: 'text/event-stream',
+    });
     expect(overRange.text).toContain('BAD_USER_INPUT');
     expect((await rest(t.url, 'GET', `/api/jobs/${job.id}`, reader)).body).toEqual(before);
-    expect(t.logs.filter((entry) => entry.level >= 50), JSON.stringify(t.logs.filter((entry) => entry.level >= 50)).slice(0, 500)).toEqual([]);
+    expect(
+      t.logs.filter((entry) => entry.level >= 50),
+      JSON.stringify(t.logs.filter((entry) => entry.level >= 50)).slice(0, 500),
+    ).toEqual([]);
   });
 
   it('answers generated requests to every REST route, parameter and header with a 4xx or 2xx, never a 5xx (property)', async () => {
@@ -193,7 +224,9 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
         fc.dictionary(fc.constantFrom('status', 'limit', 'type', 'competitorId', 'after', 'x'), segment, { maxKeys: 4 }),
         fc.constantFrom<Record<string, string>>({}, { accept: 'text/html' }, { 'content-type': 'text/plain' }, { accept: '*/*;q=x' }, { range: 'bytes=0-1' }),
         async (method, path, id, params, headers) => {
-          const search = Object.entries(params).map(([name, value]) => `${name}=${encode(value)}`).join('&');
+          const search = Object.entries(params)
+            .map(([name, value]) => `${name}=${encode(value)}`)
+            .join('&');
           const target = `${path.replace('ID', encode(id))}${search ? `?${search}` : ''}`;
           const response = await fetch(`${t.url}${target}`, { method, headers: { 'x-api-key': reader, ...headers } });
           await response.arrayBuffer();
@@ -221,7 +254,9 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
     const encode = (text: string) => (text.isWellFormed() ? encodeURIComponent(text) : text.replace(/[^\x20-\x7e]/g, '%FF'));
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('GET', 'POST json', 'POST form'), fc.record(param, { requiredKeys: [] }), async (transport, params) => {
-        const pairs = Object.entries(params).map(([name, value]) => `${name}=${encode(value)}`).join('&');
+        const pairs = Object.entries(params)
+          .map(([name, value]) => `${name}=${encode(value)}`)
+          .join('&');
         const headers = { 'x-api-key': reader, accept: 'application/graphql-response+json' };
         const init: RequestInit =
           transport === 'GET'
@@ -242,7 +277,10 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
       expect(response.status, search).toBe(400);
       expect(codesOf((await response.json()) as object), search).toEqual(['BAD_USER_INPUT']);
     }
-    expect(t.logs.filter((entry) => entry.level >= 50), JSON.stringify(t.logs.filter((entry) => entry.level >= 50)).slice(0, 500)).toEqual([]);
+    expect(
+      t.logs.filter((entry) => entry.level >= 50),
+      JSON.stringify(t.logs.filter((entry) => entry.level >= 50)).slice(0, 500),
+    ).toEqual([]);
   });
 
   it('refuses an alias attack over WebSockets too, and keeps the socket', async () => {
@@ -292,7 +330,11 @@ describeDb('response size, rate and connection limits', () => {
           const response =
             door === 'rest'
               ? await fetch(`${t.url}/api/jobs?limit=1`, { headers: { 'x-api-key': flooder } })
-              : await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': flooder }, body: query('{ jobs(limit: 1) { id } }') });
+              : await fetch(`${t.url}/graphql`, {
+                  method: 'POST',
+                  headers: { 'content-type': 'application/json', 'x-api-key': flooder },
+                  body: query('{ jobs(limit: 1) { id } }'),
+                });
           const body = (await response.json()) as { error?: { code: string }; errors?: Array<{ extensions: { code: string } }> };
           statuses.push(response.status);
           if (response.status === 429) {
@@ -356,16 +398,18 @@ describeDb('response size, rate and connection limits', () => {
   it('cuts connections that never finish their headers, and keeps answering new ones at MAX_CONNECTIONS', async () => {
     const t = await startTestApp({ env: { MAX_CONNECTIONS: '20', HTTP_HEADERS_TIMEOUT_MS: '4000' } });
     const stalled = await Promise.all(
-      Array.from({ length: 40 }, () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(Number(new URL(t.url).port), '127.0.0.1', () => {
-            socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ');
-            socket.resume(); // read what the server sends, so that its close is seen
-            resolve(socket);
-          });
-          socket.on('error', () => {});
-          socket.once('error', reject);
-        }),
+      Array.from(
+        { length: 40 },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(Number(new URL(t.url).port), '127.0.0.1', () => {
+              socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ');
+              socket.resume(); // read what the server sends, so that its close is seen
+              resolve(socket);
+            });
+            socket.on('error', () => {});
+            socket.once('error', reject);
+          }),
       ),
     );
     const open = () => stalled.filter((socket) => !socket.closed && !socket.destroyed).length;

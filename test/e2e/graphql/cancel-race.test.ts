@@ -26,7 +26,16 @@ describeDb('a cancel racing a worker', () => {
       const { createJob: job } = await graphqlOk(
         t.url,
         CreateJobDocument,
-        { input: { type: 'collect', displayTitle: `Race ${round}`, steps: [{ id: 'a', name: 'A' }, { id: 'b', name: 'B' }] } },
+        {
+          input: {
+            type: 'collect',
+            displayTitle: `Race ${round}`,
+            steps: [
+              { id: 'a', name: 'A' },
+              { id: 'b', name: 'B' },
+            ],
+          },
+        },
         worker,
       );
       const [cancel, complete] = await Promise.all([

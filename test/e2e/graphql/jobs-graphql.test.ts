@@ -55,12 +55,18 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-api-key': key },
       body: JSON.stringify({
-        query: 'mutation($id: ID!, $count: Int, $names: [String]) { updateJobProgress(input: { id: $id, progress: 10, metadata: { count: $count, names: $names, fixed: "yes" } }) { progress metadata } }',
+        query:
+          'mutation($id: ID!, $count: Int, $names: [String]) { updateJobProgress(input: { id: $id, progress: 10, metadata: { count: $count, names: $names, fixed: "yes" } }) { progress metadata } }',
         variables: { id: job.id, count: 7, names: ['a', 'b'] },
       }),
     });
     expect(await response.json()).toEqual({
-      data: { updateJobProgress: { progress: 10, metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'], count: 7, names: ['a', 'b'], fixed: 'yes' } } },
+      data: {
+        updateJobProgress: {
+          progress: 10,
+          metadata: { competitorName: 'Competitor Inc', isFirstRun: true, productIds: ['product-id-1'], count: 7, names: ['a', 'b'], fixed: 'yes' },
+        },
+      },
     });
   });
 
@@ -130,7 +136,12 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
     for (const input of [
       competitorAnalysis({ type: '  ' }),
       competitorAnalysis({ displayTitle: '' }),
-      competitorAnalysis({ steps: [{ id: 'a', name: 'A' }, { id: 'a', name: 'again' }] }),
+      competitorAnalysis({
+        steps: [
+          { id: 'a', name: 'A' },
+          { id: 'a', name: 'again' },
+        ],
+      }),
       competitorAnalysis({ metadata: 'text' }),
       competitorAnalysis({ type: 'x'.repeat(501) }),
       // PostgreSQL cannot store NUL in text or jsonb: a clear 4xx, not a database error.
@@ -164,7 +175,7 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
   });
 
   it('job answers null for an id that does not exist or is not a UUID', async () => {
-    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', "'; DROP TABLE \"Job\"; --"]) {
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', '\'; DROP TABLE "Job"; --']) {
       const result = await graphql(t.url, JobDocument, { id }, key);
       expect(result.errors).toBeUndefined();
       expect(result.data?.job).toBeNull();

@@ -22,7 +22,11 @@ async function seed(t: TestApp, key: string, jobs: number, metadataChars: number
 }
 
 function postGraphql(url: string, key: string, query: string, variables?: Record<string, unknown>) {
-  return fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: JSON.stringify({ query, variables }) });
+  return fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': key },
+    body: JSON.stringify({ query, variables }),
+  });
 }
 
 describeDb('response bytes budget per workspace (RESPONSE_BYTES_PER_WORKSPACE)', () => {
@@ -38,50 +42,56 @@ describeDb('response bytes budget per workspace (RESPONSE_BYTES_PER_WORKSPACE)',
     let refused = 0;
     const started = performance.now();
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ door: fc.constantFrom('graphql', 'rest', 'ws'), limit: fc.integer({ min: 1, max: 10 }) }), { minLength: 3, maxLength: 12 }), async (requests) => {
-        for (const [i, { door, limit }] of requests.entries()) {
-          // A new document each time (an alias of its own): no cache stands between the attacker and the database.
-          const query = `{ jobs(limit: ${limit}) { id metadata } n${sent}x${i}: __typename }`;
-          if (door === 'ws') {
-            const id = `q${performance.now()}`;
-            socket.subscribe(id, query);
-            const message = await socket.waitFor((m) => m.id === id && (m.type === 'next' || m.type === 'error'));
-            const payload = message.payload as { data?: unknown; errors?: Array<{ extensions?: { code?: string } }> };
-            if (payload.errors) {
-              expect(payload.errors[0]?.extensions?.code).toBe('RATE_LIMITED');
+      fc.asyncProperty(
+        fc.array(fc.record({ door: fc.constantFrom('graphql', 'rest', 'ws'), limit: fc.integer({ min: 1, max: 10 }) }), { minLength: 3, maxLength: 12 }),
+        async (requests) => {
+          for (const [i, { door, limit }] of requests.entries()) {
+            // A new document each time (an alias of its own): no cache stands between the attacker and the database.
+            const query = `{ jobs(limit: ${limit}) { id metadata } n${sent}x${i}: __typename }`;
+            if (door === 'ws') {
+              const id = `q${performance.now()}`;
+              socket.subscribe(id, query);
+              const message = await socket.waitFor((m) => m.id === id && (m.type === 'next' || m.type === 'error'));
+              const payload = message.payload as { data?: unknown; errors?: Array<{ extensions?: { code?: string } }> };
+              if (payload.errors) {
+                expect(payload.errors[0]?.extensions?.code).toBe('RATE_LIMITED');
+                refused++;
+              } else {
+                const bytes = Buffer.byteLength(JSON.stringify(payload));
+                sent += bytes;
+                largest = Math.max(largest, bytes);
+              }
+              continue;
+            }
+            const response =
+              door === 'graphql'
+                ? await postGraphql(t.url, heavy, query)
+                : await fetch(`${t.url}/api/jobs?limit=${limit}`, { headers: { 'x-api-key': heavy } });
+            const body = Buffer.from(await response.arrayBuffer());
+            if (response.status === 429) {
+              const parsed = JSON.parse(body.toString()) as { errors?: Array<{ extensions: { code: string } }>; error?: { code: string } };
+              expect(parsed.errors?.[0]?.extensions.code ?? parsed.error?.code).toBe('RATE_LIMITED');
+              expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
               refused++;
             } else {
-              const bytes = Buffer.byteLength(JSON.stringify(payload));
-              sent += bytes;
-              largest = Math.max(largest, bytes);
+              expect(response.status).toBe(200);
+              sent += body.length;
+              largest = Math.max(largest, body.length);
             }
-            continue;
           }
-          const response = door === 'graphql' ? await postGraphql(t.url, heavy, query) : await fetch(`${t.url}/api/jobs?limit=${limit}`, { headers: { 'x-api-key': heavy } });
-          const body = Buffer.from(await response.arrayBuffer());
-          if (response.status === 429) {
-            const parsed = JSON.parse(body.toString()) as { errors?: Array<{ extensions: { code: string } }>; error?: { code: string } };
-            expect(parsed.errors?.[0]?.extensions.code ?? parsed.error?.code).toBe('RATE_LIMITED');
-            expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-            refused++;
-          } else {
-            expect(response.status).toBe(200);
-            sent += body.length;
-            largest = Math.max(largest, body.length);
-          }
-        }
-        // What was sent is what the budget allows: the burst, the rate since the start, and the one
-        // response that the last admission let through before its size was known.
-        const elapsedS = (performance.now() - started) / 1000;
-        expect(sent).toBeLessThanOrEqual(BURST + RATE * elapsedS + largest);
-        // In debt or not, the workspace's own worker reports, and another workspace reads.
-        const report = await postGraphql(t.url, heavy, 'mutation($id: ID!) { updateJobProgress(input: { id: $id, progress: 10 }) { id } }', { id: ownJob });
-        expect(report.status).toBe(200);
-        expect(((await report.json()) as { errors?: unknown }).errors).toBeUndefined();
-        const other = await fetch(`${t.url}/api/jobs/${otherJob}`, { headers: { 'x-api-key': bystander } });
-        expect(other.status).toBe(200);
-        await other.arrayBuffer();
-      }),
+          // What was sent is what the budget allows: the burst, the rate since the start, and the one
+          // response that the last admission let through before its size was known.
+          const elapsedS = (performance.now() - started) / 1000;
+          expect(sent).toBeLessThanOrEqual(BURST + RATE * elapsedS + largest);
+          // In debt or not, the workspace's own worker reports, and another workspace reads.
+          const report = await postGraphql(t.url, heavy, 'mutation($id: ID!) { updateJobProgress(input: { id: $id, progress: 10 }) { id } }', { id: ownJob });
+          expect(report.status).toBe(200);
+          expect(((await report.json()) as { errors?: unknown }).errors).toBeUndefined();
+          const other = await fetch(`${t.url}/api/jobs/${otherJob}`, { headers: { 'x-api-key': bystander } });
+          expect(other.status).toBe(200);
+          await other.arrayBuffer();
+        },
+      ),
       { numRuns: 8 },
     );
     // The property asked for far more than the budget: the limit was reached, not merely respected.
@@ -147,54 +157,60 @@ describePostgres('queries admitted by the size of their peers in flight', () => 
   /** The most reads seen waiting at once over `ms`. */
   async function mostWaiting(locker: pg.Client, ms: number): Promise<number> {
     let most = 0;
-    for (const until = performance.now() + ms; performance.now() < until; ) most = Math.max(most, await readsWaiting(locker));
+    for (const until = performance.now() + ms; performance.now() < until;) most = Math.max(most, await readsWaiting(locker));
     return most;
   }
 
-  it('runs a workspace’s queries one at a time while its answers are unknown or large, many at once once they are small; every answer whole or RATE_LIMITED', { timeout: 60_000 }, async () => {
-    const t = await startTestApp({ env: { RESPONSE_BYTES_PER_WORKSPACE: String(4 * 1024 * 1024), RESPONSE_BYTES_BURST: String(4 * 1024 * 1024), RATE_LIMIT_PER_KEY: '0' } });
-    try {
-      const light = await t.createKey('light');
-      const heavy = await t.createKey('heavy');
-      await seed(t, light, 3, 10);
-      await seed(t, heavy, 40, 64 * 1024 - 64); // about 2.6 MB a list: two of them are more than the burst
-      // A new document each time: neither the cache nor the coalescing stands in between.
-      let n = 0;
-      const distinct = (key: string) => postGraphql(t.url, key, `{ jobs(limit: 50) { id metadata } q${++n}: __typename }`);
-
-      // Nothing answered yet in the light workspace: its first queries go one at a time.
-      const first = await withReadsHeld(t, async (locker) => {
-        const sent = Array.from({ length: 4 }, () => distinct(light));
-        await expect.poll(() => readsWaiting(locker)).toBe(1);
-        expect(await mostWaiting(locker, 300)).toBe(1);
-        return sent;
+  it(
+    'runs a workspace’s queries one at a time while its answers are unknown or large, many at once once they are small; every answer whole or RATE_LIMITED',
+    { timeout: 60_000 },
+    async () => {
+      const t = await startTestApp({
+        env: { RESPONSE_BYTES_PER_WORKSPACE: String(4 * 1024 * 1024), RESPONSE_BYTES_BURST: String(4 * 1024 * 1024), RATE_LIMIT_PER_KEY: '0' },
       });
-      for (const response of await Promise.all(first)) expect(response.status).toBe(200);
+      try {
+        const light = await t.createKey('light');
+        const heavy = await t.createKey('heavy');
+        await seed(t, light, 3, 10);
+        await seed(t, heavy, 40, 64 * 1024 - 64); // about 2.6 MB a list: two of them are more than the burst
+        // A new document each time: neither the cache nor the coalescing stands in between.
+        let n = 0;
+        const distinct = (key: string) => postGraphql(t.url, key, `{ jobs(limit: 50) { id metadata } q${++n}: __typename }`);
 
-      // Its answers are small now: many at once.
-      const many = await withReadsHeld(t, async (locker) => {
-        const sent = Array.from({ length: 6 }, () => distinct(light));
-        await expect.poll(() => readsWaiting(locker)).toBe(6);
-        return sent;
-      });
-      for (const response of await Promise.all(many)) expect(response.status).toBe(200);
+        // Nothing answered yet in the light workspace: its first queries go one at a time.
+        const first = await withReadsHeld(t, async (locker) => {
+          const sent = Array.from({ length: 4 }, () => distinct(light));
+          await expect.poll(() => readsWaiting(locker)).toBe(1);
+          expect(await mostWaiting(locker, 300)).toBe(1);
+          return sent;
+        });
+        for (const response of await Promise.all(first)) expect(response.status).toBe(200);
 
-      // The heavy workspace learns its size, gets its burst back, then asks four at once.
-      expect((await distinct(heavy)).status).toBe(200);
-      await new Promise((resolve) => setTimeout(resolve, 1_200));
-      const heavyOnes = await withReadsHeld(t, async (locker) => {
-        const sent = Array.from({ length: 4 }, () => distinct(heavy));
-        await expect.poll(() => readsWaiting(locker)).toBe(1);
-        expect(await mostWaiting(locker, 300)).toBe(1);
-        return sent;
-      });
-      for (const response of await Promise.all(heavyOnes)) {
-        const body = (await response.json()) as { data?: { jobs: unknown[] }; errors?: Array<{ extensions?: { code?: string } }> };
-        if (response.status === 200 && body.data) expect(body.data.jobs).toHaveLength(40);
-        else expect(body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+        // Its answers are small now: many at once.
+        const many = await withReadsHeld(t, async (locker) => {
+          const sent = Array.from({ length: 6 }, () => distinct(light));
+          await expect.poll(() => readsWaiting(locker)).toBe(6);
+          return sent;
+        });
+        for (const response of await Promise.all(many)) expect(response.status).toBe(200);
+
+        // The heavy workspace learns its size, gets its burst back, then asks four at once.
+        expect((await distinct(heavy)).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 1_200));
+        const heavyOnes = await withReadsHeld(t, async (locker) => {
+          const sent = Array.from({ length: 4 }, () => distinct(heavy));
+          await expect.poll(() => readsWaiting(locker)).toBe(1);
+          expect(await mostWaiting(locker, 300)).toBe(1);
+          return sent;
+        });
+        for (const response of await Promise.all(heavyOnes)) {
+          const body = (await response.json()) as { data?: { jobs: unknown[] }; errors?: Array<{ extensions?: { code?: string } }> };
+          if (response.status === 200 && body.data) expect(body.data.jobs).toHaveLength(40);
+          else expect(body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+        }
+      } finally {
+        await t.close();
       }
-    } finally {
-      await t.close();
-    }
-  });
+    },
+  );
 });

@@ -116,7 +116,10 @@ describeDb('response cache: polling served from memory, never stale, never anoth
     const read = () => graphqlOk(t.url, JobsDocument, { limit: 7 }, key);
     const metrics = async () => {
       const { value } = await scrape(t.url);
-      return { hits: value('jobs_gateway_response_cache_requests_total{result="hit"}'), misses: value('jobs_gateway_response_cache_requests_total{result="miss"}') };
+      return {
+        hits: value('jobs_gateway_response_cache_requests_total{result="hit"}'),
+        misses: value('jobs_gateway_response_cache_requests_total{result="miss"}'),
+      };
     };
     const before = await metrics();
     await read();
@@ -136,7 +139,11 @@ describeDb('response cache: polling served from memory, never stale, never anoth
       for (let i = 0; i < 5; i++) await heavy.app.jobs.create(workspaceId, { ...input(i), metadata: { report: 'x'.repeat(60_000) } });
       await settleFeed(heavy.app.feed);
       const ask = async () => {
-        const response = await fetch(`${heavy.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: '{"query":"{ jobs(limit: 200) { id metadata } }"}' });
+        const response = await fetch(`${heavy.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': key },
+          body: '{"query":"{ jobs(limit: 200) { id metadata } }"}',
+        });
         return response.text();
       };
       // Every serialization of a job's size or more, wherever it happens in the process.
@@ -170,7 +177,7 @@ describeDb('response cache: polling served from memory, never stale, never anoth
 });
 
 describeDb('polling a job that a worker moves', () => {
-  it('costs one statement per progress report, the feed\'s read of it, and nothing per poll', async () => {
+  it("costs one statement per progress report, the feed's read of it, and nothing per poll", async () => {
     // No catch-up read during the test: every statement counted is one the requests caused.
     const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
     const key = await t.createKey('polled');
@@ -207,7 +214,10 @@ describeDb('response cache: limits and settings', () => {
     const cache = t.app.responses!;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ limit: fc.integer({ min: 1, max: 200 }), competitorId: fc.option(fc.string({ maxLength: 30 }), { nil: undefined }) }), { minLength: 1, maxLength: 30 }),
+        fc.array(fc.record({ limit: fc.integer({ min: 1, max: 200 }), competitorId: fc.option(fc.string({ maxLength: 30 }), { nil: undefined }) }), {
+          minLength: 1,
+          maxLength: 30,
+        }),
         async (reads) => {
           for (const variables of reads) {
             const response = await graphql(t.url, JobsDocument, variables, key);
@@ -284,7 +294,9 @@ describeDb('response cache: random interleavings of writes, reads and subscripti
         }
         // From the first position on: every job's every state, replayed and then live.
         const sockets = await Promise.all(keys.map((apiKey) => TestSocket.open(t.url, { apiKey })));
-        sockets.forEach((socket) => socket.subscribe('live', 'subscription { jobUpdated(after: "0") { id workspaceId status progress metadata currentStep } }'));
+        sockets.forEach((socket) =>
+          socket.subscribe('live', 'subscription { jobUpdated(after: "0") { id workspaceId status progress metadata currentStep } }'),
+        );
 
         /** What the database holds now for the read, in the read's own shape. */
         const expected = async (w: Who, route: Route, id: string) => {
@@ -319,7 +331,8 @@ describeDb('response cache: random interleavings of writes, reads and subscripti
             }
             expect(result.errors).toBeUndefined();
             // Read-your-writes through this instance: no waiting for the feed.
-            for (const route of ['restOne', 'job', 'restList', 'jobs'] as const) expect(await read(c.who, route, id), route).toEqual(await expected(c.who, route, id));
+            for (const route of ['restOne', 'job', 'restList', 'jobs'] as const)
+              expect(await read(c.who, route, id), route).toEqual(await expected(c.who, route, id));
           } else if (c.kind === 'sqlWrite') {
             await t.app.database.sql.query(`UPDATE "Job" SET progress = $2, metadata = metadata || jsonb_build_object('sql', $3::int) WHERE id = $1::uuid`, [
               id,
@@ -349,7 +362,8 @@ describeDb('response cache: random interleavings of writes, reads and subscripti
         }
         for (const socket of sockets) socket.close();
         // And a settled read of every route, once more.
-        for (const w of [0, 1] as const) for (const route of ['restList', 'jobs'] as const) expect(await read(w, route, ids[w][0]!)).toEqual(await expected(w, route, ids[w][0]!));
+        for (const w of [0, 1] as const)
+          for (const route of ['restList', 'jobs'] as const) expect(await read(w, route, ids[w][0]!)).toEqual(await expected(w, route, ids[w][0]!));
       }),
       { numRuns: 12 },
     );

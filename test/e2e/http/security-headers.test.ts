@@ -27,7 +27,8 @@ describeDb('security headers and CORS', () => {
     const page = await get(`${t.url}/`);
     expect(page.status).toBe(200);
     const policy = page.headers.get('content-security-policy') ?? '';
-    for (const directive of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"]) expect(policy).toContain(directive);
+    for (const directive of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"])
+      expect(policy).toContain(directive);
     expect(policy).not.toContain('unsafe');
     expect(page.headers.get('x-frame-options')).toBe('DENY');
     expect(page.headers.get('x-content-type-options')).toBe('nosniff');
@@ -53,26 +54,40 @@ describeDb('security headers and CORS', () => {
   });
 
   it('marks every response nosniff and no-referrer: JSON, errors, health', async () => {
-    for (const [path, apiKey] of [['/api/jobs', key], ['/api/jobs', undefined], ['/healthz', undefined], ['/nowhere', undefined]] as const) {
+    for (const [path, apiKey] of [
+      ['/api/jobs', key],
+      ['/api/jobs', undefined],
+      ['/healthz', undefined],
+      ['/nowhere', undefined],
+    ] as const) {
       const response = await get(`${t.url}${path}`, apiKey ? { 'x-api-key': apiKey } : {});
       await response.arrayBuffer();
       expect(response.headers.get('x-content-type-options'), path).toBe('nosniff');
       expect(response.headers.get('referrer-policy'), path).toBe('no-referrer');
     }
-    const graphql = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: '{"query":"{ __typename }"}' });
+    const graphql = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: '{"query":"{ __typename }"}',
+    });
     await graphql.arrayBuffer();
     expect(graphql.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('answers CORS without credentials, to any origin by default and to the listed ones with CORS_ORIGINS', async () => {
     const preflight = (url: string, origin: string) =>
-      fetch(`${url}/graphql`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-api-key' } });
+      fetch(`${url}/graphql`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-api-key' },
+      });
     const open = await preflight(t.url, 'https://anywhere.example');
     expect(open.headers.get('access-control-allow-origin')).toBe('https://anywhere.example');
     expect(open.headers.get('access-control-allow-credentials')).toBeNull();
     expect(open.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('x-api-key');
 
-    const listed = await startTestApp({ env: { CORS_ORIGINS: 'https://app.example.com, https://admin.example.com', FRAME_ANCESTORS: 'https://app.example.com' } });
+    const listed = await startTestApp({
+      env: { CORS_ORIGINS: 'https://app.example.com, https://admin.example.com', FRAME_ANCESTORS: 'https://app.example.com' },
+    });
     try {
       expect((await preflight(listed.url, 'https://admin.example.com')).headers.get('access-control-allow-origin')).toBe('https://admin.example.com');
       const refused = await preflight(listed.url, 'https://evil.example');

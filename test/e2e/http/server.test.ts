@@ -56,7 +56,11 @@ describeDb('the HTTP server', () => {
     expect(chunked.status).toBe(411);
 
     // A body within the limit still works.
-    const small = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: '{"query":"{ __typename }"}' });
+    const small = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: '{"query":"{ __typename }"}',
+    });
     expect(await small.json()).toEqual({ data: { __typename: 'Query' } });
   });
 
@@ -96,7 +100,9 @@ describeDb('the HTTP server', () => {
         socket.on('error', reject);
       });
       expect(raw.split('\r\n')[0], target).toBe('HTTP/1.1 400 Bad Request');
-      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'BAD_USER_INPUT', message: 'The request target is not a valid URL.' } });
+      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: { code: 'BAD_USER_INPUT', message: 'The request target is not a valid URL.' },
+      });
     }
     expect((await rest(t.url, 'GET', '/healthz')).status).toBe(200);
   });

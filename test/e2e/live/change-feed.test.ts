@@ -86,9 +86,7 @@ describeDb('the change feed', () => {
           const changed = current.filter((row) => positionOf(row) > baseline);
           // The poke stands for the catch-up read that finds what no announcement revealed.
           await settleFeed(t.app.feed);
-          await expect
-            .poll(() => changed.every((row) => dispatched.some((state) => positionOf(state) === positionOf(row))), { timeout: 5_000 })
-            .toBe(true);
+          await expect.poll(() => changed.every((row) => dispatched.some((state) => positionOf(state) === positionOf(row))), { timeout: 5_000 }).toBe(true);
 
           const cursors = dispatched.map(positionOf);
           for (let i = 1; i < cursors.length; i++) expect(cursors[i]! > cursors[i - 1]!).toBe(true);
@@ -112,7 +110,11 @@ describeDb('positions from another database, and a sequence that hands out numbe
     try {
       const first = await startTestApp({ database });
       const key = await first.createKey('restored', ['jobs:read', 'jobs:write']);
-      const job = await first.app.jobs.create((await first.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'restored' } })).id, { type: 'collect', displayTitle: 'x', steps: [] });
+      const job = await first.app.jobs.create((await first.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'restored' } })).id, {
+        type: 'collect',
+        displayTitle: 'x',
+        steps: [],
+      });
 
       // A cursor this database has not reached (another database's, a restore elsewhere): refused, over WebSockets.
       const socket = await TestSocket.open(first.url, { apiKey: key });

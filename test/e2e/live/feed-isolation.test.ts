@@ -48,8 +48,10 @@ describePostgres('live updates held back by nothing outside a workspace’s own 
   async function workspace(slug: string) {
     const key = await t.createKey(slug);
     const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const create = async (title: string) => (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'isolation', displayTitle: title, steps } }, key)).createJob;
-    const report = async (id: string, progress: number) => (await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id, progress } }, key)).updateJobProgress;
+    const create = async (title: string) =>
+      (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'isolation', displayTitle: title, steps } }, key)).createJob;
+    const report = async (id: string, progress: number) =>
+      (await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id, progress } }, key)).updateJobProgress;
     /** The states a new subscription receives (after `after`, when given). */
     const watch = async (after?: string) => {
       const socket = await TestSocket.open(t.url, { apiKey: key });
@@ -138,58 +140,67 @@ describePostgres('live updates held back by nothing outside a workspace’s own 
     });
   }
 
-  it("holds back only the workspace whose job an open transaction changed: another workspace's changes go out live and on resume; the held one's follow in order once it commits, and the metric and the warning name it and the transaction", async () => {
-    const a = await workspace('held');
-    const b = await workspace('free');
-    const [a1, a2, b1] = [await a.create('a1'), await a.create('a2'), await b.create('b1')];
-    await settleFeed(t.app.feed);
-    const [liveA, liveB] = [await a.watch(), await b.watch()];
+  it(
+    "holds back only the workspace whose job an open transaction changed: another workspace's changes go out live and on resume; the held one's follow in order once it commits, and the metric and the warning name it and the transaction",
+    async () => {
+      const a = await workspace('held');
+      const b = await workspace('free');
+      const [a1, a2, b1] = [await a.create('a1'), await a.create('a2'), await b.create('b1')];
+      await settleFeed(t.app.feed);
+      const [liveA, liveB] = [await a.watch(), await b.watch()];
 
-    // A transaction changes a1 and stays open; a worker's report on a2 commits after it.
-    const open = await connect();
-    await open.query('BEGIN');
-    await open.query('UPDATE "Job" SET progress = 10 WHERE id = $1', [a1.id]);
-    const pid = (await open.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const reportedA = await a.report(a2.id, 20);
+      // A transaction changes a1 and stays open; a worker's report on a2 commits after it.
+      const open = await connect();
+      await open.query('BEGIN');
+      await open.query('UPDATE "Job" SET progress = 10 WHERE id = $1', [a1.id]);
+      const pid = (await open.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const reportedA = await a.report(a2.id, 20);
 
-    // Workspace B is not held back: live, and resumed from the cursor B's client had.
-    await b.report(b1.id, 30);
-    await expect.poll(() => progressOf(liveB()), { timeout: 2_000 }).toEqual([[b1.id, 30]]);
-    const resumedB = await b.watch(b1.changeCursor);
-    await expect.poll(() => progressOf(resumedB()), { timeout: 2_000 }).toEqual([[b1.id, 30]]);
-    expect(t.app.feed.inStep(b.workspaceId)).toBe(true);
+      // Workspace B is not held back: live, and resumed from the cursor B's client had.
+      await b.report(b1.id, 30);
+      await expect.poll(() => progressOf(liveB()), { timeout: 2_000 }).toEqual([[b1.id, 30]]);
+      const resumedB = await b.watch(b1.changeCursor);
+      await expect.poll(() => progressOf(resumedB()), { timeout: 2_000 }).toEqual([[b1.id, 30]]);
+      expect(t.app.feed.inStep(b.workspaceId)).toBe(true);
 
-    // Workspace A waits, and says so: the metric names it and the transaction's backend.
-    await expect.poll(() => t.app.feed.inStep(a.workspaceId)).toBe(false);
-    expect(liveA()).toEqual([]);
-    const metrics = await scrape(t.url);
-    expect(metrics.value(`jobs_gateway_feed_held_back{workspace="${a.workspaceId}",pid="${pid}"}`)).toBeGreaterThanOrEqual(0);
-    expect(metrics.text).not.toContain(`workspace="${b.workspaceId}"`);
+      // Workspace A waits, and says so: the metric names it and the transaction's backend.
+      await expect.poll(() => t.app.feed.inStep(a.workspaceId)).toBe(false);
+      expect(liveA()).toEqual([]);
+      const metrics = await scrape(t.url);
+      expect(metrics.value(`jobs_gateway_feed_held_back{workspace="${a.workspaceId}",pid="${pid}"}`)).toBeGreaterThanOrEqual(0);
+      expect(metrics.text).not.toContain(`workspace="${b.workspaceId}"`);
 
-    // A resume of A from a cursor its client read while the transaction was open misses nothing.
-    const resumedA = await a.watch(reportedA.changeCursor);
+      // A resume of A from a cursor its client read while the transaction was open misses nothing.
+      const resumedA = await a.watch(reportedA.changeCursor);
 
-    // After HELD_BACK_WARNING_MS the log names the workspace and the transaction.
-    await expect
-      .poll(() => t.logs.find((entry) => entry.level === 40 && String(entry.msg).includes('held back')), { timeout: HELD_BACK_WARNING_MS + 5_000, interval: 250 })
-      .toBeDefined();
-    const warning = t.logs.find((entry) => entry.level === 40 && String(entry.msg).includes('held back'))!;
-    expect(warning.workspaces).toEqual([expect.objectContaining({ workspaceId: a.workspaceId, pids: [pid] })]);
-    expect(warning.transactions).toEqual([expect.objectContaining({ pid, state: 'idle in transaction' })]);
-    expect(JSON.stringify(warning)).not.toContain(b.workspaceId);
+      // After HELD_BACK_WARNING_MS the log names the workspace and the transaction.
+      await expect
+        .poll(() => t.logs.find((entry) => entry.level === 40 && String(entry.msg).includes('held back')), {
+          timeout: HELD_BACK_WARNING_MS + 5_000,
+          interval: 250,
+        })
+        .toBeDefined();
+      const warning = t.logs.find((entry) => entry.level === 40 && String(entry.msg).includes('held back'))!;
+      expect(warning.workspaces).toEqual([expect.objectContaining({ workspaceId: a.workspaceId, pids: [pid] })]);
+      expect(warning.transactions).toEqual([expect.objectContaining({ pid, state: 'idle in transaction' })]);
+      expect(JSON.stringify(warning)).not.toContain(b.workspaceId);
 
-    await open.query('COMMIT');
-    for (const states of [liveA, resumedA]) {
-      await expect.poll(() => progressOf(states()), { timeout: 5_000 }).toEqual([
-        [a1.id, 10],
-        [a2.id, 20],
-      ]);
-      const [first, second] = states();
-      expect(BigInt(first!.changeCursor)).toBeLessThan(BigInt(second!.changeCursor));
-    }
-    expect(t.app.feed.heldBack).toBe(false);
-    expect((await scrape(t.url)).text).not.toMatch(/^jobs_gateway_feed_held_back\{/m);
-  }, HELD_BACK_WARNING_MS + 30_000);
+      await open.query('COMMIT');
+      for (const states of [liveA, resumedA]) {
+        await expect
+          .poll(() => progressOf(states()), { timeout: 5_000 })
+          .toEqual([
+            [a1.id, 10],
+            [a2.id, 20],
+          ]);
+        const [first, second] = states();
+        expect(BigInt(first!.changeCursor)).toBeLessThan(BigInt(second!.changeCursor));
+      }
+      expect(t.app.feed.heldBack).toBe(false);
+      expect((await scrape(t.url)).text).not.toMatch(/^jobs_gateway_feed_held_back\{/m);
+    },
+    HELD_BACK_WARNING_MS + 30_000,
+  );
 
   it('delivers the job change of a transaction that began long before it touched a job, after newer changes of the same workspace went out', async () => {
     const w = await workspace('early-starter');

@@ -36,7 +36,8 @@ describePostgres('registrations', () => {
   });
   afterAll(() => client.end());
 
-  const registrations = async () => (await t.app.changes.horizon()).registrations.filter((r) => r.pid === (client as unknown as { processID: number }).processID);
+  const registrations = async () =>
+    (await t.app.changes.horizon()).registrations.filter((r) => r.pid === (client as unknown as { processID: number }).processID);
 
   it('one per workspace a transaction writes, with a ticket below every position it draws; a bulk update of thousands of jobs holds a handful of locks', async () => {
     const [a, b] = [await t.createKey('registers-a'), await t.createKey('registers-b')];
@@ -45,7 +46,10 @@ describePostgres('registrations', () => {
       `INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") SELECT gen_random_uuid(), $1, 'bulk', 'Job ' || g FROM generate_series(1, 5000) g`,
       [wa],
     );
-    const [jobB] = await t.app.database.sql.query<{ id: string }>(`INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") VALUES (gen_random_uuid(), $1, 'one', 'B') RETURNING id`, [wb]);
+    const [jobB] = await t.app.database.sql.query<{ id: string }>(
+      `INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") VALUES (gen_random_uuid(), $1, 'one', 'B') RETURNING id`,
+      [wb],
+    );
 
     await client.query('BEGIN');
     await client.query(`UPDATE "Job" SET progress = 1 WHERE "workspaceId" = $1`, [wa]);
@@ -66,7 +70,10 @@ describePostgres('registrations', () => {
   it('are released by a rollback to a savepoint that took them, kept by one that did not', async () => {
     const key = await t.createKey('registers-savepoint');
     const ws = await workspaceIdOf(t.app.apiKeys, key);
-    const [job] = await t.app.database.sql.query<{ id: string }>(`INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") VALUES (gen_random_uuid(), $1, 'one', 'S') RETURNING id`, [ws]);
+    const [job] = await t.app.database.sql.query<{ id: string }>(
+      `INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") VALUES (gen_random_uuid(), $1, 'one', 'S') RETURNING id`,
+      [ws],
+    );
     await client.query('BEGIN');
     await client.query('SAVEPOINT s');
     await client.query('UPDATE "Job" SET progress = 3 WHERE id = $1', [job!.id]);

@@ -59,7 +59,8 @@ describePostgres('transactions that commit out of order', () => {
     return client;
   }
 
-  const createJob = async (title: string, as = key) => (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'late', displayTitle: title, steps } }, as)).createJob;
+  const createJob = async (title: string, as = key) =>
+    (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'late', displayTitle: title, steps } }, as)).createJob;
 
   /** States received over a WebSocket subscription. */
   async function watchSocket(after?: string, as = key) {
@@ -116,10 +117,12 @@ describePostgres('transactions that commit out of order', () => {
 
     await late.query('COMMIT');
     for (const watcher of [...live, ...resumed]) {
-      await expect.poll(() => watcher.states().map((s) => [s.id, s.progress]), { timeout: 5_000 }).toEqual([
-        [a.id, 10],
-        [b.id, 20],
-      ]);
+      await expect
+        .poll(() => watcher.states().map((s) => [s.id, s.progress]), { timeout: 5_000 })
+        .toEqual([
+          [a.id, 10],
+          [b.id, 20],
+        ]);
       const [first, second] = watcher.states();
       expect(BigInt(first!.changeCursor)).toBeLessThan(BigInt(second!.changeCursor));
       // What the query said before A committed is no larger than anything sent since.
@@ -139,7 +142,7 @@ describePostgres('transactions that commit out of order', () => {
     const jobs = [await createJob('read'), await createJob('written'), await createJob('late')];
     const [read, written, late] = jobs;
     await settleFeed(t.app.feed);
-    const { workspaceId } = (await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } }));
+    const { workspaceId } = await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } });
     const open = await connect();
     await open.query('BEGIN');
     await open.query('UPDATE "Job" SET progress = 7 WHERE id = $1', [late!.id]);
@@ -196,86 +199,90 @@ describePostgres('transactions that commit out of order', () => {
     const holder = await connect();
     await holder.query('CREATE TABLE IF NOT EXISTS unrelated_writes (n int)');
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(transaction, { minLength: 1, maxLength: 3 }), { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 3 }), async (plans, resumeAt) => {
-        const jobs: Array<Awaited<ReturnType<typeof createJob>>> = [];
-        for (let i = 0; i < JOBS; i++) jobs.push(await createJob(`P${i}`, i < JOBS / 2 ? key : otherKey));
-        await settleFeed(t.app.feed);
-        const workspaces = [
-          { as: key, ids: new Set(jobs.slice(0, JOBS / 2).map((job) => job.id)), from: jobs[JOBS / 2 - 1]!.changeCursor },
-          { as: otherKey, ids: new Set(jobs.slice(JOBS / 2).map((job) => job.id)), from: jobs.at(-1)!.changeCursor },
-        ];
-        const before = subscriptions();
-        const watchers = await Promise.all(workspaces.map(async (w) => ({ ...w, live: await watchSocket(w.from, w.as) })));
-        await expect.poll(subscriptions).toBe(before + workspaces.length);
-        const only = (ids: Set<string>, states: State[]) => states.filter((s) => ids.has(s.id));
+      fc.asyncProperty(
+        fc.array(fc.array(transaction, { minLength: 1, maxLength: 3 }), { minLength: 4, maxLength: 4 }),
+        fc.integer({ min: 0, max: 3 }),
+        async (plans, resumeAt) => {
+          const jobs: Array<Awaited<ReturnType<typeof createJob>>> = [];
+          for (let i = 0; i < JOBS; i++) jobs.push(await createJob(`P${i}`, i < JOBS / 2 ? key : otherKey));
+          await settleFeed(t.app.feed);
+          const workspaces = [
+            { as: key, ids: new Set(jobs.slice(0, JOBS / 2).map((job) => job.id)), from: jobs[JOBS / 2 - 1]!.changeCursor },
+            { as: otherKey, ids: new Set(jobs.slice(JOBS / 2).map((job) => job.id)), from: jobs.at(-1)!.changeCursor },
+          ];
+          const before = subscriptions();
+          const watchers = await Promise.all(workspaces.map(async (w) => ({ ...w, live: await watchSocket(w.from, w.as) })));
+          await expect.poll(subscriptions).toBe(before + workspaces.length);
+          const only = (ids: Set<string>, states: State[]) => states.filter((s) => ids.has(s.id));
 
-        // Isolation: while a transaction that changed a job of the first workspace stays open, a
-        // change of the second one goes out.
-        await holder.query('BEGIN');
-        await holder.query('UPDATE "Job" SET progress = progress WHERE id = $1', [jobs[0]!.id]);
-        const probe = await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: jobs.at(-1)!.id, progress: 100 } }, otherKey);
-        await expect.poll(() => only(watchers[1]!.ids, watchers[1]!.live.states()).some((s) => s.progress === 100), { timeout: 3_000 }).toBe(true);
-        expect(t.app.feed.inStep(otherWorkspaceId)).toBe(true);
-        await holder.query('COMMIT');
-        expect(probe.updateJobProgress.progress).toBe(100);
+          // Isolation: while a transaction that changed a job of the first workspace stays open, a
+          // change of the second one goes out.
+          await holder.query('BEGIN');
+          await holder.query('UPDATE "Job" SET progress = progress WHERE id = $1', [jobs[0]!.id]);
+          const probe = await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: jobs.at(-1)!.id, progress: 100 } }, otherKey);
+          await expect.poll(() => only(watchers[1]!.ids, watchers[1]!.live.states()).some((s) => s.progress === 100), { timeout: 3_000 }).toBe(true);
+          expect(t.app.feed.inStep(otherWorkspaceId)).toBe(true);
+          await holder.query('COMMIT');
+          expect(probe.updateJobProgress.progress).toBe(100);
 
-        // Each writer runs its transactions one after another; the writers run side by side.
-        let done = 0;
-        const resumed: Array<{ states: () => State[]; after: string }> = [];
-        await Promise.all(
-          plans.map(async (plan, w) => {
-            const writer = writers[w]!;
-            for (const tx of plan) {
-              try {
-                await writer.query(`BEGIN ISOLATION LEVEL ${tx.isolation}`);
-                for (const write of tx.writes) {
-                  if (tx.pause > 0) await new Promise((resolve) => setTimeout(resolve, tx.pause));
-                  if (write.kind === 'unrelated') {
-                    await writer.query('INSERT INTO unrelated_writes VALUES ($1)', [write.progress]);
-                    continue;
+          // Each writer runs its transactions one after another; the writers run side by side.
+          let done = 0;
+          const resumed: Array<{ states: () => State[]; after: string }> = [];
+          await Promise.all(
+            plans.map(async (plan, w) => {
+              const writer = writers[w]!;
+              for (const tx of plan) {
+                try {
+                  await writer.query(`BEGIN ISOLATION LEVEL ${tx.isolation}`);
+                  for (const write of tx.writes) {
+                    if (tx.pause > 0) await new Promise((resolve) => setTimeout(resolve, tx.pause));
+                    if (write.kind === 'unrelated') {
+                      await writer.query('INSERT INTO unrelated_writes VALUES ($1)', [write.progress]);
+                      continue;
+                    }
+                    const targets = write.kind === 'two' ? [jobs[write.job]!.id, jobs[write.other]!.id] : [jobs[write.job]!.id];
+                    if (write.kind === 'savepoint' || write.kind === 'undone') await writer.query('SAVEPOINT s');
+                    await writer.query('UPDATE "Job" SET progress = $2 WHERE id = ANY($1::uuid[])', [targets, write.progress]);
+                    if (write.kind === 'savepoint') await writer.query('RELEASE SAVEPOINT s');
+                    if (write.kind === 'undone') await writer.query('ROLLBACK TO SAVEPOINT s');
                   }
-                  const targets = write.kind === 'two' ? [jobs[write.job]!.id, jobs[write.other]!.id] : [jobs[write.job]!.id];
-                  if (write.kind === 'savepoint' || write.kind === 'undone') await writer.query('SAVEPOINT s');
-                  await writer.query('UPDATE "Job" SET progress = $2 WHERE id = ANY($1::uuid[])', [targets, write.progress]);
-                  if (write.kind === 'savepoint') await writer.query('RELEASE SAVEPOINT s');
-                  if (write.kind === 'undone') await writer.query('ROLLBACK TO SAVEPOINT s');
+                  await writer.query(tx.rollback ? 'ROLLBACK' : 'COMMIT');
+                } catch {
+                  await writer.query('ROLLBACK').catch(() => {});
                 }
-                await writer.query(tx.rollback ? 'ROLLBACK' : 'COMMIT');
-              } catch {
-                await writer.query('ROLLBACK').catch(() => {});
-              }
-              // Midway, a second subscriber per workspace resumes from the last cursor the first one received.
-              if (++done === resumeAt + 1) {
-                for (const watcher of watchers) {
-                  const after = only(watcher.ids, watcher.live.states()).at(-1)?.changeCursor ?? watcher.from;
-                  resumed.push({ after, states: (await watchStream(after, watcher.as)).states });
+                // Midway, a second subscriber per workspace resumes from the last cursor the first one received.
+                if (++done === resumeAt + 1) {
+                  for (const watcher of watchers) {
+                    const after = only(watcher.ids, watcher.live.states()).at(-1)?.changeCursor ?? watcher.from;
+                    resumed.push({ after, states: (await watchStream(after, watcher.as)).states });
+                  }
                 }
               }
-            }
-          }),
-        );
-        // Every job ends on its final state for each subscriber that it changed for; nothing else.
-        const final = await t.app.database.prisma.job.findMany({ where: { id: { in: jobs.map((job) => job.id) } } });
-        for (const [i, watcher] of watchers.entries()) {
-          for (const { states: statesOf, after } of [{ states: watcher.live.states, after: watcher.from }, resumed[i]!]) {
-            const owed = final.filter((row) => watcher.ids.has(row.id) && positionOf(row) > BigInt(after));
-            await expect
-              .poll(() => owed.every((row) => only(watcher.ids, statesOf()).findLast((s) => s.id === row.id)?.progress === row.progress), { timeout: 5_000 })
-              .toBe(true);
-            const states = only(watcher.ids, statesOf());
-            // Nothing of the other workspace ever reaches it.
-            expect(statesOf().filter((s) => !watcher.ids.has(s.id) && jobs.some((job) => job.id === s.id))).toEqual([]);
-            expect(new Set(states.map((s) => s.id))).toEqual(new Set(owed.map((row) => row.id)));
-            const cursors = states.map((s) => BigInt(s.changeCursor));
-            expect(new Set(cursors).size).toBe(cursors.length);
-            for (const cursor of cursors) expect(cursor).toBeGreaterThan(BigInt(after));
-            for (const id of watcher.ids) {
-              const mine = cursors.filter((_, j) => states[j]!.id === id);
-              expect(mine).toEqual([...mine].sort((x, y) => (x < y ? -1 : 1)));
+            }),
+          );
+          // Every job ends on its final state for each subscriber that it changed for; nothing else.
+          const final = await t.app.database.prisma.job.findMany({ where: { id: { in: jobs.map((job) => job.id) } } });
+          for (const [i, watcher] of watchers.entries()) {
+            for (const { states: statesOf, after } of [{ states: watcher.live.states, after: watcher.from }, resumed[i]!]) {
+              const owed = final.filter((row) => watcher.ids.has(row.id) && positionOf(row) > BigInt(after));
+              await expect
+                .poll(() => owed.every((row) => only(watcher.ids, statesOf()).findLast((s) => s.id === row.id)?.progress === row.progress), { timeout: 5_000 })
+                .toBe(true);
+              const states = only(watcher.ids, statesOf());
+              // Nothing of the other workspace ever reaches it.
+              expect(statesOf().filter((s) => !watcher.ids.has(s.id) && jobs.some((job) => job.id === s.id))).toEqual([]);
+              expect(new Set(states.map((s) => s.id))).toEqual(new Set(owed.map((row) => row.id)));
+              const cursors = states.map((s) => BigInt(s.changeCursor));
+              expect(new Set(cursors).size).toBe(cursors.length);
+              for (const cursor of cursors) expect(cursor).toBeGreaterThan(BigInt(after));
+              for (const id of watcher.ids) {
+                const mine = cursors.filter((_, j) => states[j]!.id === id);
+                expect(mine).toEqual([...mine].sort((x, y) => (x < y ? -1 : 1)));
+              }
             }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 12 },
     );
   });

@@ -57,7 +57,12 @@ describePostgres('PostgreSQL stopped and started under load', () => {
       socket.subscribe('1', WATCH);
       sockets.push(socket);
     }
-    const client = createClient({ url: `${t.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { apiKey: key }, retryAttempts: 0 });
+    const client = createClient({
+      url: `${t.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { apiKey: key },
+      retryAttempts: 0,
+    });
     cleanups.push(() => client.dispose());
     const clientStates: State[] = [];
     let clientClosed = false;
@@ -137,9 +142,9 @@ describePostgres('PostgreSQL stopped and started under load', () => {
     // Every subscriber stayed connected through the outage and ends at the database's state.
     const newest = (states: State[]) => new Map(states.map((state) => [state.id, state.metadata.n]));
     for (const socket of sockets) {
-      await expect.poll(() => Object.fromEntries(newest(socket.nexts<{ data: { jobUpdated: State } }>('1').map((m) => m.data.jobUpdated))), { timeout: 15_000 }).toEqual(
-        Object.fromEntries(truth),
-      );
+      await expect
+        .poll(() => Object.fromEntries(newest(socket.nexts<{ data: { jobUpdated: State } }>('1').map((m) => m.data.jobUpdated))), { timeout: 15_000 })
+        .toEqual(Object.fromEntries(truth));
       expect(socket.closed).toBeUndefined();
     }
     await expect.poll(() => Object.fromEntries(newest(clientStates)), { timeout: 15_000 }).toEqual(Object.fromEntries(truth));

@@ -21,7 +21,10 @@ describeDb('warm-up after start', () => {
     const first = await startTestApp({ database });
     const key = await first.createKey('tenant');
     const created = await graphqlOk(first.url, CreateJobDocument, { input: oneStepJob({ displayTitle: 'Kept', competitorId: 'c-1' }) }, key);
-    tenantJob = await first.app.database.prisma.job.findUniqueOrThrow({ where: { id: created.createJob.id }, select: { id: true, changeSeq: true, updatedAt: true } });
+    tenantJob = await first.app.database.prisma.job.findUniqueOrThrow({
+      where: { id: created.createJob.id },
+      select: { id: true, changeSeq: true, updatedAt: true },
+    });
     await first.close();
     t = await startTestApp({ database, env: { WARM_UP_ROUNDS: '100' }, captureLogs: true });
     queriesAtStart = t.app.database.queries.count;

@@ -100,7 +100,12 @@ describeDb('the OpenAPI document of the REST routes', () => {
   /** Every live response of every route, successes and errors, each checked against the document. */
   async function everyRouteResponse(): Promise<void> {
     const reader = await t.createKey('openapi', ['jobs:read']);
-    const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Analyzing', competitorId: 'c1', steps: [{ id: 'collect', name: 'Collecting' }] });
+    const job = await t.app.jobs.create(workspaceId, {
+      type: 'collect',
+      displayTitle: 'Analyzing',
+      competitorId: 'c1',
+      steps: [{ id: 'collect', name: 'Collecting' }],
+    });
     await t.app.jobs.create(workspaceId, { type: 'discover-profile', displayTitle: 'Profile', steps: [], metadata: { deep: { a: [1, 2] } } });
     const done = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Done', steps: [] });
     await t.app.jobs.complete(workspaceId, done.id);

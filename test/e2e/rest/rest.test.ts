@@ -14,7 +14,20 @@ import { competitorAnalysis } from '../../helpers/jobs.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 
 /** The fields of a job in the Jobs API (see the README, REST), in the order its clients know. */
-const REFERENCE_FIELDS = ['id', 'workspaceId', 'competitorId', 'type', 'displayTitle', 'status', 'progress', 'currentStep', 'steps', 'startedAt', 'completedAt', 'metadata'];
+const REFERENCE_FIELDS = [
+  'id',
+  'workspaceId',
+  'competitorId',
+  'type',
+  'displayTitle',
+  'status',
+  'progress',
+  'currentStep',
+  'steps',
+  'startedAt',
+  'completedAt',
+  'metadata',
+];
 const STEP_FIELDS = ['id', 'name', 'status'];
 const ISO_UTC_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const MISSING = '00000000-0000-4000-8000-000000000000';
@@ -61,7 +74,7 @@ const referenceJob = (job: FullJobFragment): RestJob => ({
   currentStep: job.currentStep ?? null,
   steps: job.steps.map((step) => ({ id: step.key, name: step.name, status: step.status.toLowerCase() })),
   startedAt: job.startedAt,
-  completedAt: (job.completedAt) ?? null,
+  completedAt: job.completedAt ?? null,
   metadata: job.metadata,
 });
 
@@ -163,7 +176,8 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
   };
   // `as`: the X-API-Key to send (the all-scopes key unless told), or null for none.
   const getJob = (id: string, as: string | null = key, headers: Record<string, string> = {}) => rest(t.url, 'GET', `/api/jobs/${id}`, as ?? undefined, headers);
-  const cancel = (id: string, as: string | null = key, headers: Record<string, string> = {}) => rest(t.url, 'POST', `/api/jobs/${id}/cancel`, as ?? undefined, headers);
+  const cancel = (id: string, as: string | null = key, headers: Record<string, string> = {}) =>
+    rest(t.url, 'POST', `/api/jobs/${id}/cancel`, as ?? undefined, headers);
   const list = (query = '', as: string | null = key, headers: Record<string, string> = {}) => rest(t.url, 'GET', `/api/jobs${query}`, as ?? undefined, headers);
 
   describe('GET /api/jobs/{id}', () => {
@@ -263,7 +277,13 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
       const inOrder: FullJobFragment[] = [];
       for (const overrides of [
         { competitorId: 'c-a' },
-        { competitorId: null, type: 'discover-products', displayTitle: 'Discovering Products', metadata: null, steps: [{ id: 'discover', name: 'Discovering' }] },
+        {
+          competitorId: null,
+          type: 'discover-products',
+          displayTitle: 'Discovering Products',
+          metadata: null,
+          steps: [{ id: 'discover', name: 'Discovering' }],
+        },
         { competitorId: 'c-a', type: 'discover-profile', displayTitle: 'Discovering Profile' },
         { competitorId: 'c-b' },
       ] satisfies Array<Partial<CreateJobInput>>) {
@@ -412,7 +432,19 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
 
   describe('errors', () => {
     it('answers 400 BAD_USER_INPUT for an unknown status and a limit that is not an integer from 1 to 200', async () => {
-      for (const query of ['status=sleeping', 'status=pending', 'status=cancelled', 'limit=0', 'limit=201', 'limit=abc', 'limit=1.5', 'limit=-1', 'limit=1e2', 'limit=99999999999', 'limit=5&status=bogus']) {
+      for (const query of [
+        'status=sleeping',
+        'status=pending',
+        'status=cancelled',
+        'limit=0',
+        'limit=201',
+        'limit=abc',
+        'limit=1.5',
+        'limit=-1',
+        'limit=1e2',
+        'limit=99999999999',
+        'limit=5&status=bogus',
+      ]) {
         expectError(await list(`?${query}`), 400, 'BAD_USER_INPUT', [key]);
       }
       // The edges themselves are fine.
@@ -521,7 +553,7 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
       // The same, but for the id the caller sent itself.
       expect(JSON.stringify(theirsCancel).replaceAll(theirs.id, '<id>')).toBe(JSON.stringify(missingCancel).replaceAll(MISSING, '<id>'));
 
-      for (const id of ['not-a-uuid', '%E0%A4%A', encodeURIComponent("'; DROP TABLE \"Job\"; --"), `${MISSING}0`, '12345']) {
+      for (const id of ['not-a-uuid', '%E0%A4%A', encodeURIComponent('\'; DROP TABLE "Job"; --'), `${MISSING}0`, '12345']) {
         expectError(await getJob(id), 404, 'NOT_FOUND', secrets);
         expectError(await cancel(id), 404, 'NOT_FOUND', secrets);
       }

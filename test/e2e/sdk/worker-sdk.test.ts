@@ -41,7 +41,10 @@ it("the README's worker example uses only what the SDK exports", async () => {
   const readme = await readDoc('docs/api.md');
   const example = /```ts\n([\s\S]*?)```/.exec(readme)![1]!;
   const sdk = await import('jobs-gateway/worker');
-  const imported = /import \{ ([^}]+) \} from 'jobs-gateway\/worker'/.exec(example)![1]!.split(',').map((name) => name.trim());
+  const imported = /import \{ ([^}]+) \} from 'jobs-gateway\/worker'/
+    .exec(example)![1]!
+    .split(',')
+    .map((name) => name.trim());
   for (const name of imported) expect(sdk, name).toHaveProperty(name);
   const jobMethods = [...example.matchAll(/\bjob\.(\w+)/g)].map((m) => m[1]!);
   const worker = new sdk.JobsWorker({ url: 'http://127.0.0.1:1', apiKey: 'x' });

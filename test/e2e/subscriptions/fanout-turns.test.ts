@@ -53,7 +53,8 @@ describeDb('fan-out in slices', () => {
       });
     }
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 50 } }, key);
-    for (const socket of sockets) for (let i = 0; i < PER_SOCKET; i++) await socket.waitFor((m) => m.id === `s${i}` && JSON.stringify(m.payload).includes('"progress":50'));
+    for (const socket of sockets)
+      for (let i = 0; i < PER_SOCKET; i++) await socket.waitFor((m) => m.id === `s${i}` && JSON.stringify(m.payload).includes('"progress":50'));
     turns.stop();
 
     expect(arrivals).toHaveLength(SOCKETS * PER_SOCKET);

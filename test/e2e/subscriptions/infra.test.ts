@@ -72,7 +72,13 @@ describeDb('jobUpdated: the database is the source of truth', () => {
   }
 
   it('dispatches a change exactly as Prisma reads the row', async () => {
-    const input = { type: 'collect', displayTitle: 'Ünïcode "quoted" \\ title', competitorId: 'c-9', steps: [...steps, { id: 'b', name: 'B' }], metadata: { nested: { list: [1, 'two', null], big: 12345678901234 } } };
+    const input = {
+      type: 'collect',
+      displayTitle: 'Ünïcode "quoted" \\ title',
+      competitorId: 'c-9',
+      steps: [...steps, { id: 'b', name: 'B' }],
+      metadata: { nested: { list: [1, 'two', null], big: 12345678901234 } },
+    };
     const { t, key, job, next } = await gatewayWithJob('notified-rows', input);
 
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 40, stepId: 'b', stepStatus: 'RUNNING', metadata: { tick: 1 } } }, key);
@@ -126,7 +132,8 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     const t = await startTestApp({ env: { FEED_COALESCE_MS: '3000' } });
     const key = await t.createKey('batched');
     const others = [];
-    for (let i = 0; i < 4; i++) others.push((await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: `o${i}`, steps } }, key)).createJob);
+    for (let i = 0; i < 4; i++)
+      others.push((await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: `o${i}`, steps } }, key)).createJob);
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
     const upgraded: net.Socket[] = [];
     t.app.httpServer.on('upgrade', (_request, connection: net.Socket) => upgraded.push(connection));

@@ -117,12 +117,12 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     const socket = await openSocket(t, key);
     socket.subscribe('1', WATCH, { after: positionOf(jobs.at(-1)!).toString() });
     // Every job moves in one statement: one dispatch of 300 states of 8 KB to this socket.
-    await sqlAsAnotherProgram(t.app.database, `UPDATE "Job" SET progress = 50, metadata = jsonb_build_object('blob', repeat('y', 8192) || id::text) WHERE "workspaceId" = $1`, [
-      workspaceId,
-    ]);
-    await expect
-      .poll(() => [...newestById(socket, '1').values()].filter((job) => job.progress === 50).length, { timeout: 30_000 })
-      .toBe(300);
+    await sqlAsAnotherProgram(
+      t.app.database,
+      `UPDATE "Job" SET progress = 50, metadata = jsonb_build_object('blob', repeat('y', 8192) || id::text) WHERE "workspaceId" = $1`,
+      [workspaceId],
+    );
+    await expect.poll(() => [...newestById(socket, '1').values()].filter((job) => job.progress === 50).length, { timeout: 30_000 }).toBe(300);
     for (const [id, job] of newestById(socket, '1')) expect(job.metadata.blob).toBe(`${'y'.repeat(8192)}${id}`);
     expect(socket.closed).toBeUndefined();
   });
@@ -145,32 +145,36 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     await expect.poll(() => t.app.webSockets.backlog.pendingBytes).toBe(0);
   });
 
-  it('states that waited for a slow reader go out in position order, so a resume from the largest cursor received misses nothing', { timeout: 60_000 }, async () => {
-    const { t, workspaceId, job: first, socket } = await liveReaderOfOneJob('20000');
-    const [second] = await createJobs(t, workspaceId, 1, 10);
-    await socket.waitForNexts('1', 2);
-    socket.stopReading();
-    // The first job fills the socket's buffers, so its states wait (it is the oldest key waiting);
-    // then the second job changes once and the first once more.
-    const blob = 'x'.repeat(60 * 1024);
-    for (let i = 1; i <= 300; i++) {
-      await t.app.jobs.updateProgress(workspaceId, first.id, { metadata: { blob: `${i}${blob}` } });
+  it(
+    'states that waited for a slow reader go out in position order, so a resume from the largest cursor received misses nothing',
+    { timeout: 60_000 },
+    async () => {
+      const { t, workspaceId, job: first, socket } = await liveReaderOfOneJob('20000');
+      const [second] = await createJobs(t, workspaceId, 1, 10);
+      await socket.waitForNexts('1', 2);
+      socket.stopReading();
+      // The first job fills the socket's buffers, so its states wait (it is the oldest key waiting);
+      // then the second job changes once and the first once more.
+      const blob = 'x'.repeat(60 * 1024);
+      for (let i = 1; i <= 300; i++) {
+        await t.app.jobs.updateProgress(workspaceId, first.id, { metadata: { blob: `${i}${blob}` } });
+        await t.app.feed.poke();
+      }
+      await t.app.jobs.updateProgress(workspaceId, second!.id, { progress: 50 });
       await t.app.feed.poke();
-    }
-    await t.app.jobs.updateProgress(workspaceId, second!.id, { progress: 50 });
-    await t.app.feed.poke();
-    await t.app.jobs.updateProgress(workspaceId, first.id, { progress: 60, metadata: { blob: `last${blob}` } });
-    await t.app.feed.poke();
-    // The premise: both jobs' newest states wait, merged.
-    expect(t.app.webSockets.backlog.pendingBytes).toBeGreaterThan(blob.length);
-    socket.resumeReading();
-    await expect.poll(() => socket.nexts<Update>('1').at(-1)?.data.jobUpdated.metadata.blob, { timeout: 30_000 }).toBe(`last${blob}`);
-    // Were the first job's newest state sent first (its key waited longest), a client cut off
-    // right after it would resume past the second job's change and never get it.
-    const cursors = socket.nexts<Update>('1').map((next) => BigInt(next.data.jobUpdated.changeCursor));
-    expect(cursors.every((cursor, i) => i === 0 || cursor > cursors[i - 1]!)).toBe(true);
-    expect(newestById(socket, '1').get(second!.id)?.progress).toBe(50);
-  });
+      await t.app.jobs.updateProgress(workspaceId, first.id, { progress: 60, metadata: { blob: `last${blob}` } });
+      await t.app.feed.poke();
+      // The premise: both jobs' newest states wait, merged.
+      expect(t.app.webSockets.backlog.pendingBytes).toBeGreaterThan(blob.length);
+      socket.resumeReading();
+      await expect.poll(() => socket.nexts<Update>('1').at(-1)?.data.jobUpdated.metadata.blob, { timeout: 30_000 }).toBe(`last${blob}`);
+      // Were the first job's newest state sent first (its key waited longest), a client cut off
+      // right after it would resume past the second job's change and never get it.
+      const cursors = socket.nexts<Update>('1').map((next) => BigInt(next.data.jobUpdated.changeCursor));
+      expect(cursors.every((cursor, i) => i === 0 || cursor > cursors[i - 1]!)).toBe(true);
+      expect(newestById(socket, '1').get(second!.id)?.progress).toBe(50);
+    },
+  );
 
   it('a reader that stops reading is closed with 4008 after the timeout, and resumes with after', async () => {
     const { t, key, workspaceId, job, socket } = await liveReaderOfOneJob('300');
@@ -202,28 +206,36 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
     await expect.poll(() => again.nexts<Update>('1').at(-1)?.data.jobUpdated.metadata.blob, { timeout: 15_000 }).toBe(`${updates}${blob}`);
   });
 
-  it('when what waits passes 256 buffers, the stalled reader holding the most is closed before its timeout; a reader that keeps up is not', { timeout: 120_000 }, async () => {
-    const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '600000', WS_KEEPALIVE_MS: '0' } });
-    const key = await t.createKey('many');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const jobs = await createJobs(t, workspaceId, 250, 10);
-    const after = positionOf(jobs.at(-1)!).toString();
-    const stopped = await openSocket(t, key);
-    const reading = await openSocket(t, key);
-    stopped.subscribe('1', WATCH, { after });
-    reading.subscribe('1', WATCH, { after });
-    await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(2);
-    stopped.stopReading();
-    // 250 distinct jobs of 60 KB (15 MB, past loopback's buffers and the 4 MiB bound): nothing merges.
-    await sqlAsAnotherProgram(t.app.database, `UPDATE "Job" SET progress = 9, metadata = jsonb_build_object('blob', repeat('z', 61440)) WHERE "workspaceId" = $1`, [workspaceId]);
-    await expect.poll(() => t.app.webSockets.backlog.slowConsumerCloses, { timeout: 30_000 }).toBe(1);
-    expect(t.app.webSockets.backlog.maxPendingBytes).toBe(256 * 16384);
-    expect((await scrape(t.url)).value('jobs_gateway_websocket_slow_consumer_closes_total')).toBe(1);
-    await expect.poll(() => [...newestById(reading, '1').values()].filter((job) => job.progress === 9).length, { timeout: 30_000 }).toBe(250);
-    expect(reading.closed).toBeUndefined();
-    await expect.poll(() => t.app.webSockets.backlog.pendingBytes, { timeout: 10_000 }).toBe(0);
-    expect((await scrape(t.url)).value('jobs_gateway_websocket_pending_bytes')).toBe(0);
-    stopped.resumeReading();
-    expect((await stopped.waitForClose(15_000)).code).toBe(4008);
-  });
+  it(
+    'when what waits passes 256 buffers, the stalled reader holding the most is closed before its timeout; a reader that keeps up is not',
+    { timeout: 120_000 },
+    async () => {
+      const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384', WS_SLOW_CONSUMER_TIMEOUT_MS: '600000', WS_KEEPALIVE_MS: '0' } });
+      const key = await t.createKey('many');
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const jobs = await createJobs(t, workspaceId, 250, 10);
+      const after = positionOf(jobs.at(-1)!).toString();
+      const stopped = await openSocket(t, key);
+      const reading = await openSocket(t, key);
+      stopped.subscribe('1', WATCH, { after });
+      reading.subscribe('1', WATCH, { after });
+      await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(2);
+      stopped.stopReading();
+      // 250 distinct jobs of 60 KB (15 MB, past loopback's buffers and the 4 MiB bound): nothing merges.
+      await sqlAsAnotherProgram(
+        t.app.database,
+        `UPDATE "Job" SET progress = 9, metadata = jsonb_build_object('blob', repeat('z', 61440)) WHERE "workspaceId" = $1`,
+        [workspaceId],
+      );
+      await expect.poll(() => t.app.webSockets.backlog.slowConsumerCloses, { timeout: 30_000 }).toBe(1);
+      expect(t.app.webSockets.backlog.maxPendingBytes).toBe(256 * 16384);
+      expect((await scrape(t.url)).value('jobs_gateway_websocket_slow_consumer_closes_total')).toBe(1);
+      await expect.poll(() => [...newestById(reading, '1').values()].filter((job) => job.progress === 9).length, { timeout: 30_000 }).toBe(250);
+      expect(reading.closed).toBeUndefined();
+      await expect.poll(() => t.app.webSockets.backlog.pendingBytes, { timeout: 10_000 }).toBe(0);
+      expect((await scrape(t.url)).value('jobs_gateway_websocket_pending_bytes')).toBe(0);
+      stopped.resumeReading();
+      expect((await stopped.waitForClose(15_000)).code).toBe(4008);
+    },
+  );
 });

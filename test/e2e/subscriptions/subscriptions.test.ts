@@ -130,7 +130,8 @@ describeDb('jobUpdated over WebSockets', () => {
     /** Each job's states as seen by one subscription; a replay may merge early states, never later ones. */
     const seen = (socket: TestSocket, id: string) => {
       const byJob = new Map<string, string[]>();
-      for (const u of socket.nexts<Update>(id)) byJob.set(label(u.data.jobUpdated.id), [...(byJob.get(label(u.data.jobUpdated.id)) ?? []), u.data.jobUpdated.status]);
+      for (const u of socket.nexts<Update>(id))
+        byJob.set(label(u.data.jobUpdated.id), [...(byJob.get(label(u.data.jobUpdated.id)) ?? []), u.data.jobUpdated.status]);
       return Object.fromEntries(byJob);
     };
     // `last` is the newest change: once it has arrived, every earlier one has been dispatched.
@@ -163,9 +164,14 @@ describeDb('jobUpdated over WebSockets', () => {
         await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, worker);
       }),
     );
-    await socket.waitFor(() => jobs.every((job) => socket.nexts<Update>('all').some((u) => u.data.jobUpdated.id === job.id && u.data.jobUpdated.status === 'COMPLETED')));
+    await socket.waitFor(() =>
+      jobs.every((job) => socket.nexts<Update>('all').some((u) => u.data.jobUpdated.id === job.id && u.data.jobUpdated.status === 'COMPLETED')),
+    );
     for (const job of jobs) {
-      const states = socket.nexts<Update>('all').filter((u) => u.data.jobUpdated.id === job.id).map((u) => u.data.jobUpdated);
+      const states = socket
+        .nexts<Update>('all')
+        .filter((u) => u.data.jobUpdated.id === job.id)
+        .map((u) => u.data.jobUpdated);
       const cursors = states.map((s) => BigInt(s.changeCursor));
       expect(cursors).toEqual([...cursors].sort((x, y) => (x < y ? -1 : 1)));
       expect(new Set(cursors).size).toBe(cursors.length);
@@ -319,7 +325,11 @@ describeDb('jobUpdated over Server-Sent Events', () => {
     const t = await startTestApp();
     const worker = await t.createKey('sse', ['jobs:read', 'jobs:write']);
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: input() }, worker)).createJob;
-    const stream = await openEventStream(t.url, worker, `subscription { jobUpdated(after: "${(await positionOfJob(t, job.id)) - 1n}") { id status progress } }`);
+    const stream = await openEventStream(
+      t.url,
+      worker,
+      `subscription { jobUpdated(after: "${(await positionOfJob(t, job.id)) - 1n}") { id status progress } }`,
+    );
     try {
       // The replayed creation is the first event: the stream is live, so complete the job now.
       await stream.next(1);

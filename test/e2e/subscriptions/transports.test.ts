@@ -118,11 +118,7 @@ const serverSentEvents: Transport = {
   },
 };
 
-const transports: Transport[] = [
-  overWebSocket('WebSocket, multiplexed', direct),
-  overWebSocket('WebSocket, run by yoga', viaFragment),
-  serverSentEvents,
-];
+const transports: Transport[] = [overWebSocket('WebSocket, multiplexed', direct), overWebSocket('WebSocket, run by yoga', viaFragment), serverSentEvents];
 
 const cleanups: Array<() => void | Promise<void>> = [];
 afterAll(async () => {
@@ -198,11 +194,21 @@ describeDb('one subscription session for every transport', () => {
     // inside validation that closed the whole socket): each is a coded refusal, and a WebSocket stays.
     it.each([
       ['a conditional root field', 'subscription { jobUpdated @skip(if: true) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
-      ['a root field conditional on a variable without a value', 'subscription($s: Boolean!) { jobUpdated @skip(if: $s) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
+      [
+        'a root field conditional on a variable without a value',
+        'subscription($s: Boolean!) { jobUpdated @skip(if: $s) { id } }',
+        {},
+        'GRAPHQL_VALIDATION_FAILED',
+      ],
       ['one inside a fragment', 'subscription { ...F } fragment F on Subscription { jobUpdated @include(if: false) { id } }', {}, 'GRAPHQL_VALIDATION_FAILED'],
       ['two operations and no operationName', 'subscription A { jobUpdated { id } } subscription B { jobUpdated { id } }', {}, 'OPERATION_RESOLUTION_FAILURE'],
       // graphql-armor's limits throw from inside validation when they refuse.
-      ['more aliases than GRAPHQL_MAX_ALIASES', `subscription { jobUpdated { ${Array.from({ length: 16 }, (_, i) => `a${i}: id`).join(' ')} } }`, {}, 'QUERY_TOO_COMPLEX'],
+      [
+        'more aliases than GRAPHQL_MAX_ALIASES',
+        `subscription { jobUpdated { ${Array.from({ length: 16 }, (_, i) => `a${i}: id`).join(' ')} } }`,
+        {},
+        'QUERY_TOO_COMPLEX',
+      ],
     ])('refuses %s with a coded error', async (_, query, variables, code) => {
       const key = await t.createKey(`documents-${transport.name}`);
       const sub = await opened(transport, t, key, variables, query);
@@ -223,7 +229,13 @@ describeDb('a subscription over plain HTTP, and multiplexed groups', () => {
     const key = await t.createKey('not-acceptable');
     const reads = t.app.replays.reads;
     // JSON only: refused before the stream opens. The others: no answer yoga can stream either.
-    for (const accept of ['application/json', 'application/graphql-response+json', 'application/json, application/graphql-response+json;q=0.9', 'multipart/mixed', 'text/html']) {
+    for (const accept of [
+      'application/json',
+      'application/graphql-response+json',
+      'application/json, application/graphql-response+json;q=0.9',
+      'multipart/mixed',
+      'text/html',
+    ]) {
       const response = await fetch(`${t.url}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept, 'x-api-key': key },
@@ -282,30 +294,34 @@ async function holdReplays(t: TestApp): Promise<() => Promise<void>> {
 }
 
 describePostgres('while replays are held', () => {
-  it('a resume refused because REPLAY_QUEUE_MAX replays wait gets OVERLOADED on every transport; WebSockets also close with 1013 so that clients back off', { timeout: 60_000 }, async () => {
-    const t = await startTestApp({ env: { REPLAY_CONCURRENCY: '1', REPLAY_QUEUE_MAX: '1' } });
-    const key = await t.createKey('overloaded');
-    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
-    const job = await t.app.jobs.create(workspaceId, oneStepJob({ displayTitle: 'held' }));
-    const after = (positionOf(job) - 1n).toString();
-    const release = await holdReplays(t);
+  it(
+    'a resume refused because REPLAY_QUEUE_MAX replays wait gets OVERLOADED on every transport; WebSockets also close with 1013 so that clients back off',
+    { timeout: 60_000 },
+    async () => {
+      const t = await startTestApp({ env: { REPLAY_CONCURRENCY: '1', REPLAY_QUEUE_MAX: '1' } });
+      const key = await t.createKey('overloaded');
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const job = await t.app.jobs.create(workspaceId, oneStepJob({ displayTitle: 'held' }));
+      const after = (positionOf(job) - 1n).toString();
+      const release = await holdReplays(t);
 
-    // One replay reading (held by the lock), one waiting: the queue is full.
-    const reading = await opened(transports[0]!, t, key, { after });
-    await expect.poll(() => t.app.replays.reads).toBe(1);
-    const waiting = await opened(transports[0]!, t, key, { after });
-    await expect.poll(async () => (await scrape(t.url)).value('jobs_gateway_replays_waiting')).toBe(1);
+      // One replay reading (held by the lock), one waiting: the queue is full.
+      const reading = await opened(transports[0]!, t, key, { after });
+      await expect.poll(() => t.app.replays.reads).toBe(1);
+      const waiting = await opened(transports[0]!, t, key, { after });
+      await expect.poll(async () => (await scrape(t.url)).value('jobs_gateway_replays_waiting')).toBe(1);
 
-    for (const transport of transports) {
-      const refused = await opened(transport, t, key, { after });
-      expect(await refused.errorExtensions(), transport.name).toEqual({ code: 'OVERLOADED' });
-      if (refused.socket) expect((await refused.socket.waitForClose()).code, transport.name).toBe(1013);
-    }
+      for (const transport of transports) {
+        const refused = await opened(transport, t, key, { after });
+        expect(await refused.errorExtensions(), transport.name).toEqual({ code: 'OVERLOADED' });
+        if (refused.socket) expect((await refused.socket.waitForClose()).code, transport.name).toBe(1013);
+      }
 
-    // Once the lock goes, the two that were admitted get their replay.
-    await release();
-    for (const sub of [reading, waiting]) await expect.poll(() => sub.states().map((s) => s.id), { timeout: 20_000 }).toEqual([job.id]);
-  });
+      // Once the lock goes, the two that were admitted get their replay.
+      await release();
+      for (const sub of [reading, waiting]) await expect.poll(() => sub.states().map((s) => s.id), { timeout: 20_000 }).toEqual([job.id]);
+    },
+  );
 
   it('a multiplexed subscription completed during its replay sends nothing more, even once the client reuses its id', { timeout: 60_000 }, async () => {
     const t = await startTestApp();

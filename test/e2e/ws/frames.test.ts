@@ -55,7 +55,11 @@ describeDb('hand-built jobUpdated frames', () => {
           const operationId = `${subscription++}:${id}`;
           const job = await t.app.jobs.create(workspaceId, oneStepJob({ displayTitle: `job ${title}`, metadata }));
           const seen = frames.length;
-          send({ id: operationId, type: 'subscribe', payload: { query: `subscription { jobUpdated(id: "${job.id}", after: "0") { id displayTitle metadata steps { id key } changeCursor } }` } });
+          send({
+            id: operationId,
+            type: 'subscribe',
+            payload: { query: `subscription { jobUpdated(id: "${job.id}", after: "0") { id displayTitle metadata steps { id key } changeCursor } }` },
+          });
           await expect.poll(() => frames.length, { timeout: 10_000 }).toBeGreaterThan(seen);
           const raw = frames[seen]!;
           const message = JSON.parse(raw) as { id: string; type: string; payload: object };

@@ -38,10 +38,13 @@ describeDb('WebSocket protocol abuse: nothing outlives its socket', () => {
       // A second, ordinary subscription tells when the job's creation has been delivered.
       socket.subscribe('probe', MULTIPLEXED);
       await expect
-        .poll(async () => {
-          const { multiplexed, streams } = await liveSubscriptions(t.url);
-          return multiplexed + streams;
-        }, { timeout: 15_000 })
+        .poll(
+          async () => {
+            const { multiplexed, streams } = await liveSubscriptions(t.url);
+            return multiplexed + streams;
+          },
+          { timeout: 15_000 },
+        )
         .toBe(2);
       await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key);
       await socket.waitForNexts('probe', 1);
@@ -58,9 +61,26 @@ describeDb('WebSocket protocol abuse: nothing outlives its socket', () => {
   it('any sequence of graphql-ws messages, ended by a close at any point, leaves no subscription and no group (property)', async () => {
     const ids = fc.constantFrom('a', 'b', 'c');
     const message = fc.oneof(
-      fc.record({ kind: fc.constant('subscribe' as const), id: ids, query: fc.constantFrom(MULTIPLEXED, STREAM, RESUMED, 'query { jobs { id } }', 'subscription {', '{ nope }') }),
+      fc.record({
+        kind: fc.constant('subscribe' as const),
+        id: ids,
+        query: fc.constantFrom(MULTIPLEXED, STREAM, RESUMED, 'query { jobs { id } }', 'subscription {', '{ nope }'),
+      }),
       fc.record({ kind: fc.constant('complete' as const), id: ids }),
-      fc.record({ kind: fc.constant('raw' as const), text: fc.constantFrom('not json', '{}', '{"type":"subscribe"}', '{"type":"ping"}', '{"type":"pong"}', '{"id":"a","type":"next"}', '{"type":"connection_init"}', '[]', 'null') }),
+      fc.record({
+        kind: fc.constant('raw' as const),
+        text: fc.constantFrom(
+          'not json',
+          '{}',
+          '{"type":"subscribe"}',
+          '{"type":"ping"}',
+          '{"type":"pong"}',
+          '{"id":"a","type":"next"}',
+          '{"type":"connection_init"}',
+          '[]',
+          'null',
+        ),
+      }),
       fc.record({ kind: fc.constant('pause' as const), ms: fc.integer({ min: 0, max: 20 }) }),
     );
     await fc.assert(

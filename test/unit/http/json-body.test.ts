@@ -8,7 +8,7 @@ import { sendJsonBody } from '../../../src/http/respond.js';
 // buffer (a 12 MB join held the event loop up to 76 ms), and arrives whole and exact.
 
 it('writes a 13 MB body piece by piece to a slow reader: every byte arrives, in order, with its length', async () => {
-  const result = { data: { jobs: Array.from({ length: 200 }, (_, i) => ({ id: `job-${i}`, metadata: { report: `${i}`.repeat(64 * 1024 / 4) } })) } };
+  const result = { data: { jobs: Array.from({ length: 200 }, (_, i) => ({ id: `job-${i}`, metadata: { report: `${i}`.repeat((64 * 1024) / 4) } })) } };
   const body = (await serializedBody(result, 64 * 1024 * 1024)) as JsonBody;
   expect(body.chunks.length).toBeGreaterThan(4);
   const written: number[] = [];

@@ -65,9 +65,7 @@ class Model {
   }
 
   registrations(): Horizon['registrations'] {
-    return [...this.locks.entries()].flatMap(([pid, held]) =>
-      [...held.entries()].map(([lock, ticket]) => ({ key: Number(lock.split(':')[0]), ticket, pid })),
-    );
+    return [...this.locks.entries()].flatMap(([pid, held]) => [...held.entries()].map(([lock, ticket]) => ({ key: Number(lock.split(':')[0]), ticket, pid })));
   }
 }
 
@@ -86,66 +84,72 @@ describe('the feed frontier', () => {
   it('dispatches every committed change once, in order per workspace, whatever the interleaving of writers, commits and the feed’s steps (property)', () => {
     const writer = fc.record({ writes: fc.array(fc.integer({ min: 0, max: WORKSPACES.length - 1 }), { minLength: 1, maxLength: 4 }), commit: fc.boolean() });
     fc.assert(
-      fc.property(fc.array(writer, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 200 }), fc.integer({ min: 1, max: 4 }), fc.nat(20), (writers, picks, limit, startAfter) => {
-        const model = new Model();
-        const scripts = writers.map((w, id) => model.script(id, w));
-        const frontier = new FeedFrontier();
-        const dispatched: Change[] = [];
-        const dispatchedUpTo = new Map<string, bigint>();
-        let history: Map<string, bigint> | undefined;
-        let startedAt = 0;
+      fc.property(
+        fc.array(writer, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 200 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.nat(20),
+        (writers, picks, limit, startAfter) => {
+          const model = new Model();
+          const scripts = writers.map((w, id) => model.script(id, w));
+          const frontier = new FeedFrontier();
+          const dispatched: Change[] = [];
+          const dispatchedUpTo = new Map<string, bigint>();
+          let history: Map<string, bigint> | undefined;
+          let startedAt = 0;
 
-        // The feed, as steps: the sequence, then the locks, then the snapshot and its read.
-        let horizon: { upTo: bigint; registrations?: Horizon['registrations'] } | undefined;
-        const feedStep = () => {
-          if (!horizon) return void (horizon = { upTo: model.sequence });
-          if (!horizon.registrations) {
-            horizon.registrations = model.registrations();
-            if (!history) startedAt = model.steps;
-            return;
-          }
-          const taken: Horizon = { epoch: EPOCH, upTo: horizon.upTo, registrations: horizon.registrations };
-          horizon = undefined;
-          if (!history) {
-            frontier.start(taken);
-            history = new Map(WORKSPACES.map((w) => [w, frontier.finalFor(w)]));
-            return;
-          }
-          const read = frontier.next(taken);
-          const rows = select(model.committed, read, limit);
-          frontier.advance(read, rows.length < limit, rows.at(-1)?.position);
-          for (const row of rows) {
-            // Per workspace, in position order, and past what a client could have resumed from before.
-            expect(row.position).toBeGreaterThan(dispatchedUpTo.get(row.workspace) ?? history.get(row.workspace)!);
-            dispatchedUpTo.set(row.workspace, row.position);
-            dispatched.push(row);
-          }
-          for (const w of WORKSPACES) expect(frontier.finalFor(w)).toBeGreaterThanOrEqual(dispatchedUpTo.get(w) ?? 0n);
-        };
+          // The feed, as steps: the sequence, then the locks, then the snapshot and its read.
+          let horizon: { upTo: bigint; registrations?: Horizon['registrations'] } | undefined;
+          const feedStep = () => {
+            if (!horizon) return void (horizon = { upTo: model.sequence });
+            if (!horizon.registrations) {
+              horizon.registrations = model.registrations();
+              if (!history) startedAt = model.steps;
+              return;
+            }
+            const taken: Horizon = { epoch: EPOCH, upTo: horizon.upTo, registrations: horizon.registrations };
+            horizon = undefined;
+            if (!history) {
+              frontier.start(taken);
+              history = new Map(WORKSPACES.map((w) => [w, frontier.finalFor(w)]));
+              return;
+            }
+            const read = frontier.next(taken);
+            const rows = select(model.committed, read, limit);
+            frontier.advance(read, rows.length < limit, rows.at(-1)?.position);
+            for (const row of rows) {
+              // Per workspace, in position order, and past what a client could have resumed from before.
+              expect(row.position).toBeGreaterThan(dispatchedUpTo.get(row.workspace) ?? history.get(row.workspace)!);
+              dispatchedUpTo.set(row.workspace, row.position);
+              dispatched.push(row);
+            }
+            for (const w of WORKSPACES) expect(frontier.finalFor(w)).toBeGreaterThanOrEqual(dispatchedUpTo.get(w) ?? 0n);
+          };
 
-        for (const [i, pick] of picks.entries()) {
-          const live = scripts.filter((script) => script.length > 0);
-          model.steps++;
-          // Half of the steps are the feed's, which starts only after `startAfter` picks:
-          // transactions may be half done by then.
-          const actor = pick % (2 * live.length + 1);
-          if (actor < live.length) live[actor]!.shift()!();
-          else if (i >= startAfter) feedStep();
-        }
-        for (const script of scripts) {
-          while (script.length > 0) {
+          for (const [i, pick] of picks.entries()) {
+            const live = scripts.filter((script) => script.length > 0);
             model.steps++;
-            script.shift()!();
+            // Half of the steps are the feed's, which starts only after `startAfter` picks:
+            // transactions may be half done by then.
+            const actor = pick % (2 * live.length + 1);
+            if (actor < live.length) live[actor]!.shift()!();
+            else if (i >= startAfter) feedStep();
           }
-        }
-        // Caught up: steps until a whole read finds nothing more.
-        for (let i = 0; i < 3 * (model.committed.length + 4) * 3; i++) feedStep();
+          for (const script of scripts) {
+            while (script.length > 0) {
+              model.steps++;
+              script.shift()!();
+            }
+          }
+          // Caught up: steps until a whole read finds nothing more.
+          for (let i = 0; i < 3 * (model.committed.length + 4) * 3; i++) feedStep();
 
-        // Owed: every change that committed after the feed looked at the registrations when it
-        // started, and those before that it did not count as history.
-        const owed = model.committed.filter((c) => c.committedAt! >= startedAt || c.position > history!.get(c.workspace)!);
-        expect(dispatched.map((c) => c.position).sort()).toEqual(owed.map((c) => c.position).sort());
-      }),
+          // Owed: every change that committed after the feed looked at the registrations when it
+          // started, and those before that it did not count as history.
+          const owed = model.committed.filter((c) => c.committedAt! >= startedAt || c.position > history!.get(c.workspace)!);
+          expect(dispatched.map((c) => c.position).sort()).toEqual(owed.map((c) => c.position).sort());
+        },
+      ),
       { numRuns: 2_000 },
     );
   });

@@ -23,7 +23,10 @@ function jobFrom(input: transitions.NewJobInput): JobRow {
   };
 }
 
-const stepIds = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 8 }).filter((s) => s.trim() === s && s !== ''), { minLength: 1, maxLength: 6 });
+const stepIds = fc.uniqueArray(
+  fc.string({ minLength: 1, maxLength: 8 }).filter((s) => s.trim() === s && s !== ''),
+  { minLength: 1, maxLength: 6 },
+);
 
 const progressUpdate = (ids: string[]) =>
   fc.record({
@@ -49,7 +52,12 @@ describe('the job state machine', () => {
               expect(update.progress !== undefined && (update.progress < 0 || update.progress > 100 || update.progress < job.progress)).toBe(true);
               continue;
             }
-            const next = { ...job, ...patch, steps: (patch.steps ?? job.steps) as JobRow['steps'], metadata: (patch.metadata ?? job.metadata) as JobRow['metadata'] };
+            const next = {
+              ...job,
+              ...patch,
+              steps: (patch.steps ?? job.steps) as JobRow['steps'],
+              metadata: (patch.metadata ?? job.metadata) as JobRow['metadata'],
+            };
             expect(next.progress).toBeGreaterThanOrEqual(job.progress);
             expect(stepsOf(next).map((s) => s.id)).toEqual(ids);
             expect(stepsOf(next).filter((s) => s.status === 'RUNNING').length).toBeLessThanOrEqual(1);

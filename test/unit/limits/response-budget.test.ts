@@ -37,10 +37,11 @@ it('runs as many at once as the balance covers at the recent size, parks at most
       // the waiters all get through, a room's worth at a time, none left behind.
       const settled = new Set<Admission>();
       for (let rounds = 0; rounds < arriving + 2; rounds++) {
-        for (const o of outcomes) if (o !== 'waiting' && o.allowed && !settled.has(o)) {
-          settled.add(o);
-          o.settle();
-        }
+        for (const o of outcomes)
+          if (o !== 'waiting' && o.allowed && !settled.has(o)) {
+            settled.add(o);
+            o.settle();
+          }
         await new Promise((resolve) => setImmediate(resolve));
       }
       await Promise.all(pending);

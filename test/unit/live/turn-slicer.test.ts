@@ -27,14 +27,18 @@ async function run(lengths: number[], stepsPerTurn: number) {
 
 it('shares each turn among the loops that wait: a short loop ends in its first turns, whatever runs beside it', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 3_000 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 4, max: 256 }), async (lengths, stepsPerTurn) => {
-      const { finishedAt, stepsInTurn } = await run(lengths, stepsPerTurn);
-      // No turn runs much more than its budget (each loop may take one step past its share).
-      for (const steps of stepsInTurn.values()) expect(steps).toBeLessThanOrEqual(stepsPerTurn + lengths.length);
-      // Each loop gets at least stepsPerTurn / loops steps a turn: it ends within that many turns (and one to start).
-      const share = Math.max(1, Math.floor(stepsPerTurn / lengths.length));
-      lengths.forEach((length, i) => expect(finishedAt[i]).toBeLessThanOrEqual(Math.ceil(length / share) + 2));
-    }),
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 3_000 }), { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 4, max: 256 }),
+      async (lengths, stepsPerTurn) => {
+        const { finishedAt, stepsInTurn } = await run(lengths, stepsPerTurn);
+        // No turn runs much more than its budget (each loop may take one step past its share).
+        for (const steps of stepsInTurn.values()) expect(steps).toBeLessThanOrEqual(stepsPerTurn + lengths.length);
+        // Each loop gets at least stepsPerTurn / loops steps a turn: it ends within that many turns (and one to start).
+        const share = Math.max(1, Math.floor(stepsPerTurn / lengths.length));
+        lengths.forEach((length, i) => expect(finishedAt[i]).toBeLessThanOrEqual(Math.ceil(length / share) + 2));
+      },
+    ),
     { numRuns: 40 },
   );
 });
