@@ -19,6 +19,7 @@ import { ChangeLog } from './jobs/change-log.js';
 import { FeedFrontier } from './jobs/feed-frontier.js';
 import { JobStore } from './jobs/job-store.js';
 import { RememberedJobs } from './jobs/remembered-jobs.js';
+import { StallSweeper } from './jobs/stall-sweeper.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { LISTEN_BACKLOG } from './limits/fixed.js';
 import { RateLimiter } from './limits/rate-limiter.js';
@@ -42,6 +43,8 @@ export interface App {
   /** The change log across workspaces: the feed's and the replays' reads. */
   readonly changes: ChangeLog;
   readonly feed: ChangeFeed;
+  /** Fails running jobs whose worker stopped reporting (from `start` on). */
+  readonly stalls: StallSweeper;
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
   readonly webSockets: WebSocketGateway;
@@ -69,7 +72,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
-  const jobs = new JobStore(database.prisma, database.sql, frontier, remembered);
+  const jobs = new JobStore(database.prisma, database.sql, frontier, remembered, config.jobs.heartbeatTimeoutMs);
   const changes = new ChangeLog(database.sql, frontier, remembered);
   const feedLogger = logger.child({ component: 'feed' });
   const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);
@@ -80,6 +83,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) })
     : undefined;
   responses?.follow(jobs, feed);
+  const stalls = new StallSweeper(database.sql, jobs, logger.child({ component: 'stalls' }), config.jobs.stallSweepIntervalMs);
   const replays = new ReplayQueue(changes, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes, maxResponseBytes);
@@ -100,7 +104,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
   const metrics = config.metricsEnabled
-    ? createMetrics({ feed, live, replays, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
+    ? createMetrics({ feed, live, replays, stalls, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
     : undefined;
   const entry = createEntry(
     {
@@ -137,6 +141,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       server.once('error', reject);
       server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
+        stalls.start();
         const { address, port } = server.address() as AddressInfo;
         if (!warm) {
           warmedUp = warmUp(rest, yoga, config.warmUpRounds, () => closing !== undefined)
@@ -157,6 +162,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       await stopServer(server, config.shutdownTimeoutMs);
       // The warm-up stops at its next batch; its queries must not meet a closed pool.
       await warmedUp;
+      await stalls.stop();
       await feed.stop();
       await announcer.stop();
       await yoga.dispose();
@@ -169,6 +175,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     jobs,
     changes,
     feed,
+    stalls,
     live,
     replays,
     webSockets,

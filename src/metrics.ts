@@ -13,6 +13,13 @@ export interface WebSocketStats {
 }
 
 /** What the change feed counts (live/change-feed.ts). */
+export interface StallSweepStats {
+  /** Jobs this instance failed as stalled. */
+  stalled: number;
+  /** Sweeps that could not read the database (an outage); the next one tries again. */
+  failedSweeps: number;
+}
+
 export interface FeedStats {
   reads: number;
   dispatches: number;
@@ -40,6 +47,7 @@ export interface MetricSources {
   /** Subscriptions running as streams (Server-Sent Events, WebSocket operations not multiplexed). */
   live: { stats(): { streams: number } };
   replays: { stats(): { waiting: number } };
+  stalls: { stats(): StallSweepStats };
   webSockets: { stats(): WebSocketStats };
   queries: { stats(): { statements: number } };
   responses: { stats(): ResponseCacheStats } | undefined;
@@ -131,6 +139,16 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       this.set(sources.replays.stats().waiting);
     },
   });
+  mirrored(
+    'jobs_gateway_jobs_stalled_total',
+    'Running jobs this instance failed as stalled: no report or heartbeat within their heartbeat timeout.',
+    () => sources.stalls.stats().stalled,
+  );
+  mirrored(
+    'jobs_gateway_stall_sweeps_failed_total',
+    'Sweeps for stalled jobs that could not read the database; the next one, a second later, tries again.',
+    () => sources.stalls.stats().failedSweeps,
+  );
   mirrored(
     'jobs_gateway_websocket_slow_consumer_closes_total',
     'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).',

@@ -42,6 +42,8 @@ export class JobStore {
     /** Where the change feed stands: what is final, per workspace. */
     private readonly frontier: FeedFrontier,
     private readonly remembered: RememberedJobs,
+    /** A job's heartbeat timeout when its creator names none (JOB_HEARTBEAT_TIMEOUT_MS). */
+    private readonly defaultHeartbeatTimeoutMs: number,
   ) {}
 
   /** Calls `listener` with the row after each job write of this instance has committed, before the write answers. Returns the removal. */
@@ -109,7 +111,7 @@ export class JobStore {
   }
 
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
-    const fields = transitions.newJob(input);
+    const fields = transitions.newJob(input, this.defaultHeartbeatTimeoutMs);
     const final = this.frontier.finalFor(workspaceId);
     const job = await this.prisma.job.create({
       data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
@@ -131,6 +133,43 @@ export class JobStore {
 
   cancel(workspaceId: string, id: string): Promise<JobRow> {
     return this.transition(workspaceId, id, (job) => transitions.cancel(job, new Date()));
+  }
+
+  /**
+   * Renews a running job's lease and changes nothing else: the UPDATE moves only "leaseExpiresAt",
+   * which the database does not record as a change (migration 20261206000000), so no subscriber, no
+   * cache and no other instance hears of it. The row is answered as it stands.
+   */
+  async heartbeat(workspaceId: string, id: string): Promise<JobRow> {
+    if (isUuid(id)) {
+      const [renewed] = await this.run(Prisma.sql`
+        UPDATE "Job" SET "leaseExpiresAt" = clock_timestamp() + "heartbeatTimeoutMs" * interval '1 millisecond'
+        WHERE id = ${id}::uuid AND "workspaceId" = ${workspaceId}::uuid AND status = 'RUNNING'
+        RETURNING *`);
+      if (renewed) return jobRowOf(renewed);
+    }
+    // The database said no: its answer, not a remembered state, says why.
+    this.remembered.forget(id);
+    const job = await this.get(workspaceId, id);
+    if (!job) throw errors.jobNotFound(id);
+    throw errors.jobNotRunning(id, job.status);
+  }
+
+  /**
+   * Fails the job as stalled if it is still running with its lease lapsed, in one conditional write:
+   * of several instances sweeping at once, one fails it and the others find nothing to do. Anything
+   * that happened to the job since `job` was read (a report, a heartbeat, an end) leaves it alone.
+   */
+  stallIfLapsed(job: JobRow): Promise<JobRow | undefined> {
+    return this.perJob.run(job.id, async () => {
+      const final = this.frontier.finalFor(job.workspaceId);
+      const [stalled] = await this.run(Prisma.sql`
+        UPDATE "Job" SET ${setClause(transitions.stall(job, new Date()))}
+        WHERE id = ${job.id}::uuid AND status = 'RUNNING' AND "changeSeq" = ${job.changeSeq} AND "leaseExpiresAt" < clock_timestamp()
+        RETURNING *`);
+      if (!stalled) return undefined;
+      return this.written(final, jobRowOf(stalled));
+    });
   }
 
   /**

@@ -1,5 +1,5 @@
 import { errors } from '../errors.js';
-import { JOB_LIMITS } from '../limits/fixed.js';
+import { HEARTBEAT_TIMEOUT_MS, JOB_LIMITS } from '../limits/fixed.js';
 import { type JobMetadata, type JobRow, type JobStep, type JobStepStatus, JobStatus, metadataOf, stepsOf } from './model.js';
 
 /**
@@ -22,6 +22,8 @@ export interface NewJobInput {
   competitorId?: string | null | undefined;
   steps: ReadonlyArray<{ id: string; name: string }>;
   metadata?: unknown;
+  /** How long the job may go without a report or heartbeat while running; `defaultHeartbeatTimeoutMs` when absent. */
+  heartbeatTimeoutMs?: number | null | undefined;
 }
 
 export interface ProgressInput {
@@ -40,10 +42,11 @@ export interface NewJobFields {
   currentStep: string | null;
   steps: JobStep[];
   metadata: JobMetadata;
+  heartbeatTimeoutMs: number;
 }
 
 /** A new job runs its first step; the others wait. */
-export function newJob(input: NewJobInput): NewJobFields {
+export function newJob(input: NewJobInput, defaultHeartbeatTimeoutMs: number): NewJobFields {
   const type = requireText('type', input.type);
   const displayTitle = requireText('displayTitle', input.displayTitle);
   const competitorId = input.competitorId == null ? null : requireText('competitorId', input.competitorId);
@@ -55,10 +58,15 @@ export function newJob(input: NewJobInput): NewJobFields {
     seen.add(id);
     return { id, name: requireText(`steps[${index}].name`, step.name), status: index === 0 ? 'RUNNING' : 'PENDING' };
   });
+  const heartbeatTimeoutMs = input.heartbeatTimeoutMs ?? defaultHeartbeatTimeoutMs;
+  if (!Number.isInteger(heartbeatTimeoutMs) || heartbeatTimeoutMs < HEARTBEAT_TIMEOUT_MS.min || heartbeatTimeoutMs > HEARTBEAT_TIMEOUT_MS.max) {
+    throw errors.badInput(`heartbeatTimeoutMs must be an integer from ${HEARTBEAT_TIMEOUT_MS.min} to ${HEARTBEAT_TIMEOUT_MS.max}.`);
+  }
   return {
     type,
     displayTitle,
     competitorId,
+    heartbeatTimeoutMs,
     status: JobStatus.RUNNING,
     progress: 0,
     currentStep: steps[0]?.name ?? null,
@@ -124,6 +132,18 @@ export const CANCELLED = 'Cancelled';
 
 export function cancel(job: JobRow, now: Date): JobPatch {
   return { ...fail(job, CANCELLED, now), currentStep: CANCELLED };
+}
+
+export const STALLED = 'Stalled';
+
+/** Its worker sent no report or heartbeat within the job's timeout: it ends as failed, saying so. */
+export function stall(job: JobRow, now: Date): JobPatch {
+  return { ...fail(job, stalledError(job.heartbeatTimeoutMs), now), currentStep: STALLED };
+}
+
+/** The error a stalled job carries: its reason, for people and for the worker SDK (JobStalledError). */
+export function stalledError(heartbeatTimeoutMs: number): string {
+  return `${STALLED}: no report for ${heartbeatTimeoutMs / 1000} s`;
 }
 
 /**

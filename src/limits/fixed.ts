@@ -54,6 +54,19 @@ export const UNKNOWN_KEYS_REMEMBERED = { max: 10_000, ttlMs: 60_000 } as const;
  */
 export const JOB_LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32 } as const;
 
+/**
+ * A job's heartbeat timeout (CreateJobInput.heartbeatTimeoutMs, JOB_HEARTBEAT_TIMEOUT_MS): at least
+ * a second, so that a worker can keep up with it over a real network; at most a day, past which a
+ * dead worker is no longer noticed in any useful time.
+ */
+export const HEARTBEAT_TIMEOUT_MS = { min: 1_000, max: 86_400_000 } as const;
+
+/**
+ * Jobs an instance fails as stalled per sweep (JOB_STALL_SWEEP_INTERVAL_MS): a backlog of lapsed
+ * jobs (after an outage) drains a batch per sweep without one query holding many rows.
+ */
+export const STALL_SWEEP_BATCH = 100;
+
 /** Jobs per page of the `jobs` query and `GET /api/jobs`: the reference's default, and a page a dashboard renders at once. */
 export const LIST_LIMIT = { default: 50, max: 200 } as const;
 

@@ -27,6 +27,12 @@ afterAll(async () => {
 const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
 
 /**
+ * An instance that reads nothing on its own (no feed catch-up, no stalled-job sweep): for tests
+ * that count the statements a request costs.
+ */
+export const NO_BACKGROUND_READS = { FEED_CATCH_UP_INTERVAL_MS: '3600000', JOB_STALL_SWEEP_INTERVAL_MS: '3600000' } as const;
+
+/**
  * A real gateway on a random port over a database of its own. Pass `database` to start a second
  * instance on the same database (after closing the first, for the embedded one).
  */

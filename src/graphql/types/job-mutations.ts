@@ -24,6 +24,10 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
     competitorId: t.id(),
     steps: t.field({ type: [JobStepInput], required: true }),
     metadata: t.field({ type: 'JSON' }),
+    heartbeatTimeoutMs: t.int({
+      description:
+        'How long the job may run without a report or `heartbeat` before it fails as stalled: 1000 to 86400000 ms, default JOB_HEARTBEAT_TIMEOUT_MS (5 minutes).',
+    }),
   }),
 });
 
@@ -72,6 +76,14 @@ builder.mutationFields((t) => ({
     authScopes: { 'jobs:write': true },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, args, ctx) => ctx.jobs.complete(workspaceOf(ctx), String(args.id)),
+  }),
+  heartbeat: t.field({
+    type: JobRef,
+    description:
+      "Renews a RUNNING job's lease (see `heartbeatTimeoutMs`) and changes nothing else: subscribers hear nothing, and `updatedAt` stays. Every other worker mutation renews it too.",
+    authScopes: { 'jobs:write': true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.jobs.heartbeat(workspaceOf(ctx), String(args.id)),
   }),
   failJob: t.field({
     type: JobRef,

@@ -87,7 +87,10 @@ export const JobRef = builder.objectRef<JobRow>('Job').implement({
       extensions: { jsonSchema: { type: 'object' } },
       resolve: (job) => metadataOf(job),
     }),
-    error: t.exposeString('error', { nullable: true, description: 'Why the job failed or was cancelled.' }),
+    error: t.exposeString('error', { nullable: true, description: 'Why the job failed, was cancelled or stalled ("Stalled: no report for 300 s").' }),
+    heartbeatTimeoutMs: t.exposeInt('heartbeatTimeoutMs', {
+      description: 'While RUNNING, the job fails as stalled when this long passes without a worker mutation or `heartbeat` on it.',
+    }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     changeCursor: t.string({
       description:

@@ -19,7 +19,7 @@ import { withoutCursor } from '../../helpers/cursor.js';
 import { describeDb } from '../../helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from '../../helpers/http.js';
 import { settleFeed } from '../../helpers/feed.js';
-import { type TestApp, startTestApp } from '../../helpers/test-app.js';
+import { type TestApp, NO_BACKGROUND_READS, startTestApp } from '../../helpers/test-app.js';
 
 const input: CreateJobInput = {
   type: 'collect',
@@ -456,7 +456,7 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
 
   it('remembers a valid key for AUTH_CACHE_TTL_MS: no read per request; a revocation made elsewhere holds after the TTL', async () => {
     // A TTL long enough that the steps before the wait cannot outlast it, even on a loaded machine.
-    const cached = await startTestApp({ env: { AUTH_CACHE_TTL_MS: '3000' } });
+    const cached = await startTestApp({ env: { ...NO_BACKGROUND_READS, AUTH_CACHE_TTL_MS: '3000' } });
     try {
       const key = await cached.createKey('ws-cached');
       const keys = cached.app.apiKeys;

@@ -170,6 +170,11 @@ describeDb('abuse resistance: documents, rates, connections and bad input', () =
       (v: unknown) => ({ query: 'mutation($v: Int) { updateJobProgress(input: { id: "ID", progress: $v }) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'mutation($v: String!) { updateJobProgress(input: { id: "ID", stepId: $v, stepStatus: RUNNING }) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'mutation($v: String!) { failJob(id: "ID", error: $v) { id } }', variables: { v } }),
+      (v: unknown) => ({
+        query: 'mutation($v: Int) { createJob(input: { type: "t", displayTitle: "d", steps: [], heartbeatTimeoutMs: $v }) { id } }',
+        variables: { v },
+      }),
+      (v: unknown) => ({ query: 'mutation($v: ID!) { heartbeat(id: $v) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'query($v: String) { jobs(type: $v, competitorId: $v) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'query($v: Int) { jobs(limit: $v) { id } }', variables: { v } }),
       (v: unknown) => ({ query: 'query($v: ID!) { job(id: $v) { id } }', variables: { v } }),

@@ -5,7 +5,7 @@ import { JobStore } from '../../../src/jobs/job-store.js';
 import { describeDb, describePostgres, freshDatabase } from '../../helpers/databases.js';
 import { withoutCursor } from '../../helpers/cursor.js';
 import { codesOf, graphql, graphqlOk } from '../../helpers/http.js';
-import { type TestApp, startTestApp } from '../../helpers/test-app.js';
+import { type TestApp, NO_BACKGROUND_READS, startTestApp } from '../../helpers/test-app.js';
 import { settleFeed } from '../../helpers/feed.js';
 import { RememberedJobs } from '../../../src/jobs/remembered-jobs.js';
 import { oneStepJob } from '../../helpers/jobs.js';
@@ -67,11 +67,11 @@ describeDb('a cancel racing a worker', () => {
 describeDb('a transition that starts from a remembered state', () => {
   it('is one statement while the memory is current; when another writer changed the job, it reads and applies to the current state', async () => {
     // Statements are counted for the whole app: its feed must not read on its own meanwhile.
-    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const t = await startTestApp({ env: NO_BACKGROUND_READS });
     await t.createKey('remembered', ['jobs:write']);
     const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
-    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier(), new RememberedJobs());
+    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier(), new RememberedJobs(), 300_000);
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, oneStepJob({ displayTitle: 'x' }));
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.

@@ -8,7 +8,7 @@ import { postgresUrl } from '../../helpers/postgres.js';
 import { settleFeed } from '../../helpers/feed.js';
 import { graphql, graphqlOk, rest } from '../../helpers/http.js';
 import { scrape } from '../../helpers/metrics.js';
-import { type TestApp, startTestApp } from '../../helpers/test-app.js';
+import { type TestApp, NO_BACKGROUND_READS, startTestApp } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
 const input = (i: number) => ({
@@ -47,7 +47,7 @@ describeDb('response cache: polling served from memory, never stale, never anoth
   beforeAll(async () => {
     // No catch-up reads, and a key looked up once however slowly the reads run (the key cache's
     // 2 s lapses on a loaded machine): every statement counted below is one a read caused.
-    t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000', AUTH_CACHE_TTL_MS: '600000' } });
+    t = await startTestApp({ env: { ...NO_BACKGROUND_READS, AUTH_CACHE_TTL_MS: '600000' } });
     key = await t.createKey('cache');
     for (let i = 0; i < 3; i++) jobId = (await graphqlOk(t.url, CreateJobDocument, { input: input(i) }, key)).createJob.id;
     await settleFeed(t.app.feed);
@@ -179,7 +179,7 @@ describeDb('response cache: polling served from memory, never stale, never anoth
 describeDb('polling a job that a worker moves', () => {
   it("costs one statement per progress report, the feed's read of it, and nothing per poll", async () => {
     // No catch-up read during the test: every statement counted is one the requests caused.
-    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const t = await startTestApp({ env: NO_BACKGROUND_READS });
     const key = await t.createKey('polled');
     const { id } = (await graphqlOk(t.url, CreateJobDocument, { input: input(0) }, key)).createJob;
     await settleFeed(t.app.feed);
@@ -378,7 +378,7 @@ function lastState(payload: unknown): [string, ReturnType<typeof essence>] {
 
 describePostgres('identical queries in flight at once', () => {
   it('execute once and share the answer; other variables, scopes and workspaces read their own', async () => {
-    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const t = await startTestApp({ env: NO_BACKGROUND_READS });
     try {
       const key = await t.createKey('herd');
       const reader = await t.createKey('herd', ['jobs:read']);

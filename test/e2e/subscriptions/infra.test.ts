@@ -8,7 +8,7 @@ import { adminQuery, describeDb, describePostgres, freshDatabase, sqlAsAnotherPr
 import { settleFeed } from '../../helpers/feed.js';
 import { spawnGateway } from '../../helpers/gateway-process.js';
 import { graphqlOk } from '../../helpers/http.js';
-import { startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
+import { NO_BACKGROUND_READS, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
 import { openEventStream } from '../../helpers/sse-client.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 import { positionOfJob } from '../../helpers/cursor.js';
@@ -309,7 +309,7 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
 
   it('after its LISTEN connection is terminated, the feed reconnects and catches up on what it missed', async () => {
     // No backstop during the test: only the reconnect's catch-up can deliver the missed change.
-    const t = await startTestApp({ env: { FEED_CATCH_UP_INTERVAL_MS: '3600000' } });
+    const t = await startTestApp({ env: NO_BACKGROUND_READS });
     const key = await t.createKey('reconnect');
     const job = (await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: 'x', steps } }, key)).createJob;
     const socket = await TestSocket.open(t.url, { apiKey: key });

@@ -2,10 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { JOB_STEP_STATUSES, type JobRow, JobStatus, stepsOf } from '../../../src/jobs/model.js';
 import * as transitions from '../../../src/jobs/transitions.js';
+import { HEARTBEAT_TIMEOUT_MS } from '../../../src/limits/fixed.js';
+
+const DEFAULT_TIMEOUT_MS = 300_000;
 
 /** A job as the store would hold it after newJob, for the pure state machine. */
 function jobFrom(input: transitions.NewJobInput): JobRow {
-  const fields = transitions.newJob(input);
+  const fields = transitions.newJob(input, DEFAULT_TIMEOUT_MS);
   return {
     ...fields,
     id: '00000000-0000-4000-8000-000000000001',
@@ -18,6 +21,7 @@ function jobFrom(input: transitions.NewJobInput): JobRow {
     changeXmin: 0n,
     changeSeq: 1n,
     previousStatus: null,
+    leaseExpiresAt: new Date(DEFAULT_TIMEOUT_MS),
     steps: fields.steps as unknown as JobRow['steps'],
     metadata: fields.metadata as JobRow['metadata'],
   };
@@ -74,6 +78,33 @@ describe('the job state machine', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+
+  it('fails a stalled job as a cancel does, saying it stalled and for how long', () => {
+    const job = jobFrom({
+      type: 't',
+      displayTitle: 'd',
+      steps: [
+        { id: 'a', name: 'A' },
+        { id: 'b', name: 'B' },
+      ],
+      heartbeatTimeoutMs: 120_000,
+    });
+    const stalled = transitions.stall(job, new Date(5));
+    expect(stalled).toMatchObject({ status: JobStatus.FAILED, currentStep: 'Stalled', error: 'Stalled: no report for 120 s', completedAt: new Date(5) });
+    expect(stalled.steps!.map((s) => s.status)).toEqual(['FAILED', 'PENDING']);
+  });
+
+  it('takes a heartbeat timeout within its bounds, the default when none is named, and refuses any other (property)', () => {
+    expect(transitions.newJob({ type: 't', displayTitle: 'd', steps: [] }, 42_000).heartbeatTimeoutMs).toBe(42_000);
+    fc.assert(
+      fc.property(fc.oneof(fc.integer(), fc.double(), fc.constantFrom(HEARTBEAT_TIMEOUT_MS.min - 1, HEARTBEAT_TIMEOUT_MS.max + 1, 0, -1)), (timeout) => {
+        const input = { type: 't', displayTitle: 'd', steps: [], heartbeatTimeoutMs: timeout };
+        const valid = Number.isInteger(timeout) && timeout >= HEARTBEAT_TIMEOUT_MS.min && timeout <= HEARTBEAT_TIMEOUT_MS.max;
+        if (valid) expect(transitions.newJob(input, DEFAULT_TIMEOUT_MS).heartbeatTimeoutMs).toBe(timeout);
+        else expect(() => transitions.newJob(input, DEFAULT_TIMEOUT_MS)).toThrow(/heartbeatTimeoutMs must be an integer from 1000 to 86400000/);
+      }),
     );
   });
 });
