@@ -52,17 +52,22 @@ export function graphqlStatusOf(code: ErrorCode): number {
  * An expected error: yoga passes GraphQLErrors through its masking unchanged, so clients see the
  * code and message; anything else is masked to "Unexpected error.".
  */
-export function appError(code: ErrorCode, message: string): GraphQLError {
+export function appError(code: ErrorCode, message: string, details: Record<string, string> = {}): GraphQLError {
   const status = graphqlStatusOf(code);
-  return new GraphQLError(message, { extensions: status !== 200 ? { code, http: { status } } : { code } });
+  return new GraphQLError(message, { extensions: status !== 200 ? { code, ...details, http: { status } } : { code, ...details } });
 }
+
+/** How a job that is no longer running ended: JOB_NOT_RUNNING's `endedAs`, so that a worker can tell a cancel from a stall. */
+export type JobEnding = 'COMPLETED' | 'FAILED' | 'CANCELLED' | 'STALLED';
+
+const ENDING_WORDS: Record<JobEnding, string> = { COMPLETED: 'is completed', FAILED: 'failed', CANCELLED: 'was cancelled', STALLED: 'stalled' };
 
 export const errors = {
   unauthenticated: () => appError('UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).'),
   keyRevoked: () => appError('UNAUTHENTICATED', 'The API key was revoked.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
-  jobNotRunning: (id: string, status: string) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it is ${status.toLowerCase()}).`),
+  jobNotRunning: (id: string, endedAs: JobEnding) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it ${ENDING_WORDS[endedAs]}).`, { endedAs }),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
   /**
    * A GraphQL request that could not be read at all (its parameters are not JSON): a request error,

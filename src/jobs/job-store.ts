@@ -152,7 +152,7 @@ export class JobStore {
     this.remembered.forget(id);
     const job = await this.get(workspaceId, id);
     if (!job) throw errors.jobNotFound(id);
-    throw errors.jobNotRunning(id, job.status);
+    throw errors.jobNotRunning(id, transitions.endingOf(job));
   }
 
   /**
@@ -197,7 +197,7 @@ export class JobStore {
       const fromMemory = start !== undefined;
       start = undefined;
       if (!job) throw errors.jobNotFound(id);
-      if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, job.status);
+      if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, transitions.endingOf(job));
       const final = this.frontier.finalFor(workspaceId);
       const [updated] = await this.run(Prisma.sql`
         UPDATE "Job" SET ${setClause(change(job))}

@@ -1,4 +1,4 @@
-import { errors } from '../errors.js';
+import { type JobEnding, errors } from '../errors.js';
 import { HEARTBEAT_TIMEOUT_MS, JOB_LIMITS } from '../limits/fixed.js';
 import { type JobMetadata, type JobRow, type JobStep, type JobStepStatus, JobStatus, metadataOf, stepsOf } from './model.js';
 
@@ -132,6 +132,14 @@ export const CANCELLED = 'Cancelled';
 
 export function cancel(job: JobRow, now: Date): JobPatch {
   return { ...fail(job, CANCELLED, now), currentStep: CANCELLED };
+}
+
+/** How a job that is not running ended; a FAILED job whose step says Cancelled or Stalled ended that way. */
+export function endingOf(job: JobRow): JobEnding {
+  if (job.status === JobStatus.COMPLETED) return 'COMPLETED';
+  if (job.currentStep === CANCELLED && job.error === CANCELLED) return 'CANCELLED';
+  if (job.currentStep === STALLED && job.error === stalledError(job.heartbeatTimeoutMs)) return 'STALLED';
+  return 'FAILED';
 }
 
 export const STALLED = 'Stalled';

@@ -9,6 +9,7 @@ import {
   WorkerCreateJobDocument,
   WorkerFailJobDocument,
   WorkerFollowJobDocument,
+  WorkerHeartbeatDocument,
   type WorkerJobFragment,
   WorkerReportProgressDocument,
 } from '../graphql/operations.generated.js';
@@ -40,16 +41,46 @@ export interface WorkerOptions {
   webSocketImpl?: unknown;
 }
 
-/** The job was cancelled (or otherwise ended) while this worker was running it: stop its work. */
-export class JobCancelledError extends Error {
+/** How a job that is no longer running ended (the gateway's JOB_NOT_RUNNING `endedAs`). */
+export type JobEnding = 'COMPLETED' | 'FAILED' | 'CANCELLED' | 'STALLED';
+
+/** The job is no longer running, so this worker's call changed nothing: stop its work. `endedAs` says how it ended. */
+export class JobNotRunningError extends Error {
   readonly code = 'JOB_NOT_RUNNING';
   constructor(
     readonly jobId: string,
-    message = 'The job is no longer running (cancelled).',
+    readonly endedAs: JobEnding,
+    message = `The job is no longer running (${endedAs.toLowerCase()}).`,
   ) {
     super(message);
+    this.name = 'JobNotRunningError';
+  }
+}
+
+/** The job was cancelled (by a dashboard, or anyone with jobs:cancel) while this worker was running it. */
+export class JobCancelledError extends JobNotRunningError {
+  constructor(jobId: string, message = 'The job is no longer running (cancelled).') {
+    super(jobId, 'CANCELLED', message);
     this.name = 'JobCancelledError';
   }
+}
+
+/**
+ * The gateway failed the job as stalled: no report or heartbeat reached it within the job's
+ * heartbeat timeout (this process paused, or lost its network, for that long). Its work is no
+ * longer wanted; the job's `error` says so to everyone watching.
+ */
+export class JobStalledError extends JobNotRunningError {
+  constructor(jobId: string, message = 'The job is no longer running (stalled: no report within its heartbeat timeout).') {
+    super(jobId, 'STALLED', message);
+    this.name = 'JobStalledError';
+  }
+}
+
+function jobEndedError(jobId: string, endedAs: unknown, message: string): JobNotRunningError {
+  if (endedAs === 'CANCELLED') return new JobCancelledError(jobId, message);
+  if (endedAs === 'STALLED') return new JobStalledError(jobId, message);
+  return new JobNotRunningError(jobId, endedAs === 'COMPLETED' ? 'COMPLETED' : 'FAILED', message);
 }
 
 /** The gateway refused the request (an error it will not change its mind about: do not retry). */
@@ -111,7 +142,7 @@ export class JobsWorker {
     this.ws = undefined;
   }
 
-  /** @internal Runs one operation with retries; GraphQL errors other than the retryable become GatewayError or JobCancelledError. */
+  /** @internal Runs one operation with retries; GraphQL errors other than the retryable become GatewayError or a JobNotRunningError. */
   async send<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables, jobId?: string): Promise<Data> {
     const body = JSON.stringify({ query: queryOf(document), variables });
     return pRetry(
@@ -133,7 +164,7 @@ export class JobsWorker {
           const retryAfter = Number(response.headers.get('retry-after'));
           throw new RetryableError(error?.message ?? `HTTP ${response.status}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
         }
-        if (code === 'JOB_NOT_RUNNING' && jobId) throw new AbortError(new JobCancelledError(jobId, error!.message));
+        if (code === 'JOB_NOT_RUNNING' && jobId) throw new AbortError(jobEndedError(jobId, error!.extensions?.endedAs, error!.message));
         if (error || !result.data) throw new AbortError(new GatewayError(error?.message ?? `HTTP ${response.status}`, code, response.status));
         return result.data;
       },
@@ -163,20 +194,31 @@ export class JobsWorker {
   }
 }
 
+/**
+ * A job this worker runs. While it runs, the handle heartbeats on its own at a third of the job's
+ * heartbeat timeout after its latest call (every report renews the lease too), so that long work
+ * with nothing to report does not stall the job; it stops when the job ends. A job that ended
+ * without this worker (cancelled, or failed as stalled because this process could not reach the
+ * gateway for its timeout) makes the next call throw a JobNotRunningError saying how, and aborts
+ * `cancelled`.
+ */
 export class WorkerJob {
   /** The job's state as of this worker's last call. */
   state: JobState | undefined;
   readonly id: string;
   private abort: AbortController | undefined;
   private unsubscribe: (() => void) | undefined;
+  private heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
+  private ended = false;
 
   constructor(
     private readonly worker: JobsWorker,
     state: JobState | undefined,
     id?: string,
   ) {
-    this.state = state;
     this.id = state?.id ?? id!;
+    this.state = state;
+    if (state) this.keepAlive(state);
   }
 
   /** Starts a step (by its key): the step before it becomes COMPLETED. */
@@ -184,42 +226,93 @@ export class WorkerJob {
     return this.report({ stepId: key, stepStatus: 'RUNNING', progress });
   }
 
-  /** Reports progress (0 to 100, never backwards), metadata (merged shallowly) and a step's status. Throws JobCancelledError once the job was cancelled. */
+  /** Reports progress (0 to 100, never backwards), metadata (merged shallowly) and a step's status. Throws a JobNotRunningError (JobCancelledError, JobStalledError) once the job ended. */
   async report(input: { progress?: number; metadata?: Record<string, unknown>; stepId?: string; stepStatus?: JobStepStatus }): Promise<JobState> {
-    const { updateJobProgress } = await this.worker.send(WorkerReportProgressDocument, { input: { id: this.id, ...input } }, this.id);
-    return (this.state = updateJobProgress);
+    const { updateJobProgress } = await this.call(WorkerReportProgressDocument, { input: { id: this.id, ...input } });
+    return this.keepAlive(updateJobProgress);
+  }
+
+  /** Renews the job's lease and changes nothing else. The handle does this on its own; call it to renew at once. */
+  async heartbeat(): Promise<JobState> {
+    const { heartbeat } = await this.call(WorkerHeartbeatDocument, { id: this.id });
+    return this.keepAlive(heartbeat);
   }
 
   async complete(): Promise<JobState> {
-    const { completeJob } = await this.worker.send(WorkerCompleteJobDocument, { id: this.id }, this.id);
-    this.stopFollowing();
+    const { completeJob } = await this.call(WorkerCompleteJobDocument, { id: this.id });
+    this.end();
     return (this.state = completeJob);
   }
 
   async fail(error: string): Promise<JobState> {
-    const { failJob } = await this.worker.send(WorkerFailJobDocument, { id: this.id, error }, this.id);
-    this.stopFollowing();
+    const { failJob } = await this.call(WorkerFailJobDocument, { id: this.id, error });
+    this.end();
     return (this.state = failJob);
   }
 
+  /** Stops heartbeating and following without ending the job (another process carries on with it). */
+  release(): void {
+    this.end();
+  }
+
+  private async call<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables): Promise<Data> {
+    try {
+      return await this.worker.send(document, variables, this.id);
+    } catch (error) {
+      if (error instanceof JobNotRunningError) {
+        this.abort?.abort(error);
+        this.end();
+      }
+      throw error;
+    }
+  }
+
+  /** The state of a running job: the next heartbeat is due a third of its timeout from now. */
+  private keepAlive(state: JobState): JobState {
+    this.state = state;
+    clearTimeout(this.heartbeatTimer);
+    if (this.ended || state.status !== 'RUNNING') return state;
+    // Unref'd: heartbeats keep a job alive, not the process that dropped it.
+    this.heartbeatTimer = setTimeout(() => {
+      // A failed heartbeat (the gateway out of reach after its retries) is tried again a third
+      // later; a job that ended is learnt by the next call.
+      this.heartbeat().catch(() => {
+        if (!this.ended && this.state) this.keepAlive(this.state);
+      });
+    }, state.heartbeatTimeoutMs / 3);
+    this.heartbeatTimer.unref?.();
+    return state;
+  }
+
+  private end(): void {
+    this.ended = true;
+    clearTimeout(this.heartbeatTimer);
+    this.stopFollowing();
+  }
+
   /**
-   * Aborted (with a JobCancelledError) as soon as the job is cancelled, fed by `jobUpdated` over
-   * a WebSocket: pass it to what the job's work awaits (fetch, timers) to stop at once rather than
-   * at the next report. Needs jobs:read.
+   * Aborted as soon as the job ends without this worker, fed by `jobUpdated` over a WebSocket: with
+   * a JobCancelledError when it is cancelled, a JobStalledError when it fails as stalled. Pass it to
+   * what the job's work awaits (fetch, timers) to stop at once rather than at the next report.
+   * Needs jobs:read.
    */
   get cancelled(): AbortSignal {
     if (!this.abort) {
       const abort = (this.abort = new AbortController());
-      this.unsubscribe = this.worker.socket().subscribe<{ jobUpdated: { id: string; status: string; error: string | null } }>(
+      this.unsubscribe = this.worker.socket().subscribe<{
+        jobUpdated: { id: string; status: string; currentStep: string | null; error: string | null; heartbeatTimeoutMs: number };
+      }>(
         // From the last state this worker saw: a cancellation just before this call is replayed.
         { query: queryOf(WorkerFollowJobDocument), variables: { id: this.id, after: this.state?.changeCursor } },
         {
           next: ({ data }) => {
             const job = data?.jobUpdated;
-            if (job && job.status !== 'RUNNING' && job.error === 'Cancelled') {
-              abort.abort(new JobCancelledError(this.id));
-              this.stopFollowing();
-            }
+            if (!job || job.status === 'RUNNING') return;
+            // The gateway's words for a cancel and a stall (src/jobs/transitions.ts).
+            if (job.currentStep === 'Cancelled' && job.error === 'Cancelled') abort.abort(new JobCancelledError(this.id));
+            else if (job.currentStep === 'Stalled' && job.error?.startsWith('Stalled:')) abort.abort(new JobStalledError(this.id, job.error));
+            else return;
+            this.end();
           },
           error: () => {},
           complete: () => {},

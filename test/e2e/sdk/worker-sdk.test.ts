@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { JobCancelledError, JobsWorker } from 'jobs-gateway/worker';
+import { JobCancelledError, JobNotRunningError, JobStalledError, JobsWorker } from 'jobs-gateway/worker';
 import { WebSocket } from 'ws';
 import { afterAll, expect, it } from 'vitest';
 import { describeDb, freshDatabase } from '../../helpers/databases.js';
@@ -87,6 +87,63 @@ describeDb('the worker SDK (jobs-gateway/worker)', () => {
     const report = job.report({ progress: 50 });
     await expect(report).rejects.toBeInstanceOf(JobCancelledError);
     await expect(report).rejects.toMatchObject({ jobId: job.id, code: 'JOB_NOT_RUNNING' });
+  });
+
+  it('heartbeats on its own while a job is open, so silent work does not stall; released, the job stalls and the next report says so', async () => {
+    const t = await startTestApp();
+    cleanups.push(() => t.close());
+    const key = await t.createKey('sdk-heartbeat', ['jobs:read', 'jobs:write']);
+    const counting = countingFetch();
+    const worker = workerFor(t, key, { fetch: counting.fetch });
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Long and quiet', steps: STEPS, heartbeatTimeoutMs: 1_000 });
+    // Three timeouts without a report: only the handle's heartbeats keep it running.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+    expect((await t.app.jobs.get(workspaceId, job.id))?.status).toBe('RUNNING');
+    expect(counting.sent()).toBeGreaterThanOrEqual(6); // the creation, then about three a second
+    expect(t.app.stalls.stats().stalled).toBe(0);
+
+    job.release();
+    await expect.poll(async () => (await t.app.jobs.get(workspaceId, job.id))?.status, { timeout: 5_000 }).toBe('FAILED');
+    const report = job.report({ progress: 50 });
+    await expect(report).rejects.toBeInstanceOf(JobStalledError);
+    await expect(report).rejects.toMatchObject({ jobId: job.id, code: 'JOB_NOT_RUNNING', endedAs: 'STALLED' });
+    await expect(report).rejects.not.toBeInstanceOf(JobCancelledError);
+  });
+
+  it('tells a worker cut off from the gateway that its job stalled: the signal aborts with JobStalledError, not a cancel', async () => {
+    const t = await startTestApp();
+    cleanups.push(() => t.close());
+    const key = await t.createKey('sdk-cut-off', ['jobs:read', 'jobs:write']);
+    let reachable = true;
+    const worker = workerFor(t, key, {
+      retries: 0,
+      fetch: (input, init) => (reachable ? fetch(input, init) : Promise.reject(new Error('network down'))),
+    });
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Cut off', steps: STEPS, heartbeatTimeoutMs: 1_000 });
+    const signal = job.cancelled;
+    await expect.poll(() => t.app.webSockets.multiplexer.memberCount).toBe(1);
+    // Its requests fail from here on (the WebSocket it follows the job on stays up).
+    reachable = false;
+    await expect.poll(() => signal.aborted, { timeout: 10_000 }).toBe(true);
+    expect(signal.reason).toBeInstanceOf(JobStalledError);
+    expect(signal.reason).toMatchObject({ endedAs: 'STALLED', message: 'Stalled: no report for 1 s' });
+    reachable = true;
+    await expect(job.complete()).rejects.toBeInstanceOf(JobStalledError);
+  });
+
+  it('reports a job another process ended as JobNotRunningError with how it ended, and a cancel only when it was cancelled', async () => {
+    const t = await startTestApp();
+    cleanups.push(() => t.close());
+    const key = await t.createKey('sdk-ended', ['jobs:read', 'jobs:write']);
+    const worker = workerFor(t, key);
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Failed elsewhere', steps: STEPS });
+    await worker.job(job.id).fail('Another process gave up');
+    const completing = job.complete();
+    await expect(completing).rejects.toBeInstanceOf(JobNotRunningError);
+    await expect(completing).rejects.toMatchObject({ endedAs: 'FAILED' });
+    await expect(completing).rejects.not.toBeInstanceOf(JobCancelledError);
+    await expect(completing).rejects.not.toBeInstanceOf(JobStalledError);
   });
 
   it('never retries a refusal (4xx): a backwards progress fails at once, after one request', async () => {
