@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { JobsWorker } from '../sdk/worker.js';
-import { JobCancelledError } from '../sdk/worker.js';
+import { JobNotRunningError } from '../sdk/worker.js';
 
 /** The kinds of jobs the Jobs API's clients run, with their steps, as a worker of theirs creates them. */
 const DEMO_KINDS = [
@@ -37,6 +37,10 @@ export interface DemoWorkerOptions {
   stepMs: number;
   /** Chance that a job fails (as a scraper times out). */
   failureRate: number;
+  /** Chance that a job's worker dies midway (it stops reporting), so that the gateway fails the job as stalled. */
+  deathRate: number;
+  /** The jobs' heartbeat timeout: how soon a dead worker's job stalls. */
+  heartbeatTimeoutMs: number;
   /** Jobs run at once. */
   concurrency: number;
   random?: () => number;
@@ -46,7 +50,8 @@ export interface DemoWorkerOptions {
 
 /**
  * A simulated worker pool: runs jobs of every kind through their steps with the SDK, reports
- * progress, sometimes fails one, and stops a job as soon as a dashboard cancels it, until `signal`.
+ * progress, sometimes fails one, sometimes dies on one (the job then stalls), and stops a job as soon
+ * as a dashboard cancels it, until `signal`.
  */
 export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, options: DemoWorkerOptions): Promise<void> {
   const random = options.random ?? Math.random;
@@ -62,15 +67,22 @@ export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, opt
       competitorId: competitor.toLowerCase().replace(/\W+/g, '-'),
       steps: kind.steps.map((step) => ({ ...step })),
       metadata: { competitorName: competitor, demo: true },
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     });
     options.onJobCreated?.(job.id);
     const fails = random() < options.failureRate;
+    const dies = !fails && random() < options.deathRate;
     const reports = Math.max(kind.steps.length, 1) * 3;
     try {
       for (let i = 1; i <= reports; i++) {
         await sleep(options.stepMs, job.cancelled);
         if (fails && i === Math.ceil(reports / 2)) {
           await job.fail('Scraper timed out');
+          return;
+        }
+        if (dies && i === Math.ceil(reports / 2)) {
+          // As a crashed process would: no more reports, no heartbeats. The gateway fails it as stalled.
+          job.release();
           return;
         }
         const step = kind.steps[Math.floor(((i - 1) / reports) * kind.steps.length)];
@@ -84,8 +96,8 @@ export async function runDemoWorker(worker: JobsWorker, signal: AbortSignal, opt
       }
       await job.complete();
     } catch (error) {
-      // Cancelled from a dashboard: stop this job's work, report nothing more.
-      if (error instanceof JobCancelledError || job.cancelled.aborted || signal.aborted) return;
+      // Cancelled from a dashboard (or stalled): stop this job's work, report nothing more.
+      if (error instanceof JobNotRunningError || job.cancelled.aborted || signal.aborted) return;
       throw error;
     }
   };

@@ -61,6 +61,8 @@ async function main(): Promise<void> {
     working = runDemoWorker(worker, stop.signal, {
       stepMs: Number(process.env.DEMO_STEP_MS ?? 1_500),
       failureRate: Number(process.env.DEMO_FAILURE_RATE ?? 0.15),
+      deathRate: Number(process.env.DEMO_DEATH_RATE ?? 0.1),
+      heartbeatTimeoutMs: Number(process.env.DEMO_HEARTBEAT_TIMEOUT_MS ?? 10_000),
       concurrency: Number(process.env.DEMO_CONCURRENCY ?? 3),
       onJobCreated: (id) => firstJob(id),
     });

@@ -37,13 +37,22 @@ const demoDirs = async (tmpDir: string) => (await fs.readdir(tmpDir)).filter((na
 
 describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
   it(
-    "prints both keys, a line to paste for the README's curl examples and the URLs, runs every kind of job through its steps (some failing), honours a cancel, and cleans up on Ctrl+C",
+    "prints both keys, a line to paste for the README's curl examples and the URLs, runs every kind of job through its steps (some failing, some stalling), honours a cancel, and cleans up on Ctrl+C",
     { timeout: 150_000 },
     async () => {
       const tmpDir = await freshTmpDir();
       const child = spawn('npm', ['run', 'demo', '--silent'], {
         cwd: repoRoot,
-        env: { ...process.env, TMPDIR: tmpDir, PORT: '0', DEMO_STEP_MS: '80', DEMO_CONCURRENCY: '4', DEMO_FAILURE_RATE: '0.3' },
+        env: {
+          ...process.env,
+          TMPDIR: tmpDir,
+          PORT: '0',
+          DEMO_STEP_MS: '80',
+          DEMO_CONCURRENCY: '4',
+          DEMO_FAILURE_RATE: '0.3',
+          DEMO_DEATH_RATE: '0.3',
+          DEMO_HEARTBEAT_TIMEOUT_MS: '1000',
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -94,13 +103,21 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
             return {
               kinds: [...new Set(jobs.map((job) => job.type))].sort(),
               completed: jobs.some((job) => job.status === 'completed' && job.progress === 100),
-              failed: jobs.some((job) => job.status === 'failed' && job.currentStep !== 'Cancelled'),
+              failed: jobs.some((job) => job.status === 'failed' && job.currentStep !== 'Cancelled' && job.currentStep !== 'Stalled'),
+              // A worker that died on its job: the gateway failed it as stalled.
+              stalled: jobs.some((job) => job.status === 'failed' && job.currentStep === 'Stalled'),
               stepped: jobs.some((job) => job.steps.length > 1 && job.steps[0]!.status === 'completed'),
             };
           },
           { timeout: 45_000, interval: 500 },
         )
-        .toEqual({ kinds: ['analyze-product-capabilities', 'collect', 'discover-products', 'discover-profile'], completed: true, failed: true, stepped: true });
+        .toEqual({
+          kinds: ['analyze-product-capabilities', 'collect', 'discover-products', 'discover-profile'],
+          completed: true,
+          failed: true,
+          stalled: true,
+          stepped: true,
+        });
 
       // A dashboard cancels a running job: the worker stops on it (it stays cancelled, nothing overwrites it).
       const running = (await list()).find((job) => job.status === 'running')!;
