@@ -19,3 +19,8 @@ export function countTurns(): { readonly turn: number; stop(): void } {
     },
   };
 }
+
+/** Resolves after `count` turns of the event loop (one setImmediate each): I/O callbacks of those turns have run. */
+export async function turns(count = 1): Promise<void> {
+  for (let i = 0; i < count; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
