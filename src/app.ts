@@ -72,7 +72,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
-  const jobs = new JobStore(database.prisma, database.sql, frontier, remembered, config.jobs.heartbeatTimeoutMs);
+  const jobs = new JobStore(database.sql, frontier, remembered, config.jobs);
   const changes = new ChangeLog(database.sql, frontier, remembered);
   const feedLogger = logger.child({ component: 'feed' });
   const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);

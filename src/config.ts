@@ -39,7 +39,7 @@ export interface Config {
   authCacheTtlMs: number;
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
   /** A job's heartbeat timeout when its creator names none, and how often lapsed ones are looked for. */
-  jobs: { heartbeatTimeoutMs: number; stallSweepIntervalMs: number };
+  jobs: { heartbeatTimeoutMs: number; stallSweepIntervalMs: number; idempotencyTtlMs: number };
   /** Whether GET /metrics serves Prometheus metrics. */
   metricsEnabled: boolean;
   /** Rounds of the busiest paths run after start, while /readyz says `warming` (see warm-up.ts); 0: none. */
@@ -100,6 +100,7 @@ const envSchema = z.object({
   FEED_COALESCE_MS: intFrom(0, 10_000).default(10),
   JOB_HEARTBEAT_TIMEOUT_MS: intFrom(HEARTBEAT_TIMEOUT_MS.min, HEARTBEAT_TIMEOUT_MS.max).default(300_000),
   JOB_STALL_SWEEP_INTERVAL_MS: intFrom(100, 3_600_000).default(1_000),
+  IDEMPOTENCY_TTL_MS: intFrom(1_000, 30 * 86_400_000).default(86_400_000),
   REPLAY_CONCURRENCY: intFrom(1, 64).default(4),
   REPLAY_QUEUE_MAX: intFrom(1, 1_000_000).default(10_000),
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
@@ -199,7 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: FEED_PAGE_SIZE, coalesceMs: e.FEED_COALESCE_MS },
-    jobs: { heartbeatTimeoutMs: e.JOB_HEARTBEAT_TIMEOUT_MS, stallSweepIntervalMs: e.JOB_STALL_SWEEP_INTERVAL_MS },
+    jobs: { heartbeatTimeoutMs: e.JOB_HEARTBEAT_TIMEOUT_MS, stallSweepIntervalMs: e.JOB_STALL_SWEEP_INTERVAL_MS, idempotencyTtlMs: e.IDEMPOTENCY_TTL_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
     responseCache:
       e.RESPONSE_CACHE === 'true' && e.RESPONSE_CACHE_MAX_BYTES > 0 ? { maxBytes: e.RESPONSE_CACHE_MAX_BYTES, ttlMs: e.RESPONSE_CACHE_TTL_MS } : undefined,

@@ -31,7 +31,7 @@ export interface DatabaseOptions {
   timeouts?: { queryMs: number; connectMs: number };
 }
 
-/** One open database: Prisma's client for keys and creating jobs, the driver itself (`sql`) for the hot paths, migrations and health. */
+/** One open database: Prisma's client for workspaces and keys, the driver itself (`sql`) for jobs, migrations and health. */
 export interface Database {
   readonly kind: 'postgres' | 'embedded';
   readonly prisma: PrismaClient;

@@ -9,6 +9,8 @@ export type CreateJobInput = {
   displayTitle: string;
   /** How long the job may run without a report or `heartbeat` before it fails as stalled: 1000 to 86400000 ms, default JOB_HEARTBEAT_TIMEOUT_MS (5 minutes). */
   heartbeatTimeoutMs?: number | null | undefined;
+  /** Up to 255 characters. The same key again in this workspace within IDEMPOTENCY_TTL_MS (24 hours) answers the job it first created instead of creating another; with a different input it is refused (BAD_USER_INPUT). */
+  idempotencyKey?: string | null | undefined;
   metadata?: unknown;
   steps: Array<JobStepInput>;
   type: string;

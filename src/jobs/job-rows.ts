@@ -21,7 +21,7 @@ export function jobRowOf(raw: Record<string, unknown>): JobRow {
  * itself: on the hot paths (a transition, a list, the feed's read) Prisma's raw queries cost about
  * a fifth of the gateway's CPU (see test/bench/RESULTS.md, writes and reads).
  */
-export function runSql(sql: SqlClient, statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
+export function runSql(sql: Pick<SqlClient, 'query'>, statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
   const values = statement.values.map((value) => (typeof value === 'bigint' ? value.toString() : value));
   return sql.query(statement.text, values);
 }

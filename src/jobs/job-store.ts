@@ -1,4 +1,5 @@
-import type { PrismaClient } from '../db/database.js';
+import { createHash, randomUUID } from 'node:crypto';
+import stableStringify from 'fast-json-stable-stringify';
 import type { SqlClient } from '../db/sql.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
@@ -18,6 +19,13 @@ export type ListFilter = JobFilterValues & { limit?: number | null | undefined }
 
 type WriteListener = (row: JobRow) => void;
 
+export interface JobStoreOptions {
+  /** A job's heartbeat timeout when its creator names none (JOB_HEARTBEAT_TIMEOUT_MS). */
+  heartbeatTimeoutMs: number;
+  /** How long a createJob's idempotency key answers the job it created (IDEMPOTENCY_TTL_MS). */
+  idempotencyTtlMs: number;
+}
+
 /**
  * A workspace's jobs: the only code that writes them, and their reads. Every method takes the
  * workspace: a job of another workspace is indistinguishable from one that does not exist. (The
@@ -35,15 +43,13 @@ export class JobStore {
    */
   private readonly finalAtRead = new WeakMap<JobRow, bigint>();
 
-  /** `sql` runs the hot statements (a transition, a list, a read) on the driver; Prisma's typed client creates jobs. */
+  /** Every statement runs on the driver itself (`sql`): through Prisma's client the hot ones cost a fifth of the CPU (test/bench/RESULTS.md). */
   constructor(
-    readonly prisma: PrismaClient,
     private readonly sql: SqlClient,
     /** Where the change feed stands: what is final, per workspace. */
     private readonly frontier: FeedFrontier,
     private readonly remembered: RememberedJobs,
-    /** A job's heartbeat timeout when its creator names none (JOB_HEARTBEAT_TIMEOUT_MS). */
-    private readonly defaultHeartbeatTimeoutMs: number,
+    private readonly options: JobStoreOptions,
   ) {}
 
   /** Calls `listener` with the row after each job write of this instance has committed, before the write answers. Returns the removal. */
@@ -110,25 +116,66 @@ export class JobStore {
     return row ? this.readUnder(final, [jobRowOf(row)])[0]! : null;
   }
 
+  /**
+   * A new job. With an idempotency key, the key is claimed first, in the job's transaction: a
+   * concurrent create with the same key waits for that transaction on the key's primary key, then
+   * reads the job it created. So does any later one within the key's lifetime (IDEMPOTENCY_TTL_MS),
+   * whatever happened to the first answer; the same key with another input is refused.
+   */
   async create(workspaceId: string, input: transitions.NewJobInput): Promise<JobRow> {
-    const fields = transitions.newJob(input, this.defaultHeartbeatTimeoutMs);
+    const fields = transitions.newJob(input, this.options.heartbeatTimeoutMs);
+    const key = input.idempotencyKey == null ? undefined : transitions.idempotencyKeyOf(input.idempotencyKey);
     const final = this.frontier.finalFor(workspaceId);
-    const job = await this.prisma.job.create({
-      data: { ...fields, workspaceId, steps: toJson(fields.steps), metadata: toJson(fields.metadata) },
+    if (key === undefined) return this.written(final, await insertJob(this.sql, workspaceId, randomUUID(), fields));
+    const inputHash = createHash('sha256').update(stableStringify(fields)).digest('base64url');
+    const outcome = await this.sql.transaction(async (tx) => {
+      const id = randomUUID();
+      const [claimed] = await runSql(
+        tx,
+        Prisma.sql`
+        INSERT INTO "JobIdempotencyKey" ("workspaceId", key, "inputHash", "jobId") VALUES (${workspaceId}::uuid, ${key}, ${inputHash}, ${id}::uuid)
+        ON CONFLICT ("workspaceId", key) DO UPDATE SET "inputHash" = EXCLUDED."inputHash", "jobId" = EXCLUDED."jobId", "createdAt" = now()
+          WHERE "JobIdempotencyKey"."createdAt" < now() - ${this.options.idempotencyTtlMs} * interval '1 millisecond'
+        RETURNING "jobId"`,
+      );
+      if (claimed) return { created: true as const, job: await insertJob(tx, workspaceId, id, fields) };
+      const [first] = await runSql(
+        tx,
+        Prisma.sql`SELECT k."inputHash" AS "idempotencyInputHash", j.* FROM "JobIdempotencyKey" k JOIN "Job" j ON j.id = k."jobId"
+          WHERE k."workspaceId" = ${workspaceId}::uuid AND k.key = ${key}`,
+      );
+      // The key's row and its job go together (one transaction, a cascading foreign key).
+      return { created: false as const, first: first! };
     });
-    return this.written(final, job);
+    if (outcome.created) return this.written(final, outcome.job);
+    const { idempotencyInputHash, ...row } = outcome.first;
+    if (idempotencyInputHash !== inputHash) throw errors.badInput('idempotencyKey was already used for a job with a different input.');
+    return this.readUnder(final, [jobRowOf(row)])[0]!;
   }
 
   updateProgress(workspaceId: string, id: string, input: transitions.ProgressInput): Promise<JobRow> {
     return this.transition(workspaceId, id, (job) => transitions.progress(job, input));
   }
 
+  /** Completing a completed job answers it as it is: a retried completeJob whose first answer was lost is not an error. */
   complete(workspaceId: string, id: string): Promise<JobRow> {
-    return this.transition(workspaceId, id, (job) => transitions.complete(job, new Date()));
+    return this.transition(
+      workspaceId,
+      id,
+      (job) => transitions.complete(job, new Date()),
+      (job) => job.status === JobStatus.COMPLETED,
+    );
   }
 
+  /** Failing a job already failed with the same error answers it as it is (a retried failJob). */
   fail(workspaceId: string, id: string, error: string): Promise<JobRow> {
-    return this.transition(workspaceId, id, (job) => transitions.fail(job, error, new Date()));
+    return this.transition(
+      workspaceId,
+      id,
+      (job) => transitions.fail(job, error, new Date()),
+      // A stored error is valid and trimmed: input that is not (empty, NUL) matches none, and is JOB_NOT_RUNNING as before.
+      (job) => transitions.endingOf(job) === 'FAILED' && job.error === error.trim(),
+    );
   }
 
   cancel(workspaceId: string, id: string): Promise<JobRow> {
@@ -183,11 +230,17 @@ export class JobStore {
    * concurrently would otherwise mostly lose races); only writers elsewhere (other instances,
    * SQL) can make an attempt fail, and retries back off with jitter.
    */
-  private transition(workspaceId: string, id: string, change: (job: JobRow) => transitions.JobPatch): Promise<JobRow> {
-    return this.perJob.run(id, () => this.transitionNow(workspaceId, id, change));
+  private transition(workspaceId: string, id: string, change: (job: JobRow) => transitions.JobPatch, done?: (job: JobRow) => boolean): Promise<JobRow> {
+    return this.perJob.run(id, () => this.transitionNow(workspaceId, id, change, done));
   }
 
-  private async transitionNow(workspaceId: string, id: string, change: (job: JobRow) => transitions.JobPatch): Promise<JobRow> {
+  /** `done`: the job already ended as this transition would end it; it is answered as it is, unchanged. */
+  private async transitionNow(
+    workspaceId: string,
+    id: string,
+    change: (job: JobRow) => transitions.JobPatch,
+    done?: (job: JobRow) => boolean,
+  ): Promise<JobRow> {
     // Only a RUNNING job of this workspace is worth starting from memory; anything else is read,
     // so that its error (not found, not running) comes from the database.
     let start = this.remembered.running(workspaceId, id);
@@ -197,7 +250,10 @@ export class JobStore {
       const fromMemory = start !== undefined;
       start = undefined;
       if (!job) throw errors.jobNotFound(id);
-      if (job.status !== JobStatus.RUNNING) throw errors.jobNotRunning(id, transitions.endingOf(job));
+      if (job.status !== JobStatus.RUNNING) {
+        if (done?.(job)) return job;
+        throw errors.jobNotRunning(id, transitions.endingOf(job));
+      }
       const final = this.frontier.finalFor(workspaceId);
       const [updated] = await this.run(Prisma.sql`
         UPDATE "Job" SET ${setClause(change(job))}
@@ -235,6 +291,15 @@ function setClause(patch: transitions.JobPatch): Prisma.Sql {
   return Prisma.join(sets, ', ');
 }
 
-function toJson(value: unknown): Prisma.InputJsonValue {
-  return value as Prisma.InputJsonValue;
+/** One new job row, as the state machine's fields say; the trigger sets its change position. */
+async function insertJob(sql: Pick<SqlClient, 'query'>, workspaceId: string, id: string, fields: transitions.NewJobFields): Promise<JobRow> {
+  const [row] = await runSql(
+    sql,
+    Prisma.sql`
+    INSERT INTO "Job" (id, "workspaceId", type, "displayTitle", "competitorId", status, progress, "currentStep", steps, metadata, "heartbeatTimeoutMs")
+    VALUES (${id}::uuid, ${workspaceId}::uuid, ${fields.type}, ${fields.displayTitle}, ${fields.competitorId}, ${fields.status}::"JobStatus",
+            ${fields.progress}, ${fields.currentStep}, ${JSON.stringify(fields.steps)}::jsonb, ${JSON.stringify(fields.metadata)}::jsonb, ${fields.heartbeatTimeoutMs})
+    RETURNING *`,
+  );
+  return jobRowOf(row!);
 }

@@ -24,6 +24,8 @@ export interface NewJobInput {
   metadata?: unknown;
   /** How long the job may go without a report or heartbeat while running; `defaultHeartbeatTimeoutMs` when absent. */
   heartbeatTimeoutMs?: number | null | undefined;
+  /** The same key again (in the workspace, within IDEMPOTENCY_TTL_MS) answers the job it created. */
+  idempotencyKey?: string | null | undefined;
 }
 
 export interface ProgressInput {
@@ -73,6 +75,14 @@ export function newJob(input: NewJobInput, defaultHeartbeatTimeoutMs: number): N
     steps,
     metadata: input.metadata == null ? {} : boundedMetadata(requireObject(input.metadata)),
   };
+}
+
+/** An idempotency key as given (keys are opaque: not trimmed), or a BAD_USER_INPUT. */
+export function idempotencyKeyOf(key: string): string {
+  rejectNul('idempotencyKey', key);
+  if (key.length === 0) throw errors.badInput('idempotencyKey must not be empty.');
+  if (key.length > JOB_LIMITS.idempotencyKey) throw errors.badInput(`idempotencyKey is longer than ${JOB_LIMITS.idempotencyKey} characters.`);
+  return key;
 }
 
 /**

@@ -52,7 +52,7 @@ export const UNKNOWN_KEYS_REMEMBERED = { max: 10_000, ttlMs: 60_000 } as const;
  * with it responses, notifications and memory); `metadataDepth` bounds nesting, which PostgreSQL's
  * jsonb and every recursive reader would otherwise pay for.
  */
-export const JOB_LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32 } as const;
+export const JOB_LIMITS = { text: 500, steps: 100, error: 10_000, metadataBytes: 64 * 1024, metadataDepth: 32, idempotencyKey: 255 } as const;
 
 /**
  * A job's heartbeat timeout (CreateJobInput.heartbeatTimeoutMs, JOB_HEARTBEAT_TIMEOUT_MS): at least

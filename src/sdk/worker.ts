@@ -125,9 +125,13 @@ export class JobsWorker {
     this.fetch = options.fetch ?? globalThis.fetch;
   }
 
-  /** Creates a job: RUNNING, on its first step. */
+  /**
+   * Creates a job: RUNNING, on its first step. Retried like every request, with one idempotency key
+   * for all its attempts (a fresh one per call unless `input.idempotencyKey` names one): an attempt
+   * whose answer was lost after the gateway created the job gets that job, never a second one.
+   */
   async createJob(input: CreateJobInput): Promise<WorkerJob> {
-    const { createJob } = await this.send(WorkerCreateJobDocument, { input });
+    const { createJob } = await this.send(WorkerCreateJobDocument, { input: { ...input, idempotencyKey: input.idempotencyKey ?? crypto.randomUUID() } });
     return new WorkerJob(this, createJob);
   }
 

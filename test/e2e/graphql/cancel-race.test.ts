@@ -71,7 +71,7 @@ describeDb('a transition that starts from a remembered state', () => {
     await t.createKey('remembered', ['jobs:write']);
     const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
-    const store = new JobStore(t.app.database.prisma, t.app.database.sql, new FeedFrontier(), new RememberedJobs(), 300_000);
+    const store = new JobStore(t.app.database.sql, new FeedFrontier(), new RememberedJobs(), { heartbeatTimeoutMs: 300_000, idempotencyTtlMs: 86_400_000 });
     const statements = () => t.app.database.queries.count;
     const job = await store.create(workspaceId, oneStepJob({ displayTitle: 'x' }));
     // Let the app's own feed settle (it dispatches the creation), so that none of its work is counted below.

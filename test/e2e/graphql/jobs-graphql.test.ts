@@ -110,14 +110,18 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
     expect(after).toEqual(updated);
   });
 
-  it('completeJob finishes every step; a finished job refuses worker mutations with JOB_NOT_RUNNING', async () => {
+  it('completeJob finishes every step; a finished job refuses other worker mutations with JOB_NOT_RUNNING, and answers a repeated completeJob as it is', async () => {
     const { createJob: job } = await graphqlOk(t.url, CreateJobDocument, { input: competitorAnalysis() }, key);
     const { completeJob: done } = await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, key);
     expect(done).toMatchObject({ status: 'COMPLETED', progress: 100, error: null });
     expect(done.steps.map((s) => s.status)).toEqual(['COMPLETED', 'COMPLETED', 'COMPLETED', 'COMPLETED']);
     expect(done.completedAt).toMatch(/Z$/);
 
-    expect(codesOf(await graphql(t.url, CompleteJobDocument, { id: job.id }, key))).toEqual(['JOB_NOT_RUNNING']);
+    expect((await graphqlOk(t.url, CompleteJobDocument, { id: job.id }, key)).completeJob).toMatchObject({
+      id: job.id,
+      status: 'COMPLETED',
+      updatedAt: done.updatedAt,
+    });
     expect(codesOf(await graphql(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 100 } }, key))).toEqual(['JOB_NOT_RUNNING']);
     expect(codesOf(await graphql(t.url, FailJobDocument, { id: job.id, error: 'late' }, key))).toEqual(['JOB_NOT_RUNNING']);
   });

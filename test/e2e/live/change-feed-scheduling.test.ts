@@ -60,7 +60,7 @@ async function startFeed(options: Partial<ChangeFeedOptions> = {}): Promise<Runn
 
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
-  const jobs = new JobStore(database.prisma, database.sql, frontier, remembered, 300_000);
+  const jobs = new JobStore(database.sql, frontier, remembered, { heartbeatTimeoutMs: 300_000, idempotencyTtlMs: 86_400_000 });
   const changes = new ChangeLog(database.sql, frontier, remembered);
   // Not following the store: no announcements, so that only the feed's own schedule starts reads.
   const announcer = new WriteAnnouncer(database, COALESCE_MS, logger);

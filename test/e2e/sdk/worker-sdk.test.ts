@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { JobCancelledError, JobNotRunningError, JobStalledError, JobsWorker } from 'jobs-gateway/worker';
 import { WebSocket } from 'ws';
@@ -144,6 +146,53 @@ describeDb('the worker SDK (jobs-gateway/worker)', () => {
     await expect(completing).rejects.toMatchObject({ endedAs: 'FAILED' });
     await expect(completing).rejects.not.toBeInstanceOf(JobCancelledError);
     await expect(completing).rejects.not.toBeInstanceOf(JobStalledError);
+  });
+
+  it('creates a job once when the answer to its createJob is lost: the retry gets the job the first attempt created', async () => {
+    const t = await startTestApp();
+    cleanups.push(() => t.close());
+    const key = await t.createKey('sdk-lost-answer', ['jobs:read', 'jobs:write']);
+    // A proxy of the test's own: the first createJob goes through, and its answer is dropped with the connection.
+    let dropped = 0;
+    const proxy = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        void fetch(`${t.url}${req.url}`, { method: req.method, headers: req.headers as Record<string, string>, body }).then(async (upstream) => {
+          const answer = Buffer.from(await upstream.arrayBuffer());
+          if (body.includes('createJob') && dropped++ === 0) return req.socket.destroy();
+          res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(answer);
+        });
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => proxy.close(resolve)));
+    const worker = new JobsWorker({ url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, apiKey: key, minDelayMs: 20, maxDelayMs: 200 });
+
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Answer lost', steps: STEPS });
+    expect(dropped).toBe(2); // the lost answer, then the retry's
+    const all = await t.app.jobs.list(await workspaceIdOf(t.app.apiKeys, key));
+    expect(all.filter((j) => j.displayTitle === 'Answer lost').map((j) => j.id)).toEqual([job.id]);
+    job.release();
+  });
+
+  it('completes a job once even when the answer to completeJob is lost: the retry answers the completed job', async () => {
+    const t = await startTestApp();
+    cleanups.push(() => t.close());
+    const key = await t.createKey('sdk-lost-complete', ['jobs:read', 'jobs:write']);
+    let dropped = 0;
+    const worker = workerFor(t, key, {
+      // The first completeJob reaches the gateway, and the worker never hears back.
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        if (typeof init?.body === 'string' && init.body.includes('completeJob') && dropped++ === 0) throw new TypeError('fetch failed: socket hang up');
+        return response;
+      },
+    });
+    const job = await worker.createJob({ type: 'collect', displayTitle: 'Completion lost', steps: STEPS });
+    expect(await job.complete()).toMatchObject({ id: job.id, status: 'COMPLETED' });
+    expect(dropped).toBe(2);
   });
 
   it('never retries a refusal (4xx): a backwards progress fails at once, after one request', async () => {
