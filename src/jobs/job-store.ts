@@ -291,15 +291,19 @@ function setClause(patch: transitions.JobPatch): Prisma.Sql {
   return Prisma.join(sets, ', ');
 }
 
-/** One new job row, as the state machine's fields say; the trigger sets its change position. */
+/**
+ * One new job row: a column for each of the state machine's fields (transitions.newJob), so that a
+ * field added there is written without a change here. Values are bound untyped; PostgreSQL takes
+ * each as its column's type (uuid, the enum, jsonb from JSON text). The trigger sets the position.
+ */
 async function insertJob(sql: Pick<SqlClient, 'query'>, workspaceId: string, id: string, fields: transitions.NewJobFields): Promise<JobRow> {
+  const columns = Object.entries({ id, workspaceId, ...fields }).map(([column, value]) => ({
+    name: Prisma.raw(`"${column}"`),
+    value: value !== null && typeof value === 'object' ? JSON.stringify(value) : value,
+  }));
   const [row] = await runSql(
     sql,
-    Prisma.sql`
-    INSERT INTO "Job" (id, "workspaceId", type, "displayTitle", "competitorId", status, progress, "currentStep", steps, metadata, "heartbeatTimeoutMs")
-    VALUES (${id}::uuid, ${workspaceId}::uuid, ${fields.type}, ${fields.displayTitle}, ${fields.competitorId}, ${fields.status}::"JobStatus",
-            ${fields.progress}, ${fields.currentStep}, ${JSON.stringify(fields.steps)}::jsonb, ${JSON.stringify(fields.metadata)}::jsonb, ${fields.heartbeatTimeoutMs})
-    RETURNING *`,
+    Prisma.sql`INSERT INTO "Job" (${Prisma.join(columns.map((c) => c.name))}) VALUES (${Prisma.join(columns.map((c) => c.value))}) RETURNING *`,
   );
   return jobRowOf(row!);
 }
