@@ -229,6 +229,33 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await database.drop();
   });
 
+  it('shows a job whose worker died fail as it happens, with the reason it stalled', { timeout: 60_000 }, async () => {
+    const t = await startTestApp({ env: { JOB_STALL_SWEEP_INTERVAL_MS: '200' } });
+    try {
+      const key = await t.createKey('stalls');
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      const tab = await browser.newPage();
+      await tab.goto(`${t.url}/`);
+      await tab.getByLabel('API key').fill(key);
+      await tab.getByLabel('API key').press('Enter');
+      await expect.poll(() => tab.locator('#connection').innerText(), { timeout: 20_000 }).toBe('Live');
+      // Created once the dashboard is live, by a worker that then sends nothing.
+      const job = await t.app.jobs.create(workspaceId, {
+        type: 'collect',
+        displayTitle: 'Worker died',
+        steps: [{ id: 'a', name: 'A' }],
+        heartbeatTimeoutMs: 1_000,
+      });
+      const card = tab.locator(`li.job[data-job-id="${job.id}"]`);
+      await expect.poll(() => card.getAttribute('data-status'), { timeout: 10_000 }).toBe('RUNNING');
+      await expect.poll(() => card.getAttribute('data-status'), { timeout: 10_000 }).toBe('FAILED');
+      expect(await card.locator('.job-error').innerText()).toBe('Stalled: no report for 1 s');
+      await tab.close();
+    } finally {
+      await t.close();
+    }
+  });
+
   it(
     'the dashboard holds hostile data at 1,200 px and on a 390 px phone: no horizontal scroll, every status visible, values isolated, long errors on demand',
     { timeout: 60_000 },
