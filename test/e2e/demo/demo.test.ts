@@ -120,11 +120,19 @@ describe.skipIf(dbKind !== 'embedded')('npm run demo', () => {
         });
 
       // A dashboard cancels a running job: the worker stops on it (it stays cancelled, nothing overwrites it).
-      const running = (await list()).find((job) => job.status === 'running')!;
-      expect(running).toBeDefined();
-      expect((await rest(url, 'POST', `/api/jobs/${running.id}/cancel`, key)).status).toBe(200);
+      // A job listed as running may end before the cancel arrives (its worker finished, failed or
+      // died): that one answers JOB_NOT_RUNNING, and the next running one is tried.
+      let running: RestJob | undefined;
+      for (let attempt = 0; attempt < 20 && !running; attempt++) {
+        const candidate = (await list()).find((job) => job.status === 'running');
+        if (!candidate) continue;
+        const cancel = await rest(url, 'POST', `/api/jobs/${candidate.id}/cancel`, key);
+        if (cancel.status === 200) running = candidate;
+        else expect((cancel.body as { error: { code: string } }).error.code).toBe('JOB_NOT_RUNNING');
+      }
+      expect(running, 'a running job was cancelled').toBeDefined();
       await new Promise((resolve) => setTimeout(resolve, 1_000));
-      const after = ((await rest(url, 'GET', `/api/jobs/${running.id}`, key)).body as { job: RestJob }).job;
+      const after = ((await rest(url, 'GET', `/api/jobs/${running!.id}`, key)).body as { job: RestJob }).job;
       expect(after).toMatchObject({ status: 'failed', currentStep: 'Cancelled' });
 
       child.kill('SIGINT');
