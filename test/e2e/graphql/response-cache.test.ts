@@ -63,9 +63,17 @@ describeDb('response cache: polling served from memory, never stale, never anoth
     ];
     for (const [route, read] of reads) {
       const first = await read();
-      const before = queriesOf(t);
-      for (let i = 0; i < 5; i++) expect(await read(), route).toEqual(first);
-      expect(queriesOf(t) - before, `${route}: database queries for five repeated reads`).toBe(0);
+      let queries = 0;
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const feedReads = t.app.feed.reads;
+        const before = queriesOf(t);
+        for (let i = 0; i < 5; i++) expect(await read(), route).toEqual(first);
+        queries = queriesOf(t) - before;
+        // The feed reading on its own meanwhile (on PostgreSQL, the announcement of beforeAll's
+        // writes coming back late on a loaded machine) is no read of these requests: measure again.
+        if (t.app.feed.reads === feedReads) break;
+      }
+      expect(queries, `${route}: database queries for five repeated reads`).toBe(0);
     }
   });
 
