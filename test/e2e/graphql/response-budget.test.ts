@@ -4,7 +4,7 @@ import { expect, it } from 'vitest';
 import { describeDb, describePostgres } from '../../helpers/databases.js';
 import { postgresUrl } from '../../helpers/postgres.js';
 import { openEventStream } from '../../helpers/sse-client.js';
-import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
+import { type TestApp, NO_BACKGROUND_READS, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
 const RATE = 100_000;
@@ -169,7 +169,13 @@ describePostgres('queries admitted by the size of their peers in flight', () => 
     { timeout: 60_000 },
     async () => {
       const t = await startTestApp({
-        env: { RESPONSE_BYTES_PER_WORKSPACE: String(4 * 1024 * 1024), RESPONSE_BYTES_BURST: String(4 * 1024 * 1024), RATE_LIMIT_PER_KEY: '0' },
+        // No background reads: the test holds the jobs table locked, and counts who waits on it.
+        env: {
+          ...NO_BACKGROUND_READS,
+          RESPONSE_BYTES_PER_WORKSPACE: String(4 * 1024 * 1024),
+          RESPONSE_BYTES_BURST: String(4 * 1024 * 1024),
+          RATE_LIMIT_PER_KEY: '0',
+        },
       });
       try {
         const light = await t.createKey('light');
