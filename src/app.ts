@@ -19,7 +19,7 @@ import { ChangeLog } from './jobs/change-log.js';
 import { FeedFrontier } from './jobs/feed-frontier.js';
 import { JobStore } from './jobs/job-store.js';
 import { RememberedJobs } from './jobs/remembered-jobs.js';
-import { StallSweeper } from './jobs/stall-sweeper.js';
+import { JobSweeper } from './jobs/job-sweeper.js';
 import { KeyConnections } from './limits/key-connections.js';
 import { LISTEN_BACKLOG } from './limits/fixed.js';
 import { RateLimiter } from './limits/rate-limiter.js';
@@ -44,7 +44,7 @@ export interface App {
   readonly changes: ChangeLog;
   readonly feed: ChangeFeed;
   /** Fails running jobs whose worker stopped reporting (from `start` on). */
-  readonly stalls: StallSweeper;
+  readonly sweeper: JobSweeper;
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
   readonly webSockets: WebSocketGateway;
@@ -83,7 +83,10 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) })
     : undefined;
   responses?.follow(jobs, feed);
-  const stalls = new StallSweeper(database.sql, jobs, logger.child({ component: 'stalls' }), config.jobs.stallSweepIntervalMs);
+  const sweeper = new JobSweeper(jobs, logger.child({ component: 'sweeper' }), {
+    intervalMs: config.jobs.stallSweepIntervalMs,
+    idempotencyTtlMs: config.jobs.idempotencyTtlMs,
+  });
   const replays = new ReplayQueue(changes, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes, maxResponseBytes);
@@ -104,7 +107,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
   const metrics = config.metricsEnabled
-    ? createMetrics({ feed, live, replays, stalls, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
+    ? createMetrics({ feed, live, replays, sweeper, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
     : undefined;
   const entry = createEntry(
     {
@@ -141,7 +144,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       server.once('error', reject);
       server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
-        stalls.start();
+        sweeper.start();
         const { address, port } = server.address() as AddressInfo;
         if (!warm) {
           warmedUp = warmUp(rest, yoga, config.warmUpRounds, () => closing !== undefined)
@@ -162,7 +165,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       await stopServer(server, config.shutdownTimeoutMs);
       // The warm-up stops at its next batch; its queries must not meet a closed pool.
       await warmedUp;
-      await stalls.stop();
+      await sweeper.stop();
       await feed.stop();
       await announcer.stop();
       await yoga.dispose();
@@ -175,7 +178,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     jobs,
     changes,
     feed,
-    stalls,
+    sweeper,
     live,
     replays,
     webSockets,

@@ -12,14 +12,17 @@ export interface WebSocketStats {
   slowConsumerCloses: number;
 }
 
-/** What the change feed counts (live/change-feed.ts). */
-export interface StallSweepStats {
+/** What the jobs' upkeep counts (jobs/job-sweeper.ts). */
+export interface JobSweepStats {
   /** Jobs this instance failed as stalled. */
   stalled: number;
-  /** Sweeps that could not read the database (an outage); the next one tries again. */
+  /** Idempotency keys this instance deleted past IDEMPOTENCY_TTL_MS. */
+  expiredKeys: number;
+  /** Sweeps that could not reach the database (an outage); the next one tries again. */
   failedSweeps: number;
 }
 
+/** What the change feed counts (live/change-feed.ts). */
 export interface FeedStats {
   reads: number;
   dispatches: number;
@@ -47,7 +50,7 @@ export interface MetricSources {
   /** Subscriptions running as streams (Server-Sent Events, WebSocket operations not multiplexed). */
   live: { stats(): { streams: number } };
   replays: { stats(): { waiting: number } };
-  stalls: { stats(): StallSweepStats };
+  sweeper: { stats(): JobSweepStats };
   webSockets: { stats(): WebSocketStats };
   queries: { stats(): { statements: number } };
   responses: { stats(): ResponseCacheStats } | undefined;
@@ -142,12 +145,17 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
   mirrored(
     'jobs_gateway_jobs_stalled_total',
     'Running jobs this instance failed as stalled: no report or heartbeat within their heartbeat timeout.',
-    () => sources.stalls.stats().stalled,
+    () => sources.sweeper.stats().stalled,
   );
   mirrored(
-    'jobs_gateway_stall_sweeps_failed_total',
-    'Sweeps for stalled jobs that could not read the database; the next one, a second later, tries again.',
-    () => sources.stalls.stats().failedSweeps,
+    'jobs_gateway_idempotency_keys_expired_total',
+    'Idempotency keys this instance deleted once IDEMPOTENCY_TTL_MS had passed.',
+    () => sources.sweeper.stats().expiredKeys,
+  );
+  mirrored(
+    'jobs_gateway_job_sweeps_failed_total',
+    'Sweeps for stalled jobs and expired idempotency keys that could not reach the database; the next one tries again.',
+    () => sources.sweeper.stats().failedSweeps,
   );
   mirrored(
     'jobs_gateway_websocket_slow_consumer_closes_total',

@@ -202,6 +202,29 @@ export class JobStore {
     throw errors.jobNotRunning(id, transitions.endingOf(job));
   }
 
+  /** Running jobs whose lease lapsed, the longest-lapsed first: a bounded walk of the partial index on running jobs' leases. */
+  async lapsed(limit: number): Promise<JobRow[]> {
+    const rows = await this.run(Prisma.sql`
+      SELECT * FROM "Job" WHERE status = 'RUNNING' AND "leaseExpiresAt" < clock_timestamp() ORDER BY "leaseExpiresAt" LIMIT ${limit}`);
+    return rows.map(jobRowOf);
+  }
+
+  /**
+   * Deletes up to `limit` idempotency keys older than IDEMPOTENCY_TTL_MS, oldest first (the index
+   * on "createdAt"); answers how many. A key being claimed again by a createJob, or deleted by
+   * another instance, is locked and skipped rather than waited for. An expired key left in place
+   * changes no answer (create claims it anew); deleting it only keeps the table the size of a TTL.
+   */
+  async forgetExpiredKeys(limit: number): Promise<number> {
+    const deleted = await this.run(Prisma.sql`
+      DELETE FROM "JobIdempotencyKey" WHERE ("workspaceId", key) IN (
+        SELECT "workspaceId", key FROM "JobIdempotencyKey"
+        WHERE "createdAt" < now() - ${this.options.idempotencyTtlMs} * interval '1 millisecond'
+        ORDER BY "createdAt" LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+      RETURNING 1`);
+    return deleted.length;
+  }
+
   /**
    * Fails the job as stalled if it is still running with its lease lapsed, in one conditional write:
    * of several instances sweeping at once, one fails it and the others find nothing to do. Anything

@@ -67,6 +67,14 @@ export const HEARTBEAT_TIMEOUT_MS = { min: 1_000, max: 86_400_000 } as const;
  */
 export const STALL_SWEEP_BATCH = 100;
 
+/**
+ * Expired idempotency keys (IDEMPOTENCY_TTL_MS) are deleted every `everyMs` (or the TTL if shorter),
+ * `batch` keys per statement so that no statement holds many rows, at most `maxBatches` per run so
+ * that a backlog (after an outage) drains over a few runs: 100,000 keys a minute is far beyond the
+ * jobs any workspace creates.
+ */
+export const EXPIRED_KEY_SWEEP = { everyMs: 60_000, batch: 1_000, maxBatches: 100 } as const;
+
 /** Jobs per page of the `jobs` query and `GET /api/jobs`: the reference's default, and a page a dashboard renders at once. */
 export const LIST_LIMIT = { default: 50, max: 200 } as const;
 

@@ -1,16 +1,18 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import {
   CancelJobDocument,
   CompleteJobDocument,
   CreateJobDocument,
   FailJobDocument,
+  JobDocument,
   JobsDocument,
   UpdateJobProgressDocument,
 } from '../../../src/graphql/operations.generated.js';
-import { JOB_LIMITS } from '../../../src/limits/fixed.js';
+import { EXPIRED_KEY_SWEEP, JOB_LIMITS } from '../../../src/limits/fixed.js';
 import { describeDb } from '../../helpers/databases.js';
 import { codesOf, graphql, graphqlOk } from '../../helpers/http.js';
 import { oneStepJob } from '../../helpers/jobs.js';
+import { scrape } from '../../helpers/metrics.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 
 describeDb('idempotent creation', () => {
@@ -18,7 +20,7 @@ describeDb('idempotent creation', () => {
   let worker: string;
 
   beforeAll(async () => {
-    t = await startTestApp({ env: { IDEMPOTENCY_TTL_MS: '1500' } });
+    t = await startTestApp({ env: { IDEMPOTENCY_TTL_MS: '1500', JOB_STALL_SWEEP_INTERVAL_MS: '200' } });
     worker = await t.createKey('idempotency', ['jobs:read', 'jobs:write']);
   });
   afterAll(() => t.close());
@@ -67,6 +69,39 @@ describeDb('idempotent creation', () => {
     expect(second.id).not.toBe(first.id);
     // And the new job is the key's from then on.
     expect((await graphqlOk(t.url, CreateJobDocument, { input }, worker)).createJob.id).toBe(second.id);
+  });
+
+  it('deletes expired keys on its own, a backlog of several batches too, and leaves their jobs and the keys still alive', async () => {
+    const { createJob: job } = await graphqlOk(
+      t.url,
+      CreateJobDocument,
+      { input: oneStepJob({ displayTitle: 'kept', idempotencyKey: 'soon-expired' }) },
+      worker,
+    );
+    // A backlog of more than one batch, long expired (as after an outage).
+    const backlog = EXPIRED_KEY_SWEEP.batch * 2 + 7;
+    await t.app.database.sql.query(
+      `INSERT INTO "JobIdempotencyKey" ("workspaceId", key, "inputHash", "jobId", "createdAt")
+       SELECT $1::uuid, 'backlog-' || n, 'hash', $2::uuid, now() - interval '1 day' FROM generate_series(1, ${backlog}) AS n`,
+      [job.workspaceId, job.id],
+    );
+    const keysOf = async () =>
+      (await t.app.database.sql.query<{ key: string }>('SELECT key FROM "JobIdempotencyKey" WHERE "jobId" = $1 ORDER BY key', [job.id])).map((row) => row.key);
+    const before = t.app.sweeper.stats().expiredKeys;
+    await vi.waitFor(async () => expect(await keysOf()).toEqual([]), { timeout: 10_000, interval: 100 });
+    expect(t.app.sweeper.stats().expiredKeys - before).toBeGreaterThanOrEqual(backlog + 1);
+    expect((await scrape(t.url)).value('jobs_gateway_idempotency_keys_expired_total')).toBeGreaterThanOrEqual(before + backlog + 1);
+    // The job stays; a key created just now stays until its own TTL has passed.
+    const { createJob: fresh } = await graphqlOk(
+      t.url,
+      CreateJobDocument,
+      { input: oneStepJob({ displayTitle: 'fresh', idempotencyKey: 'fresh-key' }) },
+      worker,
+    );
+    expect((await graphqlOk(t.url, JobDocument, { id: job.id }, worker)).job?.id).toBe(job.id);
+    const freshKey = () => t.app.database.sql.query('SELECT 1 FROM "JobIdempotencyKey" WHERE "jobId" = $1', [fresh.id]);
+    expect(await freshKey()).toHaveLength(1);
+    await vi.waitFor(async () => expect(await freshKey()).toHaveLength(0), { timeout: 10_000, interval: 100 });
   });
 
   it('refuses a key that is empty, too long or not well-formed text, and creates nothing', async () => {

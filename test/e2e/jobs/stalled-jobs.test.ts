@@ -178,7 +178,7 @@ describePostgres('stalled jobs with two gateways on one PostgreSQL', () => {
         }
         socket.close();
       }
-      expect(first.app.stalls.stats().stalled + second.app.stalls.stats().stalled).toBe(jobs.length);
+      expect(first.app.sweeper.stats().stalled + second.app.sweeper.stats().stalled).toBe(jobs.length);
       const changes = await first.app.database.sql.query<{ previousStatus: string; status: string }>(
         `SELECT "previousStatus", status FROM "Job" WHERE id = ANY($1::uuid[])`,
         [jobs.map((job) => job.id)],

@@ -103,7 +103,7 @@ describeDb('the worker SDK (jobs-gateway/worker)', () => {
     const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
     expect((await t.app.jobs.get(workspaceId, job.id))?.status).toBe('RUNNING');
     expect(counting.sent()).toBeGreaterThanOrEqual(6); // the creation, then about three a second
-    expect(t.app.stalls.stats().stalled).toBe(0);
+    expect(t.app.sweeper.stats().stalled).toBe(0);
 
     job.release();
     await expect.poll(async () => (await t.app.jobs.get(workspaceId, job.id))?.status, { timeout: 5_000 }).toBe('FAILED');

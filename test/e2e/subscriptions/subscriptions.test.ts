@@ -278,7 +278,7 @@ describeDb('jobUpdated over WebSockets', () => {
   it('costs one read per batch of changes, whatever the number of subscribers', async () => {
     const { worker, dashboard } = await workspace('one-read');
     const job = await create(worker, { type: 'one-read' });
-    await t.app.stalls.stop(); // its sweep is a statement of its own, not the change's
+    await t.app.sweeper.stop(); // its sweep is a statement of its own, not the change's
     const from = ((await positionOfJob(t, job.id)) - 1n).toString();
     const sockets = await Promise.all([open({ apiKey: dashboard }), open({ apiKey: dashboard })]);
     // Six subscriptions in three groups (three distinct filters), each live once its replay arrived.
