@@ -58,7 +58,8 @@ export function appError(code: ErrorCode, message: string, details: Record<strin
 }
 
 /** How a job that is no longer running ended: JOB_NOT_RUNNING's `endedAs`, so that a worker can tell a cancel from a stall. */
-export type JobEnding = 'COMPLETED' | 'FAILED' | 'CANCELLED' | 'STALLED';
+export const JOB_ENDINGS = ['COMPLETED', 'FAILED', 'CANCELLED', 'STALLED'] as const;
+export type JobEnding = (typeof JOB_ENDINGS)[number];
 
 const ENDING_WORDS: Record<JobEnding, string> = { COMPLETED: 'is completed', FAILED: 'failed', CANCELLED: 'was cancelled', STALLED: 'stalled' };
 

@@ -4,12 +4,14 @@ import { type Client, createClient } from 'graphql-ws';
 import pRetry, { AbortError } from 'p-retry';
 import {
   type CreateJobInput,
+  type JobEnding,
   type JobStepStatus,
   WorkerCompleteJobDocument,
   WorkerCreateJobDocument,
   WorkerFailJobDocument,
   WorkerFollowJobDocument,
   WorkerHeartbeatDocument,
+  type WorkerFollowJobSubscription,
   type WorkerJobFragment,
   WorkerReportProgressDocument,
 } from '../graphql/operations.generated.js';
@@ -41,8 +43,8 @@ export interface WorkerOptions {
   webSocketImpl?: unknown;
 }
 
-/** How a job that is no longer running ended (the gateway's JOB_NOT_RUNNING `endedAs`). */
-export type JobEnding = 'COMPLETED' | 'FAILED' | 'CANCELLED' | 'STALLED';
+/** How a job that is no longer running ended (the Job's `endedAs`, and JOB_NOT_RUNNING's). */
+export type { JobEnding };
 
 /** The job is no longer running, so this worker's call changed nothing: stop its work. `endedAs` says how it ended. */
 export class JobNotRunningError extends Error {
@@ -77,7 +79,7 @@ export class JobStalledError extends JobNotRunningError {
   }
 }
 
-function jobEndedError(jobId: string, endedAs: unknown, message: string): JobNotRunningError {
+function jobEndedError(jobId: string, endedAs: unknown, message?: string): JobNotRunningError {
   if (endedAs === 'CANCELLED') return new JobCancelledError(jobId, message);
   if (endedAs === 'STALLED') return new JobStalledError(jobId, message);
   return new JobNotRunningError(jobId, endedAs === 'COMPLETED' ? 'COMPLETED' : 'FAILED', message);
@@ -303,19 +305,16 @@ export class WorkerJob {
   get cancelled(): AbortSignal {
     if (!this.abort) {
       const abort = (this.abort = new AbortController());
-      this.unsubscribe = this.worker.socket().subscribe<{
-        jobUpdated: { id: string; status: string; currentStep: string | null; error: string | null; heartbeatTimeoutMs: number };
-      }>(
+      this.unsubscribe = this.worker.socket().subscribe<WorkerFollowJobSubscription>(
         // From the last state this worker saw: a cancellation just before this call is replayed.
         { query: queryOf(WorkerFollowJobDocument), variables: { id: this.id, after: this.state?.changeCursor } },
         {
           next: ({ data }) => {
             const job = data?.jobUpdated;
-            if (!job || job.status === 'RUNNING') return;
-            // The gateway's words for a cancel and a stall (src/jobs/transitions.ts).
-            if (job.currentStep === 'Cancelled' && job.error === 'Cancelled') abort.abort(new JobCancelledError(this.id));
-            else if (job.currentStep === 'Stalled' && job.error?.startsWith('Stalled:')) abort.abort(new JobStalledError(this.id, job.error));
-            else return;
+            // Only an ending this worker did not bring about: a cancel or a stall.
+            if (job?.endedAs !== 'CANCELLED' && job?.endedAs !== 'STALLED') return;
+            // A stall's error says how long the job went unreported.
+            abort.abort(jobEndedError(this.id, job.endedAs, job.endedAs === 'STALLED' ? (job.error ?? undefined) : undefined));
             this.end();
           },
           error: () => {},

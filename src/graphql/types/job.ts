@@ -1,12 +1,18 @@
 import type { ArgBuilder } from '@pothos/core';
 import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterKind, type JobFilterName, jobFilterValues } from '../../jobs/job-filter.js';
 import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
+import { JOB_ENDINGS } from '../../errors.js';
+import { endingOf } from '../../jobs/transitions.js';
 import { LIST_LIMIT } from '../../limits/fixed.js';
 import { builder } from '../builder.js';
 import { workspaceOf } from '../context.js';
 
 export const JobStatusEnum = builder.enumType(JobStatus, { name: 'JobStatus' });
 export const JobStepStatusEnum = builder.enumType('JobStepStatus', { values: JOB_STEP_STATUSES });
+export const JobEndingEnum = builder.enumType('JobEnding', {
+  values: JOB_ENDINGS,
+  description: 'How a job that is no longer running ended. CANCELLED and STALLED jobs have the status FAILED.',
+});
 
 /** A step as GraphQL serves it: with its job's id, which makes its identity unique across jobs. */
 interface JobStepOfJob extends JobStep {
@@ -88,6 +94,12 @@ export const JobRef = builder.objectRef<JobRow>('Job').implement({
       resolve: (job) => metadataOf(job),
     }),
     error: t.exposeString('error', { nullable: true, description: 'Why the job failed, was cancelled or stalled ("Stalled: no report for 300 s").' }),
+    endedAs: t.field({
+      type: JobEndingEnum,
+      nullable: true,
+      description: 'How the job ended (null while RUNNING): tells a cancelled or stalled job from one its worker failed, without reading `error`.',
+      resolve: (job) => (job.status === JobStatus.RUNNING ? null : endingOf(job)),
+    }),
     heartbeatTimeoutMs: t.exposeInt('heartbeatTimeoutMs', {
       description: 'While RUNNING, the job fails as stalled when this long passes without a worker mutation or `heartbeat` on it.',
     }),

@@ -38,9 +38,10 @@ interface State {
   progress: number;
   currentStep: string | null;
   error: string | null;
+  endedAs: string | null;
   changeCursor: string;
 }
-const SELECTION = 'id status progress currentStep error changeCursor';
+const SELECTION = 'id status progress currentStep error endedAs changeCursor';
 const WATCH = `subscription Watch($id: ID, $after: String) { jobUpdated(id: $id, after: $after) { ${SELECTION} } }`;
 
 /**
@@ -89,7 +90,10 @@ describeDb('a job’s life under any interleaving (property)', () => {
         let progress = 0;
         /** The database's row once the job was seen ended, and how it ended. */
         let ended: { changeSeq: string; status: string; error: string | null } | undefined;
+        /** What ended it: the call that succeeded in ending it, or else its lease lapsing. */
+        let endedAs: string | undefined;
         for (const step of actions) {
+          let succeeded: Action['kind'] | undefined;
           if (step.kind === 'pause') {
             await new Promise((resolve) => setTimeout(resolve, step.ms));
             // Silent for longer than its lease: a running job has stalled by now.
@@ -109,6 +113,7 @@ describeDb('a job’s life under any interleaving (property)', () => {
                       ? await graphql(t.url, CompleteJobDocument, { id: job.id }, worker)
                       : await graphql(t.url, FailJobDocument, { id: job.id, error: step.error }, worker);
             const codes = codesOf(result);
+            if (codes.length === 0) succeeded = step.kind;
             expect(
               codes.every((code) => code === 'JOB_NOT_RUNNING'),
               JSON.stringify(result.errors),
@@ -121,13 +126,17 @@ describeDb('a job’s life under any interleaving (property)', () => {
           }
           const now = await row(job.id);
           if (ended) expect(now, 'nothing changes after the end').toEqual(ended);
-          else if (now.status !== 'RUNNING') ended = now;
+          else if (now.status !== 'RUNNING') {
+            ended = now;
+            endedAs = succeeded === 'cancel' ? 'CANCELLED' : succeeded === 'complete' ? 'COMPLETED' : succeeded === 'fail' ? 'FAILED' : 'STALLED';
+          }
         }
 
         // A job still running is left to stall: every job ends.
         if (!ended) {
           await expect.poll(async () => (await row(job.id)).status, { timeout: LAPSE_MS + 5_000 }).toBe('FAILED');
           ended = await row(job.id);
+          endedAs = 'STALLED';
         }
         // The subscriber ends on the database's state, having seen one end and nothing after it.
         const final = await row(job.id);
@@ -135,7 +144,8 @@ describeDb('a job’s life under any interleaving (property)', () => {
         await expect.poll(() => socket.nexts<{ data: { jobUpdated: State } }>(watch).at(-1)?.data.jobUpdated.status, { timeout: 10_000 }).toBe(final.status);
         const states = socket.nexts<{ data: { jobUpdated: State } }>(watch).map((n) => n.data.jobUpdated);
         const endings = states.filter((state) => state.status !== 'RUNNING');
-        expect(endings.map((state) => [state.status, state.error])).toEqual([[final.status, final.error]]);
+        expect(endings.map((state) => [state.status, state.error, state.endedAs])).toEqual([[final.status, final.error, endedAs]]);
+        expect(states.filter((state) => state.status === 'RUNNING').every((state) => state.endedAs === null)).toBe(true);
         expect(states.at(-1)!.status).toBe(final.status);
         socket.complete(watch);
       }),
