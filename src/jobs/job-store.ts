@@ -197,9 +197,7 @@ export class JobStore {
     }
     // The database said no: its answer, not a remembered state, says why.
     this.remembered.forget(id);
-    const job = await this.get(workspaceId, id);
-    if (!job) throw errors.jobNotFound(id);
-    throw errors.jobNotRunning(id, transitions.endingOf(job));
+    return refuse(id, await this.get(workspaceId, id));
   }
 
   /** Running jobs whose lease lapsed, the longest-lapsed first: a bounded walk of the partial index on running jobs' leases. */
@@ -272,10 +270,9 @@ export class JobStore {
       const job = start ?? (await this.get(workspaceId, id));
       const fromMemory = start !== undefined;
       start = undefined;
-      if (!job) throw errors.jobNotFound(id);
-      if (job.status !== JobStatus.RUNNING) {
-        if (done?.(job)) return job;
-        throw errors.jobNotRunning(id, transitions.endingOf(job));
+      if (job?.status !== JobStatus.RUNNING) {
+        if (job && done?.(job)) return job;
+        return refuse(id, job);
       }
       const final = this.frontier.finalFor(workspaceId);
       const [updated] = await this.run(Prisma.sql`
@@ -294,6 +291,12 @@ export class JobStore {
   private run(statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
     return runSql(this.sql, statement);
   }
+}
+
+/** Why a worker mutation on `job` (as the database has it) changed nothing: it does not exist here, or it ended. */
+function refuse(id: string, job: JobRow | null): never {
+  if (!job) throw errors.jobNotFound(id);
+  throw errors.jobNotRunning(id, transitions.endingOf(job));
 }
 
 /**
