@@ -9,7 +9,7 @@ import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s, replayFlood } from './load.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
-import { type PgbenchRow, type WriteRow, bareCeiling, drive, gatewayBody, pgbenchRows } from './writes.js';
+import { type PgbenchRow, type WriteKind, type WriteRow, WRITE_KINDS, bareCeiling, drive, driveKind, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
 // loopback, against the machine's ceiling (bare ws) and the usual yoga + graphql-ws + pubsub setup.
@@ -775,8 +775,12 @@ async function fairness(db: Db, options: FairnessOptions = {}): Promise<Fairness
 }
 
 /** Workers reporting progress on jobs of their own through the gateway, beside the bare write ceiling. */
-async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | undefined }> {
+type WriteKindRow = { db: Db; kind: WriteKind; workers: number; writesPerSec: number; p99Ms: number };
+type WritesResult = { rows: WriteRow[]; kinds: WriteKindRow[]; database: PgbenchRow[] | undefined };
+
+async function writes(): Promise<WritesResult> {
   const rows: WriteRow[] = [];
+  const kinds: WriteKindRow[] = [];
   const workerCounts = flags.smoke ? [1, 8] : [1, 8, 32];
   for (const db of profile.restDbs) {
     const { gateway, url, key, stop } = await startGateway(db, 'writes');
@@ -798,6 +802,16 @@ async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | un
         });
         log(`writes (${db}, ${workers} workers): ${JSON.stringify(rows.at(-1))}`);
       }
+      // The kinds of worker writes side by side, 8 workers each, rounds alternating so that drift hits all alike.
+      const kindSeconds = flags.smoke ? 1 : Math.max(profile.restS, 3);
+      for (let pass = 0; pass < (flags.smoke ? 1 : 2); pass++) {
+        for (const kind of Object.keys(WRITE_KINDS) as WriteKind[]) {
+          const measured = await driveKind(`${url}/graphql`, { 'x-api-key': key }, kind, jobIds.slice(0, 8), 8, kindSeconds);
+          if (measured.failed > 0) throw new Error(`writes (${db}, ${kind}): ${measured.failed} requests failed`);
+          kinds.push({ db, kind, workers: 8, writesPerSec: Math.round(measured.perSec), p99Ms: round(measured.p99) });
+          log(`writes (${db}, ${kind}): ${JSON.stringify(kinds.at(-1))}`);
+        }
+      }
       const stats = await gateway.request<{ feedReads: number }>({ cmd: 'stats' });
       log(`writes (${db}): ${stats.feedReads} feed reads in all`);
     } finally {
@@ -806,14 +820,21 @@ async function writes(): Promise<{ rows: WriteRow[]; database: PgbenchRow[] | un
   }
   const database = profile.restDbs.includes('postgres') ? await pgbenchRows(POSTGRES_URL, [1, 8, 32], flags.quick ? 3 : 8) : undefined;
   if (database) log(`pgbench: ${JSON.stringify(database)}`);
-  return { rows, database };
+  return { rows, kinds, database };
 }
 
-function printWrites(result: { rows: WriteRow[]; database: PgbenchRow[] | undefined }) {
+function printWrites(result: WritesResult) {
   console.log(
     '\nWrites: workers each reporting progress on a job of their own (updateJobProgress), against a bare node:http server running the same UPDATE with no trigger',
   );
   console.table(result.rows.map((r) => ({ ...r, '% of ceiling': round((100 * r.writesPerSec) / r.ceilingWritesPerSec) })));
+  console.log('Kinds of worker writes, 8 workers, two rounds each: % of updateJobProgress in the same round');
+  console.table(
+    result.kinds.map((r, i) => {
+      const progress = result.kinds.slice(0, i + 1).findLast((p) => p.db === r.db && p.kind === 'updateJobProgress')!;
+      return { ...r, '% of updateJobProgress': round((100 * r.writesPerSec) / progress.writesPerSec) };
+    }),
+  );
   if (!result.database) return;
   console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
   const plain = (clients: number) => result.database!.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
@@ -891,7 +912,7 @@ async function main() {
   if (flags['writes-only']) {
     const result = await writes();
     printWrites(result);
-    console.log(JSON.stringify({ writes: result.rows, writesDatabase: result.database }));
+    console.log(JSON.stringify({ writes: result.rows, writeKinds: result.kinds, writesDatabase: result.database }));
     return;
   }
   if (flags['memory-only']) {
@@ -1059,6 +1080,7 @@ async function main() {
         fairness: fairnessRows,
         soak: soakRows,
         writes: writeResult.rows,
+        writeKinds: writeResult.kinds,
         writesDatabase: writeResult.database,
         mixed: mixedResult,
       }),

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +43,46 @@ export async function drive(url: string, headers: Record<string, string>, bodyFo
     setupClient: (client) => client.setBody(bodyFor(next++ % workers)),
   });
   return { perSec: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, failed: result.non2xx + result.errors };
+}
+
+/**
+ * The kinds of worker writes, each a body for a connection's own job (`jobId`) or a new job: a
+ * progress report (the hot write), a heartbeat (a lease renewal that records no change), and
+ * createJob without and with an idempotency key (the SDK sends one with every createJob; each
+ * request here has a key of its own, as each SDK call does).
+ */
+export const WRITE_KINDS = {
+  updateJobProgress: (jobId: string) => JSON.stringify({ query: PROGRESS, variables: { id: jobId } }),
+  heartbeat: (jobId: string) => JSON.stringify({ query: 'mutation($id: ID!) { heartbeat(id: $id) { id } }', variables: { id: jobId } }),
+  createJob: () => JSON.stringify({ query: CREATE, variables: { input: NEW_JOB } }),
+  'createJob with idempotencyKey': () => JSON.stringify({ query: CREATE, variables: { input: { ...NEW_JOB, idempotencyKey: randomUUID() } } }),
+} as const satisfies Record<string, (jobId: string) => string>;
+export type WriteKind = keyof typeof WRITE_KINDS;
+
+const CREATE = 'mutation($input: CreateJobInput!) { createJob(input: $input) { id status changeCursor } }';
+const NEW_JOB = { type: 'collect', displayTitle: 'Bench job', steps: [{ id: 'collect', name: 'Collect' }] };
+
+/** `workers` connections, each sending one kind of write back to back, each request's body made afresh. */
+export async function driveKind(url: string, headers: Record<string, string>, kind: WriteKind, jobIds: string[], workers: number, durationS: number) {
+  let next = 0;
+  const body = WRITE_KINDS[kind];
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    connections: workers,
+    duration: durationS,
+    requests: [
+      {
+        // The context lives as long as its connection: each connection keeps to one job.
+        setupRequest: (request, context: { jobId?: string }) => {
+          context.jobId ??= jobIds[next++ % jobIds.length]!;
+          return { ...request, body: body(context.jobId) };
+        },
+      },
+    ],
+  });
+  return { perSec: result.requests.average, p99: result.latency.p99, failed: result.non2xx + result.errors };
 }
 
 export function gatewayBody(jobIds: string[]) {

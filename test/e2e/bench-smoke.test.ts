@@ -21,6 +21,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
     polling: Record<string, number>;
     fairness: Array<Record<string, number | string>>;
     writes: Array<Record<string, number | string>>;
+    writeKinds: Array<Record<string, number | string>>;
     memory: Array<Record<string, number | string>>;
     soak: Array<Record<string, number | string> & { heapMiB: number[]; updatesPerSec: number; pollsPerSec: number }>;
     mixed: Array<Record<string, unknown> & Record<'delivery' | 'report' | 'poll', Record<'first2s' | 'steady', { p99: number; count: number }>>>;
@@ -70,6 +71,9 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
     expect(row.p99Ms as number).toBeGreaterThanOrEqual(row.p50Ms as number);
     expect(Number.isFinite(row.p99Ms)).toBe(true);
   }
+  // Every kind of worker write measured, none failing (a failed request throws in the bench).
+  expect(report.writeKinds.map((row) => row.kind)).toEqual(['updateJobProgress', 'heartbeat', 'createJob', 'createJob with idempotencyKey']);
+  for (const row of report.writeKinds) expect(row.writesPerSec).toBeGreaterThan(0);
   // The mixed load: both phases measured for every role, and what it checks holds (every report
   // reached every subscriber of its workspace, final states right, no socket closed, nothing failed).
   expect(report.mixed.map((row) => [row.db, row.subscribers, row.pollers])).toEqual([
