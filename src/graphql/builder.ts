@@ -1,5 +1,6 @@
 import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
+import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin, { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import { type Scope, SCOPES } from '../auth/scopes.js';
@@ -16,7 +17,16 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
-  plugins: [ScopeAuthPlugin, ComplexityPlugin],
+  plugins: [ScopeAuthPlugin, ComplexityPlugin, RelayPlugin],
+  // Relay's connections for paging (jobsConnection); no global ids or node queries: a job's id is its id.
+  relay: {
+    cursorType: 'String',
+    clientMutationId: 'omit',
+    nodeQueryOptions: false,
+    nodesQueryOptions: false,
+    // A connection field's multiplier is its page size already: its edges must not count it again.
+    edgesFieldOptions: { complexity: { field: 1, multiplier: 1 } },
+  },
   // Fields carry their cost for the limit that plugins/operation-limits.ts checks before execution
   // starts; the plugin's own check (at the first resolver) stays off.
   complexity: { disabled: true, defaultComplexity: 1, defaultListMultiplier: 10 },

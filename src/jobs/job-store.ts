@@ -8,6 +8,7 @@ import { positionOf } from './change-position.js';
 import type { FeedFrontier } from './feed-frontier.js';
 import { type JobFilterValues, setFilters } from './job-filter.js';
 import { jobRowOf, runSql } from './job-rows.js';
+import type { ListPosition } from './list-cursor.js';
 import { type JobRow, JobStatus } from './model.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { RememberedJobs } from './remembered-jobs.js';
@@ -87,18 +88,33 @@ export class JobStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT.max) {
       throw errors.badInput(`limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
     }
-    // Columns come from the filters' declaration, never from a request; values are bound.
-    const conditions = setFilters(filter).map(({ name, spec, value }) =>
-      spec.kind === 'JobStatus'
-        ? Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${value}::"JobStatus"`
-        : Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${transitions.rejectNul(name, value)}`,
-    );
     const final = this.frontier.finalFor(workspaceId);
     // One statement on the driver, walking the (workspaceId[, competitorId], startedAt, id) index:
     // through Prisma's client a list read cost a fifth of the gateway's CPU (test/bench/RESULTS.md, reads).
     const rows = await this.run(Prisma.sql`
-      SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid ${conditions.length > 0 ? Prisma.join(conditions, ' ') : Prisma.empty}
+      SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid ${filterConditions(filter)}
       ORDER BY "startedAt" DESC, id DESC LIMIT ${limit}`);
+    return this.readUnder(final, rows.map(jobRowOf));
+  }
+
+  /**
+   * A page of the list (newest first) between two positions, by keyset: the same index walk as
+   * `list`, starting at the position rather than skipping rows, so every page costs the same however
+   * deep it is. `inverted` walks from `before` towards newer jobs (a page before a cursor) and
+   * answers them oldest first; `limit` is the caller's, unchecked (graphql/types/job.ts bounds it).
+   */
+  async page(
+    workspaceId: string,
+    filter: JobFilterValues,
+    { after, before, limit, inverted }: { after?: ListPosition | undefined; before?: ListPosition | undefined; limit: number; inverted: boolean },
+  ): Promise<JobRow[]> {
+    const final = this.frontier.finalFor(workspaceId);
+    const order = inverted ? Prisma.sql`ORDER BY "startedAt" ASC, id ASC` : Prisma.sql`ORDER BY "startedAt" DESC, id DESC`;
+    const rows = await this.run(Prisma.sql`
+      SELECT * FROM "Job" WHERE "workspaceId" = ${workspaceId}::uuid ${filterConditions(filter)}
+        ${after ? Prisma.sql`AND ("startedAt", id) < (${after.startedAt.toISOString()}::timestamptz, ${after.id}::uuid)` : Prisma.empty}
+        ${before ? Prisma.sql`AND ("startedAt", id) > (${before.startedAt.toISOString()}::timestamptz, ${before.id}::uuid)` : Prisma.empty}
+      ${order} LIMIT ${limit}`);
     return this.readUnder(final, rows.map(jobRowOf));
   }
 
@@ -293,6 +309,16 @@ export class JobStore {
   private run(statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
     return runSql(this.sql, statement);
   }
+}
+
+/** The list's filters as SQL: columns come from the filters' declaration, never from a request; values are bound. */
+function filterConditions(filter: JobFilterValues): Prisma.Sql {
+  const conditions = setFilters(filter).map(({ name, spec, value }) =>
+    spec.kind === 'JobStatus'
+      ? Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${value}::"JobStatus"`
+      : Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${transitions.rejectNul(name, value)}`,
+  );
+  return conditions.length > 0 ? Prisma.join(conditions, ' ') : Prisma.empty;
 }
 
 /** Why a worker mutation on `job` (as the database has it) changed nothing: it does not exist here, or it ended. */

@@ -66,10 +66,16 @@ const REST_STATUSES: Record<string, JobStatus> = Object.fromEntries(Object.value
  * operations.graphql: every filter of `jobs` is a query parameter of GET /api/jobs by the same name.
  */
 const listJobsDocument = parse(`
-  query RestListJobs(${FILTER_VARIABLES}, $limit: Int) {
-    jobs(${FILTER_ARGUMENTS}, limit: $limit) { ...RestJob }
+  query RestListJobs(${FILTER_VARIABLES}, $limit: Int, $cursor: String) {
+    jobsConnection(${FILTER_ARGUMENTS}, first: $limit, after: $cursor) {
+      edges { node { ...RestJob } }
+      pageInfo { hasNextPage endCursor }
+    }
   }
-  ${print(RestJobFragmentDoc)}`) as TypedDocumentNode<{ jobs: RestJobFragment[] }, JobFilterValues & { limit: number | undefined }>;
+  ${print(RestJobFragmentDoc)}`) as TypedDocumentNode<
+  { jobsConnection: { edges: Array<{ node: RestJobFragment }>; pageInfo: { hasNextPage: boolean; endCursor: string | null } } },
+  JobFilterValues & { limit: number | undefined; cursor: string | undefined }
+>;
 
 const JOB_ID_PARAMETER = { name: 'id', in: 'path', description: "The job's id.", schema: { type: 'string' } } as const;
 
@@ -80,9 +86,14 @@ export const routes: RestRoute[] = [
     document: listJobsDocument,
     variables: ({ query }) => ({
       ...Object.fromEntries(JOB_FILTER_NAMES.map((name) => [name, filterParam(name, optional(query, name))])),
-      limit: integerParam('limit', optional(query, 'limit')),
+      limit: limitParam(optional(query, 'limit')),
+      cursor: optional(query, 'cursor'),
     }),
-    body: (data) => data,
+    // The reference's body, plus where the next page starts (null on the last page).
+    body: ({ jobsConnection: { edges, pageInfo } }) => ({
+      jobs: edges.map((edge) => edge.node),
+      nextCursor: pageInfo.hasNextPage ? pageInfo.endCursor : null,
+    }),
     doc: {
       operationId: 'listJobs',
       summary: "The workspace's jobs, newest first (by startedAt), optionally filtered.",
@@ -95,17 +106,29 @@ export const routes: RestRoute[] = [
           description: `How many jobs at most, from 1 to ${LIST_LIMIT.max}.`,
           schema: { type: 'integer', minimum: 1, maximum: LIST_LIMIT.max, default: LIST_LIMIT.default },
         },
+        {
+          name: 'cursor',
+          in: 'query',
+          description:
+            "Where the page starts: a previous page's nextCursor (absent: the newest jobs). Pages hold their place while jobs are added and changed.",
+          schema: { type: 'string' },
+        },
       ],
       ok: {
-        description: 'The jobs.',
+        description: 'A page of jobs, and the cursor of the next one.',
         schema: {
           type: 'object',
-          required: ['jobs'],
+          required: ['jobs', 'nextCursor'],
           additionalProperties: false,
-          properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } } },
+          properties: {
+            jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } },
+            nextCursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null when this page is the last.' },
+          },
         },
       },
-      errors: [{ code: 'BAD_USER_INPUT', when: `an unknown status, or a limit that is not an integer from 1 to ${LIST_LIMIT.max}` }],
+      errors: [
+        { code: 'BAD_USER_INPUT', when: `an unknown status, a limit that is not an integer from 1 to ${LIST_LIMIT.max}, or a cursor this API did not give` },
+      ],
     },
   }),
   route({
@@ -197,6 +220,14 @@ function jobStatusParam(value: string | undefined): JobStatus | undefined {
 }
 
 /** Range checks belong to the GraphQL operation; here only "is it an integer at all". */
+/** `?limit=`, refused in REST's words (GraphQL's `first` says it in its own). */
+function limitParam(value: string | undefined): number | undefined {
+  const limit = integerParam('limit', value);
+  if (limit !== undefined && (limit < 1 || limit > LIST_LIMIT.max))
+    throw new RestError('BAD_USER_INPUT', `limit must be an integer from 1 to ${LIST_LIMIT.max}.`);
+  return limit;
+}
+
 function integerParam(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d{1,9}$/.test(value)) throw new RestError('BAD_USER_INPUT', `${name} must be an integer.`);

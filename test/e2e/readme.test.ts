@@ -81,7 +81,7 @@ describeDb('README examples against a running gateway', () => {
     }
     expect(outputs).toEqual(
       expect.arrayContaining([
-        { jobs: expect.arrayContaining([expect.objectContaining({ id: createJob!.id, status: 'running' })]) },
+        { jobs: expect.arrayContaining([expect.objectContaining({ id: createJob!.id, status: 'running' })]), nextCursor: null },
         { job: expect.objectContaining({ id: createJob!.id }) },
         { success: true, job: { id: createJob!.id, status: 'failed', currentStep: 'Cancelled' } },
         { data: { job: expect.objectContaining({ id: createJob!.id }) } },

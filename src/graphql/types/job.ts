@@ -1,7 +1,9 @@
 import type { ArgBuilder } from '@pothos/core';
+import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterKind, type JobFilterName, jobFilterValues } from '../../jobs/job-filter.js';
 import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
-import { JOB_ENDINGS } from '../../errors.js';
+import { JOB_ENDINGS, errors } from '../../errors.js';
+import { listCursorOf, listPositionOf } from '../../jobs/list-cursor.js';
 import { endingOf } from '../../jobs/transitions.js';
 import { LIST_LIMIT } from '../../limits/fixed.js';
 import { builder } from '../builder.js';
@@ -122,6 +124,29 @@ builder.queryFields((t) => ({
     args: { ...jobFilterArgs(t.arg), limit: t.arg.int() },
     resolve: (_root, args, ctx) => ctx.jobs.list(workspaceOf(ctx), { ...jobFilterValues(args), limit: args.limit }),
   }),
+  jobsConnection: t.connection(
+    {
+      type: JobRef,
+      description: `The workspace's jobs, newest first, a page at a time (Relay's cursor connection). first or last: 1 to ${LIST_LIMIT.max}, default ${LIST_LIMIT.default}. Pages hold their place while jobs are added and changed: a job created after the first page comes before it, never inside a later one.`,
+      authScopes: { 'jobs:read': true },
+      complexity: (args) => ({ field: 1, multiplier: Math.min(Math.max(args.first ?? args.last ?? LIST_LIMIT.default, 1), LIST_LIMIT.max) }),
+      args: jobFilterArgs(t.arg),
+      resolve: (_root, args, ctx) => {
+        for (const name of ['first', 'last'] as const) {
+          const size = args[name];
+          if (size != null && (size < 1 || size > LIST_LIMIT.max)) throw errors.badInput(`${name} must be an integer from 1 to ${LIST_LIMIT.max}.`);
+        }
+        const after = args.after == null ? undefined : listPositionOf(args.after, 'after');
+        const before = args.before == null ? undefined : listPositionOf(args.before, 'before');
+        return resolveCursorConnection<Promise<JobRow[]>>(
+          { args, toCursor: listCursorOf, defaultSize: LIST_LIMIT.default, maxSize: LIST_LIMIT.max },
+          ({ limit, inverted }) => ctx.jobs.page(workspaceOf(ctx), jobFilterValues(args), { after, before, limit, inverted }),
+        );
+      },
+    },
+    { name: 'JobConnection' },
+    { name: 'JobEdge' },
+  ),
   job: t.field({
     type: JobRef,
     nullable: true,

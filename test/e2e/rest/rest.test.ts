@@ -96,12 +96,13 @@ function jobBody(res: RestResult): RestJob {
   return body.job;
 }
 
-/** A 200 with `{"jobs": [...]}` and nothing else; returns the jobs. */
+/** A 200 with `{"jobs": [...], "nextCursor"}` (the reference's body, plus paging) and nothing else; returns the jobs. */
 function jobsBody(res: RestResult): RestJob[] {
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-  const body = res.body as { jobs: RestJob[] };
-  expect(Object.keys(body)).toEqual(['jobs']);
+  const body = res.body as { jobs: RestJob[]; nextCursor: unknown };
+  expect(Object.keys(body)).toEqual(['jobs', 'nextCursor']);
+  expect(body.nextCursor === null || typeof body.nextCursor === 'string').toBe(true);
   expect(Array.isArray(body.jobs)).toBe(true);
   for (const job of body.jobs) expectReferenceKeys(job);
   return body.jobs;
@@ -310,7 +311,7 @@ describeDb('REST Jobs API over real HTTP: GET /api/jobs, GET /api/jobs/{id}, POS
       const res = await list('', lister);
       jobsBody(res);
       const current = await Promise.all([d, c, b, a].map((job) => fullJob(job.id, lister)));
-      expect(res.body).toEqual({ jobs: current.map(referenceJob) });
+      expect(res.body).toEqual({ jobs: current.map(referenceJob), nextCursor: null });
       // Spot-check the mapping against literal values, so a shared mistake cannot hide.
       const [listedD, listedC, listedB, listedA] = (res.body as { jobs: RestJob[] }).jobs;
       expect(listedD).toMatchObject({ id: d.id, status: 'failed', competitorId: 'c-b', completedAt: expect.stringMatching(ISO_UTC_MS) });
