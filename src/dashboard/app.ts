@@ -9,10 +9,25 @@ import './app.css';
 type Job = DashboardJobFragment;
 
 const KEY_STORAGE = 'jobs-gateway:key';
+const PAGE_SIZE = 100;
+
+interface JobPage {
+  edges: Array<{ node: Job }>;
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
 // The list and the live view take every filter the gateway declares (src/jobs/job-filter.ts).
-const LIST = `query Dashboard(${FILTER_VARIABLES}) {
+// A page of the list (the newest first); older pages on demand, from the last page's endCursor.
+const PAGE = `jobsConnection(${FILTER_ARGUMENTS}, first: ${PAGE_SIZE}, after: $after) {
+    edges { node { ...DashboardJob } }
+    pageInfo { hasNextPage endCursor }
+  }`;
+const LIST = `query Dashboard(${FILTER_VARIABLES}, $after: String) {
   viewer { scopes }
-  jobs(${FILTER_ARGUMENTS}, limit: 100) { ...DashboardJob }
+  ${PAGE}
+}
+${DashboardJobFragmentDoc.toString()}`;
+const OLDER = `query DashboardOlder(${FILTER_VARIABLES}, $after: String) {
+  ${PAGE}
 }
 ${DashboardJobFragmentDoc.toString()}`;
 const WATCH = `subscription Watch($after: String, ${FILTER_VARIABLES}) {
@@ -28,6 +43,9 @@ let client: Client | undefined;
 let unsubscribe: (() => void) | undefined;
 /** Loads started so far: a load that another started after it drops its result. */
 let loads = 0;
+/** The filters of the list shown, and where its next older page starts (null once the oldest job is shown). */
+let shown: JobFilterValues = {};
+let olderCursor: string | null = null;
 
 function setConnection(state: 'connecting' | 'live' | 'reconnecting' | 'signed-out', detail = ''): void {
   const element = $('#connection');
@@ -69,9 +87,9 @@ async function load(): Promise<void> {
   unsubscribe?.();
   unsubscribe = undefined;
   showError('');
-  let data: { viewer: { scopes: string[] }; jobs: Job[] };
+  let data: { viewer: { scopes: string[] }; jobsConnection: JobPage };
   try {
-    data = await graphql(LIST, f);
+    data = await graphql(LIST, { ...f, after: null });
   } catch (error) {
     if (load !== loads) return;
     if ((error as { code?: string }).code === 'UNAUTHENTICATED') return signOut('That key is not valid (or was revoked).');
@@ -80,13 +98,15 @@ async function load(): Promise<void> {
   }
   // Filters changed while this list was on its way: the newer load shows and follows its own.
   if (load !== loads) return;
+  shown = f;
   scopes = data.viewer.scopes;
   jobs.clear();
   let after: string | null = null;
-  for (const job of data.jobs) {
+  for (const { node: job } of data.jobsConnection.edges) {
     jobs.set(job.id, job);
     if (isNewer(job.changeCursor, after)) after = job.changeCursor;
   }
+  setOlder(data.jobsConnection.pageInfo);
   render();
   // Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen.
   const variables: Record<string, string | null> = { ...f, after };
@@ -112,6 +132,34 @@ async function load(): Promise<void> {
       complete: () => {},
     },
   );
+}
+
+function setOlder(pageInfo: JobPage['pageInfo']): void {
+  olderCursor = pageInfo.hasNextPage ? pageInfo.endCursor : null;
+  $('#load-older').hidden = olderCursor === null;
+}
+
+/**
+ * The next older page, for the filters of the list shown. Its jobs are already followed: the
+ * subscription watches the filters, not the jobs listed. A job the live view brought meanwhile
+ * stays as it is (its state is newer than the page's).
+ */
+async function loadOlder(): Promise<void> {
+  if (olderCursor === null) return;
+  const load = loads;
+  const button = $<HTMLButtonElement>('#load-older');
+  button.disabled = true;
+  try {
+    const { jobsConnection: page } = await graphql<{ jobsConnection: JobPage }>(OLDER, { ...shown, after: olderCursor });
+    if (load !== loads) return;
+    for (const { node: job } of page.edges) if (!jobs.has(job.id)) jobs.set(job.id, job);
+    setOlder(page.pageInfo);
+    render();
+  } catch (error) {
+    showError(`Could not load older jobs: ${(error as Error).message}`);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function connect(): void {
@@ -284,6 +332,7 @@ $('#sign-in').addEventListener('submit', (event) => {
   connect();
 });
 $('#sign-out').addEventListener('click', () => signOut());
+$('#load-older').addEventListener('click', () => void loadOlder());
 $('#filters').addEventListener('submit', (event) => {
   event.preventDefault();
   void load();

@@ -40,6 +40,7 @@ ${filterFields()}
     <p id="count" aria-live="polite"></p>
     <p id="empty" hidden>No jobs match.</p>
     <ol id="jobs" aria-label="Jobs, newest first"></ol>
+    <button id="load-older" type="button" class="secondary" hidden>Load older jobs</button>
   </section>
 </main>
 </body>

@@ -229,6 +229,47 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await database.drop();
   });
 
+  it('loads older jobs on demand, a page at a time, until the oldest, and keeps following them live', { timeout: 60_000 }, async () => {
+    const t = await startTestApp();
+    try {
+      const key = await t.createKey('history', ['jobs:read', 'jobs:write']);
+      const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
+      // 250 jobs of history: the first page (100) and two more, the last one short. Written oldest
+      // first, as they would have been: the newest change is the first page's, and the live view,
+      // resuming from it, brings nothing older by itself.
+      await t.app.database.sql.query(
+        `INSERT INTO "Job" (id, "workspaceId", type, "displayTitle", "startedAt")
+         SELECT gen_random_uuid(), $1::uuid, 'collect', 'Old ' || n, now() - n * interval '1 minute' FROM generate_series(250, 1, -1) AS n`,
+        [workspaceId],
+      );
+      const tab = await browser.newPage();
+      await tab.goto(`${t.url}/`);
+      await tab.getByLabel('API key').fill(key);
+      await tab.getByLabel('API key').press('Enter');
+      await expect.poll(() => tab.locator('#connection').innerText(), { timeout: 20_000 }).toBe('Live');
+      const cards = tab.locator('li.job');
+      const older = tab.getByRole('button', { name: 'Load older jobs' });
+      await expect.poll(() => cards.count()).toBe(100);
+      await older.click();
+      await expect.poll(() => cards.count()).toBe(200);
+      await older.click();
+      await expect.poll(() => cards.count()).toBe(250);
+      expect(await older.isHidden()).toBe(true);
+      // Newest first, the oldest last; each job once.
+      const titles = await tab.locator('li.job h2').allInnerTexts();
+      expect(titles[0]).toBe('Old 1');
+      expect(titles.at(-1)).toBe('Old 250');
+      expect(new Set(titles).size).toBe(250);
+      // A job of an older page is followed like the first page's.
+      const [{ id: oldest }] = (await t.app.database.sql.query<{ id: string }>(`SELECT id FROM "Job" WHERE "displayTitle" = 'Old 250'`)) as [{ id: string }];
+      await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: oldest, progress: 42 } }, key);
+      await expect.poll(() => tab.locator(`li.job[data-job-id="${oldest}"] [role=progressbar]`).getAttribute('aria-valuenow'), { timeout: 10_000 }).toBe('42');
+      await tab.close();
+    } finally {
+      await t.close();
+    }
+  });
+
   it('shows a job whose worker died fail as it happens, with the reason it stalled', { timeout: 60_000 }, async () => {
     const t = await startTestApp({ env: { JOB_STALL_SWEEP_INTERVAL_MS: '200' } });
     try {
