@@ -126,7 +126,18 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
       // The subscription tab (its headers never touched) runs with the same key and receives a change.
       await page.locator('.graphiql-tab', { hasText: 'Watch' }).click();
       await expect.poll(() => text('.graphiql-query-editor'), { timeout: 10_000 }).toContain('subscription Watch');
-      await page.locator('.graphiql-execute-button').click();
+      // Running once the button offers to stop it; a click that landed before the editor was ready is made again.
+      const execute = page.locator('.graphiql-execute-button');
+      await expect
+        .poll(
+          async () => {
+            const label = (await execute.getAttribute('aria-label')) ?? '';
+            if (label.startsWith('Execute')) await execute.click();
+            return label;
+          },
+          { timeout: 20_000, interval: 1_000 },
+        )
+        .toMatch(/^Stop/);
       const job = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Seen in GraphiQL', steps: [] });
       // Until the stream is live a change sends nothing: keep moving the job until one arrives.
       // (The response pane wraps long lines, so compare without whitespace.)
