@@ -1,3 +1,4 @@
+import { AccessTokens } from './auth/access-tokens.js';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AddressGuard } from './auth/address-guard.js';
@@ -39,6 +40,7 @@ import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
 export interface App {
   readonly database: Database;
   readonly apiKeys: ApiKeyStore;
+  readonly accessTokens: AccessTokens;
   readonly jobs: JobStore;
   /** The change log across workspaces: the feed's and the replays' reads. */
   readonly changes: ChangeLog;
@@ -70,6 +72,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     logger,
   );
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
+  const accessTokens = new AccessTokens(database.sql, config.accessTokens);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
   const jobs = new JobStore(database.sql, frontier, remembered, config.jobs);
@@ -175,6 +178,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   return {
     database,
     apiKeys,
+    accessTokens,
     jobs,
     changes,
     feed,

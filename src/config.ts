@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { OperationLimits } from './graphql/plugins/operation-limits.js';
 import type { ResponseCacheOptions } from './graphql/plugins/response-cache.js';
-import { FEED_PAGE_SIZE, HEARTBEAT_TIMEOUT_MS } from './limits/fixed.js';
+import { ACCESS_TOKEN, FEED_PAGE_SIZE, HEARTBEAT_TIMEOUT_MS } from './limits/fixed.js';
 
 /** Everything the gateway reads from its environment, parsed and validated once. */
 export interface Config {
@@ -37,6 +37,8 @@ export interface Config {
   keyRecheckIntervalMs: number;
   /** How long a valid key is remembered without asking the database. */
   authCacheTtlMs: number;
+  /** Access tokens: their longest lifetime, and how long one signing key signs (auth/access-tokens.ts). */
+  accessTokens: { maxTtlMs: number; keyRotationMs: number };
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
   /** A job's heartbeat timeout when its creator names none, and how often lapsed ones are looked for. */
   jobs: { heartbeatTimeoutMs: number; stallSweepIntervalMs: number; idempotencyTtlMs: number };
@@ -96,6 +98,8 @@ const envSchema = z.object({
   WS_MAX_MESSAGES_PER_SECOND: intFrom(0, 10_000_000).default(100),
   KEY_RECHECK_INTERVAL_MS: intFrom(100, 600_000).default(2_000),
   AUTH_CACHE_TTL_MS: intFrom(0, 600_000).default(2_000),
+  ACCESS_TOKEN_MAX_TTL_MS: intFrom(ACCESS_TOKEN.minTtlMs, 86_400_000).default(3_600_000),
+  ACCESS_TOKEN_KEY_ROTATION_MS: intFrom(60_000, 30 * 86_400_000).default(86_400_000),
   FEED_CATCH_UP_INTERVAL_MS: intFrom(100, 3_600_000).default(1_000),
   FEED_COALESCE_MS: intFrom(0, 10_000).default(10),
   JOB_HEARTBEAT_TIMEOUT_MS: intFrom(HEARTBEAT_TIMEOUT_MS.min, HEARTBEAT_TIMEOUT_MS.max).default(300_000),
@@ -199,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     keyRecheckIntervalMs: e.KEY_RECHECK_INTERVAL_MS,
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
+    accessTokens: { maxTtlMs: e.ACCESS_TOKEN_MAX_TTL_MS, keyRotationMs: e.ACCESS_TOKEN_KEY_ROTATION_MS },
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: FEED_PAGE_SIZE, coalesceMs: e.FEED_COALESCE_MS },
     jobs: { heartbeatTimeoutMs: e.JOB_HEARTBEAT_TIMEOUT_MS, stallSweepIntervalMs: e.JOB_STALL_SWEEP_INTERVAL_MS, idempotencyTtlMs: e.IDEMPOTENCY_TTL_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },

@@ -8,9 +8,18 @@ export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
 }
 
-/** Who is calling: resolved from the API key before any GraphQL runs, and read-only after. */
+/** Who is calling: resolved from the API key (or access token) before any GraphQL runs, and read-only after. */
 export interface Principal {
+  /** The API key, or the key that minted the token: revoking it ends both. */
   readonly keyId: string;
   readonly workspaceId: string;
   readonly scopes: ReadonlySet<Scope>;
+  /** Set when the caller holds an access token rather than the key itself (auth/access-tokens.ts). */
+  readonly token?: {
+    readonly id: string;
+    /** Epoch milliseconds: the token is refused from then on, and what it holds open is closed. */
+    readonly expiresAt: number;
+    /** What of the workspace's jobs it sees: every field given must match; none given, all jobs. */
+    readonly restriction: { readonly jobId?: string; readonly competitorId?: string; readonly type?: string };
+  };
 }
