@@ -1,4 +1,5 @@
 import { AccessTokens } from './auth/access-tokens.js';
+import { Authenticator } from './auth/authenticator.js';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AddressGuard } from './auth/address-guard.js';
@@ -102,9 +103,19 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   });
 
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
-  const yoga = createGatewayYoga({ limits: config.graphql, corsOrigins: config.corsOrigins, jobs, live, keyConnections, logger, budget, responses });
+  const yoga = createGatewayYoga({
+    limits: config.graphql,
+    corsOrigins: config.corsOrigins,
+    jobs,
+    live,
+    keyConnections,
+    accessTokens,
+    logger,
+    budget,
+    responses,
+  });
   const rest = createRestHandler(yoga, routes, logger);
-  const addressGuard = new AddressGuard(apiKeys, config.badKeyLimitPerAddress, config.trustedProxyHops);
+  const addressGuard = new AddressGuard(new Authenticator(apiKeys, accessTokens), config.badKeyLimitPerAddress, config.trustedProxyHops);
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
   let closing: Promise<void> | undefined;
   let warm = config.warmUpRounds === 0;

@@ -66,6 +66,7 @@ const ENDING_WORDS: Record<JobEnding, string> = { COMPLETED: 'is completed', FAI
 export const errors = {
   unauthenticated: () => appError('UNAUTHENTICATED', 'A valid API key is required (X-API-Key or Authorization: Bearer).'),
   keyRevoked: () => appError('UNAUTHENTICATED', 'The API key was revoked.'),
+  tokenExpired: () => appError('UNAUTHENTICATED', 'The access token expired; subscribe again with a fresh one.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
   jobNotRunning: (id: string, endedAs: JobEnding) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it ${ENDING_WORDS[endedAs]}).`, { endedAs }),

@@ -3,14 +3,8 @@ import { SignJWT, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { SqlClient } from '../db/sql.js';
 import { appError, errors } from '../errors.js';
 import { ACCESS_TOKEN } from '../limits/fixed.js';
+import type { JobRestriction } from '../jobs/job-filter.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
-
-/** What a token may see of its workspace's jobs: one job, or a competitor's and/or a type's jobs. Absent: all. */
-export interface JobRestriction {
-  readonly jobId?: string;
-  readonly competitorId?: string;
-  readonly type?: string;
-}
 
 export interface MintRequest {
   scopes: readonly string[];

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 import { RateLimiter } from '../limits/rate-limiter.js';
-import type { ApiKeyStore } from './api-keys.js';
+import type { Authenticator } from './authenticator.js';
 import type { Principal } from './scopes.js';
 
 /** A caller's key checked: its principal (null: missing, unknown or revoked), or refused before any lookup. */
@@ -10,7 +10,7 @@ export type KeyCheck = { refused: false; principal: Principal | null } | { refus
 
 /**
  * Authenticates keys with the lookups that bad keys cause limited per client address. Each check
- * that needs the database (see ApiKeyStore.answerWithoutLookup) or that has no key at
+ * that needs the database (see ApiKeyStore.answerWithoutLookup; every access token) or that has no key at
  * all takes a token of its address's bucket first, and gives it back unless the key turned out
  * unknown: a client with valid keys never runs out, however many keys it uses, while an address
  * that keeps presenting bad ones is refused after a burst, without a lookup, until its bucket
@@ -25,7 +25,7 @@ export class AddressGuard {
   private readonly trust: (address: string, hop: number) => boolean;
 
   constructor(
-    private readonly apiKeys: ApiKeyStore,
+    private readonly credentials: Pick<Authenticator, 'answerWithoutLookup' | 'authenticate'>,
     perSecond: number,
     trustedProxyHops: number,
   ) {
@@ -53,7 +53,7 @@ export class AddressGuard {
 
   async check(key: string | undefined, req: IncomingMessage): Promise<KeyCheck> {
     if (key) {
-      const known = this.apiKeys.answerWithoutLookup(key);
+      const known = this.credentials.answerWithoutLookup(key);
       if (known) return { refused: false, principal: await known };
     }
     const budget = this.budgetOf(req);
@@ -62,7 +62,7 @@ export class AddressGuard {
     if (!key) return { refused: false, principal: null };
     let principal: Principal | null;
     try {
-      principal = await this.apiKeys.authenticate(key);
+      principal = await this.credentials.authenticate(key);
     } catch (error) {
       // The database did not answer: nothing says the key was bad.
       this.buckets.refund(budget);

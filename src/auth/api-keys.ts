@@ -40,6 +40,8 @@ export class UnknownKeyError extends Error {}
 export class ApiKeyStore {
   /** Principals by key hash; absent when caching is off (a TTL of 0). */
   private readonly cache: LRUCache<string, Principal> | undefined;
+  /** Ids of keys found active lately (for the access tokens they minted); absent when caching is off. */
+  private readonly activeIds: LRUCache<string, true> | undefined;
   /**
    * Hashes of keys the database did not know, for a short while: a client repeating a bad key
    * costs one lookup, not one per request. A key only exists once issued (256 random bits), so one
@@ -55,7 +57,10 @@ export class ApiKeyStore {
     private readonly prisma: PrismaClient,
     cacheTtlMs = 0,
   ) {
-    if (cacheTtlMs > 0) this.cache = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+    if (cacheTtlMs > 0) {
+      this.cache = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+      this.activeIds = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+    }
   }
 
   /** Creates the workspace if it is new. Returns the key itself: the only time it exists in clear. */
@@ -107,8 +112,22 @@ export class ApiKeyStore {
     return new Set(rows.map((row) => row.id));
   }
 
+  /**
+   * Whether a key id is usable (exists, not revoked): what an access token asks of the key that
+   * minted it on every request. Remembered like a key, for the cache's TTL; forgotten on revocation.
+   */
+  async isActive(keyId: string): Promise<boolean> {
+    if (this.activeIds?.get(keyId)) return true;
+    if (!isUuid(keyId)) return false;
+    this.lookups++;
+    const active = (await this.stillActive([keyId])).has(keyId);
+    if (active) this.activeIds?.set(keyId, true);
+    return active;
+  }
+
   /** Drops remembered keys (revoked elsewhere, as a socket recheck found out). */
   forget(keyIds: readonly string[]): void {
+    for (const keyId of keyIds) this.activeIds?.delete(keyId);
     if (!this.cache || keyIds.length === 0) return;
     const ids = new Set(keyIds);
     const hashes = [...this.cache.entries()].filter(([, principal]) => ids.has(principal.keyId)).map(([hash]) => hash);

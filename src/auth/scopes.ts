@@ -1,3 +1,5 @@
+import type { JobRestriction } from '../jobs/job-filter.js';
+
 export const SCOPES = ['jobs:read', 'jobs:cancel', 'jobs:write'] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -20,6 +22,15 @@ export interface Principal {
     /** Epoch milliseconds: the token is refused from then on, and what it holds open is closed. */
     readonly expiresAt: number;
     /** What of the workspace's jobs it sees: every field given must match; none given, all jobs. */
-    readonly restriction: { readonly jobId?: string; readonly competitorId?: string; readonly type?: string };
+    readonly restriction: JobRestriction;
   };
+}
+
+/**
+ * Whose rate limit and connection limit a caller spends: its API key's, or its access token's own.
+ * A backend that mints a token per user of its product does not have them share one key's limits;
+ * a token cannot mint another, so it cannot multiply its own.
+ */
+export function limitKeyOf(principal: Principal): string {
+  return principal.token ? `token:${principal.token.id}` : principal.keyId;
 }

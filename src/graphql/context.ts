@@ -1,5 +1,7 @@
+import type { AccessTokens } from '../auth/access-tokens.js';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
+import type { JobRestriction } from '../jobs/job-filter.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
@@ -11,6 +13,8 @@ export interface GatewayContext {
   readonly live: LiveJobs;
   /** What each key holds open: a Server-Sent Events stream counts like a WebSocket. */
   readonly keyConnections: KeyConnections;
+  /** Mints access tokens (createAccessToken). */
+  readonly accessTokens: AccessTokens;
   /** Over WebSockets: aborted when the socket closes, so that its streams end with it. */
   readonly connectionClosed?: AbortSignal;
 }
@@ -24,4 +28,9 @@ export function workspaceOf(ctx: GatewayContext): string {
 export function principalOf(ctx: GatewayContext): Principal {
   if (!ctx.principal) throw errors.unauthenticated();
   return ctx.principal;
+}
+
+/** What of the workspace's jobs the caller sees: all for an API key, a token's restriction for an access token. */
+export function restrictionOf(ctx: GatewayContext): JobRestriction | undefined {
+  return principalOf(ctx).token?.restriction;
 }

@@ -1,3 +1,4 @@
+import type { AccessTokens } from '../auth/access-tokens.js';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { OperationTypeNode, getOperationAST } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
@@ -35,6 +36,7 @@ export interface YogaDeps {
   jobs: JobStore;
   live: LiveJobs;
   keyConnections: KeyConnections;
+  accessTokens: AccessTokens;
   logger: Logger;
   /** The response bytes each workspace may be sent a second (limits/response-budget.ts). */
   budget: ResponseBudget;
@@ -54,7 +56,7 @@ function useCompiledQueries() {
   return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === OperationTypeNode.QUERY });
 }
 
-export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, logger, budget, responses }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, accessTokens, logger, budget, responses }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -85,7 +87,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
             .join(' '),
         ),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections, accessTokens }),
     // Scopes before limits: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.

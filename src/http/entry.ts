@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressGuard, KeyCheck } from '../auth/address-guard.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
-import type { Principal } from '../auth/scopes.js';
+import { type Principal, limitKeyOf } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import { serializedBody } from '../graphql/serialized.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
@@ -91,7 +91,7 @@ export function createEntry(parts: EntryParts, options: EntryOptions, logger: Lo
       return undefined;
     }
     if (principal) {
-      const verdict = parts.rateLimiter.take(principal.keyId);
+      const verdict = parts.rateLimiter.take(limitKeyOf(principal));
       if (!verdict.allowed) {
         const message = `Too many requests for this API key (${options.rateLimitPerSecond} per second); retry after ${verdict.retryAfterSeconds} s.`;
         await sleep(REFUSAL_DELAY_MS);

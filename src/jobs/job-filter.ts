@@ -122,3 +122,40 @@ export interface JobUpdatedArgs extends JobFilterArgs {
 export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
   return { id: args.id == null ? null : String(args.id), ...jobFilterValues(args) };
 }
+
+/** What an access token sees of its workspace's jobs (auth/access-tokens.ts): every field given must match; none, all jobs. */
+export interface JobRestriction {
+  readonly jobId?: string;
+  readonly competitorId?: string;
+  readonly type?: string;
+}
+
+/**
+ * `filter` narrowed to what `restriction` lets its holder see; null when they conflict (a filter
+ * for another competitor than the token's sees nothing). The restricted fields never change after a
+ * job is created, so a job in the narrowed filter stays in it.
+ */
+export function restrictedFilter(filter: JobFilter, restriction: JobRestriction | undefined): JobFilter | null {
+  if (!restriction) return filter;
+  const narrowed: JobFilter = { ...filter };
+  for (const [field, value] of [
+    ['id', restriction.jobId],
+    ['competitorId', restriction.competitorId],
+    ['type', restriction.type],
+  ] as const) {
+    if (value === undefined) continue;
+    if (narrowed[field] != null && narrowed[field] !== value) return null;
+    narrowed[field] = value;
+  }
+  return narrowed;
+}
+
+/** Whether `restriction` lets its holder see `job`. */
+export function restrictionAllows(restriction: JobRestriction | undefined, job: Pick<JobRow, 'id' | 'competitorId' | 'type'>): boolean {
+  if (!restriction) return true;
+  return (
+    (restriction.jobId === undefined || restriction.jobId === job.id) &&
+    (restriction.competitorId === undefined || restriction.competitorId === job.competitorId) &&
+    (restriction.type === undefined || restriction.type === job.type)
+  );
+}

@@ -6,7 +6,7 @@ import { Prisma } from '../generated/prisma/client.js';
 import { isUuid } from '../ids.js';
 import { positionOf } from './change-position.js';
 import type { FeedFrontier } from './feed-frontier.js';
-import { type JobFilterValues, setFilters } from './job-filter.js';
+import { type JobFilter, setFilters } from './job-filter.js';
 import { jobRowOf, runSql } from './job-rows.js';
 import type { ListPosition } from './list-cursor.js';
 import { type JobRow, JobStatus } from './model.js';
@@ -15,8 +15,8 @@ import type { RememberedJobs } from './remembered-jobs.js';
 import * as transitions from './transitions.js';
 import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
 
-/** What the `jobs` list filters on (jobs/job-filter.ts), plus a page size. */
-export type ListFilter = JobFilterValues & { limit?: number | null | undefined };
+/** What the `jobs` list filters on (jobs/job-filter.ts; `id` for a token restricted to one job), plus a page size. */
+export type ListFilter = JobFilter & { limit?: number | null | undefined };
 
 type WriteListener = (row: JobRow) => void;
 
@@ -105,7 +105,7 @@ export class JobStore {
    */
   async page(
     workspaceId: string,
-    filter: JobFilterValues,
+    filter: JobFilter,
     { after, before, limit, inverted }: { after?: ListPosition | undefined; before?: ListPosition | undefined; limit: number; inverted: boolean },
   ): Promise<JobRow[]> {
     const final = this.frontier.finalFor(workspaceId);
@@ -312,12 +312,15 @@ export class JobStore {
 }
 
 /** The list's filters as SQL: columns come from the filters' declaration, never from a request; values are bound. */
-function filterConditions(filter: JobFilterValues): Prisma.Sql {
+function filterConditions(filter: JobFilter): Prisma.Sql {
+  // A malformed id matches no job (and must not reach a uuid comparison, which would raise).
+  const byId = filter.id == null ? [] : [isUuid(filter.id) ? Prisma.sql`AND id = ${filter.id}::uuid` : Prisma.sql`AND false`];
   const conditions = setFilters(filter).map(({ name, spec, value }) =>
     spec.kind === 'JobStatus'
       ? Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${value}::"JobStatus"`
       : Prisma.sql`AND ${Prisma.raw(`"${spec.column}"`)} = ${transitions.rejectNul(name, value)}`,
   );
+  conditions.push(...byId);
   return conditions.length > 0 ? Prisma.join(conditions, ' ') : Prisma.empty;
 }
 

@@ -1,9 +1,9 @@
 import type { GraphQLError } from 'graphql';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import type { Principal } from '../auth/scopes.js';
-import { errors } from '../errors.js';
+import { appError, errors } from '../errors.js';
 import { parseAfter, positionOf } from '../jobs/change-position.js';
-import { type JobFilter, type JobUpdatedArgs, jobFilterOf } from '../jobs/job-filter.js';
+import { type JobFilter, type JobUpdatedArgs, jobFilterOf, restrictedFilter } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
 import { ReplayGate } from './replay-gate.js';
 import { cpuTurns, microsSince } from './turn-slicer.js';
@@ -16,6 +16,11 @@ export interface JobUpdatedRequest {
   readonly filter: JobFilter;
   /** Resume after this position: first the replay of what changed since, then live. */
   readonly after: bigint | undefined;
+  /**
+   * An access token's expiry (epoch ms), for a session that nothing else ends then: a Server-Sent
+   * Events stream. (A WebSocket closes as a whole when its token expires, with a code clients retry.)
+   */
+  readonly expiresAt?: number | undefined;
 }
 
 /**
@@ -24,7 +29,11 @@ export interface JobUpdatedRequest {
  * for the whole operation by plugins/operation-scopes.ts on every transport).
  */
 export function jobUpdatedRequest(principal: Principal, args: JobUpdatedArgs): JobUpdatedRequest {
-  return { keyId: principal.keyId, workspaceId: principal.workspaceId, filter: jobFilterOf(args), after: parseAfter(args.after) };
+  // An access token watches what its restriction lets it see: the filter is narrowed to it, here,
+  // for every transport (and a multiplexed group is keyed by the narrowed filter).
+  const filter = restrictedFilter(jobFilterOf(args), principal.token?.restriction);
+  if (!filter) throw appError('FORBIDDEN', 'This access token is restricted to other jobs than these arguments name.');
+  return { keyId: principal.keyId, workspaceId: principal.workspaceId, filter, after: parseAfter(args.after) };
 }
 
 /** Where a resumed session's replay comes from, and at what pace it may go (LiveJobs). */
@@ -69,9 +78,18 @@ export class JobUpdatedSession<T> {
   ) {
     if (request.after !== undefined) this.gate = new ReplayGate(request.after);
     // A subscription outlives the request or handshake that authenticated it.
-    this.unwatch = revocations.watch(request.keyId, () => {
+    const unwatch = revocations.watch(request.keyId, () => {
       if (this.close()) output.end(errors.keyRevoked());
     });
+    // An access token's session ends when the token does: its holder subscribes again with a fresh one.
+    const expiry =
+      request.expiresAt === undefined
+        ? undefined
+        : setTimeout(() => this.close() && output.end(errors.tokenExpired()), Math.max(0, request.expiresAt - Date.now())).unref();
+    this.unwatch = () => {
+      unwatch();
+      clearTimeout(expiry);
+    };
   }
 
   /**

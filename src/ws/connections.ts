@@ -1,7 +1,8 @@
 import type { AddressGuard } from '../auth/address-guard.js';
+import { AccessTokens } from '../auth/access-tokens.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
-import type { Principal } from '../auth/scopes.js';
+import { type Principal, limitKeyOf } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import { CloseCode } from './close-codes.js';
@@ -45,18 +46,25 @@ export class WebSocketConnections {
   /** graphql-ws's `onConnect`: false refuses (graphql-ws closes with 4403, or the socket is already closed with 1013). */
   async admit({ socket, request }: SocketExtra, connectionParams: Record<string, unknown> | undefined): Promise<boolean> {
     const { addressGuard, keyConnections, revocations, backlog } = this.deps;
-    const fromParams = connectionParams?.apiKey;
-    const key = typeof fromParams === 'string' && fromParams !== '' ? fromParams : apiKeyFromHeaders(request.headers);
+    // An API key or an access token, in `connection_init`'s payload or the upgrade's headers.
+    const fromParams = [connectionParams?.apiKey, connectionParams?.token].find((value) => typeof value === 'string' && value !== '') as string | undefined;
+    const key = fromParams ?? apiKeyFromHeaders(request.headers);
     const checked = await addressGuard.check(key, request);
     if (checked.refused) {
       socket.close(CloseCode.TryAgainLater, `Too many connections without a valid API key from this address; retry after ${checked.retryAfterSeconds} s.`);
       return false;
     }
     const principal = checked.principal;
+    // A token that is not (or no longer) valid closes with 4401, which graphql-ws clients do not retry:
+    // retrying the same token cannot succeed. (A bad key keeps graphql-ws's 4403, as it always had.)
+    if (!principal && key && AccessTokens.looksLikeToken(key)) {
+      socket.close(CloseCode.Unauthorized, 'Invalid or expired access token');
+      return false;
+    }
     if (!principal) return false;
     // Closed while its key was looked up: it would hold a slot that its 'close' (already past) never frees.
     if (socket.readyState !== socket.OPEN) return false;
-    const release = keyConnections.acquire(principal.keyId);
+    const release = keyConnections.acquire(limitKeyOf(principal));
     if (!release) {
       socket.close(CloseCode.TryAgainLater, errors.tooManyConnections(keyConnections.max).message);
       return false;
@@ -65,9 +73,15 @@ export class WebSocketConnections {
     this.bySocket.set(socket, { principal, sender: backlog.sender(socket, request.socket), closed, operations: new Map() });
     // The sockets of a revoked key close within KEY_RECHECK_INTERVAL_MS.
     const unwatch = revocations.watch(principal.keyId, () => socket.close(CloseCode.Unauthorized, 'API key revoked'));
+    // An access token's socket closes when the token expires, with 4403, which graphql-ws clients
+    // retry: given `connectionParams` as a function, they fetch a fresh token and resume with `after`.
+    const expiry = principal.token
+      ? setTimeout(() => socket.close(CloseCode.Forbidden, 'Access token expired'), Math.max(0, principal.token.expiresAt - Date.now())).unref()
+      : undefined;
     socket.once('close', () => {
       closed.abort();
       unwatch();
+      clearTimeout(expiry);
       this.bySocket.delete(socket);
       release();
     });

@@ -1,3 +1,4 @@
+import { limitKeyOf } from '../auth/scopes.js';
 import type { Server } from 'node:http';
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, getOperationAST } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
@@ -98,7 +99,7 @@ export function attachWebSockets(deps: {
 
   /** The limits of one `subscribe` message: the key's rate, the connection's subscriptions. */
   const limitRefusal = (connection: Connection, activeOperations: number): GraphQLError | undefined => {
-    const verdict = rateLimiter.take(connection.principal.keyId);
+    const verdict = rateLimiter.take(limitKeyOf(connection.principal));
     if (!verdict.allowed) {
       return appError('RATE_LIMITED', `Too many subscribe messages for this API key; retry after ${verdict.retryAfterSeconds} s.`);
     }
@@ -127,16 +128,17 @@ export function attachWebSockets(deps: {
       const request = jobUpdatedRequest(principal, plan.args);
       const { workspaceId } = request;
       const scopes = [...principal.scopes].sort();
-      const { jobs, live, keyConnections } = args.contextValue as GatewayContext;
+      const { jobs, live, keyConnections, accessTokens } = args.contextValue as GatewayContext;
       const member = await multiplexer.join(
         {
-          key: JSON.stringify([workspaceId, scopes, payload.operationName ?? null, payload.query, plan.sharedVariables]),
+          // The narrowed filter too: an access token's restriction must not meet another's group.
+          key: JSON.stringify([workspaceId, scopes, request.filter, payload.operationName ?? null, payload.query, plan.sharedVariables]),
           document: args.document,
           operationName: payload.operationName,
           variableValues: payload.variables ?? undefined,
           // The group outlives whoever created it: its context is the workspace and the scopes that
           // every member shares (they are part of the key), and no one's key or connection.
-          contextValue: { principal: { keyId: '', workspaceId, scopes: new Set(scopes) }, jobs, live, keyConnections },
+          contextValue: { principal: { keyId: '', workspaceId, scopes: new Set(scopes) }, jobs, live, keyConnections, accessTokens },
           schema: args.schema,
         },
         request,

@@ -180,9 +180,15 @@ export class WorkspaceResponseCache implements Cache {
   }
 }
 
-/** A key's scopes as the cache keys them: keys of one workspace with the same scopes share results. */
+/**
+ * What the cache keys a caller by: its scopes, and an access token's restriction (which narrows
+ * what the same query answers). Keys of one workspace with the same scopes share results; tokens
+ * share them with those of the same scopes and restriction. The session key never holds a
+ * credential, so one never reaches the cache's keys (or a metric).
+ */
 export function scopesKeyOf(principal: Principal): string {
-  return [...principal.scopes].sort().join(',');
+  const scopes = [...principal.scopes].sort().join(',');
+  return principal.token ? `${scopes};${stableStringify(principal.token.restriction)}` : scopes;
 }
 
 function workspaceOfKey(key: string): string {

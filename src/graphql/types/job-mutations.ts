@@ -1,6 +1,8 @@
 import type { JobRow } from '../../jobs/model.js';
 import { builder } from '../builder.js';
-import { workspaceOf } from '../context.js';
+import { errors } from '../../errors.js';
+import { restrictionAllows } from '../../jobs/job-filter.js';
+import { restrictionOf, workspaceOf } from '../context.js';
 import { JobRef, JobStepStatusEnum } from './job.js';
 
 const CancelJobPayload = builder.objectRef<{ success: boolean; job: JobRow }>('CancelJobPayload').implement({
@@ -51,10 +53,16 @@ builder.mutationFields((t) => ({
     description: 'Cancels a RUNNING job: it becomes FAILED with currentStep and error "Cancelled".',
     authScopes: { 'jobs:cancel': true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, ctx) => ({
-      success: true,
-      job: await ctx.jobs.cancel(workspaceOf(ctx), String(args.id)),
-    }),
+    resolve: async (_root, args, ctx) => {
+      const id = String(args.id);
+      // A token cancels only what it sees (its restriction's fields never change, so the check holds).
+      const restriction = restrictionOf(ctx);
+      if (restriction) {
+        const job = await ctx.jobs.get(workspaceOf(ctx), id);
+        if (!job || !restrictionAllows(restriction, job)) throw errors.jobNotFound(id);
+      }
+      return { success: true, job: await ctx.jobs.cancel(workspaceOf(ctx), id) };
+    },
   }),
 
   // Worker mutations. A job that is no longer RUNNING answers JOB_NOT_RUNNING: that is how a worker

@@ -1,3 +1,4 @@
+import { limitKeyOf } from '../../auth/scopes.js';
 import { errors } from '../../errors.js';
 import type { JobRow } from '../../jobs/model.js';
 import { jobUpdatedRequest } from '../../live/job-updated-session.js';
@@ -18,14 +19,17 @@ builder.subscriptionFields((t) => ({
       after: t.arg.string({ description: 'Resume after this changeCursor (the largest one received).' }),
     },
     subscribe: (_root, args, ctx) => {
-      const request = jobUpdatedRequest(principalOf(ctx), args);
+      const principal = principalOf(ctx);
+      const request = jobUpdatedRequest(principal, args);
       // Over HTTP (Server-Sent Events) the stream holds a connection of the key's, as a WebSocket
       // does; over a WebSocket the socket itself is what counts.
-      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(request.keyId);
+      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(limitKeyOf(principal));
       if (!ctx.connectionClosed && !release) {
         throw errors.tooManyConnections(ctx.keyConnections.max);
       }
-      return ctx.live.stream(request, { signal: ctx.connectionClosed, onEnd: release });
+      // A stream over HTTP ends when its token does; a WebSocket's socket closes then (ws/connections.ts).
+      const ending = ctx.connectionClosed ? request : { ...request, expiresAt: principal.token?.expiresAt };
+      return ctx.live.stream(ending, { signal: ctx.connectionClosed, onEnd: release });
     },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,

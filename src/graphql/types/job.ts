@@ -1,13 +1,21 @@
 import type { ArgBuilder } from '@pothos/core';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
-import { JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterKind, type JobFilterName, jobFilterValues } from '../../jobs/job-filter.js';
+import {
+  JOB_FILTERS,
+  JOB_FILTER_NAMES,
+  restrictedFilter,
+  restrictionAllows,
+  type JobFilterKind,
+  type JobFilterName,
+  jobFilterValues,
+} from '../../jobs/job-filter.js';
 import { JOB_STEP_STATUSES, JobStatus, metadataOf, stepsOf, type JobRow, type JobStep } from '../../jobs/model.js';
 import { JOB_ENDINGS, errors } from '../../errors.js';
 import { listCursorOf, listPositionOf } from '../../jobs/list-cursor.js';
 import { endingOf } from '../../jobs/transitions.js';
 import { LIST_LIMIT } from '../../limits/fixed.js';
 import { builder } from '../builder.js';
-import { workspaceOf } from '../context.js';
+import { restrictionOf, workspaceOf } from '../context.js';
 
 export const JobStatusEnum = builder.enumType(JobStatus, { name: 'JobStatus' });
 export const JobStepStatusEnum = builder.enumType('JobStepStatus', { values: JOB_STEP_STATUSES });
@@ -122,7 +130,11 @@ builder.queryFields((t) => ({
     // As many jobs as the limit asks for (out-of-range limits are refused when the field runs).
     complexity: (args) => ({ field: 1, multiplier: Math.min(Math.max(args.limit ?? LIST_LIMIT.default, 1), LIST_LIMIT.max) }),
     args: { ...jobFilterArgs(t.arg), limit: t.arg.int() },
-    resolve: (_root, args, ctx) => ctx.jobs.list(workspaceOf(ctx), { ...jobFilterValues(args), limit: args.limit }),
+    resolve: (_root, args, ctx) => {
+      // A token's restriction narrows the filters; filters it excludes see nothing.
+      const filter = restrictedFilter(jobFilterValues(args), restrictionOf(ctx));
+      return filter ? ctx.jobs.list(workspaceOf(ctx), { ...filter, limit: args.limit }) : [];
+    },
   }),
   jobsConnection: t.connection(
     {
@@ -138,9 +150,10 @@ builder.queryFields((t) => ({
         }
         const after = args.after == null ? undefined : listPositionOf(args.after, 'after');
         const before = args.before == null ? undefined : listPositionOf(args.before, 'before');
+        const filter = restrictedFilter(jobFilterValues(args), restrictionOf(ctx));
         return resolveCursorConnection<Promise<JobRow[]>>(
           { args, toCursor: listCursorOf, defaultSize: LIST_LIMIT.default, maxSize: LIST_LIMIT.max },
-          ({ limit, inverted }) => ctx.jobs.page(workspaceOf(ctx), jobFilterValues(args), { after, before, limit, inverted }),
+          async ({ limit, inverted }) => (filter ? ctx.jobs.page(workspaceOf(ctx), filter, { after, before, limit, inverted }) : []),
         );
       },
     },
@@ -153,6 +166,10 @@ builder.queryFields((t) => ({
     description: 'One job of the workspace, or null when there is no such job.',
     authScopes: { 'jobs:read': true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.jobs.get(workspaceOf(ctx), String(args.id)),
+    resolve: async (_root, args, ctx) => {
+      const job = await ctx.jobs.get(workspaceOf(ctx), String(args.id));
+      // A job a token may not see is one that does not exist, for it.
+      return job && restrictionAllows(restrictionOf(ctx), job) ? job : null;
+    },
   }),
 }));

@@ -128,10 +128,10 @@ function join(on: Subscriber, workspaceId: string, id: string, query = PROGRESS,
   let document = documents.get(query);
   if (!document) documents.set(query, (document = parse(query)));
   const request: JobUpdatedRequest = { keyId: `key-of-${workspaceId}`, workspaceId, filter: {}, after: undefined };
-  // The group's context: its workspace and scopes. Nothing in these selections reads the job store.
+  // The group's context: its workspace and scopes. Nothing in these selections reads the job store or mints tokens.
   const contextValue = { principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read'] as const) }, live, keyConnections: new KeyConnections(1) } as Omit<
     GatewayContext,
-    'jobs'
+    'jobs' | 'accessTokens'
   > as GatewayContext;
   return multiplexer.join(
     { key: JSON.stringify([workspaceId, query]), document, operationName: undefined, variableValues: undefined, contextValue, schema },
