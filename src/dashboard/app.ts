@@ -1,5 +1,5 @@
-// The live dashboard served at `/`: a key pasted once (kept in sessionStorage, never in the URL),
-// the workspace's jobs from the `jobs` query, then every change pushed over graphql-ws, resumed with
+// The live dashboard served at `/`: a key pasted once, or an access token from the link's fragment
+// (kept in sessionStorage, never in the URL), the workspace's jobs a page at a time, then every change pushed over graphql-ws, resumed with
 // `after` across reconnects. Plain DOM, bundled with graphql-ws at install (no build step at run time).
 import { type Client, createClient } from 'graphql-ws';
 import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTER_NAMES, type JobFilterValues, jobMatches } from '../jobs/job-filter.js';
@@ -339,4 +339,17 @@ $('#filters').addEventListener('submit', (event) => {
 });
 // A choice from a list (the status) applies at once; typed filters apply on submit.
 for (const select of document.querySelectorAll<HTMLSelectElement>('#filters select')) select.addEventListener('change', () => void load());
+/**
+ * A link or an embed may carry an access token in the fragment (`/#token=...`), which browsers never
+ * send to a server: it is kept like a pasted key, for this tab, and taken out of the address bar so
+ * that it is neither bookmarked nor shared with the link.
+ */
+function takeTokenFromUrl(): void {
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (!token) return;
+  sessionStorage.setItem(KEY_STORAGE, token);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+takeTokenFromUrl();
 connect();

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CompleteJobDocument, CreateJobDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
+import { CompleteJobDocument, CreateAccessTokenDocument, CreateJobDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
 import { freshDatabase } from '../../helpers/databases.js';
 import { graphqlOk } from '../../helpers/http.js';
 import { startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
@@ -280,6 +280,33 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
       await t.close();
     }
   });
+
+  it(
+    'opens from a link with an access token in its fragment: no key, only the jobs the token sees, the token gone from the address bar',
+    { timeout: 60_000 },
+    async () => {
+      const t = await startTestApp();
+      try {
+        const key = await t.createKey('embed', ['jobs:read', 'jobs:write']);
+        await graphqlOk(t.url, CreateJobDocument, { input: oneStepJob({ displayTitle: 'Mine', competitorId: 'c1' }) }, key);
+        await graphqlOk(t.url, CreateJobDocument, { input: oneStepJob({ displayTitle: 'Not mine', competitorId: 'c2' }) }, key);
+        const { createAccessToken } = await graphqlOk(t.url, CreateAccessTokenDocument, { input: { scopes: ['jobs:read'], competitorId: 'c1' } }, key);
+        const tab = await browser.newPage();
+        const urls: string[] = [];
+        tab.on('request', (request) => urls.push(request.url()));
+        await tab.goto(`${t.url}/#token=${createAccessToken.token}`);
+        await expect.poll(() => tab.locator('#connection').innerText(), { timeout: 20_000 }).toBe('Live');
+        await expect.poll(() => tab.locator('li.job h2').allInnerTexts()).toEqual(['Mine']);
+        expect(tab.url()).toBe(`${t.url}/`);
+        expect(urls.some((url) => url.includes(createAccessToken.token))).toBe(false);
+        // A read-only token: no Cancel button.
+        expect(await tab.getByRole('button', { name: /Cancel/ }).count()).toBe(0);
+        await tab.close();
+      } finally {
+        await t.close();
+      }
+    },
+  );
 
   it('shows a job whose worker died fail as it happens, with the reason it stalled', { timeout: 60_000 }, async () => {
     const t = await startTestApp({ env: { JOB_STALL_SWEEP_INTERVAL_MS: '200' } });
