@@ -41,3 +41,13 @@ export function discardRefusedBody(req: IncomingMessage): void {
   req.once('close', () => clearTimeout(timer));
   req.resume();
 }
+
+/**
+ * A request's body as text, for the REST routes that take one. Its size is bounded before this is
+ * called (checkBodySize: a Content-Length within MAX_BODY_BYTES, or none and no chunked body).
+ */
+export async function readBodyText(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

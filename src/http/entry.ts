@@ -11,7 +11,7 @@ import { REFUSAL_DELAY_MS } from '../limits/fixed.js';
 import type { Logger } from '../logger.js';
 import { OPENAPI_PATH } from '../rest/openapi.js';
 import type { RestResponse } from '../rest/rest-handler.js';
-import { checkBodySize, discardRefusedBody } from './body-limit.js';
+import { checkBodySize, discardRefusedBody, readBodyText } from './body-limit.js';
 import { type CacheableBody, sendError, sendErrorFor, sendGraphqlError, sendJson, sendJsonBody } from './respond.js';
 import type { RouteLabel } from './routes.js';
 
@@ -23,7 +23,8 @@ export interface EntryParts {
   dashboard: Map<string, CacheableBody>;
   graphiql: CacheableBody;
   openApi: CacheableBody;
-  rest(method: string, url: URL, principal: Principal | null): Promise<RestResponse>;
+  /** `body`: the request's body, read only when a route asks for it. */
+  rest(method: string, url: URL, principal: Principal | null, body: () => Promise<string>): Promise<RestResponse>;
   graphql(req: IncomingMessage, res: ServerResponse, principal: Principal | null): Promise<unknown>;
   addressGuard: AddressGuard;
   rateLimiter: RateLimiter;
@@ -68,7 +69,7 @@ export function createEntry(parts: EntryParts, options: EntryOptions, logger: Lo
 
     const principal = await authenticate(req, res, route);
     if (principal === undefined) return;
-    if (route === 'rest') return answerRest(res, await parts.rest(req.method ?? 'GET', url, principal), principal);
+    if (route === 'rest') return answerRest(res, await parts.rest(req.method ?? 'GET', url, principal, () => readBodyText(req)), principal);
     await parts.graphql(req, res, principal);
   }
 

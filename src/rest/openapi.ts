@@ -55,8 +55,9 @@ export function openApiDocument(routes: RestRoute[], schema: GraphQLSchema): Rec
       [route.method.toLowerCase()]: {
         operationId: doc.operationId,
         summary: doc.summary,
-        description: `Needs a key with the \`${doc.scope}\` scope.`,
+        description: doc.scope ? `Needs a key with the \`${doc.scope}\` scope.` : 'Any API key.',
         parameters: doc.parameters.map((parameter) => ({ ...parameter, required: parameter.in === 'path' })),
+        ...(doc.requestBody && { requestBody: { required: true, description: doc.requestBody.description, content: json(doc.requestBody.schema) } }),
         responses,
       },
     };

@@ -31,7 +31,12 @@ interface CompiledRoute {
 export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger: Logger) {
   const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: route.path.split('/'), restValues: restValues(schema, route.document) }));
 
-  return async function handleRest(method: string, url: URL, principal: Principal | null): Promise<RestResponse> {
+  return async function handleRest(
+    method: string,
+    url: URL,
+    principal: Principal | null,
+    readBody: () => Promise<string> = () => Promise.resolve(''),
+  ): Promise<RestResponse> {
     try {
       // HEAD is GET without the body (Node leaves the body out of HEAD responses).
       const { match, allowed } = matchRoute(compiled, method === 'HEAD' ? 'GET' : method, url.pathname);
@@ -42,7 +47,11 @@ export function createRestHandler(yoga: GatewayYoga, routes: RestRoute[], logger
         return errorResponse(new RestError('NOT_FOUND', `No route ${method} ${url.pathname}.`));
       }
       if (!principal) throw new RestError('UNAUTHENTICATED', errors.unauthenticated().message);
-      const variables = match.compiled.route.variables({ params: match.params, query: url.searchParams });
+      const variables = match.compiled.route.variables({
+        params: match.params,
+        query: url.searchParams,
+        body: match.compiled.route.doc.requestBody ? jsonBody(await readBody()) : undefined,
+      });
       const result = await execute(match.compiled.route.document, variables, principal);
       const error = result.errors?.[0];
       if (error) {
@@ -119,4 +128,14 @@ function matchPath(segments: string[], parts: string[]): Record<string, string> 
 
 export function errorResponse(error: RestError): RestResponse {
   return { status: error.status, body: { error: { code: error.code, message: error.message } } };
+}
+
+/** A route's JSON body; absent or empty is `{}`, anything else not JSON is BAD_USER_INPUT. */
+function jsonBody(text: string): unknown {
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new RestError('BAD_USER_INPUT', 'The request body is not JSON.');
+  }
 }

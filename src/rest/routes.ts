@@ -1,9 +1,18 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { parse, print } from 'graphql';
-import { RestCancelJobDocument, RestGetJobDocument, RestJobFragmentDoc, type JobStatus, type RestJobFragment } from '../graphql/operations.generated.js';
+import {
+  type CreateAccessTokenInput,
+  RestCancelJobDocument,
+  RestCreateAccessTokenDocument,
+  RestGetJobDocument,
+  RestJobFragmentDoc,
+  type JobStatus,
+  type RestJobFragment,
+} from '../graphql/operations.generated.js';
 import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTERS, JOB_FILTER_NAMES, type JobFilterName, type JobFilterValues } from '../jobs/job-filter.js';
 import type { Scope } from '../auth/scopes.js';
-import { LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
+import { ACCESS_TOKEN, LIST_LIMIT, MAX_TRANSITION_ATTEMPTS } from '../limits/fixed.js';
+import { DELEGABLE_SCOPES } from '../auth/access-tokens.js';
 import { CANCELLED } from '../jobs/transitions.js';
 import { JobStatus as JOB_STATUSES } from '../jobs/model.js';
 import type { ErrorCode } from '../errors.js';
@@ -20,8 +29,10 @@ export interface ErrorDoc {
 export interface RouteDoc {
   operationId: string;
   summary: string;
-  /** The scope the key needs. */
-  scope: Scope;
+  /** The scope the key needs; null: any key. */
+  scope: Scope | null;
+  /** The JSON body the route takes, if any (the shim reads a body only for these). */
+  requestBody?: { description: string; schema: JsonSchema };
   parameters: Array<{ name: string; in: 'path' | 'query'; description: string; schema: JsonSchema }>;
   ok: { description: string; schema: JsonSchema };
   /** The errors of this route, beyond those of every route (see openapi.ts). */
@@ -37,7 +48,8 @@ export interface RestRoute<Result = unknown, Variables = Record<string, unknown>
   /** Path segments; a segment starting with ':' captures a parameter. */
   path: string;
   document: TypedDocumentNode<Result, Variables>;
-  variables(request: { params: Record<string, string>; query: URLSearchParams }): Variables;
+  /** `body`: the request's parsed JSON body, for a route with `doc.requestBody` (else undefined). */
+  variables(request: { params: Record<string, string>; query: URLSearchParams; body: unknown }): Variables;
   /**
    * The response body from the operation's result, whose enum values are already as the REST
    * routes write them (lowercase, see graphql-json.ts). Throw RestError for a result that is an
@@ -184,6 +196,66 @@ export const routes: RestRoute[] = [
         { code: 'JOB_NOT_RUNNING', when: 'the job is no longer running' },
         { code: 'NOT_FOUND', when: "no such job in the key's workspace (a malformed id included)" },
         { code: 'CONFLICT', when: `the job kept changing under other writers for ${MAX_TRANSITION_ATTEMPTS} attempts; retry` },
+      ],
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/api/tokens',
+    document: RestCreateAccessTokenDocument,
+    // The body is createAccessToken's input, field for field.
+    variables: ({ body }) => {
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new RestError('BAD_USER_INPUT', 'The body must be a JSON object.');
+      return { input: body as CreateAccessTokenInput };
+    },
+    body: (data) => data.createAccessToken,
+    doc: {
+      operationId: 'createAccessToken',
+      summary: "Mints a short-lived access token for a browser, with some of the key's scopes, optionally restricted to one job, a competitor and/or a type.",
+      scope: null,
+      parameters: [],
+      requestBody: {
+        description: 'What the token may do and see, and for how long.',
+        schema: {
+          type: 'object',
+          required: ['scopes'],
+          additionalProperties: false,
+          properties: {
+            scopes: {
+              type: 'array',
+              items: { type: 'string', enum: [...DELEGABLE_SCOPES] },
+              minItems: 1,
+              description: "Some of the key's scopes (jobs:write is never delegated).",
+            },
+            jobId: { type: 'string', format: 'uuid', description: 'Only this job.' },
+            competitorId: { type: 'string', description: "Only this competitor's jobs." },
+            type: { type: 'string', description: 'Only jobs of this type.' },
+            ttlMs: {
+              type: 'integer',
+              minimum: ACCESS_TOKEN.minTtlMs,
+              description: 'Lifetime in milliseconds, at most ACCESS_TOKEN_MAX_TTL_MS (1 hour by default); default 15 minutes.',
+            },
+          },
+        },
+      },
+      ok: {
+        description: 'The token, and when it stops being accepted.',
+        schema: {
+          type: 'object',
+          required: ['token', 'expiresAt'],
+          additionalProperties: false,
+          properties: {
+            token: { type: 'string', description: 'Send as `Authorization: Bearer <token>`, or as `token` in a WebSocket’s connectionParams.' },
+            expiresAt: { type: 'string', format: 'date-time' },
+          },
+        },
+      },
+      errors: [
+        {
+          code: 'BAD_USER_INPUT',
+          when: 'the body is not a JSON object of these fields, a scope is unknown or cannot be delegated, or the lifetime is out of range',
+        },
+        { code: 'NOT_FOUND', when: "jobId names no job of the key's workspace" },
       ],
     },
   }),

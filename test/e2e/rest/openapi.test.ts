@@ -94,7 +94,7 @@ describeDb('the OpenAPI document of the REST routes', () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     // One path per route of the table, no more.
-    expect(Object.keys(doc.paths).sort()).toEqual(['/api/jobs', '/api/jobs/{id}', '/api/jobs/{id}/cancel']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/api/jobs', '/api/jobs/{id}', '/api/jobs/{id}/cancel', '/api/tokens']);
   });
 
   /** Every live response of every route, successes and errors, each checked against the document. */
@@ -117,6 +117,7 @@ describeDb('the OpenAPI document of the REST routes', () => {
       ['/api/jobs', 'GET', '/api/jobs', 'DELETE'],
       ['/api/jobs/{id}', 'GET', `/api/jobs/${job.id}`, 'POST'],
       ['/api/jobs/{id}/cancel', 'POST', `/api/jobs/${done.id}/cancel`, 'GET'],
+      ['/api/tokens', 'POST', '/api/tokens', 'GET'],
     ];
     for (const [template, method, path, wrongMethod] of every) {
       await check(template, method, await call(path, { method, key: null }));
@@ -142,6 +143,17 @@ describeDb('the OpenAPI document of the REST routes', () => {
     await check('/api/jobs/{id}/cancel', 'POST', await call(`/api/jobs/${job.id}/cancel`, { method: 'POST' }));
     await check('/api/jobs/{id}/cancel', 'POST', await call(`/api/jobs/${missing}/cancel`, { method: 'POST' }));
 
+    // POST /api/tokens
+    const mint = (body: unknown, as = key) =>
+      call('/api/tokens', { method: 'POST', key: as, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const minted = (await check('/api/tokens', 'POST', await mint({ scopes: ['jobs:read'], competitorId: 'c1', ttlMs: 60_000 }))) as { token: string };
+    expect((await call('/api/jobs', { key: null, headers: { authorization: `Bearer ${minted.token}` } })).status).toBe(200);
+    await check('/api/tokens', 'POST', await mint({ scopes: ['jobs:write'] }));
+    await check('/api/tokens', 'POST', await mint(['jobs:read']));
+    await check('/api/tokens', 'POST', await call('/api/tokens', { method: 'POST', body: '{"scopes": ' }));
+    await check('/api/tokens', 'POST', await mint({ scopes: ['jobs:cancel'] }, reader));
+    await check('/api/tokens', 'POST', await mint({ scopes: ['jobs:read'], jobId: missing }));
+
     // CONFLICT: a job whose every update is dropped by a trigger of the test's own (as if another
     // writer always got there first), so that each of the gateway's conditional writes misses.
     const stuck = await t.app.jobs.create(workspaceId, { type: 'collect', displayTitle: 'Contended', steps: [] });
@@ -163,6 +175,7 @@ describeDb('the OpenAPI document of the REST routes', () => {
       ['/api/jobs', 'GET', '/api/jobs'],
       ['/api/jobs/{id}', 'GET', `/api/jobs/${job.id}`],
       ['/api/jobs/{id}/cancel', 'POST', `/api/jobs/${job.id}/cancel`],
+      ['/api/tokens', 'POST', '/api/tokens'],
     ];
     for (const [template, method, path] of routes) {
       let response: Response;
