@@ -3,6 +3,7 @@ import { SignJWT, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { SqlClient } from '../db/sql.js';
 import { appError, errors } from '../errors.js';
 import { ACCESS_TOKEN } from '../limits/fixed.js';
+import { RateLimiter } from '../limits/rate-limiter.js';
 import type { JobRestriction } from '../jobs/job-filter.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
 
@@ -50,6 +51,8 @@ export class AccessTokens {
   private reloading: Promise<void> | undefined;
   private reloadedAt = Number.NEGATIVE_INFINITY;
   private creating: Promise<SigningKey> | undefined;
+  /** Mints per minting key: a key cannot turn one request into thousands of tokens (aliases) that each get their own request rate. */
+  private readonly mints = new RateLimiter(ACCESS_TOKEN.mintsPerKey.perSecond, ACCESS_TOKEN.mintsPerKey.burst);
 
   constructor(
     private readonly sql: Pick<SqlClient, 'query'>,
@@ -80,6 +83,10 @@ export class AccessTokens {
       throw errors.badInput(`ttlMs must be an integer from ${ACCESS_TOKEN.minTtlMs} to ${this.options.maxTtlMs}.`);
     }
     const restriction = request.restriction ?? {};
+    const verdict = this.mints.take(principal.keyId);
+    if (!verdict.allowed) {
+      throw appError('RATE_LIMITED', `Too many tokens minted with this API key; retry after ${verdict.retryAfterSeconds} s.`, {});
+    }
     const key = await this.signingKey();
     const now = Date.now();
     const expiresAt = new Date(now + ttlMs);
@@ -93,10 +100,22 @@ export class AccessTokens {
       .setSubject(principal.keyId)
       .setJti(randomUUID())
       .setIssuedAt(Math.floor(now / 1000))
-      .setNotBefore(Math.floor(now / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(key.secret);
+    // A restriction of long, escaped text could make a token longer than any accepted: refuse it here, not at every use.
+    if (token.length > ACCESS_TOKEN.maxLength) throw errors.badInput(`The restriction makes the token longer than ${ACCESS_TOKEN.maxLength} characters.`);
     return { token, expiresAt: new Date(Math.floor(expiresAt.getTime() / 1000) * 1000) };
+  }
+
+  /** Whether the key a token names is known here already, so that verifying it reads nothing (see Authenticator). */
+  knowsKeyOf(token: string): boolean {
+    if (token.length > ACCESS_TOKEN.maxLength || !AccessTokens.looksLikeToken(token)) return false;
+    try {
+      const { kid } = decodeProtectedHeader(token);
+      return typeof kid === 'string' && this.keys.has(kid);
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -121,8 +140,8 @@ export class AccessTokens {
         algorithms: [ALGORITHM],
         issuer: ISSUER,
         audience: ISSUER,
-        requiredClaims: ['exp', 'nbf', 'sub', 'jti'],
-        clockTolerance: ACCESS_TOKEN.clockToleranceSeconds,
+        // No tolerance: a token is refused the second it expires (it has no nbf for a skewed clock to trip on).
+        requiredClaims: ['exp', 'sub', 'jti'],
       });
       return principalOf(payload);
     } catch {
@@ -134,7 +153,9 @@ export class AccessTokens {
   private async acceptedKey(kid: string): Promise<SigningKey | undefined> {
     let key = this.keys.get(kid);
     if (!key && performance.now() - this.reloadedAt >= ACCESS_TOKEN.keyReloadIntervalMs) {
-      await this.reload();
+      // A token naming a key that cannot be read now is refused, not a 503: random kids during an
+      // outage must not turn into one failing read each (the interval counts from the attempt).
+      await this.reload().catch(() => undefined);
       key = this.keys.get(kid);
     }
     return key && key.createdAt > Date.now() - this.options.keyRotationMs - this.options.maxTtlMs ? key : undefined;
@@ -165,14 +186,15 @@ export class AccessTokens {
 
   private reload(): Promise<void> {
     this.reloading ??= (async () => {
+      this.reloadedAt = performance.now();
       try {
         const rows = await this.sql.query<{ id: string; secret: string; createdAt: Date }>(
           `SELECT id, secret, "createdAt" FROM "AccessTokenKey" WHERE "createdAt" > now() - $1 * interval '1 millisecond'`,
           [this.options.keyRotationMs + this.options.maxTtlMs],
         );
-        this.keys.clear();
+        // Added to what is known, not replacing it: a key this instance just made stays, whatever a
+        // read that began before it saw. Keys past use are left out by acceptedKey and signingKey.
         for (const row of rows) this.remember(row);
-        this.reloadedAt = performance.now();
       } finally {
         this.reloading = undefined;
       }

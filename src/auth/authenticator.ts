@@ -13,9 +13,20 @@ export class Authenticator {
     private readonly tokens: AccessTokens,
   ) {}
 
-  /** A key's principal without a database read, when one is at hand (see ApiKeyStore.answerWithoutLookup); tokens always verify. */
+  /**
+   * The principal without a database read, when that is possible: a key checked lately (see
+   * ApiKeyStore.answerWithoutLookup), or a token whose signing key is known here (its check is an
+   * HMAC, not a read). Such answers spend none of the address's budget for bad keys, which exists
+   * to bound reads: many valid tokens behind one address (a NAT, a server rendering pages) are not
+   * refused for it. A token whose minting key was not checked lately still costs that one read.
+   */
   answerWithoutLookup(credential: string): Principal | Promise<Principal | null> | undefined {
-    return AccessTokens.looksLikeToken(credential) ? undefined : this.keys.answerWithoutLookup(credential);
+    if (!AccessTokens.looksLikeToken(credential)) return this.keys.answerWithoutLookup(credential);
+    if (!this.tokens.knowsKeyOf(credential)) return undefined;
+    return this.tokens.verify(credential).then(async (principal) => {
+      if (!principal) return null;
+      return this.keys.knownActive(principal.keyId) || (await this.keys.isActive(principal.keyId)) ? principal : null;
+    });
   }
 
   /** The caller's principal, or null when the credential is not a valid, current key or token. */

@@ -27,9 +27,11 @@ export interface Principal {
 }
 
 /**
- * Whose rate limit and connection limit a caller spends: its API key's, or its access token's own.
- * A backend that mints a token per user of its product does not have them share one key's limits;
- * a token cannot mint another, so it cannot multiply its own.
+ * Whose rate limit a caller spends: its API key's, or its access token's own, so that the users of
+ * a backend that mints a token each do not share one key's requests a second. (Connections are
+ * counted by the minting key, tokens and key together: sockets are what a key minting tokens by the
+ * thousand could otherwise multiply; every mint also spends a request of the key's, see
+ * graphql/types/access-token.ts.)
  */
 export function limitKeyOf(principal: Principal): string {
   return principal.token ? `token:${principal.token.id}` : principal.keyId;

@@ -120,7 +120,8 @@ export interface JobUpdatedArgs extends JobFilterArgs {
 
 /** The filter a jobUpdated subscription's arguments describe. */
 export function jobFilterOf(args: JobUpdatedArgs): JobFilter {
-  return { id: args.id == null ? null : String(args.id), ...jobFilterValues(args) };
+  // Ids are stored lowercase: an uppercase UUID names the same job.
+  return { id: args.id == null ? null : String(args.id).toLowerCase(), ...jobFilterValues(args) };
 }
 
 /** What an access token sees of its workspace's jobs (auth/access-tokens.ts): every field given must match; none, all jobs. */

@@ -47,17 +47,18 @@ export const UNKNOWN_KEYS_REMEMBERED = { max: 10_000, ttlMs: 60_000 } as const;
 
 /**
  * Access tokens (auth/access-tokens.ts): minted for `defaultTtlMs` unless asked otherwise, at least
- * `minTtlMs`; a credential longer than `maxLength` is no token of ours (ours are under 1 KiB with the
- * longest restriction) and is refused unread. A signing key not yet known is looked up at most once
- * per `keyReloadIntervalMs`, so that tokens naming random keys cannot turn into database reads.
- * `clockToleranceSeconds` absorbs the clocks of instances that differ a little.
+ * `minTtlMs`; a credential longer than `maxLength` is no token of ours (one is about 400 characters,
+ * more with a long restriction; minting refuses one over it) and is refused unread. A signing key
+ * not yet known is looked up at most once per `keyReloadIntervalMs`, so that tokens naming random
+ * keys cannot turn into database reads.
  */
 export const ACCESS_TOKEN = {
   defaultTtlMs: 15 * 60_000,
   minTtlMs: 10_000,
   maxLength: 4_096,
   keyReloadIntervalMs: 1_000,
-  clockToleranceSeconds: 5,
+  /** Tokens one API key may mint per second on an instance (a backend minting one per page view), with a burst. */
+  mintsPerKey: { perSecond: 50, burst: 200 },
 } as const;
 
 // --- Jobs --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import type { AddressGuard } from '../auth/address-guard.js';
 import { AccessTokens } from '../auth/access-tokens.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
 import type { RevocationWatch } from '../auth/revocation-watch.js';
-import { type Principal, limitKeyOf } from '../auth/scopes.js';
+import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import { CloseCode } from './close-codes.js';
@@ -64,7 +64,7 @@ export class WebSocketConnections {
     if (!principal) return false;
     // Closed while its key was looked up: it would hold a slot that its 'close' (already past) never frees.
     if (socket.readyState !== socket.OPEN) return false;
-    const release = keyConnections.acquire(limitKeyOf(principal));
+    const release = keyConnections.acquire(principal.keyId);
     if (!release) {
       socket.close(CloseCode.TryAgainLater, errors.tooManyConnections(keyConnections.max).message);
       return false;

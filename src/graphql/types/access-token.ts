@@ -1,5 +1,5 @@
 import { DELEGABLE_SCOPES } from '../../auth/access-tokens.js';
-import { errors } from '../../errors.js';
+import { appError, errors } from '../../errors.js';
 import { isUuid } from '../../ids.js';
 import { JOB_LIMITS } from '../../limits/fixed.js';
 import { rejectNul } from '../../jobs/transitions.js';
@@ -31,6 +31,8 @@ builder.mutationField('createAccessToken', (t) =>
       'Mints a short-lived token with some of the calling key’s scopes, optionally restricted to one job, a competitor and/or a type: what a backend hands a browser instead of its API key. Any API key may mint, with the scopes it has; a token may not.',
     args: { input: t.arg({ type: CreateAccessTokenInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
+      // Before anything is read: a token must not learn even whether a job exists.
+      if (principalOf(ctx).token) throw appError('FORBIDDEN', 'An access token cannot mint tokens; mint them with an API key.');
       const restriction: { jobId?: string; competitorId?: string; type?: string } = {};
       if (input.jobId != null) {
         const jobId = String(input.jobId);
@@ -41,7 +43,8 @@ builder.mutationField('createAccessToken', (t) =>
       for (const field of ['competitorId', 'type'] as const) {
         const value = input[field];
         if (value == null) continue;
-        const text = rejectNul(field, String(value));
+        // Trimmed as createJob stores them, so that " acme" restricts to acme's jobs.
+        const text = rejectNul(field, String(value)).trim();
         if (text.length === 0 || text.length > JOB_LIMITS.text) throw errors.badInput(`${field} must be 1 to ${JOB_LIMITS.text} characters.`);
         restriction[field] = text;
       }

@@ -1,4 +1,3 @@
-import { limitKeyOf } from '../../auth/scopes.js';
 import { errors } from '../../errors.js';
 import type { JobRow } from '../../jobs/model.js';
 import { jobUpdatedRequest } from '../../live/job-updated-session.js';
@@ -23,7 +22,7 @@ builder.subscriptionFields((t) => ({
       const request = jobUpdatedRequest(principal, args);
       // Over HTTP (Server-Sent Events) the stream holds a connection of the key's, as a WebSocket
       // does; over a WebSocket the socket itself is what counts.
-      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(limitKeyOf(principal));
+      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(principal.keyId);
       if (!ctx.connectionClosed && !release) {
         throw errors.tooManyConnections(ctx.keyConnections.max);
       }

@@ -10,6 +10,7 @@ import {
   JobsPageDocument,
   UpdateJobProgressDocument,
 } from '../../../src/graphql/operations.generated.js';
+import { ACCESS_TOKEN } from '../../../src/limits/fixed.js';
 import { describeDb } from '../../helpers/databases.js';
 import { codesOf, graphql, graphqlOk, rest } from '../../helpers/http.js';
 import { oneStepJob } from '../../helpers/jobs.js';
@@ -147,6 +148,25 @@ describeDb('access tokens on every route', () => {
     await expect.poll(async () => (await restAs(token, 'GET', '/api/jobs')).status, { timeout: 10_000, interval: 500 }).toBe(401);
   });
 
+  it('takes restrictions as createJob stores values (trimmed ids and text, any-case UUIDs), and tells a token nothing when it tries to mint', async () => {
+    const trimmed = await mint({ competitorId: ' c1 ' });
+    expect((await graphqlOk(t.url, JobsDocument, {}, trimmed)).jobs.map((job) => job.id).sort()).toEqual([c1, c1Other].sort());
+    const one = await mint({ jobId: c1.toUpperCase() });
+    const socket = await TestSocket.open(t.url, { apiKey: one });
+    try {
+      socket.subscribe('upper', 'subscription($id: ID) { jobUpdated(id: $id) { id progress } }', { id: c1.toUpperCase() });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: c1, progress: 15 } }, key);
+      await socket.waitFor((m) => m.id === 'upper' && m.type === 'next');
+    } finally {
+      socket.close();
+    }
+    // Whether a job exists is not for a token to learn: refused before anything is read.
+    const missing = '00000000-0000-0000-0000-000000000000';
+    expect(codesOf(await graphql(t.url, CreateAccessTokenDocument, { input: { scopes: ['jobs:read'], jobId: missing } }, one))).toEqual(['FORBIDDEN']);
+    expect(codesOf(await graphql(t.url, CreateAccessTokenDocument, { input: { scopes: ['jobs:read'], jobId: c1 } }, one))).toEqual(['FORBIDDEN']);
+  });
+
   it('closes a socket whose token expires with 4403, and graphql-ws, fetching a fresh token, resumes with no gap', { timeout: 60_000 }, async () => {
     let minted = 0;
     const received: Array<{ id: string; progress: number }> = [];
@@ -192,5 +212,53 @@ describeDb('access tokens on every route', () => {
     const progresses = received.map((job) => job.progress);
     for (let progress = 20; progress <= 40; progress++) expect(progresses, String(progress)).toContain(progress);
     expect(received.every((job) => job.id === c1)).toBe(true);
+  });
+});
+
+describeDb('access tokens against the limits', () => {
+  it('count their sockets against the key that minted them, and valid tokens behind one address spend none of its budget for bad keys', async () => {
+    const t = await startTestApp({ env: { MAX_CONNECTIONS_PER_KEY: '2', BAD_KEY_LIMIT_PER_ADDRESS: '1' } });
+    try {
+      const key = await t.createKey('limits', ['jobs:read']);
+      const token = async () => (await graphqlOk(t.url, CreateAccessTokenDocument, { input: { scopes: ['jobs:read'] } }, key)).createAccessToken.token;
+      // Forty requests at once with valid tokens from one address: none refused for bad keys.
+      const tokens = await Promise.all(Array.from({ length: 4 }, token));
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => rest(t.url, 'GET', '/api/jobs', undefined, { authorization: `Bearer ${tokens[i % 4]!}` })),
+      );
+      expect(answers.map((answer) => answer.status)).toEqual(Array.from({ length: 40 }, () => 200));
+      // The key's two connection slots, shared by its tokens.
+      const first = await TestSocket.open(t.url, { apiKey: tokens[0]! });
+      const second = await TestSocket.open(t.url, { apiKey: tokens[1]! });
+      const third = await TestSocket.open(t.url, { apiKey: tokens[2]!, ack: false });
+      expect((await third.waitForClose(5_000)).code).toBe(1013);
+      first.close();
+      second.close();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('mint at most a bounded number a second per key: aliases in one request cannot mint thousands', async () => {
+    const t = await startTestApp();
+    try {
+      const key = await t.createKey('mints', ['jobs:read']);
+      const aliases = Array.from({ length: 300 }, (_, i) => `t${i}: createAccessToken(input: { scopes: ["jobs:read"] }) { token }`).join(' ');
+      const response = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': key },
+        body: JSON.stringify({ query: `mutation { ${aliases} }` }),
+      });
+      const body = (await response.json()) as { data?: Record<string, { token: string } | null>; errors?: Array<{ extensions?: { code?: string } }> };
+      const minted = Object.values(body.data ?? {}).filter((value) => value !== null).length;
+      // Refused whole by the operation limits, or minted up to the burst and refused after it.
+      if (body.errors?.some((error) => error.extensions?.code !== 'RATE_LIMITED')) expect(minted).toBe(0);
+      else {
+        expect(minted).toBeLessThanOrEqual(ACCESS_TOKEN.mintsPerKey.burst + 1);
+        expect(body.errors?.length).toBeGreaterThan(0);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });
