@@ -85,6 +85,7 @@ describeDb('README examples against a running gateway', () => {
         { job: expect.objectContaining({ id: createJob!.id }) },
         { success: true, job: { id: createJob!.id, status: 'failed', currentStep: 'Cancelled' } },
         { data: { job: expect.objectContaining({ id: createJob!.id }) } },
+        { token: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/), expiresAt: expect.any(String) },
       ]),
     );
   });

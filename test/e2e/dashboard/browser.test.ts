@@ -407,6 +407,71 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
 
   // The client reconnects with graphql-ws's randomised exponential backoff (1 s, 2 s, 4 s... plus up to
   // 3 s each): on a loaded machine a slow restart can cost it several rounds, hence the long waits.
+  it(
+    "the README's client snippet follows a token's jobs through a gateway restart and the token's expiry, ending on the database's state",
+    { timeout: 120_000 },
+    async () => {
+      const database = await freshDatabase();
+      let t = await startTestApp({ database });
+      const port = new URL(t.url).port;
+      try {
+        const key = await t.createKey('client-page', ['jobs:read', 'jobs:write']);
+        const readme = await fs.readFile(path.join(repoRoot, 'README.md'), 'utf8');
+        const snippet = [...readme.matchAll(/```js\n([\s\S]*?)```/g)]
+          .map((m) => m[1]!)
+          .find((block) => block.includes('jobs-gateway/client'))!
+          .replace('http://127.0.0.1:4000', t.url);
+        let minted = 0;
+        // The app's backend: a token for competitor-1's jobs, living 10 s (the shortest) so that it expires during the test.
+        const mint = async () => {
+          minted++;
+          const response = await fetch(`${t.url}/api/tokens`, {
+            method: 'POST',
+            headers: { 'x-api-key': key, 'content-type': 'application/json' },
+            body: JSON.stringify({ scopes: ['jobs:read'], competitorId: 'competitor-1', ttlMs: 10_000 }),
+          });
+          return ((await response.json()) as { token: string }).token;
+        };
+        const app = await serveClientApp(snippet, mint);
+        const tab = await browser.newPage();
+        tab.on('pageerror', (error) => console.error('page error:', error));
+        // The snippet's loop never ends (its module never finishes loading): wait for the page, not its load event.
+        await tab.goto(app.url, { waitUntil: 'domcontentloaded' });
+        const mine = (await graphqlOk(t.url, CreateJobDocument, { input: oneStepJob({ competitorId: 'competitor-1' }) }, key)).createJob;
+        const other = (await graphqlOk(t.url, CreateJobDocument, { input: oneStepJob({ competitorId: 'competitor-2' }) }, key)).createJob;
+        const updates = () => tab.evaluate(() => (window as unknown as { updates: Array<{ id: string; progress: number; status: string }> }).updates);
+        // Until the socket is up a change may pass unseen (the snippet starts from now): keep moving the job.
+        let progress = 0;
+        while (!(await updates()).some((u) => u.id === mine.id)) {
+          expect(progress).toBeLessThan(100);
+          await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: mine.id, progress: ++progress } }, key);
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+        // The gateway restarts; then the first token expires (10 s) while the job keeps moving.
+        await t.close();
+        t = await startTestApp({ database, env: { PORT: port } });
+        for (let i = 0; i < 15; i++) {
+          await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: mine.id, progress: ++progress } }, key);
+          await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: other.id, progress } }, key);
+          await new Promise((resolve) => setTimeout(resolve, 800));
+        }
+        await graphqlOk(t.url, CompleteJobDocument, { id: mine.id }, key);
+        await expect.poll(async () => (await updates()).at(-1), { timeout: 30_000 }).toMatchObject({ id: mine.id, status: 'COMPLETED', progress: 100 });
+        const seenStates = await updates();
+        // Only the token's jobs, never backwards, and a fresh token after the first expired.
+        expect(seenStates.every((u) => u.id === mine.id)).toBe(true);
+        const progresses = seenStates.map((u) => u.progress);
+        expect(progresses).toEqual([...progresses].sort((a, b) => a - b));
+        expect(minted).toBeGreaterThanOrEqual(3);
+        await tab.close();
+        await app.close();
+      } finally {
+        await t.close();
+        await database.drop();
+      }
+    },
+  );
+
   it("the README's dashboard snippet receives updates and resumes after the gateway restarts", { timeout: 120_000 }, async () => {
     const database = await freshDatabase();
     let t = await startTestApp({ database });
@@ -414,7 +479,10 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     const key = await t.createKey('browser');
 
     const readme = await fs.readFile(path.join(repoRoot, 'README.md'), 'utf8');
-    const snippet = /```js\n([\s\S]*?)```/.exec(readme)![1]!.replace('ws://127.0.0.1:4000', t.url.replace('http', 'ws'));
+    const snippet = [...readme.matchAll(/```js\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .find((block) => block.includes('graphql-ws'))!
+      .replace('ws://127.0.0.1:4000', t.url.replace('http', 'ws'));
     const page = await serveDashboard(snippet, key);
     const tab = await browser.newPage();
     tab.on('pageerror', (error) => console.error('page error:', error));
@@ -471,6 +539,48 @@ describe.skipIf(!haveBrowser)('in a real browser', () => {
     await database.drop();
   });
 });
+
+/**
+ * A page of the README's client snippet, served as a web app would serve it: the published client
+ * (dist/client, its two imports mapped), and a backend route that mints a token per page load with
+ * the app's key, as the README's curl does.
+ */
+async function serveClientApp(snippet: string, mint: () => Promise<string>): Promise<{ url: string; close(): Promise<void> }> {
+  const vendors: Record<string, string> = {
+    '/vendor/client/': path.join(repoRoot, 'dist/client'),
+    '/vendor/graphql-ws/': path.join(repoRoot, 'node_modules/graphql-ws/dist'),
+    '/vendor/repeater/': path.join(repoRoot, 'node_modules/@repeaterjs/repeater/src'),
+  };
+  const imports = {
+    'jobs-gateway/client': '/vendor/client/client.js',
+    'graphql-ws': '/vendor/graphql-ws/client.js',
+    '@repeaterjs/repeater': '/vendor/repeater/index.js',
+  };
+  const html = `<!doctype html><html><body><ul id="jobs"></ul>
+<script type="importmap">${JSON.stringify({ imports })}</script>
+<script type="module">
+window.updates = [];
+const render = (job) => window.updates.push(job);
+${snippet}
+</script></body></html>`;
+  const serve = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (req.url === '/') return res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    if (req.url === '/jobs-token') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: await mint() }));
+    const vendor = Object.keys(vendors).find((prefix) => req.url?.startsWith(prefix));
+    if (!vendor) return res.writeHead(404).end();
+    // Subfolders too (the repeater's chunks), never above the package's folder.
+    const wanted = path.join(vendors[vendor]!, path.normalize(req.url!.slice(vendor.length)));
+    const file = wanted.startsWith(vendors[vendor]! + path.sep) ? await fs.readFile(wanted).catch(() => undefined) : undefined;
+    if (!file) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'text/javascript' }).end(file);
+  };
+  const server = http.createServer((req, res) => void serve(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 async function seen(tab: import('playwright-core').Page, id: string): Promise<boolean> {
   return tab.evaluate((jobId) => (window as unknown as { updates: Array<{ id: string }> }).updates.some((u) => u.id === jobId), id);
