@@ -45,6 +45,14 @@ export interface JobsClientOptions {
   /** Backoff between reconnects: from this, doubling, up to `maxRetryDelayMs`, plus up to a second of jitter. */
   retryDelayMs?: number;
   maxRetryDelayMs?: number;
+  /** The socket's state, for a page to show: connected, or closed with a code (4401: the credential was refused; 4403: a token expired). */
+  on?: { connected?: () => void; closed?: (code: number | undefined) => void };
+}
+
+/** A page of the job list, and where the next (older) one starts: null on the last page. */
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
 }
 
 /** The gateway refused a request or a subscription (its `extensions.code`: UNAUTHENTICATED, FORBIDDEN, ...). */
@@ -70,19 +78,24 @@ export class JobsClient {
     return (await this.request<ClientJobQuery>(ClientJobDocument.toString(), { id }, signal)).job;
   }
 
+  /** One page of the jobs matching `filter`, newest first: `first` (1 to 200, default 50) from `after` (a previous page's nextCursor). */
+  async listPage(filter: JobFilter = {}, options: { first?: number; after?: string | null; signal?: AbortSignal } = {}): Promise<JobPage> {
+    const { jobsConnection: page } = await this.request<ClientJobsPageQuery>(
+      ClientJobsPageDocument.toString(),
+      { ...filter, first: options.first ?? 50, after: options.after ?? null },
+      options.signal,
+    );
+    return { jobs: page.edges.map((edge) => edge.node), nextCursor: page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null };
+  }
+
   /** The jobs matching `filter`, newest first, a page (`pageSize`, 1 to 200) at a time as the loop asks for more. */
   async *listJobs(filter: JobFilter = {}, options: { pageSize?: number; signal?: AbortSignal } = {}): AsyncGenerator<Job> {
     let after: string | null = null;
-    for (;;) {
-      const { jobsConnection: page }: ClientJobsPageQuery = await this.request<ClientJobsPageQuery>(
-        ClientJobsPageDocument.toString(),
-        { ...filter, first: options.pageSize ?? 50, after },
-        options.signal,
-      );
-      for (const edge of page.edges) yield edge.node;
-      if (!page.pageInfo.hasNextPage || page.pageInfo.endCursor === null) return;
-      after = page.pageInfo.endCursor;
-    }
+    do {
+      const page: JobPage = await this.listPage(filter, { first: options.pageSize ?? 50, after, ...(options.signal && { signal: options.signal }) });
+      yield* page.jobs;
+      after = page.nextCursor;
+    } while (after !== null);
   }
 
   /**
@@ -176,9 +189,17 @@ export class JobsClient {
       connectionParams: async () => ({ token: await this.credential() }),
       lazy: true,
       retryAttempts: Number.POSITIVE_INFINITY,
+      // Every failure to connect is retried: a browser reports a refused connection (a gateway
+      // restarting) as an error event before its close, and a credential callback can fail while
+      // the backend is away. The codes that no retry can mend (4401: a credential refused) still end it.
+      shouldRetry: () => true,
       // Back soon after a restart or a deploy, and a fleet of pages not all in one wave.
       retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(retryDelayMs * 2 ** retries, maxRetryDelayMs) + Math.random() * 1_000)),
       ...(this.options.webSocketImpl !== undefined && { webSocketImpl: this.options.webSocketImpl }),
+      on: {
+        connected: () => this.options.on?.connected?.(),
+        closed: (event) => this.options.on?.closed?.((event as { code?: number } | undefined)?.code),
+      },
     });
     return this.ws;
   }

@@ -1,7 +1,8 @@
 // The live dashboard served at `/`: a key pasted once, or an access token from the link's fragment
-// (kept in sessionStorage, never in the URL), the workspace's jobs a page at a time, then every change pushed over graphql-ws, resumed with
-// `after` across reconnects. Plain DOM, bundled with graphql-ws at install (no build step at run time).
-import { type Client, createClient } from 'graphql-ws';
+// (kept in sessionStorage, never in the URL), the workspace's jobs a page at a time, then every
+// change, followed by the client library (jobs-gateway/client: reconnects, resumes with `after`).
+// Plain DOM, bundled at install (no build step at run time).
+import { type JobFilter, JobsClient } from '../client/client.js';
 import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTER_NAMES, type JobFilterValues, jobMatches } from '../jobs/job-filter.js';
 import { DashboardCancelDocument, type DashboardJobFragment, DashboardJobFragmentDoc } from './operations.generated.js';
 import './app.css';
@@ -30,17 +31,14 @@ const OLDER = `query DashboardOlder(${FILTER_VARIABLES}, $after: String) {
   ${PAGE}
 }
 ${DashboardJobFragmentDoc.toString()}`;
-const WATCH = `subscription Watch($after: String, ${FILTER_VARIABLES}) {
-  jobUpdated(after: $after, ${FILTER_ARGUMENTS}) { ...DashboardJob }
-}
-${DashboardJobFragmentDoc.toString()}`;
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
 const jobs = new Map<string, Job>();
 let scopes: string[] = [];
-let client: Client | undefined;
-let unsubscribe: (() => void) | undefined;
+let client: JobsClient | undefined;
+/** Stops the live view of the list shown (filters changed, or signed out). */
+let watching: AbortController | undefined;
 /** Loads started so far: a load that another started after it drops its result. */
 let loads = 0;
 /** The filters of the list shown, and where its next older page starts (null once the oldest job is shown). */
@@ -84,8 +82,7 @@ const isNewer = (cursor: string, than: string | null) => than === null || BigInt
 async function load(): Promise<void> {
   const f = filters();
   const load = ++loads;
-  unsubscribe?.();
-  unsubscribe = undefined;
+  watching?.abort();
   showError('');
   let data: { viewer: { scopes: string[] }; jobsConnection: JobPage };
   try {
@@ -108,30 +105,29 @@ async function load(): Promise<void> {
   }
   setOlder(data.jobsConnection.pageInfo);
   render();
-  // Read by graphql-ws at every (re)subscribe: `after` follows the newest cursor seen.
-  const variables: Record<string, string | null> = { ...f, after };
-  unsubscribe = client!.subscribe<{ jobUpdated: Job }>(
-    { query: WATCH, variables },
-    {
-      next: ({ data: pushed, errors }) => {
-        if (errors?.length) return showError(errors[0]!.message);
-        const job = pushed?.jobUpdated;
-        if (!job) return;
-        if (isNewer(job.changeCursor, variables.after ?? null)) variables.after = job.changeCursor;
-        // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
-        if (!jobMatches(job, f)) {
-          jobs.delete(job.id);
-          return render();
-        }
-        const known = jobs.has(job.id);
-        jobs.set(job.id, job);
-        if (known) replaceCard(job);
-        else render();
-      },
-      error: (error) => showError(`The live updates stopped: ${error instanceof Error ? error.message : 'the connection was refused'}`),
-      complete: () => {},
-    },
-  );
+  watching = new AbortController();
+  void follow(f, after, watching.signal);
+}
+
+/** Every change of the jobs the filters match, from the newest cursor of the list: the client resumes it across reconnects. */
+async function follow(f: JobFilterValues, after: string | null, signal: AbortSignal): Promise<void> {
+  const filter = Object.fromEntries(Object.entries(f).filter(([, value]) => value != null)) as JobFilter;
+  try {
+    for await (const job of client!.watchJobs(filter, { ...(after !== null && { after }), signal })) {
+      // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
+      if (!jobMatches(job, f)) {
+        jobs.delete(job.id);
+        render();
+        continue;
+      }
+      const known = jobs.has(job.id);
+      jobs.set(job.id, job);
+      if (known) replaceCard(job);
+      else render();
+    }
+  } catch (error) {
+    if (!signal.aborted) showError(`The live updates stopped: ${error instanceof Error ? error.message : 'the connection was refused'}`);
+  }
 }
 
 function setOlder(pageInfo: JobPage['pageInfo']): void {
@@ -168,19 +164,15 @@ function connect(): void {
   $('#sign-in').hidden = true;
   $('#board').hidden = false;
   setConnection('connecting');
-  client = createClient({
-    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
-    connectionParams: { apiKey: key },
-    retryAttempts: Number.POSITIVE_INFINITY,
-    shouldRetry: () => true,
-    // Back soon after a restart or a deploy: 0.5 s doubling to 8 s, with jitter so that a fleet of
-    // dashboards does not reconnect in one wave.
-    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** retries, 8_000) + Math.random() * 1_000)),
+  client = new JobsClient({
+    url: location.origin,
+    // Read at every connect and request: what the tab holds now.
+    credential: () => sessionStorage.getItem(KEY_STORAGE) ?? '',
     on: {
       connected: () => setConnection('live'),
-      closed: (event) => {
-        const code = (event as CloseEvent | undefined)?.code;
-        if (code === 4403 || code === 4401) return signOut('That key is not valid (or was revoked).');
+      closed: (code) => {
+        // Refused (4401), or refused at connect or expired (4403): a page cannot get another credential itself.
+        if (code === 4403 || code === 4401) return signOut('That key or token is not valid (or was revoked, or expired).');
         setConnection('reconnecting');
       },
     },
@@ -189,8 +181,8 @@ function connect(): void {
 }
 
 function signOut(message = ''): void {
-  unsubscribe?.();
-  void client?.dispose();
+  watching?.abort();
+  void client?.close();
   client = undefined;
   sessionStorage.removeItem(KEY_STORAGE);
   jobs.clear();
