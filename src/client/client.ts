@@ -138,6 +138,29 @@ export class JobsClient {
     });
   }
 
+  /**
+   * The callback form of watchJob (`{ jobId }`) and watchJobs (a filter): `onJob` gets each state,
+   * `onError` the error it ended on, if it ends on one. Returns the function that stops it.
+   */
+  subscribe(target: { jobId: string } | (JobFilter & { after?: string }), onJob: (job: Job) => void, onError?: (error: unknown) => void): () => void {
+    const stop = new AbortController();
+    const { signal } = stop;
+    let jobs: AsyncIterableIterator<Job>;
+    if ('jobId' in target) jobs = this.watchJob(target.jobId, { signal });
+    else {
+      const { after, ...filter } = target;
+      jobs = this.watchJobs(filter, { ...(after !== undefined && { after }), signal });
+    }
+    void (async () => {
+      try {
+        for await (const job of jobs) onJob(job);
+      } catch (error) {
+        if (!signal.aborted) onError?.(error);
+      }
+    })();
+    return () => stop.abort();
+  }
+
   /** Closes the socket; iterators still open end. */
   async close(): Promise<void> {
     await this.ws?.dispose();

@@ -1,5 +1,5 @@
 import { JobsClient, JobsClientError, type Job } from 'jobs-gateway/client';
-import { expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CreateAccessTokenDocument, CreateJobDocument } from '../../../src/graphql/operations.generated.js';
 import { describeDb, freshDatabase } from '../../helpers/databases.js';
@@ -16,9 +16,22 @@ function drain(iterator: AsyncIterableIterator<Job>) {
   return { seen, done };
 }
 
+const clients: JobsClient[] = [];
+const withoutToken = (key: string) => {
+  const client = new JobsClient({ url: currentUrl, credential: key, webSocketImpl: WebSocket });
+  clients.push(client);
+  return client;
+};
+let currentUrl = '';
+
 describeDb('the client library (jobs-gateway/client), against a real gateway', () => {
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((client) => client.close()));
+  });
+
   it('follows a job from its state now to its end with a minted token, and pages through history', { timeout: 60_000 }, async () => {
     const t = await startTestApp();
+    currentUrl = t.url;
     try {
       const key = await t.createKey('client', ['jobs:read', 'jobs:write']);
       const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
@@ -42,6 +55,24 @@ describeDb('the client library (jobs-gateway/client), against a real gateway', (
         [target.id, 'COMPLETED', 100],
       ]);
       expect(watch.seen.at(-1)?.endedAs).toBe('COMPLETED');
+
+      // The callback form: the same states, and a function that stops it.
+      const called: Job[] = [];
+      const stopWatching = client.subscribe({ jobId: target.id }, (job) => called.push(job));
+      await expect.poll(() => called.map((job) => job.status)).toEqual(['COMPLETED']);
+      stopWatching();
+      const fromCallbacks: Job[] = [];
+      const errors: unknown[] = [];
+      const stopAll = withoutToken(key).subscribe(
+        { status: 'RUNNING' },
+        (job) => fromCallbacks.push(job),
+        (error) => errors.push(error),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await t.app.jobs.updateProgress(workspaceId, jobs[5]!.id, { progress: 55 });
+      await expect.poll(() => fromCallbacks.map((job) => [job.id, job.progress])).toEqual([[jobs[5]!.id, 55]]);
+      stopAll();
+      expect(errors).toEqual([]);
 
       // With a key, every job, newest first, across pages of 3.
       const withKey = new JobsClient({ url: t.url, credential: key, webSocketImpl: WebSocket });
