@@ -262,3 +262,30 @@ describeDb('access tokens against the limits', () => {
     }
   });
 });
+
+describeDb('access tokens in logs and metrics', () => {
+  it('never appear in a log line or a metric, and bad ones log nothing at error level', async () => {
+    const t = await startTestApp({ captureLogs: true });
+    try {
+      const key = await t.createKey('quiet', ['jobs:read']);
+      const token = (await graphqlOk(t.url, CreateAccessTokenDocument, { input: { scopes: ['jobs:read'] } }, key)).createAccessToken.token;
+      const bad = [`${token.slice(0, -4)}AAAA`, 'e30.e30.', `${token.split('.')[0]!}.e30.x`, 'a'.repeat(5_000) + '.b.c'];
+      for (const credential of [token, ...bad]) {
+        await rest(t.url, 'GET', '/api/jobs', undefined, { authorization: `Bearer ${credential}` });
+        await graphql(t.url, JobsDocument, {}, credential);
+        const socket = await TestSocket.open(t.url, { apiKey: credential, ack: false });
+        await socket.waitFor((m) => m.type === 'connection_ack', 2_000).catch(() => undefined);
+        socket.close();
+      }
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      const logged = JSON.stringify(t.logs);
+      for (const credential of [token, ...bad]) {
+        expect(logged.includes(credential.slice(-20))).toBe(false);
+        expect(metrics.includes(credential.slice(-20))).toBe(false);
+      }
+      expect(t.logs.filter((entry) => entry.level >= 50)).toEqual([]);
+    } finally {
+      await t.close();
+    }
+  });
+});
