@@ -321,7 +321,7 @@ interface GatewayStats {
  * of the same page), and off (every request reads the database).
  */
 async function reads(db: Db): Promise<ReadRow[]> {
-  const runs = (url: string, key: string, jobId: string): Array<[string, Parameters<typeof cannon>[0]]> => {
+  const runs = (url: string, key: string, jobId: string, token: string): Array<[string, Parameters<typeof cannon>[0]]> => {
     const headers = { 'x-api-key': key };
     const json = { ...headers, 'content-type': 'application/json' };
     const fields = 'id workspaceId competitorId type displayTitle status progress currentStep steps { id name status } startedAt completedAt metadata';
@@ -339,6 +339,11 @@ async function reads(db: Db): Promise<ReadRow[]> {
         },
       ],
       ['GET /api/jobs/{id}', { url: `${url}/api/jobs/${jobId}`, headers, durationS: profile.restS, connections: 10 }],
+      // The same read by a page holding an access token for that job: verifying it, and its restriction, per request.
+      [
+        'GET /api/jobs/{id} (access token)',
+        { url: `${url}/api/jobs/${jobId}`, headers: { authorization: `Bearer ${token}` }, durationS: profile.restS, connections: 10 },
+      ],
       [
         'POST /graphql job(id)',
         {
@@ -379,7 +384,13 @@ async function reads(db: Db): Promise<ReadRow[]> {
     const { gateway, url, key, stop } = await startGateway(db, 'reads', { RESPONSE_CACHE: String(cache) });
     try {
       const [jobId] = await gateway.request<string[]>({ cmd: 'seedJobs', key, count: profile.readJobs });
-      for (const [route, options] of runs(url, key, jobId!)) {
+      const minted = await fetch(`${url}/api/tokens`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ scopes: ['jobs:read'], jobId, ttlMs: 3_600_000 }),
+      });
+      const { token } = (await minted.json()) as { token: string };
+      for (const [route, options] of runs(url, key, jobId!, token)) {
         const before = await gateway.request<GatewayStats>({ cmd: 'stats' });
         const result = await measure(options, `${route} (${db}, cache ${cache})`);
         const after = await gateway.request<GatewayStats>({ cmd: 'stats' });

@@ -34,7 +34,13 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
   expect(fanout).toMatchObject({ db: 'embedded', subscribers: 20 });
   for (const key of ['deliveriesPerSec', 'ceilingDeliveriesPerSec', 'naiveDeliveriesPerSec'] as const) expect(fanout[key]).toBeGreaterThan(0);
   expect(Number.isFinite(fanout.p99Ms)).toBe(true);
-  const routes = ['GET /api/jobs?limit=50', 'POST /graphql jobs(limit: 50)', 'GET /api/jobs/{id}', 'POST /graphql job(id)'];
+  const routes = [
+    'GET /api/jobs?limit=50',
+    'POST /graphql jobs(limit: 50)',
+    'GET /api/jobs/{id}',
+    'GET /api/jobs/{id} (access token)',
+    'POST /graphql job(id)',
+  ];
   expect(report.rest.map((r) => [r.route, r.cache])).toEqual([...routes.map((route) => [route, 'on']), ...routes.map((route) => [route, 'off'])]);
   for (const row of report.rest) for (const key of ['reqPerSec', 'ceilingReqPerSec']) expect(row[key]).toBeGreaterThan(0);
   // With the cache off, every read reads the database; with it on, a repeated read does not.
