@@ -144,7 +144,7 @@ describeDb('access tokens on every route', () => {
     expect(Date.now() - started).toBeGreaterThan(8_000);
     expect(events.at(-2)).toMatchObject({ event: 'next', data: { errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] } });
     expect(events.at(-1)?.event).toBe('complete');
-    // Past its expiry (and the clocks' tolerance of a few seconds), the token is nothing.
+    // Past its expiry, the token is nothing (exp is whole seconds: within a second of the stream's end).
     await expect.poll(async () => (await restAs(token, 'GET', '/api/jobs')).status, { timeout: 10_000, interval: 500 }).toBe(401);
   });
 
