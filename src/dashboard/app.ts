@@ -27,10 +27,6 @@ const LIST = `query Dashboard(${FILTER_VARIABLES}, $after: String) {
   ${PAGE}
 }
 ${DashboardJobFragmentDoc.toString()}`;
-const OLDER = `query DashboardOlder(${FILTER_VARIABLES}, $after: String) {
-  ${PAGE}
-}
-${DashboardJobFragmentDoc.toString()}`;
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -103,17 +99,22 @@ async function load(): Promise<void> {
     jobs.set(job.id, job);
     if (isNewer(job.changeCursor, after)) after = job.changeCursor;
   }
-  setOlder(data.jobsConnection.pageInfo);
+  const { hasNextPage, endCursor } = data.jobsConnection.pageInfo;
+  setOlder(hasNextPage ? endCursor : null);
   render();
   watching = new AbortController();
   void follow(f, after, watching.signal);
 }
 
+/** The filters as the client takes them: those set. */
+function definedFilters(f: JobFilterValues): JobFilter {
+  return Object.fromEntries(Object.entries(f).filter(([, value]) => value != null));
+}
+
 /** Every change of the jobs the filters match, from the newest cursor of the list: the client resumes it across reconnects. */
 async function follow(f: JobFilterValues, after: string | null, signal: AbortSignal): Promise<void> {
-  const filter = Object.fromEntries(Object.entries(f).filter(([, value]) => value != null)) as JobFilter;
   try {
-    for await (const job of client!.watchJobs(filter, { ...(after !== null && { after }), signal })) {
+    for await (const job of client!.watchJobs(definedFilters(f), { ...(after !== null && { after }), signal })) {
       // A job that left the filters (a RUNNING filter and a job that finished) leaves the list.
       if (!jobMatches(job, f)) {
         jobs.delete(job.id);
@@ -130,8 +131,8 @@ async function follow(f: JobFilterValues, after: string | null, signal: AbortSig
   }
 }
 
-function setOlder(pageInfo: JobPage['pageInfo']): void {
-  olderCursor = pageInfo.hasNextPage ? pageInfo.endCursor : null;
+function setOlder(nextCursor: string | null): void {
+  olderCursor = nextCursor;
   $('#load-older').hidden = olderCursor === null;
 }
 
@@ -146,10 +147,10 @@ async function loadOlder(): Promise<void> {
   const button = $<HTMLButtonElement>('#load-older');
   button.disabled = true;
   try {
-    const { jobsConnection: page } = await graphql<{ jobsConnection: JobPage }>(OLDER, { ...shown, after: olderCursor });
+    const page = await client!.listPage(definedFilters(shown), { first: PAGE_SIZE, after: olderCursor });
     if (load !== loads) return;
-    for (const { node: job } of page.edges) if (!jobs.has(job.id)) jobs.set(job.id, job);
-    setOlder(page.pageInfo);
+    for (const job of page.jobs) if (!jobs.has(job.id)) jobs.set(job.id, job);
+    setOlder(page.nextCursor);
     render();
   } catch (error) {
     showError(`Could not load older jobs: ${(error as Error).message}`);
