@@ -115,17 +115,6 @@ export class AccessTokens {
     return { token, expiresAt: new Date(Math.floor(expiresAt.getTime() / 1000) * 1000) };
   }
 
-  /** Whether the key a token names is known here already, so that verifying it reads nothing (see Authenticator). */
-  knowsKeyOf(token: string): boolean {
-    if (token.length > ACCESS_TOKEN.maxLength || !AccessTokens.looksLikeToken(token)) return false;
-    try {
-      const { kid } = decodeProtectedHeader(token);
-      return typeof kid === 'string' && this.keys.has(kid);
-    } catch {
-      return false;
-    }
-  }
-
   /**
    * The principal a token stands for, or null for anything that is not a valid, current token of
    * ours: malformed, another algorithm (`none` included), a signature of another key, expired, not

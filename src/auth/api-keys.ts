@@ -116,11 +116,6 @@ export class ApiKeyStore {
    * Whether a key id is usable (exists, not revoked): what an access token asks of the key that
    * minted it on every request. Remembered like a key, for the cache's TTL; forgotten on revocation.
    */
-  /** Whether `keyId` was found active lately (within the cache's TTL), without a read. */
-  knownActive(keyId: string): boolean {
-    return this.activeIds?.get(keyId) === true;
-  }
-
   async isActive(keyId: string): Promise<boolean> {
     if (this.activeIds?.get(keyId)) return true;
     if (!isUuid(keyId)) return false;

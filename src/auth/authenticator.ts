@@ -14,26 +14,25 @@ export class Authenticator {
   ) {}
 
   /**
-   * The principal without a database read, when that is possible: a key checked lately (see
-   * ApiKeyStore.answerWithoutLookup), or a token whose signing key is known here (its check is an
-   * HMAC, not a read). Such answers spend none of the address's budget for bad keys, which exists
-   * to bound reads: many valid tokens behind one address (a NAT, a server rendering pages) are not
-   * refused for it. A token whose minting key was not checked lately still costs that one read.
+   * The principal when the per-address budget for bad keys need not be spent: a key checked lately
+   * (see ApiKeyStore.answerWithoutLookup), or any token. The budget bounds database reads, and a
+   * token costs none of its own: its check is an HMAC (remembered once it passes), a signing key
+   * not known yet is read at most once a second whatever the tokens, and only a token that passed
+   * may cost the read of its minting key. So many valid tokens behind one address (a NAT, a server
+   * rendering pages) are never refused for it.
    */
   answerWithoutLookup(credential: string): Principal | Promise<Principal | null> | undefined {
-    if (!AccessTokens.looksLikeToken(credential)) return this.keys.answerWithoutLookup(credential);
-    if (!this.tokens.knowsKeyOf(credential)) return undefined;
-    return this.tokens.verify(credential).then(async (principal) => {
-      if (!principal) return null;
-      return this.keys.knownActive(principal.keyId) || (await this.keys.isActive(principal.keyId)) ? principal : null;
-    });
+    return AccessTokens.looksLikeToken(credential) ? this.tokenPrincipal(credential) : this.keys.answerWithoutLookup(credential);
   }
 
   /** The caller's principal, or null when the credential is not a valid, current key or token. */
-  async authenticate(credential: string): Promise<Principal | null> {
-    if (!AccessTokens.looksLikeToken(credential)) return this.keys.authenticate(credential);
-    const principal = await this.tokens.verify(credential);
-    if (!principal) return null;
-    return (await this.keys.isActive(principal.keyId)) ? principal : null;
+  authenticate(credential: string): Promise<Principal | null> {
+    return AccessTokens.looksLikeToken(credential) ? this.tokenPrincipal(credential) : this.keys.authenticate(credential);
+  }
+
+  /** A token's principal while the key that minted it is active (remembered as keys are). */
+  private async tokenPrincipal(token: string): Promise<Principal | null> {
+    const principal = await this.tokens.verify(token);
+    return principal && (await this.keys.isActive(principal.keyId)) ? principal : null;
   }
 }
