@@ -3,6 +3,7 @@ import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AccessTokens } from '../../../src/auth/access-tokens.js';
 import type { Principal } from '../../../src/auth/scopes.js';
+import { ACCESS_TOKEN } from '../../../src/limits/fixed.js';
 import { describeDb, describePostgres, freshDatabase } from '../../helpers/databases.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 
@@ -61,6 +62,19 @@ describeDb('access tokens: minting and verifying (auth/access-tokens.ts)', () =>
     expect(await codeOf(tokens.mint(key, { scopes: ['jobs:read'], ttlMs: 3_600_000 }))).toBe('resolved');
     const asToken = await tokens.verify((await tokens.mint(key, { scopes: ['jobs:read'] })).token);
     expect(await codeOf(tokens.mint(asToken!, { scopes: ['jobs:read'] }))).toBe('FORBIDDEN');
+  });
+
+  it('mints at most a burst of tokens per key at once, then refuses with RATE_LIMITED until the bucket refills', async () => {
+    const minter = (await t.app.apiKeys.authenticate(await t.createKey('tokens', ['jobs:read'])))!;
+    const outcomes = await Promise.all(
+      Array.from({ length: ACCESS_TOKEN.mintsPerKey.burst + 50 }, () => codeOf(tokens.mint(minter, { scopes: ['jobs:read'] }))),
+    );
+    const minted = outcomes.filter((outcome) => outcome === 'resolved').length;
+    expect(minted).toBeGreaterThanOrEqual(ACCESS_TOKEN.mintsPerKey.burst);
+    expect(minted).toBeLessThan(ACCESS_TOKEN.mintsPerKey.burst + 50);
+    expect(new Set(outcomes.filter((outcome) => outcome !== 'resolved'))).toEqual(new Set(['RATE_LIMITED']));
+    // Another key's bucket is its own.
+    expect(await codeOf(tokens.mint(key, { scopes: ['jobs:read'] }))).toBe('resolved');
   });
 
   it('accepts nothing else: another algorithm, alg none, another secret, expired, not yet valid, another issuer, an unknown key', async () => {
