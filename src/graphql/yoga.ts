@@ -1,6 +1,6 @@
 import type { AccessTokens } from '../auth/access-tokens.js';
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { OperationTypeNode, getOperationAST } from 'graphql';
+import { Kind, OperationTypeNode, getOperationAST } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/scopes.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -51,9 +51,19 @@ export interface YogaDeps {
  * loses `a`), which only mutations take, and under jit Server-Sent Events streams did not start.
  * No upstream issue describes the first as of 2026-12; zalando-incubator/graphql-jit#228 (coercing
  * variables with graphql-js's own code) is the change that would let mutations compile too.
+ * Only documents of one operation: the plugin caches a compiled query by the document's text alone,
+ * so a document of several (as GraphiQL sends them) ran its first compiled operation whatever
+ * `operationName` named.
  */
 function useCompiledQueries() {
-  return useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation === OperationTypeNode.QUERY });
+  return useGraphQlJit(
+    {},
+    {
+      enableIf: (args) =>
+        args.document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION).length === 1 &&
+        getOperationAST(args.document, args.operationName)?.operation === OperationTypeNode.QUERY,
+    },
+  );
 }
 
 export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, accessTokens, logger, budget, responses }: YogaDeps): GatewayYoga {

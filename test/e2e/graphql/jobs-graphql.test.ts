@@ -178,6 +178,22 @@ describeDb('jobs over GraphQL: worker mutations and queries', () => {
     }
   });
 
+  it('runs the operation named in a document of several, every time (as GraphiQL sends them)', async () => {
+    const query = 'query Scopes { viewer { scopes } } query Latest { jobs(limit: 1) { id } }';
+    const send = async (operationName: string) => {
+      const response = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': key },
+        body: JSON.stringify({ query, operationName }),
+      });
+      return ((await response.json()) as { data: Record<string, unknown> }).data;
+    };
+    for (let round = 0; round < 2; round++) {
+      expect(Object.keys(await send('Scopes'))).toEqual(['viewer']);
+      expect(Object.keys(await send('Latest'))).toEqual(['jobs']);
+    }
+  });
+
   it('job answers null for an id that does not exist or is not a UUID', async () => {
     for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', '\'; DROP TABLE "Job"; --']) {
       const result = await graphql(t.url, JobDocument, { id }, key);
