@@ -60,6 +60,8 @@ describeDb('schema drift', () => {
         'Job_workspaceId_changeXid_changeSeq_idx',
         'ApiKey_keyHash_key',
         'Workspace_slug_key',
+        'WebhookEndpoint_workspaceId_idx',
+        'WebhookDelivery_endpointId_id_idx',
       ]),
     );
   });
