@@ -37,6 +37,11 @@ import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { warmUp } from './warm-up.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
+import { restJobRenderer } from './rest/rest-job.js';
+import type { GatewayContext } from './graphql/context.js';
+import { eventBodies } from './webhooks/event-body.js';
+import { Webhooks } from './webhooks/webhooks.js';
+import type { Resolver } from './webhooks/destination.js';
 
 export interface App {
   readonly database: Database;
@@ -50,6 +55,8 @@ export interface App {
   readonly sweeper: JobSweeper;
   readonly live: LiveJobs;
   readonly replays: ReplayQueue;
+  /** Webhook endpoints, and the sending of what the database records for them (from `start` on). */
+  readonly webhooks: Webhooks;
   readonly webSockets: WebSocketGateway;
   /** Query results served again until their workspace changes; undefined with RESPONSE_CACHE=false. */
   readonly responses: WorkspaceResponseCache | undefined;
@@ -67,7 +74,7 @@ export interface App {
  * order (database -> job store and change feed -> live subscriptions -> GraphQL and REST -> HTTP
  * entry and WebSockets), and owns the order of start and shutdown.
  */
-export async function createApp(config: Config, logger: Logger): Promise<App> {
+export async function createApp(config: Config, logger: Logger, options: { webhookResolver?: Resolver } = {}): Promise<App> {
   const database = await openMigratedDatabase(
     { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts },
     logger,
@@ -103,6 +110,26 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   });
 
   const keyConnections = new KeyConnections(config.ws.maxConnectionsPerKey);
+  // An event's job is rendered by the REST routes' own fragment, run against the recorded state as
+  // a reader of the workspace would see it.
+  const renderContext = (workspaceId: string): GatewayContext => ({
+    principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read']) },
+    jobs,
+    live,
+    keyConnections,
+    accessTokens,
+    webhooks,
+  });
+  const webhooks: Webhooks = new Webhooks(
+    database.sql,
+    eventBodies(restJobRenderer(schema, renderContext), (job) => jobs.cursorOfSnapshot(job)),
+    logger.child({ component: 'webhooks' }),
+    { ...config.webhooks, resolve: options.webhookResolver },
+  );
+  jobs.onWrite((row) => webhooks.changed(row.workspaceId));
+  feed.subscribe((rows) => {
+    for (const row of rows) webhooks.changed(row.workspaceId);
+  });
   const yoga = createGatewayYoga({
     limits: config.graphql,
     corsOrigins: config.corsOrigins,
@@ -110,6 +137,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     live,
     keyConnections,
     accessTokens,
+    webhooks,
     logger,
     budget,
     responses,
@@ -121,7 +149,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
   const metrics = config.metricsEnabled
-    ? createMetrics({ feed, live, replays, sweeper, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
+    ? createMetrics({ feed, live, replays, sweeper, webhooks, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
     : undefined;
   const entry = createEntry(
     {
@@ -159,6 +187,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         sweeper.start();
+        webhooks.start();
         const { address, port } = server.address() as AddressInfo;
         if (!warm) {
           warmedUp = warmUp(rest, yoga, config.warmUpRounds, () => closing !== undefined)
@@ -180,6 +209,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
       // The warm-up stops at its next batch; its queries must not meet a closed pool.
       await warmedUp;
       await sweeper.stop();
+      // Attempts under way may finish within the shutdown timeout; the others are sent again by
+      // any instance once their claim lapses.
+      await webhooks.stop(Math.min(config.shutdownTimeoutMs, config.webhooks.timeoutMs));
       await feed.stop();
       await announcer.stop();
       await yoga.dispose();
@@ -196,6 +228,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     sweeper,
     live,
     replays,
+    webhooks,
     webSockets,
     responses,
     httpServer: server,

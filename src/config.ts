@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { OperationLimits } from './graphql/plugins/operation-limits.js';
 import type { ResponseCacheOptions } from './graphql/plugins/response-cache.js';
-import { ACCESS_TOKEN, FEED_PAGE_SIZE, HEARTBEAT_TIMEOUT_MS } from './limits/fixed.js';
+import { ACCESS_TOKEN, FEED_PAGE_SIZE, HEARTBEAT_TIMEOUT_MS, WEBHOOK } from './limits/fixed.js';
 
 /** Everything the gateway reads from its environment, parsed and validated once. */
 export interface Config {
@@ -72,6 +72,28 @@ export interface Config {
   replay: { concurrency: number; maxQueued: number; maxJobs: number };
   /** Query results served again until their workspace changes; undefined when RESPONSE_CACHE=false. */
   responseCache: Pick<ResponseCacheOptions, 'maxBytes' | 'ttlMs'> | undefined;
+  webhooks: WebhookConfig;
+}
+
+/** Webhooks (src/webhooks/): what an attempt may take, how long failures are retried, what may be called. */
+export interface WebhookConfig {
+  /** Whether this instance sends deliveries (every instance records them). */
+  sending: boolean;
+  /** One attempt's whole time: connecting, sending, and the response's status and first bytes. */
+  timeoutMs: number;
+  /** The first retry's delay; each next one doubles (up to an hour), with jitter. */
+  retryBaseMs: number;
+  /** How long a delivery is retried before it is marked failed; an endpoint failing this long is disabled. */
+  retryForMs: number;
+  /** New endpoints send job.progress at most once per this per job. */
+  progressIntervalMs: number;
+  /** Endpoints per workspace. */
+  maxEndpoints: number;
+  /** Attempts under way at once on this instance, in all and per endpoint. */
+  concurrency: number;
+  concurrencyPerEndpoint: number;
+  /** Development only: plain http:// and private, loopback and link-local addresses are allowed. */
+  allowPrivate: boolean;
 }
 
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -153,6 +175,15 @@ const envSchema = z.object({
   RESPONSE_CACHE: z.enum(['true', 'false']).default('true'),
   RESPONSE_CACHE_MAX_BYTES: intFrom(0, 64 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
   RESPONSE_CACHE_TTL_MS: intFrom(1, 86_400_000).default(60_000),
+  WEBHOOK_SENDING: z.enum(['true', 'false']).default('true'),
+  WEBHOOK_TIMEOUT_MS: intFrom(100, 60_000).default(10_000),
+  WEBHOOK_RETRY_BASE_MS: intFrom(10, 3_600_000).default(5_000),
+  WEBHOOK_RETRY_FOR_MS: intFrom(1_000, 30 * 86_400_000).default(86_400_000),
+  WEBHOOK_PROGRESS_INTERVAL_MS: intFrom(WEBHOOK.minProgressIntervalMs, 3_600_000).default(5_000),
+  WEBHOOK_MAX_ENDPOINTS: intFrom(1, 1_000).default(20),
+  WEBHOOK_CONCURRENCY: intFrom(1, 10_000).default(64),
+  WEBHOOK_CONCURRENCY_PER_ENDPOINT: intFrom(1, 1_000).default(8),
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false'),
 });
 
 /** Every environment variable the gateway reads (the README's configuration table lists exactly these). */
@@ -234,6 +265,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       requestTimeoutMs: Math.max(e.HTTP_REQUEST_TIMEOUT_MS, e.HTTP_HEADERS_TIMEOUT_MS),
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       maxConnections: e.MAX_CONNECTIONS,
+    },
+    webhooks: {
+      sending: e.WEBHOOK_SENDING === 'true',
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      retryForMs: e.WEBHOOK_RETRY_FOR_MS,
+      progressIntervalMs: e.WEBHOOK_PROGRESS_INTERVAL_MS,
+      maxEndpoints: e.WEBHOOK_MAX_ENDPOINTS,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      concurrencyPerEndpoint: Math.min(e.WEBHOOK_CONCURRENCY_PER_ENDPOINT, e.WEBHOOK_CONCURRENCY),
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE === 'true',
     },
   };
 }

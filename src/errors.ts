@@ -69,6 +69,7 @@ export const errors = {
   tokenExpired: () => appError('UNAUTHENTICATED', 'The access token expired; subscribe again with a fresh one.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
+  webhookNotFound: (what: 'endpoint' | 'delivery', id: string) => appError('NOT_FOUND', `Webhook ${what} ${JSON.stringify(id).slice(0, 60)} not found.`),
   jobNotRunning: (id: string, endedAs: JobEnding) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it ${ENDING_WORDS[endedAs]}).`, { endedAs }),
   badInput: (message: string) => appError('BAD_USER_INPUT', message),
   /**

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WebhookStats } from './webhooks/dispatcher.js';
 
 /** What the WebSocket gateway counts (ws/ws-server.ts). */
 export interface WebSocketStats {
@@ -54,6 +55,7 @@ export interface MetricSources {
   webSockets: { stats(): WebSocketStats };
   queries: { stats(): { statements: number } };
   responses: { stats(): ResponseCacheStats } | undefined;
+  webhooks: { stats(): WebhookStats; oldestPendingAgeSeconds(): Promise<number> };
 }
 
 export interface GatewayMetrics {
@@ -157,6 +159,42 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
     'Sweeps for stalled jobs and expired idempotency keys that could not reach the database; the next one tries again.',
     () => sources.sweeper.stats().failedSweeps,
   );
+  mirrored(
+    'jobs_gateway_webhook_deliveries_sent_total',
+    'Webhook attempts this instance made that the receiver answered 2xx.',
+    () => sources.webhooks.stats().sent,
+  );
+  mirrored(
+    'jobs_gateway_webhook_attempts_failed_total',
+    'Webhook attempts this instance made that failed (not 2xx, a timeout, a connection error, a refused address) and will be retried.',
+    () => sources.webhooks.stats().retrying,
+  );
+  mirrored(
+    'jobs_gateway_webhook_deliveries_failed_total',
+    'Webhook deliveries this instance gave up on: retried for WEBHOOK_RETRY_FOR_MS, or their endpoint was disabled.',
+    () => sources.webhooks.stats().failed,
+  );
+  mirrored(
+    'jobs_gateway_webhook_endpoints_disabled_total',
+    'Webhook endpoints this instance disabled because every delivery failed for WEBHOOK_RETRY_FOR_MS.',
+    () => sources.webhooks.stats().endpointsDisabled,
+  );
+  new Gauge({
+    name: 'jobs_gateway_webhook_attempts_in_flight',
+    help: 'Webhook attempts under way on this instance (at most WEBHOOK_CONCURRENCY).',
+    registers,
+    collect() {
+      this.set(sources.webhooks.stats().inFlight);
+    },
+  });
+  new Gauge({
+    name: 'jobs_gateway_webhook_oldest_pending_seconds',
+    help: 'Age of the oldest webhook delivery not yet delivered nor given up, across all instances (0: none); read from the database at each scrape.',
+    registers,
+    async collect() {
+      this.set(await sources.webhooks.oldestPendingAgeSeconds().catch(() => Number.NaN));
+    },
+  });
   mirrored(
     'jobs_gateway_websocket_slow_consumer_closes_total',
     'WebSockets closed with 4008 (their reader took nothing for WS_SLOW_CONSUMER_TIMEOUT_MS, or their waiting states passed the bounds).',

@@ -1,6 +1,6 @@
 import type { JobRestriction } from '../jobs/job-filter.js';
 
-export const SCOPES = ['jobs:read', 'jobs:cancel', 'jobs:write'] as const;
+export const SCOPES = ['jobs:read', 'jobs:cancel', 'jobs:write', 'webhooks:manage'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** What `keys create` grants when no --scope is given: enough for a dashboard, not for a worker. */

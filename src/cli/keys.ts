@@ -1,12 +1,7 @@
-import { parseArgs } from 'node:util';
 import { type ApiKeyInfo, ApiKeyStore, UnknownKeyError, UnknownWorkspaceError } from '../auth/api-keys.js';
 import { DEFAULT_SCOPES, SCOPES, type Scope, isScope } from '../auth/scopes.js';
 import type { PrismaClient } from '../db/database.js';
-
-/** The command line is wrong (exit 2, with usage). */
-export class UsageError extends Error {}
-/** The command is well-formed but cannot be carried out (exit 1). */
-export class CommandError extends Error {}
+import { CommandError, UsageError, columns, parseCommandLine, requireWorkspace } from './command-line.js';
 
 export const KEYS_USAGE = `Usage:
   jobs-gateway keys create --workspace <slug> [--name <text>] [--scope <scope>]...
@@ -14,8 +9,6 @@ export const KEYS_USAGE = `Usage:
   jobs-gateway keys revoke <keyId>
 
 Scopes: ${SCOPES.join(', ')} (default: ${DEFAULT_SCOPES.join(', ')}).`;
-
-const WORKSPACE_SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export type KeysCommand =
   | { action: 'create'; workspace: string; name: string | undefined; scopes: Scope[] }
@@ -28,7 +21,11 @@ export type KeysCommand =
  */
 export function parseKeysCommand(argv: string[]): KeysCommand {
   const [action, ...rest] = argv;
-  const { values, positionals } = parse(rest);
+  const { values, positionals } = parseCommandLine(rest, {
+    workspace: { type: 'string' },
+    name: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+  });
   switch (action) {
     case 'create': {
       const workspace = requireWorkspace(values.workspace);
@@ -82,40 +79,9 @@ export async function runKeysCommand(prisma: PrismaClient, command: KeysCommand)
   }
 }
 
-function parse(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        workspace: { type: 'string' },
-        name: { type: 'string' },
-        scope: { type: 'string', multiple: true },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
-
-function requireWorkspace(value: string | undefined): string {
-  if (!value) throw new UsageError('--workspace <slug> is required.');
-  if (!WORKSPACE_SLUG.test(value)) {
-    throw new UsageError('A workspace slug is 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit.');
-  }
-  return value;
-}
-
 function formatTable(keys: ApiKeyInfo[]): string[] {
-  const rows = [
+  return columns([
     ['ID', 'NAME', 'KEY', 'SCOPES', 'CREATED', 'REVOKED'],
     ...keys.map((k) => [k.id, k.name ?? '-', `${k.prefix}…`, k.scopes.join(','), k.createdAt.toISOString(), k.revokedAt ? k.revokedAt.toISOString() : '-']),
-  ];
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) =>
-    row
-      .map((cell, column) => cell.padEnd(widths[column]!))
-      .join('  ')
-      .trimEnd(),
-  );
+  ]);
 }

@@ -2,11 +2,15 @@ import { ConfigError, loadConfig } from '../config.js';
 import { DataDirInUseError } from '../db/data-dir-lock.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
-import { CommandError, KEYS_USAGE, UsageError, parseKeysCommand, runKeysCommand } from './keys.js';
+import { CommandError, UsageError } from './command-line.js';
+import { KEYS_USAGE, parseKeysCommand, runKeysCommand } from './keys.js';
+import { WEBHOOKS_USAGE, parseWebhooksCommand, runWebhooksCommand } from './webhooks.js';
 
-const USAGE = `jobs-gateway: manage the gateway's API keys. Uses DATABASE_URL or DATA_DIR like the server.
+const USAGE = `jobs-gateway: manage the gateway's API keys and webhook endpoints. Uses DATABASE_URL or DATA_DIR like the server.
 
-${KEYS_USAGE}`;
+${KEYS_USAGE}
+
+${WEBHOOKS_USAGE}`;
 
 /** Exit codes: 0 done, 1 the command could not be carried out, 2 the command line is wrong. */
 async function main(argv: string[]): Promise<number> {
@@ -15,12 +19,16 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return group ? 0 : 2;
   }
-  if (group !== 'keys') {
+  if (group !== 'keys' && group !== 'webhooks') {
     console.error(`Unknown command "${group}".\n\n${USAGE}`);
     return 2;
   }
+  if (rest.length === 1 && ['--help', '-h', 'help'].includes(rest[0]!)) {
+    console.log(group === 'keys' ? KEYS_USAGE : WEBHOOKS_USAGE);
+    return 0;
+  }
   // The command line first: a wrong one never waits for (or creates) a database.
-  const command = parseKeysCommand(rest);
+  const command = group === 'keys' ? ({ group, keys: parseKeysCommand(rest) } as const) : ({ group, webhooks: parseWebhooksCommand(rest) } as const);
   const config = loadConfig();
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
@@ -31,7 +39,11 @@ async function main(argv: string[]): Promise<number> {
   });
   try {
     await migrate(database);
-    for (const line of await runKeysCommand(database.prisma, command)) console.log(line);
+    const lines =
+      command.group === 'keys'
+        ? await runKeysCommand(database.prisma, command.keys)
+        : await runWebhooksCommand(database.sql, config.webhooks, command.webhooks);
+    for (const line of lines) console.log(line);
     return 0;
   } finally {
     await database.close();
@@ -42,7 +54,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     if (error instanceof UsageError) {
-      console.error(`${error.message}\n\n${KEYS_USAGE}`);
+      console.error(`${error.message}\n\n${process.argv[2] === 'webhooks' ? WEBHOOKS_USAGE : KEYS_USAGE}`);
       process.exit(2);
     }
     if (error instanceof CommandError || error instanceof ConfigError || error instanceof DataDirInUseError) {

@@ -5,6 +5,7 @@ import type { JobRestriction } from '../jobs/job-filter.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { LiveJobs } from '../live/live-jobs.js';
+import type { Webhooks } from '../webhooks/webhooks.js';
 
 /** What every resolver gets: who is calling (resolved before yoga runs) and the services. */
 export interface GatewayContext {
@@ -15,6 +16,8 @@ export interface GatewayContext {
   readonly keyConnections: KeyConnections;
   /** Mints access tokens (createAccessToken). */
   readonly accessTokens: AccessTokens;
+  /** The workspace's webhook endpoints and their deliveries. */
+  readonly webhooks: Webhooks;
   /** Over WebSockets: aborted when the socket closes, so that its streams end with it. */
   readonly connectionClosed?: AbortSignal;
 }

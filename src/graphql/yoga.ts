@@ -1,3 +1,4 @@
+import type { Webhooks } from '../webhooks/webhooks.js';
 import type { AccessTokens } from '../auth/access-tokens.js';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { Kind, OperationTypeNode, getOperationAST } from 'graphql';
@@ -37,6 +38,7 @@ export interface YogaDeps {
   live: LiveJobs;
   keyConnections: KeyConnections;
   accessTokens: AccessTokens;
+  webhooks: Webhooks;
   logger: Logger;
   /** The response bytes each workspace may be sent a second (limits/response-budget.ts). */
   budget: ResponseBudget;
@@ -66,7 +68,18 @@ function useCompiledQueries() {
   );
 }
 
-export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnections, accessTokens, logger, budget, responses }: YogaDeps): GatewayYoga {
+export function createGatewayYoga({
+  limits,
+  corsOrigins,
+  jobs,
+  live,
+  keyConnections,
+  accessTokens,
+  webhooks,
+  logger,
+  budget,
+  responses,
+}: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
     schema,
@@ -97,7 +110,7 @@ export function createGatewayYoga({ limits, corsOrigins, jobs, live, keyConnecti
             .join(' '),
         ),
     },
-    context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections, accessTokens }),
+    context: ({ principal }): GatewayContext => ({ principal, jobs, live, keyConnections, accessTokens, webhooks }),
     // Scopes before limits: a document the key may not run is refused before its cost is estimated. The
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.

@@ -25,3 +25,18 @@ export function runSql(sql: Pick<SqlClient, 'query'>, statement: Prisma.Sql): Pr
   const values = statement.values.map((value) => (typeof value === 'bigint' ? value.toString() : value));
   return sql.query(statement.text, values);
 }
+
+/**
+ * A job as job_webhook_snapshot() wrote it (to_jsonb of the row, bigints as text): the row again,
+ * with its timestamps as dates and its bigints as bigints.
+ */
+export function jobRowOfSnapshot(snapshot: Record<string, unknown>): JobRow {
+  const date = (value: unknown) => (value === null || value === undefined ? null : new Date(value as string));
+  return {
+    ...jobRowOf(snapshot),
+    startedAt: new Date(snapshot.startedAt as string),
+    updatedAt: new Date(snapshot.updatedAt as string),
+    completedAt: date(snapshot.completedAt),
+    leaseExpiresAt: date(snapshot.leaseExpiresAt),
+  };
+}

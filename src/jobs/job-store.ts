@@ -70,6 +70,16 @@ export class JobStore {
     return final === undefined || position <= final ? position : final;
   }
 
+  /**
+   * The cursor for a state read outside the feed (a webhook's snapshot): its position, or what is
+   * final for its workspace now if that is smaller, so that resuming from it skips nothing.
+   */
+  cursorOfSnapshot(row: JobRow): bigint {
+    const position = positionOf(row);
+    const final = this.frontier.finalFor(row.workspaceId);
+    return position <= final ? position : final;
+  }
+
   /** Rows read or written by a statement that began when `final` was final for their workspace. */
   private readUnder(final: bigint, rows: JobRow[]): JobRow[] {
     for (const row of rows) this.finalAtRead.set(row, final);

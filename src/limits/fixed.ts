@@ -61,6 +61,37 @@ export const ACCESS_TOKEN = {
   mintsPerKey: { perSecond: 50, burst: 200 },
 } as const;
 
+// --- Webhooks -----------------------------------------------------------------------------------
+
+/**
+ * Webhooks (src/webhooks/). `maxRetryDelayMs` caps the doubling of retry delays (an endpoint back
+ * after an outage waits at most this for its next attempt). `leaseMarginMs` is added to an
+ * attempt's timeout for the claim it holds: an instance that dies mid-attempt leaves the delivery
+ * due again that much later. A response is read up to `responseBytesRead` (a receiver's body is
+ * not ours to store) and `errorChars` of it kept as the delivery's last error. `pollIntervalMs`: how
+ * often an instance looks for due deliveries when no change of its feed woke it. A rotated secret
+ * keeps signing for `secretOverlapMs`. Ended deliveries stay in the log for `logRetentionMs`.
+ */
+export const WEBHOOK = {
+  maxRetryDelayMs: 3_600_000,
+  leaseMarginMs: 5_000,
+  responseBytesRead: 4_096,
+  errorChars: 300,
+  pollIntervalMs: 1_000,
+  secretOverlapMs: 86_400_000,
+  logRetentionMs: 7 * 86_400_000,
+  /** Deliveries claimed per statement at most (each is a request under way). */
+  claimBatch: 256,
+  /** Ended deliveries deleted per statement by the retention sweep, and how often it runs. */
+  sweepBatch: 1_000,
+  sweepEveryMs: 60_000,
+  urlMaxLength: 2_048,
+  descriptionMaxLength: 500,
+  minProgressIntervalMs: 1_000,
+  /** Deliveries a log query returns at most. */
+  logPageMax: 100,
+} as const;
+
 // --- Jobs --------------------------------------------------------------------------------------
 
 /**

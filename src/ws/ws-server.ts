@@ -128,7 +128,7 @@ export function attachWebSockets(deps: {
       const request = jobUpdatedRequest(principal, plan.args);
       const { workspaceId } = request;
       const scopes = [...principal.scopes].sort();
-      const { jobs, live, keyConnections, accessTokens } = args.contextValue as GatewayContext;
+      const { jobs, live, keyConnections, accessTokens, webhooks } = args.contextValue as GatewayContext;
       const member = await multiplexer.join(
         {
           // The narrowed filter too: an access token's restriction must not meet another's group.
@@ -138,7 +138,7 @@ export function attachWebSockets(deps: {
           variableValues: payload.variables ?? undefined,
           // The group outlives whoever created it: its context is the workspace and the scopes that
           // every member shares (they are part of the key), and no one's key or connection.
-          contextValue: { principal: { keyId: '', workspaceId, scopes: new Set(scopes) }, jobs, live, keyConnections, accessTokens },
+          contextValue: { principal: { keyId: '', workspaceId, scopes: new Set(scopes) }, jobs, live, keyConnections, accessTokens, webhooks },
           schema: args.schema,
         },
         request,

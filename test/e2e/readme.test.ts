@@ -6,8 +6,10 @@ import { schema } from '../../src/graphql/schema.js';
 import { describeDb, freshDatabase } from '../helpers/databases.js';
 import { type TestApp, startTestApp } from '../helpers/test-app.js';
 import { readAllDocs } from '../helpers/docs.js';
+import { freePort } from '../helpers/free-port.js';
 
 const run = promisify(execFile);
+
 // The README's examples and those of docs/ (every operation is shown in docs/api.md).
 const readme = await readAllDocs();
 const blocks = (lang: string) => [...readme.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
@@ -41,8 +43,9 @@ describeDb('README examples against a running gateway', () => {
   let key: string;
 
   beforeAll(async () => {
+    // The examples' scopes: a worker's and a dashboard's, and webhooks:manage for the webhook ones.
     t = await startTestApp();
-    key = await t.createKey('readme');
+    key = await t.createKey('readme', ['jobs:read', 'jobs:cancel', 'jobs:write', 'webhooks:manage']);
   });
 
   async function send(name: string, variables: Record<string, unknown> = {}) {
@@ -62,7 +65,7 @@ describeDb('README examples against a running gateway', () => {
     expect((await send('UpdateJobProgress', { id })).updateJobProgress).toMatchObject({ progress: 50, currentStep: 'Processing Intel' });
     expect((await send('Jobs')).jobs).toEqual(expect.arrayContaining([expect.objectContaining({ id })]));
     expect((await send('Job', { id })).job).toMatchObject({ id, status: 'RUNNING' });
-    expect((await send('Viewer')).viewer).toEqual({ scopes: ['jobs:read', 'jobs:cancel', 'jobs:write'] });
+    expect((await send('Viewer')).viewer).toEqual({ scopes: ['jobs:read', 'jobs:cancel', 'jobs:write', 'webhooks:manage'] });
     expect((await send('CompleteJob', { id })).completeJob).toMatchObject({ status: 'COMPLETED', progress: 100 });
     const second = (await send('CreateJob')).createJob!.id as string;
     expect((await send('FailJob', { id: second })).failJob).toMatchObject({ status: 'FAILED', error: 'Scraper timed out' });
@@ -86,8 +89,104 @@ describeDb('README examples against a running gateway', () => {
         { success: true, job: { id: createJob!.id, status: 'failed', currentStep: 'Cancelled' } },
         { data: { job: expect.objectContaining({ id: createJob!.id }) } },
         { token: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/), expiresAt: expect.any(String) },
+        { data: { createWebhookEndpoint: { secret: expect.stringMatching(/^whsec_/), endpoint: { id: expect.any(String) } } } },
       ]),
     );
+  });
+
+  it('every webhook example runs as written, one after the other', async () => {
+    const operation = async (block: string, operationName: string, variables: Record<string, unknown> = {}) => {
+      const response = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': key },
+        body: JSON.stringify({ query: examples.get(block), operationName, variables }),
+      });
+      const body = (await response.json()) as { data?: Record<string, unknown>; errors?: unknown };
+      expect(body.errors, operationName).toBeUndefined();
+      return body.data!;
+    };
+    const { createWebhookEndpoint } = (await operation('CreateWebhookEndpoint', 'CreateWebhookEndpoint')) as {
+      createWebhookEndpoint: { endpoint: { id: string } };
+    };
+    const id = createWebhookEndpoint.endpoint.id;
+    expect(await operation('WebhookEndpoints', 'WebhookEndpoints')).toMatchObject({
+      webhookEndpoints: expect.arrayContaining([expect.objectContaining({ id })]),
+    });
+    expect(await operation('UpdateWebhookEndpoint', 'UpdateWebhookEndpoint', { id })).toMatchObject({
+      updateWebhookEndpoint: { id, events: ['job.created', 'job.completed', 'job.failed'], enabled: true },
+    });
+    // A job of the endpoint's competitor: its creation is recorded as a delivery (whose attempt fails
+    // here, with no network: hooks.example.com does not resolve).
+    await send('CreateJob');
+    const deliveries = async () =>
+      ((await operation('WebhookEndpoints', 'WebhookDeliveries', { endpointId: id })) as { webhookDeliveries: Array<{ id: string; eventType: string }> })
+        .webhookDeliveries;
+    await expect.poll(deliveries).toEqual([expect.objectContaining({ eventType: 'job.created' })]);
+    const [delivery] = await deliveries();
+    expect(await operation('UpdateWebhookEndpoint', 'RedeliverWebhook', { deliveryId: delivery!.id })).toMatchObject({
+      redeliverWebhook: { id: delivery!.id },
+    });
+    expect(await operation('UpdateWebhookEndpoint', 'RotateWebhookSecret', { id })).toMatchObject({
+      rotateWebhookSecret: { secret: expect.stringMatching(/^whsec_/) },
+    });
+    expect(await operation('UpdateWebhookEndpoint', 'DeleteWebhookEndpoint', { id })).toEqual({ deleteWebhookEndpoint: true });
+  });
+
+  it('the webhook receiver works as written: it verifies, and prints each event once', async () => {
+    const [receiver] = blocks('js').filter((block) => block.includes('standardwebhooks'));
+    expect(receiver).toBeDefined();
+    const local = await startTestApp({ env: { WEBHOOK_ALLOW_PRIVATE: 'true' } });
+    const manager = await local.createKey('readme-hooks', ['webhooks:manage', 'jobs:write']);
+    const port = await freePort();
+    const endpoint = async (secretOf: 'own' | 'other') => {
+      const { data } = (await (
+        await fetch(`${local.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': manager },
+          body: JSON.stringify({
+            query: `mutation { createWebhookEndpoint(input: { url: "http://127.0.0.1:${port}/${secretOf}", events: ["job.completed"] }) { secret } }`,
+          }),
+        })
+      ).json()) as { data: { createWebhookEndpoint: { secret: string } } };
+      return data.createWebhookEndpoint.secret;
+    };
+    const secret = await endpoint('own');
+    await endpoint('other'); // signed with another secret: the receiver refuses it (401), and it is retried
+    // Run from the repository, where `standardwebhooks` resolves, as the README's reader has it installed.
+    const child = spawn(process.execPath, ['--input-type=module', '-e', receiver!], {
+      env: { ...process.env, WEBHOOK_SECRET: secret, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      const {
+        data: { createJob },
+      } = (await (
+        await fetch(`${local.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': manager },
+          body: JSON.stringify({ query: 'mutation { createJob(input: { type: "collect", displayTitle: "A", steps: [{ id: "a", name: "A" }] }) { id } }' }),
+        })
+      ).json()) as { data: { createJob: { id: string } } };
+      const jobId = createJob.id;
+      // The receiver may start listening after the first attempt: the retries reach it.
+      await fetch(`${local.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': manager },
+        body: JSON.stringify({ query: `mutation { completeJob(id: "${jobId}") { id } }` }),
+      });
+      await expect.poll(() => output, { timeout: 30_000 }).toContain(`job.completed ${jobId} completed`);
+      // Once, though the endpoint signed with another secret was refused and is being retried.
+      expect(
+        output
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => line.trim()),
+      ).toEqual([`job.completed ${jobId} completed`]);
+    } finally {
+      child.kill();
+    }
   });
 
   it('the Server-Sent Events curl streams job updates as written', async () => {

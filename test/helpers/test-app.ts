@@ -4,6 +4,7 @@ import type { ApiKeyStore } from '../../src/auth/api-keys.js';
 import type { Scope } from '../../src/auth/scopes.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
+import type { Resolver } from '../../src/webhooks/destination.js';
 import { type FreshDatabase, freshDatabase } from './databases.js';
 
 export interface TestApp {
@@ -36,14 +37,16 @@ export const NO_BACKGROUND_READS = { FEED_CATCH_UP_INTERVAL_MS: '3600000', JOB_S
  * A real gateway on a random port over a database of its own. Pass `database` to start a second
  * instance on the same database (after closing the first, for the embedded one).
  */
-export async function startTestApp(options: { database?: FreshDatabase; env?: Record<string, string>; captureLogs?: boolean } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: { database?: FreshDatabase; env?: Record<string, string>; captureLogs?: boolean; webhookResolver?: Resolver } = {},
+): Promise<TestApp> {
   const database = options.database ?? (await freshDatabase());
   const logs: TestApp['logs'] = [];
   const level = options.captureLogs ? 'debug' : (process.env.TEST_LOG_LEVEL ?? 'silent');
   // No warm-up unless a test asks: it would only add a second of CPU to every app the suite starts.
   const config: Config = loadConfig({ PORT: '0', LOG_LEVEL: level, WARM_UP_ROUNDS: '0', ...database.env, ...options.env });
   const destination = options.captureLogs ? { write: (line: string) => void logs.push(JSON.parse(line)) } : undefined;
-  const app = await createApp(config, createLogger(config.logLevel, destination));
+  const app = await createApp(config, createLogger(config.logLevel, destination), { webhookResolver: options.webhookResolver });
   const url = await app.start();
   let closed = false;
   const testApp: TestApp = {

@@ -204,6 +204,9 @@ export function useWorkspaceResponseCache(cache: WorkspaceResponseCache): Plugin
   return useResponseCache<GatewayContext>({
     cache,
     ttl: Number.POSITIVE_INFINITY,
+    // Webhook endpoints and deliveries change with no job write (a delivery's attempt, an endpoint
+    // edited), which is what invalidates: they are read afresh every time.
+    ttlPerSchemaCoordinate: { 'Query.webhookEndpoints': 0, 'Query.webhookDeliveries': 0 },
     enabled: (ctx) => ctx.principal !== null && cache.usable(ctx.principal.workspaceId),
     // The plugin hands the session to the key builder below: the scopes are joined once a request.
     session: (ctx) => (ctx.principal ? scopesKeyOf(ctx.principal) : null),

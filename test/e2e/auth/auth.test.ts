@@ -192,6 +192,7 @@ describeDb('authentication, scopes and workspace isolation over GraphQL (HTTP)',
       'jobs:read': await t.createKey('ws-a', ['jobs:cancel', 'jobs:write']),
       'jobs:cancel': await t.createKey('ws-a', ['jobs:read', 'jobs:write']),
       'jobs:write': await t.createKey('ws-a', ['jobs:read', 'jobs:cancel']),
+      'webhooks:manage': await t.createKey('ws-a', ['jobs:read', 'jobs:cancel', 'jobs:write']),
     };
     const none = await t.createKey('ws-a', []);
     for (const op of operations(job.id)) {

@@ -213,6 +213,64 @@ describeDb('the jobs-gateway keys command', () => {
     expect(listed.stderr).toContain('No workspace "bad-args"');
   });
 
+  it(
+    'webhooks: create prints the secret alone on the last line; list, disable, enable, rotate-secret, deliveries and delete work; bad input exits 1 or 2',
+    { timeout: 240_000 },
+    async () => {
+      const db = await database();
+      expect(await cli(db, 'keys', 'create', '--workspace', 'hooks')).toMatchObject({ code: 0 });
+      const create = await cli(
+        db,
+        'webhooks',
+        'create',
+        '--workspace',
+        'hooks',
+        '--url',
+        'https://hooks.example.com/in',
+        '--event',
+        'job.completed',
+        '--event',
+        'job.failed',
+        '--competitor-id',
+        'acme',
+      );
+      expect(create).toMatchObject({ code: 0, signal: null });
+      const lines = create.stdout.trim().split('\n');
+      const secret = lines.at(-1)!;
+      expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+      expect(lines.slice(0, -1).join('\n')).not.toContain(secret);
+      const id = /endpoint ([0-9a-f-]{36})/.exec(create.stdout)![1]!;
+
+      const listed = await cli(db, 'webhooks', 'list', '--workspace', 'hooks');
+      expect(listed.stdout).toMatch(new RegExp(`${id}\\s+https://hooks.example.com/in\\s+job.completed,job.failed\\s+competitor=acme\\s+enabled`));
+      expect(listed.stdout).not.toContain('whsec_');
+      expect(await cli(db, 'webhooks', 'disable', id)).toMatchObject({ code: 0 });
+      expect((await cli(db, 'webhooks', 'list', '--workspace', 'hooks')).stdout).toContain('disabled: Disabled by an operator.');
+      expect(await cli(db, 'webhooks', 'enable', id)).toMatchObject({ code: 0 });
+      expect((await cli(db, 'webhooks', 'list', '--workspace', 'hooks')).stdout).toMatch(/\benabled\b/);
+      const rotated = await cli(db, 'webhooks', 'rotate-secret', id);
+      expect(rotated.stdout.trim().split('\n').at(-1)).toMatch(/^whsec_/);
+      expect(rotated.stdout).not.toContain(secret);
+      expect((await cli(db, 'webhooks', 'deliveries', id)).stdout).toContain('No deliveries');
+
+      for (const [args, code, message] of [
+        [['webhooks', 'create', '--workspace', 'hooks', '--url', 'http://hooks.example.com/in', '--event', 'job.completed'], 1, /https/],
+        [['webhooks', 'create', '--workspace', 'hooks', '--url', 'https://10.0.0.1/in', '--event', 'job.completed'], 1, /private/],
+        [['webhooks', 'create', '--workspace', 'hooks', '--url', 'https://hooks.example.com/in', '--event', 'job.finished'], 1, /Unknown event/],
+        [['webhooks', 'create', '--workspace', 'nowhere', '--url', 'https://hooks.example.com/in', '--event', 'job.completed'], 1, /does not exist/],
+        [['webhooks', 'create', '--workspace', 'hooks', '--event', 'job.completed'], 2, /--url/],
+        [['webhooks', 'disable'], 2, /endpoint id/],
+        [['webhooks', 'delete', '00000000-0000-4000-8000-000000000000'], 1, /does not exist/],
+      ] as Array<[string[], number, RegExp]>) {
+        const result = await cli(db, ...args);
+        expect(result, args.join(' ')).toMatchObject({ code, signal: null });
+        expect(result.stderr, args.join(' ')).toMatch(message);
+      }
+      expect(await cli(db, 'webhooks', 'delete', id)).toMatchObject({ code: 0 });
+      expect((await cli(db, 'webhooks', 'list', '--workspace', 'hooks')).stdout).toContain('has no webhook endpoints');
+    },
+  );
+
   it.skipIf(dbKind !== 'embedded')(
     'starts at once after the server holding the data dir was killed (SIGKILL), its data intact',
     { timeout: 120_000 },

@@ -131,7 +131,7 @@ function join(on: Subscriber, workspaceId: string, id: string, query = PROGRESS,
   // The group's context: its workspace and scopes. Nothing in these selections reads the job store or mints tokens.
   const contextValue = { principal: { keyId: '', workspaceId, scopes: new Set(['jobs:read'] as const) }, live, keyConnections: new KeyConnections(1) } as Omit<
     GatewayContext,
-    'jobs' | 'accessTokens'
+    'jobs' | 'accessTokens' | 'webhooks'
   > as GatewayContext;
   return multiplexer.join(
     { key: JSON.stringify([workspaceId, query]), document, operationName: undefined, variableValues: undefined, contextValue, schema },

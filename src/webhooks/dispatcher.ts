@@ -1,0 +1,205 @@
+import type { WebhookConfig } from '../config.js';
+import { WEBHOOK } from '../limits/fixed.js';
+import type { Logger } from '../logger.js';
+import type { ClaimRoom, ClaimedDelivery, DeliveryQueue } from './delivery-queue.js';
+import type { WebhookSender } from './sender.js';
+
+/** The event body of a claimed delivery (event-body.ts, given the REST renderer). */
+export type RenderDelivery = (delivery: ClaimedDelivery) => Promise<string>;
+
+/** Counters for /metrics. */
+export interface WebhookStats {
+  /** Attempts answered 2xx. */
+  sent: number;
+  /** Attempts that failed and will be retried. */
+  retrying: number;
+  /** Deliveries given up on (retry window over, or their endpoint disabled). */
+  failed: number;
+  /** Endpoints disabled for failing the whole retry window. */
+  endpointsDisabled: number;
+  /** Attempts under way on this instance. */
+  inFlight: number;
+}
+
+/**
+ * Sends the deliveries that job_webhook_events() records, on every instance that has
+ * WEBHOOK_SENDING on: claims due ones (delivery-queue.ts) up to its room, sends each (sender.ts),
+ * records the outcome, and claims again. It looks when a change of a workspace with endpoints
+ * reaches this instance (its own writes, or the change feed's) and every WEBHOOK.pollIntervalMs
+ * otherwise (retries fall due, progress waits out its interval, another instance died mid-attempt).
+ *
+ * Room is bounded in all (WEBHOOK_CONCURRENCY) and per endpoint (WEBHOOK_CONCURRENCY_PER_ENDPOINT),
+ * and each attempt by WEBHOOK_TIMEOUT_MS: an endpoint that hangs holds at most its own share, and
+ * the others' deliveries keep going.
+ */
+export class WebhookDispatcher {
+  private readonly perEndpoint = new Map<string, number>();
+  private readonly attempts = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
+  private inFlight = 0;
+  private claiming: Promise<void> | undefined;
+  private claimAgain = false;
+  private timer: NodeJS.Timeout | undefined;
+  private failing = false;
+  private watched = new Set<string>();
+  private sweptAt = 0;
+  private readonly counts = { sent: 0, retrying: 0, failed: 0, endpointsDisabled: 0 };
+
+  constructor(
+    private readonly queue: DeliveryQueue,
+    private readonly sender: WebhookSender,
+    private readonly render: RenderDelivery,
+    private readonly logger: Logger,
+    private readonly options: Pick<WebhookConfig, 'timeoutMs' | 'retryBaseMs' | 'retryForMs' | 'concurrency' | 'concurrencyPerEndpoint'>,
+  ) {}
+
+  /** How long a claim holds a delivery: the attempt's timeout and a margin. */
+  get leaseMs(): number {
+    return this.options.timeoutMs + WEBHOOK.leaseMarginMs;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.poll(), WEBHOOK.pollIntervalMs).unref();
+    this.poll();
+  }
+
+  /** A change of `workspaceId` was written or reached the feed: deliveries may be due now. */
+  changed(workspaceId: string): void {
+    if (this.watched.has(workspaceId)) this.wake();
+  }
+
+  /** Endpoints changed (created, enabled): look again which workspaces have some. */
+  endpointsChanged(workspaceId: string): void {
+    this.watched.add(workspaceId);
+    this.wake();
+  }
+
+  /** Stops claiming; waits for attempts under way up to `graceMs`, then aborts them (they are claimed: another instance sends them after the claim lapses). */
+  async stop(graceMs: number): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.claiming;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.allSettled([...this.attempts]), grace]);
+    clearTimeout(timer);
+    this.stopping.abort();
+    await Promise.allSettled([...this.attempts]);
+    this.sender.close();
+  }
+
+  stats(): WebhookStats {
+    return { ...this.counts, inFlight: this.inFlight };
+  }
+
+  private poll(): void {
+    void this.refreshWatched();
+    this.wake();
+    if (performance.now() - this.sweptAt >= WEBHOOK.sweepEveryMs) {
+      this.sweptAt = performance.now();
+      void this.forgetEnded();
+    }
+  }
+
+  private async refreshWatched(): Promise<void> {
+    try {
+      this.watched = await this.queue.workspacesWithEndpoints();
+    } catch {
+      // The claim's own error says it; the set stays as it was.
+    }
+  }
+
+  private wake(): void {
+    if (this.stopping.signal.aborted || this.timer === undefined) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = this.claimWhileDue().finally(() => (this.claiming = undefined));
+  }
+
+  /** Claims and starts attempts until nothing more is due or there is no room. */
+  private async claimWhileDue(): Promise<void> {
+    do {
+      this.claimAgain = false;
+      const room = this.room();
+      if (room.total <= 0) return;
+      let claimed: ClaimedDelivery[];
+      try {
+        claimed = await this.queue.claim(room, this.leaseMs);
+        this.failing = false;
+      } catch (error) {
+        if (!this.failing) this.logger.error({ err: error }, 'webhook claim failed; the next poll tries again');
+        this.failing = true;
+        return;
+      }
+      for (const delivery of claimed) this.begin(delivery);
+      // A full claim may have left due deliveries behind.
+      if (claimed.length >= Math.min(room.total, WEBHOOK.claimBatch)) this.claimAgain = true;
+    } while (this.claimAgain && this.timer !== undefined);
+  }
+
+  private room(): ClaimRoom {
+    const endpoints = new Map<string, number>();
+    for (const [id, busy] of this.perEndpoint) endpoints.set(id, this.options.concurrencyPerEndpoint - busy);
+    return { total: this.options.concurrency - this.inFlight, perEndpoint: this.options.concurrencyPerEndpoint, endpoints };
+  }
+
+  private begin(delivery: ClaimedDelivery): void {
+    this.inFlight++;
+    this.perEndpoint.set(delivery.endpointId, (this.perEndpoint.get(delivery.endpointId) ?? 0) + 1);
+    const attempt = this.attempt(delivery).finally(() => {
+      this.attempts.delete(attempt);
+      this.inFlight--;
+      const busy = (this.perEndpoint.get(delivery.endpointId) ?? 1) - 1;
+      if (busy > 0) this.perEndpoint.set(delivery.endpointId, busy);
+      else this.perEndpoint.delete(delivery.endpointId);
+      // Its room, and the job's next event, are free now.
+      this.wake();
+    });
+    this.attempts.add(attempt);
+  }
+
+  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+    try {
+      const body = await this.render(delivery);
+      const secrets = delivery.previousSecret ? [delivery.secret, delivery.previousSecret] : [delivery.secret];
+      const outcome = await this.sender.send(delivery.url, { id: delivery.eventId, body, secrets }, this.stopping.signal);
+      // Shutting down: the claim lapses and any instance sends it again; this attempt counts for nothing.
+      if (this.stopping.signal.aborted && !outcome.ok) return;
+      if (outcome.ok) {
+        if (await this.queue.recordSuccess(delivery, outcome.status)) this.counts.sent++;
+        return;
+      }
+      const recorded = await this.queue.recordFailure(delivery, outcome, this.retryDelayMs(delivery.attempts), this.options.retryForMs);
+      if (recorded.gaveUp) this.counts.failed++;
+      else this.counts.retrying++;
+      if (recorded.disabledEndpoint) {
+        this.counts.endpointsDisabled++;
+        this.logger.warn(
+          { endpointId: delivery.endpointId, error: outcome.error },
+          'webhook endpoint disabled: every delivery failed for the whole retry window',
+        );
+      }
+    } catch (error) {
+      // The database went away mid-attempt: the claim lapses and the delivery is sent again.
+      this.logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt could not be recorded; it will be sent again');
+    }
+  }
+
+  /** Exponential from WEBHOOK_RETRY_BASE_MS, capped, with jitter: between half and all of it, so that retries of a burst spread out. */
+  private retryDelayMs(attempts: number): number {
+    const full = Math.min(WEBHOOK.maxRetryDelayMs, this.options.retryBaseMs * 2 ** Math.min(attempts - 1, 30));
+    return Math.round(full / 2 + Math.random() * (full / 2));
+  }
+
+  private async forgetEnded(): Promise<void> {
+    try {
+      for (let batch = 0; batch < 100; batch++) {
+        if ((await this.queue.forgetEnded(WEBHOOK.logRetentionMs, WEBHOOK.sweepBatch)) < WEBHOOK.sweepBatch) return;
+      }
+    } catch (error) {
+      this.logger.warn({ err: error }, 'webhook log sweep failed; the next one tries again');
+    }
+  }
+}
