@@ -78,6 +78,8 @@ export const WEBHOOK = {
   responseBytesRead: 4_096,
   errorChars: 300,
   pollIntervalMs: 1_000,
+  /** How often an instance asks which workspaces have an enabled endpoint (only their changes wake it; with none, it polls nothing else). */
+  watchRefreshMs: 10_000,
   secretOverlapMs: 86_400_000,
   logRetentionMs: 7 * 86_400_000,
   /** Deliveries claimed per statement at most (each is a request under way). */

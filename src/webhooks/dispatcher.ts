@@ -42,6 +42,7 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
   private watched = new Set<string>();
+  private watchedAt = Number.NEGATIVE_INFINITY;
   private sweptAt = 0;
   private readonly counts = { sent: 0, retrying: 0, failed: 0, endpointsDisabled: 0 };
 
@@ -59,7 +60,8 @@ export class WebhookDispatcher {
   }
 
   start(): void {
-    this.timer ??= setInterval(() => this.poll(), WEBHOOK.pollIntervalMs).unref();
+    if (this.timer) return;
+    this.timer = setInterval(() => this.poll(), WEBHOOK.pollIntervalMs).unref();
     this.poll();
   }
 
@@ -92,10 +94,18 @@ export class WebhookDispatcher {
     return { ...this.counts, inFlight: this.inFlight };
   }
 
+  /**
+   * Every WEBHOOK.pollIntervalMs while any workspace has an endpoint; with none anywhere, an idle
+   * instance asks only which workspaces have one, every WEBHOOK.watchRefreshMs (an endpoint made
+   * here is known at once; one made on another instance within that).
+   */
   private poll(): void {
-    void this.refreshWatched();
-    this.wake();
-    if (performance.now() - this.sweptAt >= WEBHOOK.sweepEveryMs) {
+    const now = performance.now();
+    if (now - this.watchedAt >= WEBHOOK.watchRefreshMs) {
+      this.watchedAt = now;
+      void this.refreshWatched().then(() => this.watched.size > 0 && this.wake());
+    } else if (this.watched.size > 0) this.wake();
+    if (now - this.sweptAt >= WEBHOOK.sweepEveryMs) {
       this.sweptAt = performance.now();
       void this.forgetEnded();
     }

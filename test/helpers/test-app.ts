@@ -31,7 +31,7 @@ const ALL_SCOPES: Scope[] = ['jobs:read', 'jobs:cancel', 'jobs:write'];
  * An instance that reads nothing on its own (no feed catch-up, no stalled-job sweep): for tests
  * that count the statements a request costs.
  */
-export const NO_BACKGROUND_READS = { FEED_CATCH_UP_INTERVAL_MS: '3600000', JOB_STALL_SWEEP_INTERVAL_MS: '3600000' } as const;
+export const NO_BACKGROUND_READS = { FEED_CATCH_UP_INTERVAL_MS: '3600000', JOB_STALL_SWEEP_INTERVAL_MS: '3600000', WEBHOOK_SENDING: 'false' } as const;
 
 /**
  * A real gateway on a random port over a database of its own. Pass `database` to start a second
