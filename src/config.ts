@@ -89,8 +89,9 @@ export interface WebhookConfig {
   progressIntervalMs: number;
   /** Endpoints per workspace. */
   maxEndpoints: number;
-  /** Attempts under way at once on this instance, in all and per endpoint. */
+  /** Attempts under way at once on this instance: in all, per workspace, and per endpoint. */
   concurrency: number;
+  concurrencyPerWorkspace: number;
   concurrencyPerEndpoint: number;
   /** Development only: plain http:// and private, loopback and link-local addresses are allowed. */
   allowPrivate: boolean;
@@ -182,6 +183,7 @@ const envSchema = z.object({
   WEBHOOK_PROGRESS_INTERVAL_MS: intFrom(WEBHOOK.minProgressIntervalMs, 3_600_000).default(5_000),
   WEBHOOK_MAX_ENDPOINTS: intFrom(1, 1_000).default(20),
   WEBHOOK_CONCURRENCY: intFrom(1, 10_000).default(64),
+  WEBHOOK_CONCURRENCY_PER_WORKSPACE: intFrom(1, 10_000).default(16),
   WEBHOOK_CONCURRENCY_PER_ENDPOINT: intFrom(1, 1_000).default(8),
   WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false'),
 });
@@ -274,7 +276,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       progressIntervalMs: e.WEBHOOK_PROGRESS_INTERVAL_MS,
       maxEndpoints: e.WEBHOOK_MAX_ENDPOINTS,
       concurrency: e.WEBHOOK_CONCURRENCY,
-      concurrencyPerEndpoint: Math.min(e.WEBHOOK_CONCURRENCY_PER_ENDPOINT, e.WEBHOOK_CONCURRENCY),
+      // Each at most the one above it.
+      concurrencyPerWorkspace: Math.min(e.WEBHOOK_CONCURRENCY_PER_WORKSPACE, e.WEBHOOK_CONCURRENCY),
+      concurrencyPerEndpoint: Math.min(e.WEBHOOK_CONCURRENCY_PER_ENDPOINT, e.WEBHOOK_CONCURRENCY_PER_WORKSPACE, e.WEBHOOK_CONCURRENCY),
       allowPrivate: e.WEBHOOK_ALLOW_PRIVATE === 'true',
     },
   };

@@ -1,5 +1,6 @@
 import type { WebhookConfig } from '../config.js';
 import type { SqlClient } from '../db/sql.js';
+import { isUuid } from '../ids.js';
 import { WEBHOOK } from '../limits/fixed.js';
 import { DeliveryQueue } from '../webhooks/delivery-queue.js';
 import { EndpointStore, type WebhookEndpointInfo, endpointFields } from '../webhooks/endpoints.js';
@@ -84,9 +85,7 @@ export async function runWebhooksCommand(sql: SqlClient, config: WebhookConfig, 
   };
   /** The endpoint's workspace, by its id alone (an operator names no workspace). */
   const endpointWorkspace = async (id: string) => {
-    const [row] = /^[0-9a-f-]{36}$/i.test(id)
-      ? await sql.query<{ workspaceId: string }>(`SELECT "workspaceId" FROM "WebhookEndpoint" WHERE "id" = $1::uuid`, [id])
-      : [];
+    const [row] = isUuid(id) ? await sql.query<{ workspaceId: string }>(`SELECT "workspaceId" FROM "WebhookEndpoint" WHERE "id" = $1::uuid`, [id]) : [];
     if (!row) throw new CommandError(`Webhook endpoint ${id} does not exist.`);
     return row.workspaceId;
   };
@@ -122,9 +121,10 @@ export async function runWebhooksCommand(sql: SqlClient, config: WebhookConfig, 
       return [`Deleted webhook endpoint ${command.endpointId} and its delivery log.`];
     case 'rotate-secret': {
       const rotated = await endpoints.rotateSecret(await endpointWorkspace(command.endpointId), command.endpointId, WEBHOOK.secretOverlapMs);
+      if (!rotated) throw new CommandError(`Webhook endpoint ${command.endpointId} does not exist.`);
       return [
-        `New signing secret for ${command.endpointId}; the previous one also signs until ${rotated!.endpoint.previousSecretUntil!.toISOString()}:`,
-        rotated!.secret,
+        `New signing secret for ${command.endpointId}; the previous one also signs until ${rotated.endpoint.previousSecretUntil!.toISOString()}:`,
+        rotated.secret,
       ];
     }
     case 'deliveries': {
@@ -152,7 +152,8 @@ export async function runWebhooksCommand(sql: SqlClient, config: WebhookConfig, 
           )
         : [];
       if (!row) throw new CommandError(`Webhook delivery ${command.deliveryId} does not exist.`);
-      await deliveries.redeliver(row.workspaceId, command.deliveryId, config.timeoutMs + WEBHOOK.leaseMarginMs);
+      const resent = await deliveries.redeliver(row.workspaceId, command.deliveryId, config.timeoutMs + WEBHOOK.leaseMarginMs);
+      if (resent?.endpointDisabled) throw new CommandError(`The endpoint of delivery ${command.deliveryId} is disabled: enable it first.`);
       return [`Delivery ${command.deliveryId} will be sent again now.`];
     }
   }

@@ -76,6 +76,10 @@ export const WEBHOOK = {
   maxRetryDelayMs: 3_600_000,
   leaseMarginMs: 5_000,
   responseBytesRead: 4_096,
+  /** A kept-alive connection to a receiver closes after this long idle (or the attempt timeout, if longer). */
+  idleSocketMs: 15_000,
+  /** How long one DNS query of a receiver's name may take (twice: two tries). */
+  dnsTimeoutMs: 2_000,
   errorChars: 300,
   pollIntervalMs: 1_000,
   /** How often an instance asks which workspaces have an enabled endpoint (only their changes wake it; with none, it polls nothing else). */

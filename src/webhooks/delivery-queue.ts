@@ -6,6 +6,7 @@ import type { WebhookEvent } from './events.js';
 export interface ClaimedDelivery {
   id: string;
   endpointId: string;
+  workspaceId: string;
   eventId: string;
   eventType: WebhookEvent;
   /** The job as the change left it (job_webhook_snapshot()). */
@@ -19,12 +20,25 @@ export interface ClaimedDelivery {
   previousSecret: string | null;
 }
 
-/** Room for attempts on this instance: in all, and per endpoint (endpoints not listed have `perEndpoint`). */
+/**
+ * Room for attempts on this instance: in all, per workspace and per endpoint (workspaces and
+ * endpoints not listed have `perWorkspace` and `perEndpoint`).
+ */
 export interface ClaimRoom {
   total: number;
+  perWorkspace: number;
   perEndpoint: number;
+  /** Workspaces with attempts under way here, and how many more each may take. */
+  workspaces: ReadonlyMap<string, number>;
   /** Endpoints with attempts under way here, and how many more each may take. */
   endpoints: ReadonlyMap<string, number>;
+}
+
+/** What a claim took, and whether due deliveries were left for want of room per workspace or endpoint. */
+export interface Claim {
+  deliveries: ClaimedDelivery[];
+  /** Due deliveries the claim looked at (some left to the caps): more may be claimable at once. */
+  scanned: number;
 }
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
@@ -68,37 +82,60 @@ export interface FailureRecorded {
 export class DeliveryQueue {
   constructor(private readonly sql: Pick<SqlClient, 'query'>) {}
 
-  async claim(room: ClaimRoom, leaseMs: number): Promise<ClaimedDelivery[]> {
-    if (room.total <= 0) return [];
-    const full = [...room.endpoints].filter(([, free]) => free <= 0).map(([id]) => id);
-    const partly = [...room.endpoints].filter(([, free]) => free > 0);
-    const rows = await this.sql.query<ClaimedDelivery & { id: string }>(
+  /**
+   * Claims due deliveries within `room`. The oldest due come first, but a workspace (or an
+   * endpoint) at its cap is passed over, so one workspace's backlog cannot take every attempt.
+   */
+  async claim(room: ClaimRoom, leaseMs: number): Promise<Claim> {
+    if (room.total <= 0) return { deliveries: [], scanned: 0 };
+    const full = (caps: ReadonlyMap<string, number>) => [...caps].filter(([, free]) => free <= 0).map(([id]) => id);
+    const partly = (caps: ReadonlyMap<string, number>) => [...caps].filter(([, free]) => free > 0);
+    const endpoints = partly(room.endpoints);
+    const workspaces = partly(room.workspaces);
+    const rows = await this.sql.query<ClaimedDelivery & { scanned: number }>(
       `WITH heads AS (
-         SELECT d."id", d."endpointId", d."nextAttemptAt"
+         SELECT d."id", d."endpointId", e."workspaceId", d."nextAttemptAt"
            FROM "WebhookDelivery" d
            JOIN "WebhookEndpoint" e ON e."id" = d."endpointId" AND e."disabledAt" IS NULL
           WHERE d."state" = 'pending' AND d."nextAttemptAt" <= now()
-            AND d."endpointId" <> ALL($1::uuid[])
+            AND d."endpointId" <> ALL($1::uuid[]) AND e."workspaceId" <> ALL($2::uuid[])
             AND NOT EXISTS (SELECT FROM "WebhookDelivery" p
                              WHERE p."state" = 'pending' AND p."endpointId" = d."endpointId" AND p."jobId" = d."jobId" AND p."id" < d."id")
           ORDER BY d."nextAttemptAt", d."id"
-          LIMIT $2
+          LIMIT $3
           FOR UPDATE OF d SKIP LOCKED
        ), ranked AS (
-         SELECT "id", "endpointId", row_number() OVER (PARTITION BY "endpointId" ORDER BY "nextAttemptAt", "id") AS "rank" FROM heads
+         SELECT "id", "endpointId", "workspaceId",
+                row_number() OVER (PARTITION BY "endpointId" ORDER BY "nextAttemptAt", "id") AS "endpointRank",
+                row_number() OVER (PARTITION BY "workspaceId" ORDER BY "nextAttemptAt", "id") AS "workspaceRank"
+           FROM heads
        )
        UPDATE "WebhookDelivery" d
-          SET "attempts" = d."attempts" + 1, "lastAttemptAt" = now(), "nextAttemptAt" = now() + $3 * interval '1 millisecond'
+          SET "attempts" = d."attempts" + 1, "lastAttemptAt" = now(), "nextAttemptAt" = now() + $4 * interval '1 millisecond'
          FROM ranked r
          JOIN "WebhookEndpoint" e ON e."id" = r."endpointId"
-         LEFT JOIN unnest($4::uuid[], $5::int[]) AS room("endpointId", "free") ON room."endpointId" = r."endpointId"
-        WHERE d."id" = r."id" AND r."rank" <= coalesce(room."free", $6)
-       RETURNING d."id"::text AS "id", d."endpointId", d."eventId", d."eventType", d."job", d."attempts", d."createdAt", e."url", e."secret",
-                 CASE WHEN e."previousSecretUntil" > now() THEN e."previousSecret" END AS "previousSecret"`,
-      [full, Math.min(room.total, WEBHOOK.claimBatch), leaseMs, partly.map(([id]) => id), partly.map(([, free]) => free), room.perEndpoint],
+         LEFT JOIN unnest($5::uuid[], $6::int[]) AS endpoint("id", "free") ON endpoint."id" = r."endpointId"
+         LEFT JOIN unnest($7::uuid[], $8::int[]) AS workspace("id", "free") ON workspace."id" = r."workspaceId"
+        WHERE d."id" = r."id" AND r."endpointRank" <= coalesce(endpoint."free", $9) AND r."workspaceRank" <= coalesce(workspace."free", $10)
+       RETURNING d."id"::text AS "id", d."endpointId", e."workspaceId", d."eventId", d."eventType", d."job", d."attempts", d."createdAt", e."url", e."secret",
+                 CASE WHEN e."previousSecretUntil" > now() THEN e."previousSecret" END AS "previousSecret",
+                 (SELECT count(*) FROM heads)::int AS "scanned"`,
+      [
+        full(room.endpoints),
+        full(room.workspaces),
+        Math.min(room.total, WEBHOOK.claimBatch),
+        leaseMs,
+        endpoints.map(([id]) => id),
+        endpoints.map(([, free]) => free),
+        workspaces.map(([id]) => id),
+        workspaces.map(([, free]) => free),
+        room.perEndpoint,
+        room.perWorkspace,
+      ],
     );
     // The window's order is lost by UPDATE ... RETURNING: oldest first again, as they were due.
-    return rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+    const deliveries = rows.map(({ scanned: _, ...delivery }) => delivery).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+    return { deliveries, scanned: rows[0]?.scanned ?? 0 };
   }
 
   /** A 2xx: delivered, and its endpoint is no longer failing. False if the claim was lost meanwhile. */
@@ -169,24 +206,29 @@ export class DeliveryQueue {
   }
 
   /**
-   * Sends a delivery of the workspace again, now, with the same event id and a fresh retry window;
-   * a pending one waiting out a retry goes now. One whose attempt may be under way (claimed less
-   * than `leaseMs` ago) is left alone. Undefined if the workspace has no such delivery.
+   * Sends a delivery of the workspace again, now, with the same event id and a fresh retry window
+   * (its attempts counted anew); a pending one waiting out a retry goes now. One whose attempt may
+   * be under way (claimed less than `leaseMs` ago) is left alone, and so is one of a disabled
+   * endpoint (`endpointDisabled`). Undefined if the workspace has no such delivery.
    */
-  async redeliver(workspaceId: string, deliveryId: string, leaseMs: number): Promise<DeliveryLogEntry | undefined> {
-    const [row] = await this.sql.query<DeliveryLogEntry>(
+  async redeliver(workspaceId: string, deliveryId: string, leaseMs: number): Promise<(DeliveryLogEntry & { endpointDisabled: boolean }) | undefined> {
+    const [row] = await this.sql.query<DeliveryLogEntry & { endpointDisabled: boolean }>(
       `WITH target AS (
-         SELECT d."id" FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId"
+         SELECT d."id", e."disabledAt" IS NOT NULL AS "endpointDisabled" FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId"
           WHERE d."id" = $2::bigint AND e."workspaceId" = $1::uuid
        ), resent AS (
-         UPDATE "WebhookDelivery" d SET "state" = 'pending', "nextAttemptAt" = now(), "queuedAt" = now(), "endedAt" = NULL
-          WHERE d."id" IN (SELECT "id" FROM target)
+         UPDATE "WebhookDelivery" d
+            SET "state" = 'pending', "nextAttemptAt" = now(), "queuedAt" = now(), "endedAt" = NULL,
+                -- A progress event keeps one: none would put it back among the unsent ones that a newer state replaces.
+                "attempts" = CASE WHEN d."eventType" = 'job.progress' THEN 1 ELSE 0 END
+           FROM target
+          WHERE d."id" = target."id" AND NOT target."endpointDisabled"
             AND (d."state" <> 'pending' OR d."lastAttemptAt" IS NULL OR d."lastAttemptAt" < now() - $3 * interval '1 millisecond')
          RETURNING d.*
        )
-       SELECT ${LOG_COLUMNS} FROM resent d
+       SELECT ${LOG_COLUMNS}, false AS "endpointDisabled" FROM resent d
        UNION ALL
-       SELECT ${LOG_COLUMNS} FROM "WebhookDelivery" d WHERE d."id" IN (SELECT "id" FROM target) AND NOT EXISTS (SELECT FROM resent)`,
+       SELECT ${LOG_COLUMNS}, target."endpointDisabled" FROM "WebhookDelivery" d JOIN target ON target."id" = d."id" WHERE NOT EXISTS (SELECT FROM resent)`,
       [workspaceId, deliveryId, leaseMs],
     );
     return row;
@@ -213,10 +255,15 @@ export class DeliveryQueue {
     return rows.length;
   }
 
-  /** Seconds since the oldest pending delivery's event (0 with none pending). */
+  /**
+   * Seconds since the oldest undelivered event of an enabled endpoint (0 with none): a backlog or a
+   * failing receiver. A progress event waiting out its endpoint's interval is not late yet.
+   */
   async oldestPendingAgeSeconds(): Promise<number> {
     const [row] = await this.sql.query<{ age: number | string | null }>(
-      `SELECT extract(epoch FROM now() - min("createdAt"))::float8 AS "age" FROM "WebhookDelivery" WHERE "state" = 'pending'`,
+      `SELECT extract(epoch FROM now() - min(d."createdAt"))::float8 AS "age"
+         FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId" AND e."disabledAt" IS NULL
+        WHERE d."state" = 'pending' AND NOT (d."attempts" = 0 AND d."nextAttemptAt" > now())`,
     );
     return Number(row?.age ?? 0);
   }

@@ -36,6 +36,8 @@ export function endpointUrl(text: string, policy: DestinationPolicy): URL {
   if (literal && !policy.allowPrivate && !isPublicAddress(literal)) {
     throw errors.badInput('url must not point to a private, loopback or link-local address.');
   }
+  // Parsing can lengthen it (percent-encoding): the limit holds for what is stored.
+  if (url.toString().length > WEBHOOK.urlMaxLength) throw errors.badInput(`url must be at most ${WEBHOOK.urlMaxLength} characters.`);
   return url;
 }
 
@@ -54,13 +56,40 @@ export function addressOf(hostname: string): string | undefined {
 export function isPublicAddress(address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
   // ::ffff:10.0.0.1 is 10.0.0.1.
-  return ipaddr.process(address).range() === 'unicast';
+  const parsed = ipaddr.process(address);
+  if (parsed.range() !== 'unicast') return false;
+  // IPv6: only global unicast (2000::/3); ipaddr.js calls the deprecated IPv4-compatible ::a.b.c.d unicast.
+  return parsed.kind() === 'ipv4' || (parsed as ipaddr.IPv6).match(GLOBAL_UNICAST_V6);
 }
+
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3') as [ipaddr.IPv6, number];
 
 /** How names are resolved: dns.lookup's shape with `all: true` (tests pass a stub). */
 export type Resolver = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
 
-export const systemResolver: Resolver = (hostname) => dns.promises.lookup(hostname, { all: true, verbatim: true });
+/**
+ * The system's DNS, off Node's thread pool. dns.lookup (getaddrinfo) holds one of libuv's four
+ * threads for as long as a name's DNS server takes, so a workspace naming hosts whose server never
+ * answers could hold them all, stalling the database driver's connects and everything else on the
+ * pool. The c-ares resolver asks DNS itself, with a deadline. It does not read /etc/hosts: with
+ * WEBHOOK_ALLOW_PRIVATE (development), a name DNS does not know is looked up the system's way too
+ * (localhost, names in /etc/hosts).
+ */
+export function systemResolver(policy: DestinationPolicy): Resolver {
+  const resolver = new dns.promises.Resolver({ timeout: WEBHOOK.dnsTimeoutMs, tries: 2 });
+  return async (hostname) => {
+    const [v4, v6] = await Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]);
+    const found = [
+      ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+      ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+    ];
+    if (found.length > 0) return found;
+    if (policy.allowPrivate) return dns.promises.lookup(hostname, { all: true, verbatim: true });
+    const timedOut = [v4, v6].some((answer) => answer.status === 'rejected' && (answer.reason as { code?: string }).code === dns.TIMEOUT);
+    if (timedOut) throw Object.assign(new Error(`${hostname} could not be resolved in time`), { code: 'EAI_AGAIN' });
+    return [];
+  };
+}
 
 /** A name that resolved to an address the policy refuses. */
 export class RefusedAddressError extends Error {

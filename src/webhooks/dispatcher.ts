@@ -1,7 +1,7 @@
 import type { WebhookConfig } from '../config.js';
 import { WEBHOOK } from '../limits/fixed.js';
 import type { Logger } from '../logger.js';
-import type { ClaimRoom, ClaimedDelivery, DeliveryQueue } from './delivery-queue.js';
+import type { Claim, ClaimRoom, ClaimedDelivery, DeliveryQueue } from './delivery-queue.js';
 import type { WebhookSender } from './sender.js';
 
 /** The event body of a claimed delivery (event-body.ts, given the REST renderer). */
@@ -34,6 +34,7 @@ export interface WebhookStats {
  */
 export class WebhookDispatcher {
   private readonly perEndpoint = new Map<string, number>();
+  private readonly perWorkspace = new Map<string, number>();
   private readonly attempts = new Set<Promise<void>>();
   private readonly stopping = new AbortController();
   private inFlight = 0;
@@ -51,7 +52,10 @@ export class WebhookDispatcher {
     private readonly sender: WebhookSender,
     private readonly render: RenderDelivery,
     private readonly logger: Logger,
-    private readonly options: Pick<WebhookConfig, 'timeoutMs' | 'retryBaseMs' | 'retryForMs' | 'concurrency' | 'concurrencyPerEndpoint'>,
+    private readonly options: Pick<
+      WebhookConfig,
+      'timeoutMs' | 'retryBaseMs' | 'retryForMs' | 'concurrency' | 'concurrencyPerWorkspace' | 'concurrencyPerEndpoint'
+    >,
   ) {}
 
   /** How long a claim holds a delivery: the attempt's timeout and a margin. */
@@ -134,36 +138,42 @@ export class WebhookDispatcher {
       this.claimAgain = false;
       const room = this.room();
       if (room.total <= 0) return;
-      let claimed: ClaimedDelivery[];
+      let claim: Claim;
       try {
-        claimed = await this.queue.claim(room, this.leaseMs);
+        claim = await this.queue.claim(room, this.leaseMs);
         this.failing = false;
       } catch (error) {
         if (!this.failing) this.logger.error({ err: error }, 'webhook claim failed; the next poll tries again');
         this.failing = true;
         return;
       }
+      const claimed = claim.deliveries;
       for (const delivery of claimed) this.begin(delivery);
-      // A full claim may have left due deliveries behind.
-      if (claimed.length >= Math.min(room.total, WEBHOOK.claimBatch)) this.claimAgain = true;
+      // A full claim, or one whose caps left due deliveries of other endpoints unseen, may have more at once.
+      if (claimed.length > 0 && (claimed.length >= Math.min(room.total, WEBHOOK.claimBatch) || claim.scanned > claimed.length)) this.claimAgain = true;
     } while (this.claimAgain && this.timer !== undefined);
   }
 
   private room(): ClaimRoom {
-    const endpoints = new Map<string, number>();
-    for (const [id, busy] of this.perEndpoint) endpoints.set(id, this.options.concurrencyPerEndpoint - busy);
-    return { total: this.options.concurrency - this.inFlight, perEndpoint: this.options.concurrencyPerEndpoint, endpoints };
+    const free = (busy: Map<string, number>, cap: number) => new Map([...busy].map(([id, n]) => [id, cap - n]));
+    return {
+      total: this.options.concurrency - this.inFlight,
+      perWorkspace: this.options.concurrencyPerWorkspace,
+      perEndpoint: this.options.concurrencyPerEndpoint,
+      workspaces: free(this.perWorkspace, this.options.concurrencyPerWorkspace),
+      endpoints: free(this.perEndpoint, this.options.concurrencyPerEndpoint),
+    };
   }
 
   private begin(delivery: ClaimedDelivery): void {
     this.inFlight++;
-    this.perEndpoint.set(delivery.endpointId, (this.perEndpoint.get(delivery.endpointId) ?? 0) + 1);
+    count(this.perEndpoint, delivery.endpointId, +1);
+    count(this.perWorkspace, delivery.workspaceId, +1);
     const attempt = this.attempt(delivery).finally(() => {
       this.attempts.delete(attempt);
       this.inFlight--;
-      const busy = (this.perEndpoint.get(delivery.endpointId) ?? 1) - 1;
-      if (busy > 0) this.perEndpoint.set(delivery.endpointId, busy);
-      else this.perEndpoint.delete(delivery.endpointId);
+      count(this.perEndpoint, delivery.endpointId, -1);
+      count(this.perWorkspace, delivery.workspaceId, -1);
       // Its room, and the job's next event, are free now.
       this.wake();
     });
@@ -172,7 +182,15 @@ export class WebhookDispatcher {
 
   private async attempt(delivery: ClaimedDelivery): Promise<void> {
     try {
-      const body = await this.render(delivery);
+      let body: string;
+      try {
+        body = await this.render(delivery);
+      } catch (error) {
+        // A state this version cannot render (written by SQL, say): a failed attempt like any, retried with backoff.
+        this.logger.error({ err: error, deliveryId: delivery.id }, 'webhook event could not be rendered');
+        await this.recordFailure(delivery, { status: null, error: 'The gateway could not render this event (logged); it will be retried.' });
+        return;
+      }
       const secrets = delivery.previousSecret ? [delivery.secret, delivery.previousSecret] : [delivery.secret];
       const outcome = await this.sender.send(delivery.url, { id: delivery.eventId, body, secrets }, this.stopping.signal);
       // Shutting down: the claim lapses and any instance sends it again; this attempt counts for nothing.
@@ -181,19 +199,23 @@ export class WebhookDispatcher {
         if (await this.queue.recordSuccess(delivery, outcome.status)) this.counts.sent++;
         return;
       }
-      const recorded = await this.queue.recordFailure(delivery, outcome, this.retryDelayMs(delivery.attempts), this.options.retryForMs);
-      if (recorded.gaveUp) this.counts.failed++;
-      else this.counts.retrying++;
-      if (recorded.disabledEndpoint) {
-        this.counts.endpointsDisabled++;
-        this.logger.warn(
-          { endpointId: delivery.endpointId, error: outcome.error },
-          'webhook endpoint disabled: every delivery failed for the whole retry window',
-        );
-      }
+      await this.recordFailure(delivery, outcome);
     } catch (error) {
       // The database went away mid-attempt: the claim lapses and the delivery is sent again.
       this.logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt could not be recorded; it will be sent again');
+    }
+  }
+
+  private async recordFailure(delivery: ClaimedDelivery, outcome: { status: number | null; error: string }): Promise<void> {
+    const recorded = await this.queue.recordFailure(delivery, outcome, this.retryDelayMs(delivery.attempts), this.options.retryForMs);
+    if (recorded.gaveUp) this.counts.failed++;
+    else this.counts.retrying++;
+    if (recorded.disabledEndpoint) {
+      this.counts.endpointsDisabled++;
+      this.logger.warn(
+        { endpointId: delivery.endpointId, error: outcome.error },
+        'webhook endpoint disabled: every delivery failed for the whole retry window',
+      );
     }
   }
 
@@ -212,4 +234,11 @@ export class WebhookDispatcher {
       this.logger.warn({ err: error }, 'webhook log sweep failed; the next one tries again');
     }
   }
+}
+
+/** Adds `by` to `id`'s count, forgetting ids that reach 0. */
+function count(counts: Map<string, number>, id: string, by: number): void {
+  const next = (counts.get(id) ?? 0) + by;
+  if (next > 0) counts.set(id, next);
+  else counts.delete(id);
 }

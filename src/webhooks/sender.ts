@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK } from '../limits/fixed.js';
 import { type DestinationPolicy, RefusedAddressError, type Resolver, guardedLookup, refusedLiteral } from './destination.js';
@@ -18,6 +19,8 @@ export interface WebhookMessage {
 
 export interface SenderOptions extends DestinationPolicy {
   timeoutMs: number;
+  /** Connections open at once, in all (WEBHOOK_CONCURRENCY). */
+  maxSockets: number;
   /** How names resolve (a stub in tests); every address is checked against the policy. */
   resolve: Resolver;
 }
@@ -37,10 +40,16 @@ export class WebhookSender {
 
   constructor(private readonly options: SenderOptions) {
     const lookup = guardedLookup(options.resolve, options);
-    this.agents = {
-      http: new http.Agent({ keepAlive: true, lookup }),
-      https: new https.Agent({ keepAlive: true, lookup }),
+    // Idle connections close after a while, and a host keeps few: endpoints change hosts, and
+    // receivers that never close would otherwise hold a socket each for good.
+    const pool = {
+      keepAlive: true,
+      lookup,
+      timeout: Math.max(options.timeoutMs, WEBHOOK.idleSocketMs),
+      maxFreeSockets: 2,
+      maxTotalSockets: options.maxSockets,
     };
+    this.agents = { http: new http.Agent(pool), https: new https.Agent(pool) };
   }
 
   async send(target: string, message: WebhookMessage, signal?: AbortSignal): Promise<AttemptOutcome> {
@@ -61,39 +70,46 @@ export class WebhookSender {
     const transport = isHttps ? https : http;
     return new Promise<AttemptOutcome>((resolve) => {
       let settled = false;
-      const settle = (outcome: AttemptOutcome) => {
+      /** `keep`: the answer was read to its end, so its connection can serve the next attempt. */
+      const settle = (outcome: AttemptOutcome, keep = false) => {
         if (settled) return;
         settled = true;
+        aborted.removeEventListener('abort', onAbort);
+        if (!keep) request.destroy();
         resolve(outcome);
       };
-      const request = transport.request(
-        url,
-        { method: 'POST', headers, agent: isHttps ? this.agents.https : this.agents.http, signal: aborted },
-        (response) => {
-          const status = response.statusCode ?? 0;
-          const kept: Buffer[] = [];
-          let read = 0;
-          const finish = () => {
-            const text = Buffer.concat(kept).toString('utf8').replace(/\s+/g, ' ').trim().slice(0, WEBHOOK.errorChars);
-            if (status >= 200 && status < 300) settle({ ok: true, status });
-            else settle({ ok: false, status, error: `HTTP ${status}${text ? `: ${text}` : ''}` });
-          };
-          response.on('data', (chunk: Buffer) => {
-            if (read < WEBHOOK.responseBytesRead) kept.push(chunk.subarray(0, WEBHOOK.responseBytesRead - read));
-            read += chunk.length;
-            // Enough read: the rest is not waited for (the connection is not reused then).
-            if (read >= WEBHOOK.responseBytesRead) {
-              finish();
-              response.destroy();
-            }
-          });
-          response.on('end', finish);
-          // The status came: a body cut short still answers the attempt.
-          response.on('error', finish);
-          response.on('close', finish);
-        },
-      );
-      request.on('error', (error) => settle({ ok: false, status: null, error: describe(error, timeout.aborted, this.options.timeoutMs) }));
+      // The deadline is the attempt's, whatever state the request is in (a destroyed socket no longer errors).
+      const onAbort = () => settle({ ok: false, status: null, error: timeout.aborted ? `Timed out after ${this.options.timeoutMs} ms.` : STOPPED });
+      const request = transport.request(url, { method: 'POST', headers, agent: isHttps ? this.agents.https : this.agents.http }, (response) => {
+        const status = response.statusCode ?? 0;
+        const kept: Buffer[] = [];
+        let read = 0;
+        const finish = (keep = false) => {
+          if (status >= 200 && status < 300) return settle({ ok: true, status }, keep);
+          const text = printable(Buffer.concat(kept).toString('utf8')).slice(0, WEBHOOK.errorChars);
+          settle({ ok: false, status, error: `HTTP ${status}${text ? `: ${text}` : ''}` }, keep);
+        };
+        response.on('data', (chunk: Buffer) => {
+          if (read < WEBHOOK.responseBytesRead) kept.push(chunk.subarray(0, WEBHOOK.responseBytesRead - read));
+          read += chunk.length;
+          // Enough read: the rest is not waited for (the connection is not reused then).
+          if (read >= WEBHOOK.responseBytesRead) finish();
+        });
+        response.on('end', () => finish(true));
+        // The status came: a body cut short still answers the attempt.
+        response.on('error', () => finish());
+        response.on('close', () => finish());
+      });
+      // A 101 is no answer to a webhook: Node hands the socket over and emits nothing else.
+      request.on('upgrade', (response: http.IncomingMessage, socket: Socket) => {
+        socket.destroy();
+        settle({ ok: false, status: response.statusCode ?? 101, error: `HTTP ${response.statusCode ?? 101}: a protocol switch is no answer.` });
+      });
+      request.on('error', (error) => settle({ ok: false, status: null, error: describe(error) }));
+      // Whatever else ends the request without an answer.
+      request.on('close', () => settle({ ok: false, status: null, error: 'The connection closed before an answer.' }));
+      if (aborted.aborted) return onAbort();
+      aborted.addEventListener('abort', onAbort, { once: true });
       request.end(message.body);
     });
   }
@@ -114,11 +130,15 @@ export class WebhookSender {
   }
 }
 
-/** An attempt's error for the delivery log: what went wrong, never the URL (it may carry a token of the receiver's). */
-function describe(error: Error & { code?: string }, timedOut: boolean, timeoutMs: number): string {
-  if (timedOut) return `Timed out after ${timeoutMs} ms.`;
-  if (error instanceof RefusedAddressError) return `Refused: ${error.message}.`;
-  if (error.name === 'AbortError') return 'Stopped: the gateway was shutting down.';
+const STOPPED = 'Stopped: the gateway was shutting down.';
+
+/**
+ * An attempt's error for the delivery log, which the workspace reads: what went wrong, never the
+ * URL (it may carry a token of the receiver's) nor the address a refused name resolved to (which
+ * would map the gateway's network for the workspace).
+ */
+function describe(error: Error & { code?: string }): string {
+  if (error instanceof RefusedAddressError) return 'Refused: the host resolves to an address that is not public.';
   const reasons: Record<string, string> = {
     ECONNREFUSED: 'Connection refused.',
     ECONNRESET: 'Connection reset.',
@@ -127,5 +147,13 @@ function describe(error: Error & { code?: string }, timedOut: boolean, timeoutMs
     EHOSTUNREACH: 'Host unreachable.',
     ETIMEDOUT: 'Connection timed out.',
   };
-  return (error.code && reasons[error.code]) ?? `${error.code ?? error.name}: ${error.message}`.slice(0, WEBHOOK.errorChars);
+  return (error.code && reasons[error.code]) || printable(`${error.code ?? error.name}: ${error.message}`).slice(0, WEBHOOK.errorChars);
+}
+
+/** Text a receiver wrote, fit to store and to print on a terminal: control characters (NUL, escapes) become spaces, runs of space one. */
+function printable(text: string): string {
+  return text
+    .replace(/\p{Cc}/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }

@@ -38,7 +38,12 @@ export class Webhooks {
   ) {
     this.endpoints = new EndpointStore(sql);
     this.deliveries = new DeliveryQueue(sql);
-    const sender = new WebhookSender({ timeoutMs: options.timeoutMs, allowPrivate: options.allowPrivate, resolve: options.resolve ?? systemResolver });
+    const sender = new WebhookSender({
+      timeoutMs: options.timeoutMs,
+      allowPrivate: options.allowPrivate,
+      maxSockets: options.concurrency,
+      resolve: options.resolve ?? systemResolver(options),
+    });
     this.dispatcher = new WebhookDispatcher(this.deliveries, sender, render, logger, options);
   }
 
@@ -115,8 +120,10 @@ export class Webhooks {
   async redeliver(workspaceId: string, deliveryId: string): Promise<DeliveryLogEntry> {
     const found = /^\d{1,18}$/.test(deliveryId) ? await this.deliveries.redeliver(workspaceId, deliveryId, this.dispatcher.leaseMs) : undefined;
     if (!found) throw errors.webhookNotFound('delivery', deliveryId);
+    const { endpointDisabled, ...delivery } = found;
+    if (endpointDisabled) throw errors.badInput('Its endpoint is disabled: enable it first (updateWebhookEndpoint with enabled: true).');
     this.dispatcher.endpointsChanged(workspaceId);
-    return found;
+    return delivery;
   }
 }
 

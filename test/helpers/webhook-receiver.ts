@@ -21,6 +21,8 @@ export type Answer = number | 'hang';
 export class WebhookReceiver {
   readonly received: Received[] = [];
   answer: (event: Received) => Answer = () => 204;
+  /** The body of answers other than 2xx (default: says the status). */
+  body: string | undefined;
   private server: http.Server | undefined;
   private port = 0;
   private readonly hanging = new Set<http.ServerResponse>();
@@ -54,7 +56,7 @@ export class WebhookReceiver {
           res.on('close', () => this.hanging.delete(res));
           return;
         }
-        res.writeHead(answer, { 'content-type': 'text/plain' }).end(answer >= 300 ? `receiver says ${answer}` : '');
+        res.writeHead(answer, { 'content-type': 'text/plain' }).end(answer >= 300 ? (this.body ?? `receiver says ${answer}`) : '');
       });
     });
     await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));

@@ -4,7 +4,7 @@ import { describeDb, describePostgres, freshDatabase } from '../../helpers/datab
 import { spawnGateway } from '../../helpers/gateway-process.js';
 import { graphqlOk } from '../../helpers/http.js';
 import { oneStepJob } from '../../helpers/jobs.js';
-import { startTestApp } from '../../helpers/test-app.js';
+import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 import { type Received, WebhookReceiver } from '../../helpers/webhook-receiver.js';
 
 const ENV = { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_TIMEOUT_MS: '1000' };
@@ -77,16 +77,19 @@ describePostgres('webhooks with two gateways on one PostgreSQL', () => {
   it('send each event once between them, in order per job', { timeout: 60_000 }, async () => {
     const database = await freshDatabase();
     const first = await startTestApp({ database, env: ENV });
-    const second = await startTestApp({ database, env: ENV });
+    let second: TestApp | undefined;
     try {
       const key = await first.createKey('two-senders', ['webhooks:manage', 'jobs:write']);
       const receiver = await WebhookReceiver.start();
       await graphqlOk(first.url, CreateWebhookEndpointDocument, { input: { url: receiver.url, events: ['job.created', 'job.completed'] } }, key);
+      // Started after the endpoint exists, it knows at once that the workspace has one (another
+      // instance learns of an endpoint made elsewhere within WEBHOOK.watchRefreshMs).
+      second = await startTestApp({ database, env: ENV });
       const jobs = await Promise.all(
         Array.from({ length: 40 }, async (_, i) => {
-          const via = i % 2 === 0 ? first : second;
+          const via = i % 2 === 0 ? first : second!;
           const { createJob } = await graphqlOk(via.url, CreateJobDocument, { input: oneStepJob() }, key);
-          await graphqlOk((i % 3 === 0 ? first : second).url, CompleteJobDocument, { id: createJob.id }, key);
+          await graphqlOk((i % 3 === 0 ? first : second!).url, CompleteJobDocument, { id: createJob.id }, key);
           return createJob.id;
         }),
       );
@@ -102,7 +105,7 @@ describePostgres('webhooks with two gateways on one PostgreSQL', () => {
       expect(first.app.webhooks.stats().sent + second.app.webhooks.stats().sent).toBe(80);
     } finally {
       await first.close();
-      await second.close();
+      await second?.close();
       await database.drop();
     }
   });

@@ -29,6 +29,8 @@ describe('which addresses a webhook may go to', () => {
       ipv4(fc.integer({ min: 224, max: 255 })),
       fc.constant('::1'),
       fc.constant('::'),
+      fc.constant('::7f00:1'),
+      fc.constant('::a9fe:a9fe'),
       ipv6('fe80:'),
       ipv6('fd00:'),
       ipv6('fc00:'),
@@ -96,14 +98,15 @@ describeDb('webhook destinations, checked at every attempt', () => {
     }
     const { createJob } = await graphqlOk(strict.url, CreateJobDocument, { input: oneStepJob() }, manager);
     await graphqlOk(strict.url, CompleteJobDocument, { id: createJob.id }, manager);
-    for (const { id, host } of endpoints) {
+    for (const { id } of endpoints) {
       await expect
         .poll(async () => (await graphqlOk(strict.url, WebhookDeliveriesDocument, { endpointId: id }, manager)).webhookDeliveries[0], { timeout: 15_000 })
         .toMatchObject({
           state: 'PENDING',
           attempts: expect.toSatisfy((n: number) => n >= 2),
           lastStatus: null,
-          lastError: expect.stringMatching(new RegExp(`^Refused: ${host.replace('.', '\\.')} resolves to .*not a public address`)),
+          // The log names no address: a workspace must not map the gateway's network through it.
+          lastError: 'Refused: the host resolves to an address that is not public.',
         });
     }
     expect(receiver.received).toEqual([]);

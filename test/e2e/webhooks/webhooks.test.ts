@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
@@ -159,6 +160,99 @@ describeDb('webhooks', () => {
     expect(hanging.received.length).toBeGreaterThan(0);
     expect(hanging.received.length).toBeLessThanOrEqual(8 * 2);
     expect(healthy.received).toHaveLength(20);
+  });
+
+  it('gives one workspace at most its share of attempts: a workspace whose endpoints all hang leaves the rest to others', async () => {
+    const shared = await startTestApp({
+      env: { ...ENV, WEBHOOK_TIMEOUT_MS: '60000', WEBHOOK_CONCURRENCY: '4', WEBHOOK_CONCURRENCY_PER_WORKSPACE: '2', SHUTDOWN_TIMEOUT_MS: '500' },
+    });
+    try {
+      const noisy = await shared.createKey('hooks-noisy', ['webhooks:manage', 'jobs:write']);
+      const quiet = await shared.createKey('hooks-quiet', ['webhooks:manage', 'jobs:write']);
+      const hanging = await Promise.all([1, 2, 3].map(() => WebhookReceiver.start()));
+      const create = (key: string, receiver: WebhookReceiver) =>
+        graphqlOk(shared.url, CreateWebhookEndpointDocument, { input: { url: receiver.url, events: ['job.completed'] } }, key);
+      for (const receiver of hanging) {
+        receiver.answer = () => 'hang';
+        await create(noisy, receiver);
+      }
+      const healthy = await WebhookReceiver.start();
+      await create(quiet, healthy);
+      const write = async (key: string) => {
+        const { createJob: job } = await graphqlOk(shared.url, CreateJobDocument, { input: oneStepJob() }, key);
+        await graphqlOk(shared.url, CompleteJobDocument, { id: job.id }, key);
+        return job.id;
+      };
+      for (let i = 0; i < 5; i++) await write(noisy);
+      const hung = () => hanging.reduce((sum, receiver) => sum + receiver.received.length, 0);
+      await expect.poll(hung).toBe(2);
+      const quietJobs: string[] = [];
+      for (let i = 0; i < 10; i++) quietJobs.push(await write(quiet));
+      await healthy.until((received) => finished(received, quietJobs));
+      // The noisy workspace holds 2 attempts (its share), hanging, whatever its backlog.
+      expect(hung()).toBe(2);
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('counts a receiver answering 101, or an error body full of control characters, as a failed attempt: logged cleanly and retried', async () => {
+    const upgrade = net.createServer((socket) => {
+      socket.once('data', () => socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n'));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => upgrade.listen(0, '127.0.0.1', resolve));
+    try {
+      const { endpoint: switching } = await graphqlOk(
+        t.url,
+        CreateWebhookEndpointDocument,
+        { input: { url: `http://127.0.0.1:${(upgrade.address() as net.AddressInfo).port}/`, events: ['job.completed'] } },
+        manager,
+      ).then((data) => data.createWebhookEndpoint);
+      const garbled = await WebhookReceiver.start();
+      garbled.answer = () => 500;
+      garbled.body = 'bad\u0000 \u001b[31mred\u001b[0m\u0007';
+      const { endpoint: failing } = await endpoint(garbled, { events: ['job.completed'] });
+      const job = await createJob();
+      await complete(job.id);
+      await expect
+        .poll(async () => (await deliveries(switching.id))[0], { timeout: 15_000 })
+        .toMatchObject({
+          state: 'PENDING',
+          attempts: expect.toSatisfy((n: number) => n >= 2),
+          lastStatus: 101,
+          lastError: 'HTTP 101: a protocol switch is no answer.',
+        });
+      await expect
+        .poll(async () => (await deliveries(failing.id))[0], { timeout: 15_000 })
+        .toMatchObject({ state: 'PENDING', attempts: expect.toSatisfy((n: number) => n >= 2), lastStatus: 500, lastError: 'HTTP 500: bad [31mred [0m' });
+      const listed = (await graphqlOk(t.url, WebhookEndpointsDocument, {}, manager)).webhookEndpoints;
+      for (const id of [switching.id, failing.id]) expect(listed.find((e) => e.id === id)?.failingSince).not.toBeNull();
+      for (const id of [switching.id, failing.id]) await graphqlOk(t.url, UpdateWebhookEndpointDocument, { id, input: { enabled: false } }, manager);
+    } finally {
+      upgrade.close();
+    }
+  });
+
+  it('redelivers only to an enabled endpoint, and a progress event as well as any', async () => {
+    const receiver = await WebhookReceiver.start();
+    const { endpoint: created } = await endpoint(receiver, { events: ['job.progress'], progressIntervalMs: 1000 });
+    const job = await createJob();
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 10 } }, worker);
+    // Disabled before it was sent: the unsent progress event fails with it.
+    await graphqlOk(t.url, UpdateWebhookEndpointDocument, { id: created.id, input: { enabled: false } }, manager);
+    const [dropped] = await deliveries(created.id);
+    expect(dropped).toMatchObject({ eventType: 'job.progress', state: 'FAILED', attempts: 0 });
+    const refused = await graphql(t.url, RedeliverWebhookDocument, { deliveryId: dropped!.id }, manager);
+    expect(codesOf(refused)).toEqual(['BAD_USER_INPUT']);
+    // Enabled again, with a newer progress event unsent: redelivering the old one is no conflict.
+    await graphqlOk(t.url, UpdateWebhookEndpointDocument, { id: created.id, input: { enabled: true } }, manager);
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 20 } }, worker);
+    const { redeliverWebhook } = await graphqlOk(t.url, RedeliverWebhookDocument, { deliveryId: dropped!.id }, manager);
+    expect(redeliverWebhook).toMatchObject({ id: dropped!.id, state: 'PENDING' });
+    const received = await receiver.until((all) => all.length === 2);
+    // In order: the older state first.
+    expect(received.map((r) => r.event.data.progress)).toEqual([10, 20]);
   });
 
   it('coalesces progress to at most one event per job per progressIntervalMs, in order, ending with the ending', async () => {
