@@ -103,20 +103,27 @@ export class DeliveryQueue {
                              WHERE p."state" = 'pending' AND p."endpointId" = d."endpointId" AND p."jobId" = d."jobId" AND p."id" < d."id")
           ORDER BY d."nextAttemptAt", d."id"
           LIMIT $3
-          FOR UPDATE OF d SKIP LOCKED
        ), ranked AS (
-         SELECT "id", "endpointId", "workspaceId",
+         SELECT "id", "endpointId", "workspaceId", "nextAttemptAt",
                 row_number() OVER (PARTITION BY "endpointId" ORDER BY "nextAttemptAt", "id") AS "endpointRank",
                 row_number() OVER (PARTITION BY "workspaceId" ORDER BY "nextAttemptAt", "id") AS "workspaceRank"
            FROM heads
+       ), chosen AS (
+         SELECT r."id" FROM ranked r
+           LEFT JOIN unnest($5::uuid[], $6::int[]) AS endpoint("id", "free") ON endpoint."id" = r."endpointId"
+           LEFT JOIN unnest($7::uuid[], $8::int[]) AS workspace("id", "free") ON workspace."id" = r."workspaceId"
+          WHERE r."endpointRank" <= coalesce(endpoint."free", $9) AND r."workspaceRank" <= coalesce(workspace."free", $10)
+       ), claimed AS (
+         -- Only the chosen rows are locked (a lock is a write), each re-checked on its newest version:
+         -- one another instance claimed meanwhile is no longer due, one it is claiming is skipped.
+         SELECT d."id" FROM "WebhookDelivery" d
+          WHERE d."id" IN (SELECT "id" FROM chosen) AND d."state" = 'pending' AND d."nextAttemptAt" <= now()
+          FOR UPDATE SKIP LOCKED
        )
        UPDATE "WebhookDelivery" d
           SET "attempts" = d."attempts" + 1, "lastAttemptAt" = now(), "nextAttemptAt" = now() + $4 * interval '1 millisecond'
-         FROM ranked r
-         JOIN "WebhookEndpoint" e ON e."id" = r."endpointId"
-         LEFT JOIN unnest($5::uuid[], $6::int[]) AS endpoint("id", "free") ON endpoint."id" = r."endpointId"
-         LEFT JOIN unnest($7::uuid[], $8::int[]) AS workspace("id", "free") ON workspace."id" = r."workspaceId"
-        WHERE d."id" = r."id" AND r."endpointRank" <= coalesce(endpoint."free", $9) AND r."workspaceRank" <= coalesce(workspace."free", $10)
+         FROM claimed, "WebhookEndpoint" e
+        WHERE d."id" = claimed."id" AND e."id" = d."endpointId"
        RETURNING d."id"::text AS "id", d."endpointId", e."workspaceId", d."eventId", d."eventType", d."job", d."attempts", d."createdAt", e."url", e."secret",
                  CASE WHEN e."previousSecretUntil" > now() THEN e."previousSecret" END AS "previousSecret",
                  (SELECT count(*) FROM heads)::int AS "scanned"`,

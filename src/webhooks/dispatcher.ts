@@ -169,18 +169,28 @@ export class WebhookDispatcher {
     this.inFlight++;
     count(this.perEndpoint, delivery.endpointId, +1);
     count(this.perWorkspace, delivery.workspaceId, +1);
-    const attempt = this.attempt(delivery).finally(() => {
-      this.attempts.delete(attempt);
+    let released = false;
+    // The room is the receiver's: it is free again once the receiver has answered, while the
+    // outcome is still being recorded (a profile under load showed attempts waiting on that write
+    // as long as on the request; the job's next event waits for the record all the same).
+    const release = () => {
+      if (released) return;
+      released = true;
       this.inFlight--;
       count(this.perEndpoint, delivery.endpointId, -1);
       count(this.perWorkspace, delivery.workspaceId, -1);
-      // Its room, and the job's next event, are free now.
+      this.wake();
+    };
+    const attempt = this.attempt(delivery, release).finally(() => {
+      this.attempts.delete(attempt);
+      release();
+      // The job's next event is claimable now.
       this.wake();
     });
     this.attempts.add(attempt);
   }
 
-  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+  private async attempt(delivery: ClaimedDelivery, release: () => void): Promise<void> {
     try {
       let body: string;
       try {
@@ -193,6 +203,7 @@ export class WebhookDispatcher {
       }
       const secrets = delivery.previousSecret ? [delivery.secret, delivery.previousSecret] : [delivery.secret];
       const outcome = await this.sender.send(delivery.url, { id: delivery.eventId, body, secrets }, this.stopping.signal);
+      release();
       // Shutting down: the claim lapses and any instance sends it again; this attempt counts for nothing.
       if (this.stopping.signal.aborted && !outcome.ok) return;
       if (outcome.ok) {

@@ -19,8 +19,9 @@ export interface WebhookMessage {
 
 export interface SenderOptions extends DestinationPolicy {
   timeoutMs: number;
-  /** Connections open at once, in all (WEBHOOK_CONCURRENCY). */
+  /** Connections open at once, in all (WEBHOOK_CONCURRENCY), and idle ones kept per host (WEBHOOK_CONCURRENCY_PER_ENDPOINT). */
   maxSockets: number;
+  maxSocketsPerHost: number;
   /** How names resolve (a stub in tests); every address is checked against the policy. */
   resolve: Resolver;
 }
@@ -40,13 +41,13 @@ export class WebhookSender {
 
   constructor(private readonly options: SenderOptions) {
     const lookup = guardedLookup(options.resolve, options);
-    // Idle connections close after a while, and a host keeps few: endpoints change hosts, and
-    // receivers that never close would otherwise hold a socket each for good.
+    // Idle connections close after a while, and a host keeps no more than its attempts at once can
+    // use: endpoints change hosts, and receivers that never close would otherwise hold them for good.
     const pool = {
       keepAlive: true,
       lookup,
       timeout: Math.max(options.timeoutMs, WEBHOOK.idleSocketMs),
-      maxFreeSockets: 2,
+      maxFreeSockets: options.maxSocketsPerHost,
       maxTotalSockets: options.maxSockets,
     };
     this.agents = { http: new http.Agent(pool), https: new https.Agent(pool) };

@@ -42,6 +42,7 @@ export class Webhooks {
       timeoutMs: options.timeoutMs,
       allowPrivate: options.allowPrivate,
       maxSockets: options.concurrency,
+      maxSocketsPerHost: options.concurrencyPerEndpoint,
       resolve: options.resolve ?? systemResolver(options),
     });
     this.dispatcher = new WebhookDispatcher(this.deliveries, sender, render, logger, options);
