@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createApp } from '../../src/app.js';
+import type { Scope } from '../../src/auth/scopes.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { serveParent } from './ipc.js';
@@ -34,7 +35,9 @@ serveParent(
   {
     url: () => url,
     pid: () => process.pid,
-    createKey: async (m) => (await app.apiKeys.create({ workspace: m.workspace as string, scopes: ['jobs:read', 'jobs:write', 'jobs:cancel'] })).key,
+    createKey: async (m) =>
+      (await app.apiKeys.create({ workspace: m.workspace as string, scopes: (m.scopes as Scope[] | undefined) ?? ['jobs:read', 'jobs:write', 'jobs:cancel'] }))
+        .key,
     /** `count` of the bench's jobs in the key's workspace, written by the job store itself (faster than the API). */
     seedJobs: async (m) => {
       const principal = await app.apiKeys.authenticate(m.key as string);

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s, replayFlood } from './load.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
+import { type WebhookDeliveryRow, type WebhookWriteRow, webhookDelivery, webhookWriteCost } from './webhooks.js';
 import { type PgbenchRow, type WriteKind, type WriteRow, WRITE_KINDS, bareCeiling, drive, driveKind, gatewayBody, pgbenchRows } from './writes.js';
 
 // `npm run bench [-- --quick | --smoke]`: the gateway in one process, the dashboards in another, on
@@ -27,6 +28,8 @@ const { values: flags } = parseArgs({
     'fairness-only': { type: 'boolean' },
     /** Only the writes phase (workers reporting progress, against a bare server and pgbench). */
     'writes-only': { type: 'boolean' },
+    /** Only the webhooks phase: what recording events costs a write, and events per second to a receiver against a bare sender. */
+    'webhooks-only': { type: 'boolean' },
     /** Only the idle memory of `npm start` on each database. */
     'memory-only': { type: 'boolean' },
     /** Only the polling phase (dashboards polling one job against the same dashboards subscribed). */
@@ -852,6 +855,50 @@ function printWrites(result: WritesResult) {
   console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
 }
 
+type WebhooksResult = { writes: WebhookWriteRow[]; delivery: WebhookDeliveryRow[]; database: PgbenchRow[] | undefined };
+
+/** Webhooks on each database: the cost on a progress report, delivery to a local receiver; then pgbench with the webhook schemas. */
+async function webhooks(withPgbench: boolean): Promise<WebhooksResult> {
+  const writes: WebhookWriteRow[] = [];
+  const delivery: WebhookDeliveryRow[] = [];
+  for (const db of profile.restDbs) {
+    const { gateway, url, stop } = await startGateway(db, 'webhooks', { WEBHOOK_ALLOW_PRIVATE: 'true' });
+    try {
+      const key = await gateway.request<string>({ cmd: 'createKey', workspace: 'bench', scopes: ['jobs:read', 'jobs:write', 'webhooks:manage'] });
+      const jobIds = await createJobs(url, key, 8);
+      const seconds = flags.smoke ? 1 : Math.max(profile.restS, 3);
+      writes.push(...(await webhookWriteCost(db, { url, key }, jobIds, seconds, flags.smoke ? 1 : 2)));
+      log(`webhooks (${db}) writes: ${JSON.stringify(writes.slice(-4))}`);
+      delivery.push(await webhookDelivery(db, { url, key }, flags.smoke ? 50 : 1000));
+      log(`webhooks (${db}) delivery: ${JSON.stringify(delivery.at(-1))}`);
+    } finally {
+      await stop();
+    }
+  }
+  // The full run has pgbench in its writes phase already (the webhook schemas included).
+  const database = withPgbench && profile.restDbs.includes('postgres') ? await pgbenchRows(POSTGRES_URL, [1, 8, 32], flags.quick ? 3 : 8) : undefined;
+  if (database) log(`pgbench: ${JSON.stringify(database)}`);
+  return { writes, delivery, database };
+}
+
+function printWebhooks(result: WebhooksResult) {
+  console.log('\nWebhooks: progress reports by 8 workers, without and with an endpoint taking job.progress (rounds alternating)');
+  console.table(
+    result.writes.map((r) => {
+      const off = result.writes.find((o) => o.db === r.db && o.round === r.round && o.endpoint === 'none')!;
+      return { ...r, '% of none': round((100 * r.writesPerSec) / off.writesPerSec) };
+    }),
+  );
+  console.log(
+    'Webhook delivery: jobs created and completed by 8 workers, job.created + job.completed to a receiver here; the bare sender POSTs as many signed bodies, 8 at once',
+  );
+  console.table(result.delivery.map((r) => ({ ...r, '% of bare': round((100 * r.eventsPerSec) / r.bareRequestsPerSec) })));
+  if (!result.database) return;
+  console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
+  const plain = (clients: number) => result.database!.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
+  console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
+}
+
 /**
  * The mixed load's scenarios: latency with 100 subscribers, without and with 1,000 pollers, on each
  * database; then 10,000 subscribers with the pollers on PostgreSQL.
@@ -924,6 +971,12 @@ async function main() {
     const result = await writes();
     printWrites(result);
     console.log(JSON.stringify({ writes: result.rows, writeKinds: result.kinds, writesDatabase: result.database }));
+    return;
+  }
+  if (flags['webhooks-only']) {
+    const result = await webhooks(true);
+    printWebhooks(result);
+    console.log(JSON.stringify({ webhookWrites: result.writes, webhookDelivery: result.delivery, writesDatabase: result.database }));
     return;
   }
   if (flags['memory-only']) {
@@ -1072,9 +1125,11 @@ async function main() {
       log(`soak (${db}): ${JSON.stringify(soakRows.at(-1))}`);
     }
     const writeResult = await writes();
+    const webhookResult = await webhooks(false);
     const mixedResult = await mixedRows();
     printTable(fanout, readRows, polling);
     printWrites(writeResult);
+    printWebhooks(webhookResult);
     printMixed(mixedResult);
     console.log('\nFairness: a bystander reading one job while another key floods GET /api/jobs (RATE_LIMIT_PER_KEY=200, 50 connections)');
     console.table(fairnessRows);
@@ -1093,6 +1148,8 @@ async function main() {
         writes: writeResult.rows,
         writeKinds: writeResult.kinds,
         writesDatabase: writeResult.database,
+        webhookWrites: webhookResult.writes,
+        webhookDelivery: webhookResult.delivery,
         mixed: mixedResult,
       }),
     );

@@ -118,18 +118,36 @@ async function findPgbench(): Promise<string | undefined> {
 
 /**
  * pgbench on 2,000 jobs, each transaction one UPDATE of a random job's progress: the schema as this
- * commit ships it, as it was before registrations (every migration up to the server-wide horizon),
- * and with no trigger at all. Undefined without pgbench (Debian's postgresql package has it).
+ * commit ships it (no webhook endpoint; an endpoint for job.completed only, which progress reports
+ * look up and do not match; an endpoint for job.progress, which they record, coalesced per job), as
+ * it was before webhooks, and with no trigger at all. Undefined without pgbench (Debian's
+ * postgresql package has it).
  */
 export async function pgbenchRows(postgresUrl: string, clientCounts: number[], seconds: number): Promise<PgbenchRow[] | undefined> {
   const pgbench = await findPgbench();
   if (!pgbench) return undefined;
   const migrations = (await fs.readdir(MIGRATIONS_DIR)).filter((name) => /^\d/.test(name)).sort();
-  const before = migrations.filter((name) => name < '20261205000000');
+  const before = migrations.filter((name) => name < '20261208000000');
+  const endpoint = (events: string) =>
+    `INSERT INTO "WebhookEndpoint"("workspaceId", url, events, "progressIntervalMs", secret) VALUES ((SELECT id FROM "Workspace"), 'https://hooks.example.com/in', ARRAY[${events}], 5000, 'whsec_bench');`;
   const schemas = [
-    { label: 'as shipped', schema: `bench_pgb_now_${Date.now()}`, apply: migrations, triggers: true },
-    { label: 'before (server-wide horizon, no registration)', schema: `bench_pgb_before_${Date.now()}`, apply: before, triggers: true },
-    { label: 'no triggers (ceiling)', schema: `bench_pgb_plain_${Date.now()}`, apply: migrations, triggers: false },
+    { label: 'as shipped', schema: `bench_pgb_now_${Date.now()}`, apply: migrations, triggers: true, setup: '' },
+    {
+      label: 'as shipped, endpoint for job.completed',
+      schema: `bench_pgb_done_${Date.now()}`,
+      apply: migrations,
+      triggers: true,
+      setup: endpoint(`'job.completed'`),
+    },
+    {
+      label: 'as shipped, endpoint for job.progress',
+      schema: `bench_pgb_progress_${Date.now()}`,
+      apply: migrations,
+      triggers: true,
+      setup: endpoint(`'job.progress'`),
+    },
+    { label: 'before webhooks', schema: `bench_pgb_before_${Date.now()}`, apply: before, triggers: true, setup: '' },
+    { label: 'no triggers (ceiling)', schema: `bench_pgb_plain_${Date.now()}`, apply: migrations, triggers: false, setup: '' },
   ];
   const admin = new pg.Client({ connectionString: postgresUrl });
   await admin.connect();
@@ -137,7 +155,7 @@ export async function pgbenchRows(postgresUrl: string, clientCounts: number[], s
   await fs.writeFile(script, '\\set n random(1, 2000)\nUPDATE "Job" SET progress = :n % 100 WHERE id = (SELECT id FROM bench_ids WHERE n = :n);\n');
   const rows: PgbenchRow[] = [];
   try {
-    for (const { schema, apply, triggers } of schemas) {
+    for (const { schema, apply, triggers, setup } of schemas) {
       await admin.query(`CREATE SCHEMA "${schema}"; SET search_path = "${schema}"`);
       for (const name of apply) await admin.query(await fs.readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8'));
       await admin.query(`
@@ -145,6 +163,7 @@ export async function pgbenchRows(postgresUrl: string, clientCounts: number[], s
         INSERT INTO "Job"(id, "workspaceId", type, "displayTitle") SELECT gen_random_uuid(), (SELECT id FROM "Workspace"), 'collect', 'Job ' || g FROM generate_series(1, 2000) g;
         CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM "Job";
         CREATE UNIQUE INDEX ON bench_ids(n);
+        ${setup}
         ${triggers ? '' : 'ALTER TABLE "Job" DISABLE TRIGGER USER;'}`);
       await admin.query(`VACUUM ANALYZE "Job"`);
     }

@@ -22,6 +22,8 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
     fairness: Array<Record<string, number | string>>;
     writes: Array<Record<string, number | string>>;
     writeKinds: Array<Record<string, number | string>>;
+    webhookWrites: Array<Record<string, number | string>>;
+    webhookDelivery: Array<Record<string, number | string>>;
     memory: Array<Record<string, number | string>>;
     soak: Array<Record<string, number | string> & { heapMiB: number[]; updatesPerSec: number; pollsPerSec: number }>;
     mixed: Array<Record<string, unknown> & Record<'delivery' | 'report' | 'poll', Record<'first2s' | 'steady', { p99: number; count: number }>>>;
@@ -80,6 +82,12 @@ it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, as
   // Every kind of worker write measured, none failing (a failed request throws in the bench).
   expect(report.writeKinds.map((row) => row.kind)).toEqual(['updateJobProgress', 'heartbeat', 'createJob', 'createJob with idempotencyKey']);
   for (const row of report.writeKinds) expect(row.writesPerSec).toBeGreaterThan(0);
+  // Webhooks: a write's cost without and with an endpoint, and every event delivered (the bench waits for all).
+  expect(report.webhookWrites.map((row) => row.endpoint)).toEqual(['none', 'job.progress + job.completed']);
+  for (const row of report.webhookWrites) expect(row.writesPerSec).toBeGreaterThan(0);
+  expect(report.webhookDelivery).toHaveLength(1);
+  expect(report.webhookDelivery[0]).toMatchObject({ db: 'embedded', events: 100 });
+  for (const key of ['eventsPerSec', 'bareRequestsPerSec']) expect(report.webhookDelivery[0]![key]).toBeGreaterThan(0);
   // The mixed load: both phases measured for every role, and what it checks holds (every report
   // reached every subscriber of its workspace, final states right, no socket closed, nothing failed).
   expect(report.mixed.map((row) => [row.db, row.subscribers, row.pollers])).toEqual([
