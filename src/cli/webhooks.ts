@@ -154,6 +154,8 @@ export async function runWebhooksCommand(sql: SqlClient, config: WebhookConfig, 
       if (!row) throw new CommandError(`Webhook delivery ${command.deliveryId} does not exist.`);
       const resent = await deliveries.redeliver(row.workspaceId, command.deliveryId, config.timeoutMs + WEBHOOK.leaseMarginMs);
       if (resent?.endpointDisabled) throw new CommandError(`The endpoint of delivery ${command.deliveryId} is disabled: enable it first.`);
+      if (resent?.laterPending)
+        throw new CommandError(`Later events of the job of delivery ${command.deliveryId} are still to be sent; redeliver it once they are.`);
       return [`Delivery ${command.deliveryId} will be sent again now.`];
     }
   }

@@ -198,6 +198,18 @@ export class DeliveryQueue {
 
   /** Disables an endpoint (if enabled) and fails its pending deliveries; true if it was enabled. */
   async disableEndpoint(endpointId: string, reason: string): Promise<boolean> {
+    // It locks the endpoint, then its deliveries; recording a failure locks a delivery, then its
+    // endpoint: PostgreSQL breaks such a deadlock by failing one statement, and this one is retried.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.disableEndpointOnce(endpointId, reason);
+      } catch (error) {
+        if ((error as { code?: string }).code !== DEADLOCK_DETECTED || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private async disableEndpointOnce(endpointId: string, reason: string): Promise<boolean> {
     const [row] = await this.sql.query<{ disabled: boolean }>(
       `WITH disabled AS (
          UPDATE "WebhookEndpoint" SET "disabledAt" = now(), "disabledReason" = $2, "updatedAt" = now()
@@ -215,13 +227,17 @@ export class DeliveryQueue {
   /**
    * Sends a delivery of the workspace again, now, with the same event id and a fresh retry window
    * (its attempts counted anew); a pending one waiting out a retry goes now. One whose attempt may
-   * be under way (claimed less than `leaseMs` ago) is left alone, and so is one of a disabled
-   * endpoint (`endpointDisabled`). Undefined if the workspace has no such delivery.
+   * be under way (claimed less than `leaseMs` ago) is left alone, and so are one of a disabled
+   * endpoint (`endpointDisabled`) and one whose job has later events pending (`laterPending`). Undefined if the workspace has no such delivery.
    */
-  async redeliver(workspaceId: string, deliveryId: string, leaseMs: number): Promise<(DeliveryLogEntry & { endpointDisabled: boolean }) | undefined> {
-    const [row] = await this.sql.query<DeliveryLogEntry & { endpointDisabled: boolean }>(
+  async redeliver(workspaceId: string, deliveryId: string, leaseMs: number): Promise<(DeliveryLogEntry & Refusal) | undefined> {
+    const [row] = await this.sql.query<DeliveryLogEntry & Refusal>(
       `WITH target AS (
-         SELECT d."id", e."disabledAt" IS NOT NULL AS "endpointDisabled" FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId"
+         SELECT d."id", e."disabledAt" IS NOT NULL AS "endpointDisabled",
+                -- Sent again while a later event of its job is pending, it would arrive after that one.
+                d."state" <> 'pending' AND EXISTS (SELECT FROM "WebhookDelivery" p WHERE p."state" = 'pending'
+                  AND p."endpointId" = d."endpointId" AND p."jobId" = d."jobId" AND p."id" > d."id") AS "laterPending"
+           FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId"
           WHERE d."id" = $2::bigint AND e."workspaceId" = $1::uuid
        ), resent AS (
          UPDATE "WebhookDelivery" d
@@ -229,13 +245,14 @@ export class DeliveryQueue {
                 -- A progress event keeps one: none would put it back among the unsent ones that a newer state replaces.
                 "attempts" = CASE WHEN d."eventType" = 'job.progress' THEN 1 ELSE 0 END
            FROM target
-          WHERE d."id" = target."id" AND NOT target."endpointDisabled"
+          WHERE d."id" = target."id" AND NOT target."endpointDisabled" AND NOT target."laterPending"
             AND (d."state" <> 'pending' OR d."lastAttemptAt" IS NULL OR d."lastAttemptAt" < now() - $3 * interval '1 millisecond')
          RETURNING d.*
        )
-       SELECT ${LOG_COLUMNS}, false AS "endpointDisabled" FROM resent d
+       SELECT ${LOG_COLUMNS}, false AS "endpointDisabled", false AS "laterPending" FROM resent d
        UNION ALL
-       SELECT ${LOG_COLUMNS}, target."endpointDisabled" FROM "WebhookDelivery" d JOIN target ON target."id" = d."id" WHERE NOT EXISTS (SELECT FROM resent)`,
+       SELECT ${LOG_COLUMNS}, target."endpointDisabled", target."laterPending" FROM "WebhookDelivery" d JOIN target ON target."id" = d."id"
+        WHERE NOT EXISTS (SELECT FROM resent)`,
       [workspaceId, deliveryId, leaseMs],
     );
     return row;
@@ -281,6 +298,14 @@ export class DeliveryQueue {
     return new Set(rows.map((row) => row.workspaceId));
   }
 }
+
+/** Why a redelivery was refused, if it was. */
+interface Refusal {
+  endpointDisabled: boolean;
+  laterPending: boolean;
+}
+
+const DEADLOCK_DETECTED = '40P01';
 
 const LOG_COLUMNS = `d."id"::text AS "id", d."endpointId", d."eventId", d."eventType", d."jobId", d."state", d."attempts", d."createdAt",
   d."lastAttemptAt", d."lastStatus", d."lastError", CASE WHEN d."state" = 'pending' THEN d."nextAttemptAt" END AS "nextAttemptAt", d."endedAt"`;

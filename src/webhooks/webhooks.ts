@@ -121,8 +121,12 @@ export class Webhooks {
   async redeliver(workspaceId: string, deliveryId: string): Promise<DeliveryLogEntry> {
     const found = /^\d{1,18}$/.test(deliveryId) ? await this.deliveries.redeliver(workspaceId, deliveryId, this.dispatcher.leaseMs) : undefined;
     if (!found) throw errors.webhookNotFound('delivery', deliveryId);
-    const { endpointDisabled, ...delivery } = found;
+    const { endpointDisabled, laterPending, ...delivery } = found;
     if (endpointDisabled) throw errors.badInput('Its endpoint is disabled: enable it first (updateWebhookEndpoint with enabled: true).');
+    if (laterPending)
+      throw errors.badInput(
+        'Later events of its job are still to be sent to this endpoint; redeliver it once they are, so that the job’s events arrive in order.',
+      );
     this.dispatcher.endpointsChanged(workspaceId);
     return delivery;
   }

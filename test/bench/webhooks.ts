@@ -20,6 +20,8 @@ export interface WebhookWriteRow {
 export interface WebhookDeliveryRow {
   db: string;
   events: number;
+  /** The job writes that made them (a createJob and a completeJob per job), per second while they ran. */
+  jobWritesPerSec: number;
   eventsPerSec: number;
   /** From the completeJob's answer to the receiver's receipt of job.completed. */
   p50Ms: number;
@@ -115,6 +117,7 @@ export async function webhookDelivery(db: string, gateway: Gateway, jobs: number
         }
       }),
     );
+    const writesSeconds = (performance.now() - began) / 1000;
     const events = 2 * jobs;
     while (receiver.arrivals.size < events) {
       if (performance.now() - began > 120_000) throw new Error(`webhook delivery (${db}): ${receiver.arrivals.size} of ${events} events in 120 s`);
@@ -154,6 +157,7 @@ export async function webhookDelivery(db: string, gateway: Gateway, jobs: number
     return {
       db,
       events,
+      jobWritesPerSec: Math.round((2 * jobs) / writesSeconds),
       eventsPerSec: Math.round(events / ((last - began) / 1000)),
       p50Ms: Math.round(at(0.5) * 10) / 10,
       p99Ms: Math.round(at(0.99) * 10) / 10,

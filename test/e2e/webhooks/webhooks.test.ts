@@ -245,14 +245,19 @@ describeDb('webhooks', () => {
     expect(dropped).toMatchObject({ eventType: 'job.progress', state: 'FAILED', attempts: 0 });
     const refused = await graphql(t.url, RedeliverWebhookDocument, { deliveryId: dropped!.id }, manager);
     expect(codesOf(refused)).toEqual(['BAD_USER_INPUT']);
-    // Enabled again, with a newer progress event unsent: redelivering the old one is no conflict.
+    // Enabled again, with a newer progress event still to be sent: the old one would arrive after it, so not yet.
     await graphqlOk(t.url, UpdateWebhookEndpointDocument, { id: created.id, input: { enabled: true } }, manager);
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 20 } }, worker);
+    const early = await graphql(t.url, RedeliverWebhookDocument, { deliveryId: dropped!.id }, manager);
+    expect(codesOf(early)).toEqual(['BAD_USER_INPUT']);
+    await receiver.until((all) => all.length === 1);
+    // Once it is sent, the old event goes again (no conflict with the unsent progress of the job that a newer state replaces).
+    await expect.poll(async () => (await deliveries(created.id))[0]?.state).toBe('DELIVERED');
     const { redeliverWebhook } = await graphqlOk(t.url, RedeliverWebhookDocument, { deliveryId: dropped!.id }, manager);
     expect(redeliverWebhook).toMatchObject({ id: dropped!.id, state: 'PENDING' });
-    const received = await receiver.until((all) => all.length === 2);
-    // In order: the older state first.
-    expect(received.map((r) => r.event.data.progress)).toEqual([10, 20]);
+    await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 30 } }, worker);
+    const received = await receiver.until((all) => all.length === 3);
+    expect(received.map((r) => r.event.data.progress)).toEqual([20, 10, 30]);
   });
 
   it('coalesces progress to at most one event per job per progressIntervalMs, in order, ending with the ending', async () => {
