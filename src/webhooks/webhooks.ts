@@ -22,8 +22,8 @@ export interface WebhooksOptions extends WebhookConfig {
 
 /**
  * Webhooks as the rest of the gateway sees them: a workspace's endpoints and their delivery log
- * (the GraphQL schema and the CLI call these), and the dispatcher that sends what the database
- * recorded (app.ts starts and stops it).
+ * (the GraphQL schema calls these; the CLI uses the same stores and checks, as an operator of any
+ * workspace), and the dispatcher that sends what the database recorded (app.ts starts and stops it).
  */
 export class Webhooks {
   readonly endpoints: EndpointStore;
