@@ -19,6 +19,8 @@ export interface WebhookStats {
   endpointsDisabled: number;
   /** Attempts under way on this instance. */
   inFlight: number;
+  /** Age of the oldest undelivered event, in seconds, as last read (every WEBHOOK.watchRefreshMs while endpoints exist). */
+  oldestPendingSeconds: number;
 }
 
 /**
@@ -44,6 +46,7 @@ export class WebhookDispatcher {
   private failing = false;
   private watched = new Set<string>();
   private watchedAt = Number.NEGATIVE_INFINITY;
+  private oldestPendingSeconds = 0;
   private sweptAt = 0;
   private readonly counts = { sent: 0, retrying: 0, failed: 0, endpointsDisabled: 0 };
 
@@ -95,7 +98,7 @@ export class WebhookDispatcher {
   }
 
   stats(): WebhookStats {
-    return { ...this.counts, inFlight: this.inFlight };
+    return { ...this.counts, inFlight: this.inFlight, oldestPendingSeconds: this.oldestPendingSeconds };
   }
 
   /**
@@ -115,9 +118,11 @@ export class WebhookDispatcher {
     }
   }
 
+  /** The workspaces with endpoints, and with them the backlog's age for the metric (read here, not at each scrape). */
   private async refreshWatched(): Promise<void> {
     try {
       this.watched = await this.queue.workspacesWithEndpoints();
+      this.oldestPendingSeconds = this.watched.size > 0 ? await this.queue.oldestPendingAgeSeconds() : 0;
     } catch {
       // The claim's own error says it; the set stays as it was.
     }

@@ -66,11 +66,6 @@ export class Webhooks {
     return this.dispatcher.stats();
   }
 
-  /** Seconds since the oldest pending delivery's event, on any instance (a metric). */
-  oldestPendingAgeSeconds(): Promise<number> {
-    return this.deliveries.oldestPendingAgeSeconds();
-  }
-
   list(workspaceId: string): Promise<WebhookEndpointInfo[]> {
     return this.endpoints.list(workspaceId);
   }
