@@ -241,7 +241,7 @@ describeDb('response cache: limits and settings', () => {
   });
 
   it('with RESPONSE_CACHE=false, reads every time', async () => {
-    const t = await startTestApp({ env: { RESPONSE_CACHE: 'false' } });
+    const t = await startTestApp({ env: { ...NO_BACKGROUND_READS, RESPONSE_CACHE: 'false' } });
     const key = await t.createKey('uncached');
     await graphqlOk(t.url, CreateJobDocument, { input: input(0) }, key);
     expect(t.app.responses).toBeUndefined();
