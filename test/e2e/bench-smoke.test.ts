@@ -7,10 +7,10 @@ const run = promisify(execFile);
 
 // `npm run bench` keeps working: a tiny run (20 subscribers, short phases, embedded database)
 // must produce every figure. Its numbers are not judged here: speed is measured, never asserted.
-it('npm run bench -- --smoke produces the full report', { timeout: 420_000 }, async () => {
+it('npm run bench -- --smoke produces the full report', { timeout: 600_000 }, async () => {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', '--smoke'], {
     cwd: repoRoot,
-    timeout: 410_000,
+    timeout: 590_000,
     maxBuffer: 10 * 1024 * 1024,
   });
   const lines = stdout.trim().split('\n');
