@@ -849,10 +849,14 @@ function printWrites(result: WritesResult) {
       return { ...r, '% of updateJobProgress': round((100 * r.writesPerSec) / progress.writesPerSec) };
     }),
   );
-  if (!result.database) return;
+  if (result.database) printPgbench(result.database);
+}
+
+/** pgbench's transactions/s per schema, each as a share of the schema without triggers at the same clients. */
+function printPgbench(rows: PgbenchRow[]) {
   console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
-  const plain = (clients: number) => result.database!.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
-  console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
+  const plain = (clients: number) => rows.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
+  console.table(rows.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
 }
 
 type WebhooksResult = { writes: WebhookWriteRow[]; delivery: WebhookDeliveryRow[]; database: PgbenchRow[] | undefined };
@@ -893,10 +897,7 @@ function printWebhooks(result: WebhooksResult) {
     'Webhook delivery: jobs created and completed by 8 workers, job.created + job.completed to a receiver here; the bare sender POSTs as many signed bodies, 8 at once',
   );
   console.table(result.delivery.map((r) => ({ ...r, '% of bare': round((100 * r.eventsPerSec) / r.bareRequestsPerSec) })));
-  if (!result.database) return;
-  console.log('Database alone (pgbench, 2,000 jobs, one UPDATE of a random job per transaction), transactions/s');
-  const plain = (clients: number) => result.database!.find((r) => r.clients === clients && r.schema.startsWith('no triggers'))!.tps;
-  console.table(result.database.map((r) => ({ ...r, '% of no triggers': round((100 * r.tps) / plain(r.clients)) })));
+  if (result.database) printPgbench(result.database);
 }
 
 /**
