@@ -3,30 +3,19 @@
 // change, followed by the client library (jobs-gateway/client: reconnects, resumes with `after`).
 // Plain DOM, bundled at install (no build step at run time).
 import { type JobFilter, JobsClient } from '../client/client.js';
-import { FILTER_ARGUMENTS, FILTER_VARIABLES, JOB_FILTER_NAMES, type JobFilterValues, jobMatches } from '../jobs/job-filter.js';
-import { DashboardCancelDocument, type DashboardJobFragment, DashboardJobFragmentDoc } from './operations.generated.js';
+import { JOB_FILTER_NAMES, type JobFilterValues, jobMatches } from '../jobs/job-filter.js';
+import { LIST_DOCUMENT, PAGE_SIZE } from './documents.js';
+import { DashboardCancelDocument, type DashboardJobFragment } from './operations.generated.js';
 import './app.css';
 
 type Job = DashboardJobFragment;
 
 const KEY_STORAGE = 'jobs-gateway:key';
-const PAGE_SIZE = 100;
 
 interface JobPage {
   edges: Array<{ node: Job }>;
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
-// The list and the live view take every filter the gateway declares (src/jobs/job-filter.ts).
-// A page of the list (the newest first); older pages on demand, from the last page's endCursor.
-const PAGE = `jobsConnection(${FILTER_ARGUMENTS}, first: ${PAGE_SIZE}, after: $after) {
-    edges { node { ...DashboardJob } }
-    pageInfo { hasNextPage endCursor }
-  }`;
-const LIST = `query Dashboard(${FILTER_VARIABLES}, $after: String) {
-  viewer { scopes }
-  ${PAGE}
-}
-${DashboardJobFragmentDoc.toString()}`;
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -82,7 +71,7 @@ async function load(): Promise<void> {
   showError('');
   let data: { viewer: { scopes: string[] }; jobsConnection: JobPage };
   try {
-    data = await graphql(LIST, { ...f, after: null });
+    data = await graphql(LIST_DOCUMENT, { ...f, after: null });
   } catch (error) {
     if (load !== loads) return;
     if ((error as { code?: string }).code === 'UNAUTHENTICATED') return signOut('That key is not valid (or was revoked).');
