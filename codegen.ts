@@ -1,6 +1,10 @@
 import type { CodegenConfig } from '@graphql-codegen/cli';
-import { printSchema } from 'graphql';
+import type { CodegenPlugin } from '@graphql-codegen/plugin-helpers';
+import { type DocumentNode, parse, printSchema } from 'graphql';
+import { LIST_DOCUMENT } from './src/dashboard/documents.js';
 import { schema } from './src/graphql/schema.js';
+import { manifestOf } from './src/graphql/trusted-documents.js';
+import { routes } from './src/rest/routes.js';
 
 type Output = CodegenConfig['generates'][string];
 
@@ -23,13 +27,32 @@ function typedDocuments(documents: string[], from: string, browser = false): Out
 }
 
 /**
- * `npm run codegen` writes the SDL of the Pothos schema and typed documents for every operation the
- * REST shim, the worker SDK, the dashboard, the client library and the tests send. The outputs are
+ * The trusted-documents manifest (graphql/trusted-documents.ts) of the documents read, of every
+ * REST route's and of the dashboard's list (both compose theirs in code from the declared filters),
+ * in the format graphql-codegen's client preset writes.
+ */
+const trustedDocuments: CodegenPlugin = {
+  plugin: (_schema, files) => {
+    const documents = [
+      ...files.flatMap((file) => (file.document ? [file.document] : [])),
+      ...routes.map((route): DocumentNode => route.document),
+      parse(LIST_DOCUMENT),
+    ];
+    return `${JSON.stringify(manifestOf(documents), null, 2)}\n`;
+  },
+};
+const OWN_PLUGINS: Record<string, CodegenPlugin> = { 'trusted-documents': trustedDocuments };
+
+/**
+ * `npm run codegen` writes the SDL of the Pothos schema, typed documents for every operation the
+ * REST shim, the worker SDK, the dashboard, the client library and the tests send, and the manifest
+ * of the gateway's own operations. The outputs are
  * committed; test/unit/codegen.test.ts fails when they are stale.
  */
 const config: CodegenConfig = {
   schema: printSchema(schema),
   ignoreNoDocuments: false,
+  pluginLoader: async (name: string) => OWN_PLUGINS[name] ?? ((await import(name)) as CodegenPlugin),
   generates: {
     'src/graphql/schema.graphql': { plugins: ['schema-ast'] },
     'src/graphql/operations.generated.ts': typedDocuments(
@@ -38,6 +61,8 @@ const config: CodegenConfig = {
     ),
     'src/dashboard/operations.generated.ts': typedDocuments(['src/dashboard/**/*.graphql'], 'src/dashboard/*.graphql', true),
     'src/client/operations.generated.ts': typedDocuments(['src/client/**/*.graphql'], 'src/client/*.graphql', true),
+    // Every operation the gateway's own parts send: trusted whenever TRUSTED_DOCUMENTS is set.
+    'src/graphql/trusted-documents.json': { documents: ['src/**/*.graphql', '!src/graphql/schema.graphql'], plugins: ['trusted-documents'] },
   },
 };
 

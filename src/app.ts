@@ -42,6 +42,9 @@ import type { GatewayContext } from './graphql/context.js';
 import { eventBodies } from './webhooks/event-body.js';
 import { Webhooks } from './webhooks/webhooks.js';
 import type { Resolver } from './webhooks/destination.js';
+import { PersistedDocuments } from './graphql/persisted-documents.js';
+import { PROJECT_MANIFEST, TrustedDocuments } from './graphql/trusted-documents.js';
+import { packagePath } from './package-path.js';
 
 export interface App {
   readonly database: Database;
@@ -75,6 +78,10 @@ export interface App {
  * entry and WebSockets), and owns the order of start and shutdown.
  */
 export async function createApp(config: Config, logger: Logger, options: { webhookResolver?: Resolver } = {}): Promise<App> {
+  // Read first: a manifest that is not one stops the start before anything is opened.
+  const persisted = new PersistedDocuments(
+    config.trustedDocuments ? TrustedDocuments.load([packagePath(PROJECT_MANIFEST), ...config.trustedDocuments]) : undefined,
+  );
   const database = await openMigratedDatabase(
     { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts },
     logger,
@@ -140,6 +147,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     webhooks,
     logger,
     budget,
+    persisted,
     responses,
   });
   const rest = createRestHandler(yoga, routes, logger);
@@ -170,6 +178,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const webSockets = attachWebSockets({
     server,
     yoga,
+    persisted,
     addressGuard,
     keyConnections,
     rateLimiter,

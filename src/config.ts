@@ -73,6 +73,8 @@ export interface Config {
   /** Query results served again until their workspace changes; undefined when RESPONSE_CACHE=false. */
   responseCache: Pick<ResponseCacheOptions, 'maxBytes' | 'ttlMs'> | undefined;
   webhooks: WebhookConfig;
+  /** TRUSTED_DOCUMENTS: manifest files; set, keys without operations:arbitrary run only listed documents. */
+  trustedDocuments: string[] | undefined;
 }
 
 /** Webhooks (src/webhooks/): what an attempt may take, how long failures are retried, what may be called. */
@@ -186,6 +188,18 @@ const envSchema = z.object({
   WEBHOOK_CONCURRENCY_PER_WORKSPACE: intFrom(1, 10_000).default(16),
   WEBHOOK_CONCURRENCY_PER_ENDPOINT: intFrom(1, 1_000).default(8),
   WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false'),
+  // Manifest files, comma-separated; set, only their documents (and the gateway's own) run for keys
+  // without operations:arbitrary.
+  TRUSTED_DOCUMENTS: z
+    .string()
+    .optional()
+    .transform((list) =>
+      list
+        ?.split(',')
+        .map((file) => file.trim())
+        .filter(Boolean),
+    )
+    .refine((files) => files === undefined || files.length > 0, 'a comma-separated list of manifest files'),
 });
 
 /** Every environment variable the gateway reads (the README's configuration table lists exactly these). */
@@ -268,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       maxConnections: e.MAX_CONNECTIONS,
     },
+    trustedDocuments: e.TRUSTED_DOCUMENTS,
     webhooks: {
       sending: e.WEBHOOK_SENDING === 'true',
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,

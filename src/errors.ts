@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   FORBIDDEN: { rest: 403, graphql: 403 },
   NOT_FOUND: { rest: 404 },
   METHOD_NOT_ALLOWED: { rest: 405 },
+  /** GraphQL only: a document named by an id that this instance does not know (send the document with it). */
+  PERSISTED_QUERY_NOT_FOUND: { rest: 404, graphql: 404 },
   /** GraphQL only: a subscription asked for with no streaming media type in `accept`. */
   NOT_ACCEPTABLE: { rest: 406, graphql: 406 },
   CONFLICT: { rest: 409 },
@@ -68,6 +70,14 @@ export const errors = {
   keyRevoked: () => appError('UNAUTHENTICATED', 'The API key was revoked.'),
   tokenExpired: () => appError('UNAUTHENTICATED', 'The access token expired; subscribe again with a fresh one.'),
   forbidden: (scope: string) => appError('FORBIDDEN', `This API key lacks the "${scope}" scope.`),
+  untrustedDocument: () =>
+    appError(
+      'FORBIDDEN',
+      'This gateway runs trusted documents only: send a document its manifests list (or its id), or use a key with the "operations:arbitrary" scope.',
+      { scope: 'operations:arbitrary' },
+    ),
+  /** The message is what Apollo Client's and urql's persisted-query links look for (urql only that). */
+  persistedQueryNotFound: () => appError('PERSISTED_QUERY_NOT_FOUND', 'PersistedQueryNotFound'),
   jobNotFound: (id: string) => appError('NOT_FOUND', `Job ${JSON.stringify(id)} not found.`),
   webhookNotFound: (what: 'endpoint' | 'delivery', id: string) => appError('NOT_FOUND', `Webhook ${what} ${JSON.stringify(id).slice(0, 60)} not found.`),
   jobNotRunning: (id: string, endedAs: JobEnding) => appError('JOB_NOT_RUNNING', `Job ${id} is not running (it ${ENDING_WORDS[endedAs]}).`, { endedAs }),

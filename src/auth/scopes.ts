@@ -1,6 +1,10 @@
 import type { JobRestriction } from '../jobs/job-filter.js';
 
-export const SCOPES = ['jobs:read', 'jobs:cancel', 'jobs:write', 'webhooks:manage'] as const;
+/**
+ * `operations:arbitrary`: with TRUSTED_DOCUMENTS, the key may run documents no manifest lists
+ * (graphql/persisted-documents.ts); without it, every key may.
+ */
+export const SCOPES = ['jobs:read', 'jobs:cancel', 'jobs:write', 'webhooks:manage', 'operations:arbitrary'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** What `keys create` grants when no --scope is given: enough for a dashboard, not for a worker. */

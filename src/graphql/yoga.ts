@@ -14,6 +14,8 @@ import { maskGatewayError } from './mask-error.js';
 import { useMalformedParamsRefused } from './plugins/malformed-params.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
+import { usePersistedDocuments } from './plugins/persisted-documents.js';
+import type { PersistedDocuments } from './persisted-documents.js';
 import { useSubscriptionRootRules } from './plugins/subscription-root.js';
 import { useUnacceptedStreamsRefused } from './plugins/unaccepted-streams.js';
 import { type WorkspaceResponseCache, useWorkspaceResponseCache } from './plugins/response-cache.js';
@@ -42,6 +44,8 @@ export interface YogaDeps {
   logger: Logger;
   /** The response bytes each workspace may be sent a second (limits/response-budget.ts). */
   budget: ResponseBudget;
+  /** Documents named by id, and the trusted ones (TRUSTED_DOCUMENTS). */
+  persisted: PersistedDocuments;
   /** Query results served again until their workspace changes (absent: every query executes). */
   responses?: WorkspaceResponseCache | undefined;
 }
@@ -78,6 +82,7 @@ export function createGatewayYoga({
   webhooks,
   logger,
   budget,
+  persisted,
   responses,
 }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
@@ -88,6 +93,8 @@ export function createGatewayYoga({
     // an origin outside CORS_ORIGINS gets no permission to read responses.
     cors: { origin: corsOrigins, credentials: false },
     landingPage: false,
+    // GraphQL over HTTP's persisted documents name a document by `documentId` (plugins/persisted-documents.ts).
+    extraParamNames: ['documentId'],
     // The HTTP entry has already bounded the body (Content-Length required, MAX_BODY_BYTES, see
     // http/body-limit.ts) and Node reads no more than it declares; yoga's own limit would pipe every
     // body through a stream transform again, a measurable cost per request.
@@ -120,6 +127,8 @@ export function createGatewayYoga({
       // stream is opened. (yoga registers its own request parsers and result processors before
       // these plugins, which the first and the 406 backstop rely on.)
       useMalformedParamsRefused(),
+      // A document named by id is resolved before anything reads it; an untrusted one refused first.
+      usePersistedDocuments(persisted),
       useSubscriptionRootRules(),
       useUnacceptedStreamsRefused(log),
       useOperationScopes(),

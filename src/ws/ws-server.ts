@@ -13,6 +13,7 @@ import { costCheck, withinResponseLimit } from '../graphql/plugins/operation-lim
 import { scopeRefusal } from '../graphql/plugins/operation-scopes.js';
 import { envelopedFor } from '../graphql/enveloped.js';
 import type { GatewayYoga } from '../graphql/yoga.js';
+import type { PersistedDocuments } from '../graphql/persisted-documents.js';
 import type { KeyConnections } from '../limits/key-connections.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import type { ResponseBudget } from '../limits/response-budget.js';
@@ -67,6 +68,8 @@ export interface WebSocketGateway {
 export function attachWebSockets(deps: {
   server: Server;
   yoga: GatewayYoga;
+  /** Documents named by id, and the trusted ones: the rules yoga's HTTP requests meet. */
+  persisted: PersistedDocuments;
   addressGuard: AddressGuard;
   keyConnections: KeyConnections;
   rateLimiter: RateLimiter;
@@ -79,7 +82,7 @@ export function attachWebSockets(deps: {
   graphql: Pick<Config['graphql'], 'maxCost' | 'maxResponseBytes'>;
   logger: Logger;
 }): WebSocketGateway {
-  const { yoga, rateLimiter, budget, ws, graphql } = deps;
+  const { yoga, persisted, rateLimiter, budget, ws, graphql } = deps;
   const logger = deps.logger.child({ component: 'ws' });
   const multiplexer = new Multiplexer(deps.live, deps.revocations, logger);
   const backlog = new SendBacklog({ maxBufferedBytes: ws.maxBufferedBytes, maxCongestedMs: ws.slowConsumerTimeoutMs });
@@ -120,7 +123,8 @@ export function attachWebSockets(deps: {
   ): Promise<OperationRunner | GraphQLError> => {
     const { principal } = connection;
     // What yoga's plugins check at execution, which a multiplexed subscription never reaches.
-    const refusal = scopeRefusal(args.schema, args.document, payload.operationName, principal) ?? costRefusal(args);
+    const refusal =
+      persisted.refusal(args.document, principal) ?? scopeRefusal(args.schema, args.document, payload.operationName, principal) ?? costRefusal(args);
     if (refusal) return refusal;
     const completed = new AbortController();
     connection.operations.set(id, completed);
@@ -168,11 +172,18 @@ export function attachWebSockets(deps: {
       connectionInitWaitTimeout: ws.connectionInitTimeoutMs,
       onConnect: (ctx) => connections.admit(ctx.extra, ctx.connectionParams),
 
-      onSubscribe: async (ctx, id, payload) => {
+      onSubscribe: async (ctx, id, sent) => {
         const connection = connections.get(ctx.extra.socket);
         if (!connection) return [errors.unauthenticated()];
         const limited = limitRefusal(connection, Object.keys(ctx.subscriptions).length);
         if (limited) return [limited];
+        let payload: SubscribePayload;
+        try {
+          // graphql-ws requires a `query`: a document named by id comes with an empty one.
+          payload = { ...sent, query: persisted.documentOf(sent, connection.principal) ?? '' };
+        } catch (error) {
+          return [error as GraphQLError];
+        }
         // Parsed and validated by yoga's envelop, so its plugins' rules (limits, scopes) apply here too.
         const enveloped = envelopedFor(yoga, { principal: connection.principal, params: payload });
         let document;

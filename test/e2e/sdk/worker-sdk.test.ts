@@ -41,7 +41,7 @@ function workerFor(t: TestApp, apiKey: string, options: Partial<ConstructorParam
 
 it("the README's worker example uses only what the SDK exports", async () => {
   const readme = await readDoc('docs/api.md');
-  const example = /```ts\n([\s\S]*?)```/.exec(readme)![1]!;
+  const example = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((block) => block[1]!).find((block) => block.includes("from 'jobs-gateway/worker'"))!;
   const sdk = await import('jobs-gateway/worker');
   const imported = /import \{ ([^}]+) \} from 'jobs-gateway\/worker'/
     .exec(example)![1]!
