@@ -82,8 +82,10 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const persisted = new PersistedDocuments(
     config.trustedDocuments ? TrustedDocuments.load([packagePath(PROJECT_MANIFEST), ...config.trustedDocuments]) : undefined,
   );
+  // Loaded only when OTEL_* turns tracing on: off, neither OpenTelemetry's API nor its SDK is imported.
+  const tracer = config.tracing ? (await import('./telemetry/tracing.js')).startTracing(config.tracing) : undefined;
   const database = await openMigratedDatabase(
-    { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts },
+    { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts, tracer },
     logger,
   );
   const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
@@ -149,6 +151,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     budget,
     persisted,
     responses,
+    tracer,
   });
   const rest = createRestHandler(yoga, routes, logger);
   const addressGuard = new AddressGuard(new Authenticator(apiKeys, accessTokens), config.badKeyLimitPerAddress, config.trustedProxyHops);
@@ -174,7 +177,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     { maxBodyBytes: config.maxBodyBytes, maxResponseBytes, rateLimitPerSecond: config.rateLimit.perSecond },
     logger,
   );
-  const server = createHttpServer(config.http, entry.handle, entry.onFailure, metrics?.observeRequest);
+  const server = createHttpServer(config.http, entry.handle, entry.onFailure, metrics?.observeRequest, tracer);
   const webSockets = attachWebSockets({
     server,
     yoga,
@@ -225,6 +228,8 @@ export async function createApp(config: Config, logger: Logger, options: { webho
       await announcer.stop();
       await yoga.dispose();
       await database.close();
+      // The last spans (the shutdown's own statements among them) are sent before the process ends.
+      await tracer?.shutdown();
     })());
 
   return {

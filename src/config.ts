@@ -73,8 +73,24 @@ export interface Config {
   /** Query results served again until their workspace changes; undefined when RESPONSE_CACHE=false. */
   responseCache: Pick<ResponseCacheOptions, 'maxBytes' | 'ttlMs'> | undefined;
   webhooks: WebhookConfig;
+  /** OTEL_*: where and how many traces go; undefined when tracing is off (the default). */
+  tracing: TracingConfig | undefined;
   /** TRUSTED_DOCUMENTS: manifest files; set, keys without operations:arbitrary run only listed documents. */
   trustedDocuments: string[] | undefined;
+}
+
+/** OpenTelemetry tracing (telemetry/tracing.ts), from OpenTelemetry's standard variables. */
+export interface TracingConfig {
+  /** The OTLP/HTTP traces endpoint. */
+  url: string;
+  headers: Record<string, string>;
+  sampler: 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+  /** The ratio of the ratio samplers, 0 to 1. */
+  samplerArg: number;
+  /** How long finished spans wait to be exported together. */
+  exportDelayMs: number;
+  serviceName: string;
+  resourceAttributes: Record<string, string>;
 }
 
 /** Webhooks (src/webhooks/): what an attempt may take, how long failures are retried, what may be called. */
@@ -188,6 +204,20 @@ const envSchema = z.object({
   WEBHOOK_CONCURRENCY_PER_WORKSPACE: intFrom(1, 10_000).default(16),
   WEBHOOK_CONCURRENCY_PER_ENDPOINT: intFrom(1, 1_000).default(8),
   WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false'),
+  // OpenTelemetry's standard variables (the ones the gateway honours): tracing is on when an OTLP
+  // endpoint is given or OTEL_TRACES_EXPORTER=otlp, and OTEL_SDK_DISABLED is not true.
+  OTEL_SDK_DISABLED: z.enum(['true', 'false']).default('false'),
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'none']).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  OTEL_TRACES_SAMPLER: z
+    .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+    .default('parentbased_always_on'),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+  OTEL_BSP_SCHEDULE_DELAY: intFrom(1, 3_600_000).default(5_000),
+  OTEL_SERVICE_NAME: z.string().min(1).default('jobs-gateway'),
+  OTEL_RESOURCE_ATTRIBUTES: z.string().optional(),
   // Manifest files, comma-separated; set, only their documents (and the gateway's own) run for keys
   // without operations:arbitrary.
   TRUSTED_DOCUMENTS: z
@@ -283,6 +313,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxConnections: e.MAX_CONNECTIONS,
     },
     trustedDocuments: e.TRUSTED_DOCUMENTS,
+    tracing:
+      e.OTEL_SDK_DISABLED !== 'true' &&
+      e.OTEL_TRACES_EXPORTER !== 'none' &&
+      (e.OTEL_TRACES_EXPORTER === 'otlp' || e.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined || e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined)
+        ? {
+            // The specification's defaults: the signal's own endpoint as given, else /v1/traces under the general one.
+            url: e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? `${(e.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://localhost:4318').replace(/\/+$/, '')}/v1/traces`,
+            headers: keyValuePairs(e.OTEL_EXPORTER_OTLP_HEADERS),
+            sampler: e.OTEL_TRACES_SAMPLER,
+            samplerArg: e.OTEL_TRACES_SAMPLER_ARG,
+            exportDelayMs: e.OTEL_BSP_SCHEDULE_DELAY,
+            serviceName: e.OTEL_SERVICE_NAME,
+            resourceAttributes: keyValuePairs(e.OTEL_RESOURCE_ATTRIBUTES),
+          }
+        : undefined,
     webhooks: {
       sending: e.WEBHOOK_SENDING === 'true',
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
@@ -297,6 +342,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       allowPrivate: e.WEBHOOK_ALLOW_PRIVATE === 'true',
     },
   };
+}
+
+/** `key1=value1,key2=value2` (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES), values percent-decoded. */
+function keyValuePairs(list: string | undefined): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const pair of (list ?? '').split(',')) {
+    const at = pair.indexOf('=');
+    if (at <= 0) continue;
+    try {
+      pairs[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      throw new ConfigError(`Invalid environment:\n  ${JSON.stringify(pair.slice(0, at).trim()).slice(0, 40)}: not percent-encoded`);
+    }
+  }
+  return pairs;
 }
 
 /** `pg` ignores Prisma's `?schema=` parameter, so it is taken off the URL and handed over separately. */

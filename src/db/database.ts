@@ -7,6 +7,8 @@ import { lockDataDir } from './data-dir-lock.js';
 import { createEmbeddedClusterApart } from './embedded-cluster.js';
 import { listenWithReconnect } from './pg-listener.js';
 import { type QueryCounter, countQueries } from './query-counter.js';
+import { tracedSql } from './traced-sql.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import type { ListenHandlers, SqlClient } from './sql.js';
 import { EMBEDDED_SHARED_BUFFERS } from '../limits/fixed.js';
 
@@ -29,6 +31,8 @@ export interface DatabaseOptions {
    * answering without closing its connections (a network partition) then costs bounded time.
    */
   timeouts?: { queryMs: number; connectMs: number };
+  /** With tracing on: a span per raw SQL statement. */
+  tracer?: Tracer | undefined;
 }
 
 /** One open database: Prisma's client for workspaces and keys, the driver itself (`sql`) for jobs, migrations and health. */
@@ -51,7 +55,8 @@ export interface Database {
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openEmbedded(options.dataDir);
+  const database = options.databaseUrl ? openPostgres(options.databaseUrl, options) : await openEmbedded(options.dataDir);
+  return options.tracer ? { ...database, sql: tracedSql(database.sql, options.tracer, database.schema) } : database;
 }
 
 function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {

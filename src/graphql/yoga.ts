@@ -15,6 +15,8 @@ import { useMalformedParamsRefused } from './plugins/malformed-params.js';
 import { type OperationLimits, useOperationLimits } from './plugins/operation-limits.js';
 import { useOperationScopes } from './plugins/operation-scopes.js';
 import { usePersistedDocuments } from './plugins/persisted-documents.js';
+import { useOperationSpans } from './plugins/operation-spans.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import type { PersistedDocuments } from './persisted-documents.js';
 import { useSubscriptionRootRules } from './plugins/subscription-root.js';
 import { useUnacceptedStreamsRefused } from './plugins/unaccepted-streams.js';
@@ -48,6 +50,8 @@ export interface YogaDeps {
   persisted: PersistedDocuments;
   /** Query results served again until their workspace changes (absent: every query executes). */
   responses?: WorkspaceResponseCache | undefined;
+  /** With tracing on: a span per execution and subscription. */
+  tracer?: Tracer | undefined;
 }
 
 /**
@@ -84,6 +88,7 @@ export function createGatewayYoga({
   budget,
   persisted,
   responses,
+  tracer,
 }: YogaDeps): GatewayYoga {
   const log = logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GatewayContext>({
@@ -122,6 +127,8 @@ export function createGatewayYoga({
     // response cache last: only what passed every check is looked up, and on a miss it wraps the
     // compiled executor that the plugin before it has set.
     plugins: [
+      // Outermost: the span covers every other plugin's work on the operation.
+      ...(tracer ? [useOperationSpans(tracer)] : []),
       // Before everything that runs on a document: parameters that are not JSON, what graphql-js 16
       // fails on instead of refusing, and subscriptions asked for as JSON, refused before their
       // stream is opened. (yoga registers its own request parsers and result processors before

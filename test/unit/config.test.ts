@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { CONFIG_VARIABLES, configDefault } from '../../src/config.js';
+import { CONFIG_VARIABLES, ConfigError, configDefault, loadConfig } from '../../src/config.js';
 import { readDoc } from '../helpers/docs.js';
 
 /** The README's configuration table: one row per variable, `name`, default, meaning. */
@@ -18,5 +18,29 @@ it("the README's configuration table lists exactly the variables config.ts reads
     // A variable without a default in the schema says in words what happens when it is unset.
     if (fallback === undefined) expect(table.get(name), name).not.toMatch(/^`/);
     else expect(table.get(name), name).toBe(`\`${fallback}\``);
+  }
+});
+
+it('turns tracing on only when an OTLP endpoint or the otlp exporter is asked for, and off with OTEL_SDK_DISABLED or none', () => {
+  expect(loadConfig({}).tracing).toBeUndefined();
+  expect(loadConfig({ OTEL_SERVICE_NAME: 'x', OTEL_TRACES_SAMPLER: 'always_on' }).tracing).toBeUndefined();
+  expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual(
+    expect.objectContaining({ url: 'http://collector:4318/v1/traces', sampler: 'parentbased_always_on', samplerArg: 1, serviceName: 'jobs-gateway' }),
+  );
+  expect(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).tracing?.url).toBe('http://localhost:4318/v1/traces');
+  expect(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://c.example/traces', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://other' }).tracing?.url).toBe(
+    'https://c.example/traces',
+  );
+  expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).tracing).toBeUndefined();
+  expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing).toBeUndefined();
+  expect(
+    loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
+      OTEL_EXPORTER_OTLP_HEADERS: 'api-key=a%2Cb, x=1',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod',
+    }).tracing,
+  ).toEqual(expect.objectContaining({ headers: { 'api-key': 'a,b', x: '1' }, resourceAttributes: { 'deployment.environment.name': 'prod' } }));
+  for (const bad of [{ OTEL_TRACES_SAMPLER_ARG: '2' }, { OTEL_TRACES_SAMPLER: 'sometimes' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://c' }]) {
+    expect(() => loadConfig(bad)).toThrow(ConfigError);
   }
 });

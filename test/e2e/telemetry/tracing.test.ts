@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { beforeAll, expect, it } from 'vitest';
+import { describeDb } from '../../helpers/databases.js';
+import { type OtlpReceiver as Receiver, OtlpReceiver, type ReceivedSpan } from '../../helpers/otlp-receiver.js';
+import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
+
+/**
+ * OpenTelemetry traces, received by a collector of the test's own over OTLP/HTTP: names, parents
+ * and attributes of the spans one request makes, continuing the caller's trace.
+ */
+
+const SERVER = 2;
+const CLIENT = 3;
+
+/** A W3C traceparent of a sampled span the "caller" made. */
+function callerTraceparent(): { traceparent: string; traceId: string; spanId: string } {
+  const traceId = randomBytes(16).toString('hex');
+  const spanId = randomBytes(8).toString('hex');
+  return { traceparent: `00-${traceId}-${spanId}-01`, traceId, spanId };
+}
+
+/** The span of `spans` named `name` (exactly one). */
+function only(spans: ReceivedSpan[], name: string): ReceivedSpan {
+  const found = spans.filter((span) => span.name === name);
+  expect(
+    found.map((span) => span.name),
+    `spans named ${name} among ${spans.map((s) => s.name).join(', ')}`,
+  ).toEqual([name]);
+  return found[0]!;
+}
+
+/** Whether `span` descends from `ancestor` within `spans`. */
+function descendsFrom(spans: ReceivedSpan[], span: ReceivedSpan, ancestor: ReceivedSpan): boolean {
+  for (let parent = span.parentSpanId; parent; parent = spans.find((s) => s.spanId === parent)?.parentSpanId ?? '') {
+    if (parent === ancestor.spanId) return true;
+  }
+  return false;
+}
+
+describeDb('OpenTelemetry tracing', () => {
+  let receiver: Receiver;
+  let t: TestApp;
+  let key: string;
+  let jobId: string;
+
+  beforeAll(async () => {
+    receiver = await OtlpReceiver.start();
+    t = await startTestApp({
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        OTEL_SERVICE_NAME: 'gateway-under-test',
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=s%20ecret',
+      },
+    });
+    key = await t.createKey('traced', ['jobs:read', 'jobs:write']);
+    jobId = (await t.app.jobs.create(await workspaceIdOf(t.app.apiKeys, key), { type: 'collect', displayTitle: 'Traced', steps: [] })).id;
+  });
+
+  it('continues the caller’s trace: the HTTP request, its GraphQL operation, and the SQL it runs, each the child of the one before', async () => {
+    const caller = callerTraceparent();
+    const response = await fetch(`${t.url}/graphql?ignored=secret`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key, traceparent: caller.traceparent },
+      // A list: read from the database (a job just written may be served from memory).
+      body: JSON.stringify({ query: 'query TracedJob($id: ID) { jobs(competitorId: $id, limit: 7) { id status } }', variables: { id: jobId } }),
+    });
+    expect(response.status).toBe(200);
+    await expect.poll(() => receiver.trace(caller.traceId).some((span) => span.name.startsWith('SELECT')), { timeout: 10_000 }).toBe(true);
+    const spans = receiver.trace(caller.traceId);
+
+    const server = only(spans, 'POST /graphql');
+    expect(server).toEqual(
+      expect.objectContaining({
+        parentSpanId: caller.spanId,
+        kind: SERVER,
+        service: 'gateway-under-test',
+        attributes: { 'http.request.method': 'POST', 'url.path': '/graphql', 'http.route': '/graphql', 'http.response.status_code': 200 },
+      }),
+    );
+    const operation = only(spans, 'query TracedJob');
+    expect(operation.parentSpanId).toBe(server.spanId);
+    expect(operation.attributes).toEqual({ 'graphql.operation.type': 'query', 'graphql.operation.name': 'TracedJob' });
+    const statements = spans.filter((span) => span.kind === CLIENT && span.attributes['db.system.name'] === 'postgresql');
+    expect(statements.length).toBeGreaterThan(0);
+    for (const statement of statements) {
+      expect(descendsFrom(spans, statement, operation), statement.name).toBe(true);
+      expect(statement.name).toMatch(/^(SELECT|WITH|INSERT|UPDATE|DELETE|transaction|BEGIN)\b/);
+      expect(String(statement.attributes['db.query.text'] ?? '')).not.toContain(jobId);
+    }
+    // Neither the query string, the key, nor the variables are in any span.
+    expect(JSON.stringify(spans)).not.toMatch(new RegExp(`secret|${key}|${jobId}`));
+    expect(receiver.requests.at(-1)?.['x-collector-token']).toBe('s ecret');
+  });
+
+  it('traces a REST route through the GraphQL operation it translates to', async () => {
+    const caller = callerTraceparent();
+    const response = await fetch(`${t.url}/api/jobs/${jobId}`, { headers: { 'x-api-key': key, traceparent: caller.traceparent } });
+    expect(response.status).toBe(200);
+    await expect.poll(() => receiver.trace(caller.traceId).some((span) => span.name === 'query RestGetJob'), { timeout: 10_000 }).toBe(true);
+    const spans = receiver.trace(caller.traceId);
+    const server = only(spans, 'GET /api/*');
+    expect(only(spans, 'query RestGetJob').parentSpanId).toBe(server.spanId);
+  });
+
+  it('starts a trace of its own for a request without traceparent, and traces no probe', async () => {
+    const before = receiver.spans.length;
+    await fetch(`${t.url}/healthz`);
+    const response = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({ query: 'query Untraced { viewer { scopes } }' }),
+    });
+    expect(response.status).toBe(200);
+    await expect.poll(() => receiver.spans.slice(before).some((span) => span.name === 'query Untraced'), { timeout: 10_000 }).toBe(true);
+    const root = receiver.spans.slice(before).find((span) => span.name === 'POST /graphql')!;
+    expect(root.parentSpanId).toBe('');
+    expect(receiver.spans.some((span) => span.attributes['url.path'] === '/healthz')).toBe(false);
+  });
+});
+
+describeDb('OpenTelemetry sampling', () => {
+  it('exports nothing of a trace its sampler drops (traceidratio 0), and honours a caller’s unsampled flag', async () => {
+    const receiver = await OtlpReceiver.start();
+    const t = await startTestApp({
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0',
+      },
+    });
+    const key = await t.createKey('unsampled', ['jobs:read']);
+    let limit = 0;
+    // Each a different query: a cached result would run no SQL.
+    const send = (headers: Record<string, string>) =>
+      fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': key, ...headers },
+        body: JSON.stringify({ query: `{ jobs(limit: ${++limit}) { id } }` }),
+      });
+    const unsampled = callerTraceparent();
+    await send({ traceparent: unsampled.traceparent.replace(/-01$/, '-00') });
+    await send({});
+    // A sampled caller is followed whatever the ratio (parent-based), which also shows the exporter works here.
+    const sampled = callerTraceparent();
+    await send({ traceparent: sampled.traceparent });
+    await expect.poll(() => receiver.trace(sampled.traceId).length, { timeout: 10_000 }).toBeGreaterThan(2);
+    expect(receiver.spans.filter((span) => span.traceId !== sampled.traceId)).toEqual([]);
+  });
+});
