@@ -1,4 +1,5 @@
-import type { DocumentNode, GraphQLError } from 'graphql';
+import stableStringify from 'fast-json-stable-stringify';
+import { type DocumentNode, type GraphQLError, parse } from 'graphql';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
@@ -46,15 +47,16 @@ export class PersistedDocuments {
     const id = documentId ?? hash;
     const query = params.query ?? undefined;
     if (id === undefined || id === null) return query;
+    if (query !== undefined && typeof query !== 'string') throw errors.malformedRequest('"query" must be a string.');
     if (id.length > MAX_DOCUMENT_ID_LENGTH) throw errors.malformedRequest(`A document id is at most ${MAX_DOCUMENT_ID_LENGTH} characters.`);
     if (query) {
       if (hash !== undefined) {
         if (sha256Hex(query) !== hash) throw errors.malformedRequest('The document does not match extensions.persistedQuery.sha256Hash.');
-        if (principal && (!this.trusted || mayRunArbitrary(principal))) this.#register(principal.workspaceId, hash, query);
+        if (principal) this.#register(principal, hash, query);
       }
       return query;
     }
-    const text = this.#listed(id) ?? (principal && hash !== undefined ? this.#registered.get(principal.workspaceId)?.get(hash) : undefined);
+    const text = this.#listed(id) ?? (principal && hash !== undefined ? this.#registered.get(registryOf(principal))?.get(hash) : undefined);
     if (text === undefined) throw errors.persistedQueryNotFound();
     return text;
   }
@@ -70,15 +72,37 @@ export class PersistedDocuments {
     return this.trusted.textOf(id) ?? (id.startsWith('sha256:') ? this.trusted.textOf(id.slice('sha256:'.length)) : undefined);
   }
 
-  #register(workspaceId: string, hash: string, query: string): void {
-    let documents = this.#registered.get(workspaceId);
-    if (!documents) {
-      documents = new LRUCache<string, string>({ maxSize: PERSISTED_QUERIES.bytesPerWorkspace, sizeCalculation: (text) => Math.max(1, text.length) });
-      this.#registered.set(workspaceId, documents);
+  /**
+   * Keeps `query` under `hash` for the caller's registry: only a document that parses (and, with
+   * trusted documents only, one the caller may run), so that what is kept is what a client sends.
+   */
+  #register(principal: Principal, hash: string, query: string): void {
+    if (query.length > PERSISTED_QUERIES.bytesPerWorkspace) return;
+    let document: DocumentNode;
+    try {
+      document = parse(query);
+    } catch {
+      return; // yoga answers its syntax error
     }
-    // A document larger than a workspace's whole room is not kept (lru-cache would refuse it anyway).
-    if (query.length <= PERSISTED_QUERIES.bytesPerWorkspace) documents.set(hash, query);
+    if (this.refusal(document, principal)) return;
+    const registry = registryOf(principal);
+    let documents = this.#registered.get(registry);
+    if (!documents) {
+      documents = new LRUCache<string, string>({
+        max: PERSISTED_QUERIES.documentsPerWorkspace,
+        maxSize: PERSISTED_QUERIES.bytesPerWorkspace,
+        // What an entry holds: its text (two bytes a character at most), its hash, and the entry itself.
+        sizeCalculation: (text) => 2 * text.length + PERSISTED_QUERIES.bytesPerEntry,
+      });
+      this.#registered.set(registry, documents);
+    }
+    documents.set(hash, query);
   }
+}
+
+/** Whose registrations a caller shares: its workspace's keys', or those of access tokens restricted alike. */
+function registryOf(principal: Principal): string {
+  return principal.token ? `${principal.workspaceId}/token:${stableStringify(principal.token.restriction)}` : `${principal.workspaceId}/keys`;
 }
 
 function mayRunArbitrary(principal: Principal): boolean {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { printExecutableGraphQLDocument } from '@graphql-tools/documents';
+import { printExecutableGraphQLDocument, sortExecutableDocument } from '@graphql-tools/documents';
 import { ConfigError } from '../config.js';
-import { type DefinitionNode, type DocumentNode, type FragmentDefinitionNode, Kind, type OperationDefinitionNode, parse, visit } from 'graphql';
+import { type DefinitionNode, type DocumentNode, type FragmentDefinitionNode, Kind, type OperationDefinitionNode, parse, print, visit } from 'graphql';
 
 /**
  * A manifest of trusted documents, in the format graphql-codegen's client preset writes
@@ -21,6 +21,19 @@ export const PROJECT_MANIFEST = 'src/graphql/trusted-documents.json';
 /** A document as the client preset prints it before hashing: sorted, white space reduced. */
 export function normalizedText(document: DocumentNode): string {
   return printExecutableGraphQLDocument(document);
+}
+
+/**
+ * What two documents are compared by: graphql-js's print (layout and comments gone, string values
+ * exactly as written) of the document with its selections sorted, so that a field order or spacing
+ * of the client's own does not matter. Not the manifest's text itself: the client preset's
+ * normalization also collapses spaces inside string values, and sorts the fields of a fragment on
+ * the mutation type, whose order is the order the mutations run in; such a document is compared
+ * unsorted.
+ */
+function comparableText(document: DocumentNode): string {
+  const onMutationRoot = document.definitions.some((definition) => isFragment(definition) && definition.typeCondition.name.value === 'Mutation');
+  return print(onMutationRoot ? document : sortExecutableDocument(document));
 }
 
 export function sha256Hex(text: string): string {
@@ -67,7 +80,7 @@ export class ManifestError extends ConfigError {}
 
 /** The documents of one or more manifests, looked up by id or by content. */
 export class TrustedDocuments {
-  /** Normalized texts: a document sent in full is trusted when its normalized text is listed. */
+  /** Comparable texts: a document sent in full is trusted when its own is among them. */
   readonly #texts = new Set<string>();
   readonly #byId = new Map<string, string>();
   /** Per parsed document (yoga's parser cache hands out one object per distinct text). */
@@ -77,7 +90,7 @@ export class TrustedDocuments {
     for (const manifest of manifests) {
       for (const [id, text] of Object.entries(manifest)) {
         this.#byId.set(id, text);
-        this.#texts.add(normalizedText(parse(text)));
+        this.#texts.add(comparableText(parse(text)));
       }
     }
   }
@@ -96,10 +109,10 @@ export class TrustedDocuments {
     return this.#byId.get(id);
   }
 
-  /** Whether `document` is one of the listed ones (compared by normalized text, so spacing, comments and field order do not matter). */
+  /** Whether `document` is one of the listed ones (spacing, comments and field order aside). */
   lists(document: DocumentNode): boolean {
     let verdict = this.#verdicts.get(document);
-    if (verdict === undefined) this.#verdicts.set(document, (verdict = this.#texts.has(normalizedText(document))));
+    if (verdict === undefined) this.#verdicts.set(document, (verdict = this.#texts.has(comparableText(document))));
     return verdict;
   }
 }

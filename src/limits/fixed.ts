@@ -185,13 +185,15 @@ export const TRACKED_WORKSPACES = 100_000;
 
 /**
  * Automatic persisted queries (graphql/persisted-documents.ts) remembered per instance: each
- * workspace its own `bytesPerWorkspace` of document text (a dashboard's few dozen documents are
- * tens of KB), for the `workspaces` used most recently; at most 128 MiB in all, and one workspace
- * registering documents in a loop evicts only its own. A forgotten document costs its client one
- * round trip (PERSISTED_QUERY_NOT_FOUND, then the full text), which is also what a client meets on
- * another instance.
+ * workspace (and the access tokens of each restriction apart) its own `documentsPerWorkspace`
+ * documents within `bytesPerWorkspace` (an entry counts its text at two bytes a character, plus
+ * `bytesPerEntry` for its hash and the cache's bookkeeping); a dashboard's few dozen documents are
+ * tens of KB. For the `workspaces` used most recently: at most about 128 MiB in all, and one
+ * workspace registering documents in a loop evicts only its own. A forgotten document costs its
+ * client one round trip (PERSISTED_QUERY_NOT_FOUND, then the full text), which is also what a
+ * client meets on another instance.
  */
-export const PERSISTED_QUERIES = { bytesPerWorkspace: 128 * 1024, workspaces: 1_000 } as const;
+export const PERSISTED_QUERIES = { bytesPerWorkspace: 128 * 1024, documentsPerWorkspace: 256, bytesPerEntry: 256, workspaces: 1_000 } as const;
 
 /** The longest document id (a sha256 hex is 64 characters; a manifest's ids may be prefixed, `sha256:`). */
 export const MAX_DOCUMENT_ID_LENGTH = 256;
