@@ -97,7 +97,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const feedLogger = logger.child({ component: 'feed' });
   const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);
   announcer.follow(jobs);
-  const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, config.feed);
+  const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, { ...config.feed, tracer });
   const { maxResponseBytes } = config.graphql;
   const responses = config.responseCache
     ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) })
@@ -133,7 +133,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     database.sql,
     eventBodies(restJobRenderer(schema, renderContext), (job) => jobs.cursorOfSnapshot(job)),
     logger.child({ component: 'webhooks' }),
-    { ...config.webhooks, resolve: options.webhookResolver },
+    { ...config.webhooks, resolve: options.webhookResolver, tracer },
   );
   jobs.onWrite((row) => webhooks.changed(row.workspaceId));
   feed.subscribe((rows) => {

@@ -4,6 +4,7 @@ import { positionOf } from '../jobs/change-position.js';
 import type { FeedFrontier, Registration } from '../jobs/feed-frontier.js';
 import type { ChangeLog } from '../jobs/change-log.js';
 import type { JobRow } from '../jobs/model.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import type { Logger } from '../logger.js';
 import type { FeedStats } from '../metrics.js';
 import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS } from '../limits/fixed.js';
@@ -21,6 +22,8 @@ export interface ChangeFeedOptions {
    * that trades a few milliseconds of latency for many times fewer reads and socket writes.
    */
   coalesceMs: number;
+  /** With tracing on: a span per dispatch. */
+  tracer?: Tracer | undefined;
 }
 
 /** Receives one dispatch; a listener that writes over several turns returns when it has written. */
@@ -306,6 +309,25 @@ export class ChangeFeed {
     this.dispatches++;
     this.dispatched += rows.length;
     this.writing = true;
+    // One span per dispatch, not per subscriber: what it carries, open until its writes are done.
+    const written = this.options.tracer
+      ? this.options.tracer.span(
+          'jobUpdated dispatch',
+          { attributes: { 'jobs_gateway.feed.changes': rows.length, 'jobs_gateway.feed.workspaces': new Set(rows.map((row) => row.workspaceId)).size } },
+          () => this.handOut(rows),
+        )
+      : this.handOut(rows);
+    void written.then(() =>
+      setImmediate(() => {
+        this.writing = false;
+        this.lastDispatchEnd = performance.now();
+        if (this.wakePending && !this.reading) this.wake();
+      }),
+    );
+  }
+
+  /** Hands `rows` to every listener; settles once all have written. */
+  private handOut(rows: JobRow[]): Promise<unknown> {
     const writing: unknown[] = [];
     for (const listener of this.listeners) {
       try {
@@ -314,15 +336,9 @@ export class ChangeFeed {
         this.logger.error({ err: error }, 'change listener failed');
       }
     }
-    // Listeners finish their writes in promise callbacks (setImmediate runs after all of them), or
-    // over several turns (a sliced fan-out), returning a promise. The next read waits for both:
-    // while subscribers take long to write, changes gather into fewer, larger dispatches.
-    void Promise.allSettled(writing).then(() =>
-      setImmediate(() => {
-        this.writing = false;
-        this.lastDispatchEnd = performance.now();
-        if (this.wakePending && !this.reading) this.wake();
-      }),
-    );
+    // Listeners finish their writes in promise callbacks (the caller's setImmediate runs after all
+    // of them), or over several turns (a sliced fan-out), returning a promise. The next read waits
+    // for both: while subscribers take long to write, changes gather into fewer, larger dispatches.
+    return Promise.allSettled(writing);
   }
 }

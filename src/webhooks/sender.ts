@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK } from '../limits/fixed.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import { type DestinationPolicy, RefusedAddressError, type Resolver, guardedLookup, refusedLiteral } from './destination.js';
 
 /** What one attempt came to: a 2xx, or why not (a status, a timeout, a refused address...). */
@@ -24,6 +25,8 @@ export interface SenderOptions extends DestinationPolicy {
   maxSocketsPerHost: number;
   /** How names resolve (a stub in tests); every address is checked against the policy. */
   resolve: Resolver;
+  /** With tracing on: a client span per attempt, its traceparent sent to the receiver. */
+  tracer?: Tracer | undefined;
 }
 
 const USER_AGENT = 'jobs-gateway-webhooks/1';
@@ -53,7 +56,24 @@ export class WebhookSender {
     this.agents = { http: new http.Agent(pool), https: new https.Agent(pool) };
   }
 
-  async send(target: string, message: WebhookMessage, signal?: AbortSignal): Promise<AttemptOutcome> {
+  send(target: string, message: WebhookMessage, signal?: AbortSignal): Promise<AttemptOutcome> {
+    const { tracer } = this.options;
+    if (!tracer) return this.attempt(target, message, signal);
+    // Never the URL (it may carry a receiver's token): its host.
+    const attributes = { 'http.request.method': 'POST', 'server.address': URL.parse(target)?.hostname, 'webhook.id': message.id };
+    return tracer.span('POST', { kind: 'client', attributes }, async (span) => {
+      const outcome = await this.attempt(target, message, signal, tracer.traceparent());
+      span.setAttributes({ 'http.response.status_code': outcome.status ?? undefined });
+      if (!outcome.ok) {
+        span.fail(new Error('attempt failed'));
+        span.setAttributes({ 'error.type': outcome.status ? String(outcome.status) : 'no answer' });
+      }
+      return outcome;
+    });
+  }
+
+  /** `traceparent`: the attempt's span, for a receiver that traces too. */
+  private async attempt(target: string, message: WebhookMessage, signal?: AbortSignal, traceparent?: string): Promise<AttemptOutcome> {
     const url = new URL(target);
     const refused = refusedLiteral(url, this.options);
     if (refused) return { ok: false, status: null, error: `Refused: ${refused}.` };
@@ -64,6 +84,7 @@ export class WebhookSender {
       'webhook-id': message.id,
       'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
       'webhook-signature': message.secrets.map((secret) => this.signer(secret).sign(message.id, now, message.body)).join(' '),
+      ...(traceparent && { traceparent }),
     };
     const timeout = AbortSignal.timeout(this.options.timeoutMs);
     const aborted = signal ? AbortSignal.any([timeout, signal]) : timeout;

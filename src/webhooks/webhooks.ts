@@ -2,6 +2,7 @@ import type { WebhookConfig } from '../config.js';
 import type { SqlClient } from '../db/sql.js';
 import { errors } from '../errors.js';
 import { WEBHOOK } from '../limits/fixed.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import type { Logger } from '../logger.js';
 import { type DeliveryLogEntry, DeliveryQueue } from './delivery-queue.js';
 import { type Resolver, systemResolver } from './destination.js';
@@ -18,6 +19,8 @@ export interface EndpointWithSecret {
 export interface WebhooksOptions extends WebhookConfig {
   /** How names resolve (tests pass a stub); the system's resolver by default. */
   resolve?: Resolver;
+  /** With tracing on: a span per attempt. */
+  tracer?: Tracer | undefined;
 }
 
 /**
@@ -44,6 +47,7 @@ export class Webhooks {
       maxSockets: options.concurrency,
       maxSocketsPerHost: options.concurrencyPerEndpoint,
       resolve: options.resolve ?? systemResolver(options),
+      tracer: options.tracer,
     });
     this.dispatcher = new WebhookDispatcher(this.deliveries, sender, render, logger, options);
   }

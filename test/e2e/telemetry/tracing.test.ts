@@ -3,6 +3,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { describeDb } from '../../helpers/databases.js';
 import { type OtlpReceiver as Receiver, OtlpReceiver, type ReceivedSpan } from '../../helpers/otlp-receiver.js';
 import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
+import { WebhookReceiver } from '../../helpers/webhook-receiver.js';
 
 /**
  * OpenTelemetry traces, received by a collector of the test's own over OTLP/HTTP: names, parents
@@ -116,6 +117,53 @@ describeDb('OpenTelemetry tracing', () => {
     const root = receiver.spans.slice(before).find((span) => span.name === 'POST /graphql')!;
     expect(root.parentSpanId).toBe('');
     expect(receiver.spans.some((span) => span.attributes['url.path'] === '/healthz')).toBe(false);
+  });
+});
+
+describeDb('OpenTelemetry spans of the change feed and webhooks', () => {
+  it('makes a span per feed dispatch, and a client span per webhook attempt whose traceparent the receiver gets', async () => {
+    const receiver = await OtlpReceiver.start();
+    const hooks = await WebhookReceiver.start();
+    const t = await startTestApp({
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_BASE_MS: '200' },
+    });
+    const manager = await t.createKey('hooks', ['webhooks:manage', 'jobs:write']);
+    const created = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': manager },
+      body: JSON.stringify({
+        query: 'mutation Hook($url: String!) { createWebhookEndpoint(input: { url: $url, events: ["job.created"] }) { secret } }',
+        variables: { url: hooks.url },
+      }),
+    });
+    expect(created.status).toBe(200);
+    const job = await t.app.jobs.create(await workspaceIdOf(t.app.apiKeys, manager), { type: 'hooked', displayTitle: 'Hooked', steps: [] });
+
+    await expect.poll(() => hooks.received.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    const sent = hooks.received[0]!;
+    expect(sent.event.data.id).toBe(job.id);
+    const [, traceId, spanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(sent.headers.traceparent ?? '') ?? [];
+    expect(traceId, 'the receiver got a traceparent').toBeDefined();
+    await expect.poll(() => receiver.spans.some((span) => span.spanId === spanId), { timeout: 10_000 }).toBe(true);
+    const attempt = receiver.spans.find((span) => span.spanId === spanId)!;
+    expect(attempt).toEqual(
+      expect.objectContaining({
+        traceId,
+        name: 'POST',
+        kind: CLIENT,
+        attributes: expect.objectContaining({
+          'http.request.method': 'POST',
+          'server.address': '127.0.0.1',
+          'http.response.status_code': 204,
+          'webhook.id': sent.event.id,
+        }),
+      }),
+    );
+    expect(JSON.stringify(attempt)).not.toContain(hooks.url);
+
+    await expect.poll(() => receiver.spans.some((span) => span.name === 'jobUpdated dispatch'), { timeout: 10_000 }).toBe(true);
+    const dispatch = receiver.spans.find((span) => span.name === 'jobUpdated dispatch')!;
+    expect(dispatch.attributes).toEqual({ 'jobs_gateway.feed.changes': expect.any(Number), 'jobs_gateway.feed.workspaces': 1 });
   });
 });
 
