@@ -92,7 +92,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const accessTokens = new AccessTokens(database.sql, config.accessTokens);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();
-  const jobs = new JobStore(database.sql, frontier, remembered, config.jobs);
+  const jobs = new JobStore(database.sql, frontier, remembered, { ...config.jobs, tracer });
   const changes = new ChangeLog(database.sql, frontier, remembered);
   const feedLogger = logger.child({ component: 'feed' });
   const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);

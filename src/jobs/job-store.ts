@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import stableStringify from 'fast-json-stable-stringify';
+import type { Tracer } from '../telemetry/tracer.js';
 import type { SqlClient } from '../db/sql.js';
 import { errors, appError } from '../errors.js';
 import { Prisma } from '../generated/prisma/client.js';
@@ -25,6 +26,8 @@ export interface JobStoreOptions {
   heartbeatTimeoutMs: number;
   /** How long a createJob's idempotency key answers the job it created (IDEMPOTENCY_TTL_MS). */
   idempotencyTtlMs: number;
+  /** With tracing on: every write records its span's traceparent ("writeTraceparent"; a new job's also as "traceparent"). */
+  tracer?: Tracer | undefined;
 }
 
 /**
@@ -154,7 +157,8 @@ export class JobStore {
     const fields = transitions.newJob(input, this.options.heartbeatTimeoutMs);
     const key = input.idempotencyKey == null ? undefined : transitions.idempotencyKeyOf(input.idempotencyKey);
     const final = this.frontier.finalFor(workspaceId);
-    const job = newJobColumns(workspaceId, randomUUID(), fields);
+    const traced = this.options.tracer?.traceparent();
+    const job = newJobColumns(workspaceId, randomUUID(), traced ? { ...fields, traceparent: traced, writeTraceparent: traced } : fields);
     if (key === undefined) {
       const [row] = await this.run(Prisma.sql`INSERT INTO "Job" (${job.names}) VALUES (${job.values}) RETURNING *`);
       return this.written(final, jobRowOf(row!));
@@ -260,7 +264,7 @@ export class JobStore {
     return this.perJob.run(job.id, async () => {
       const final = this.frontier.finalFor(job.workspaceId);
       const [stalled] = await this.run(Prisma.sql`
-        UPDATE "Job" SET ${setClause(transitions.stall(job, new Date()))}
+        UPDATE "Job" SET ${this.setClause(transitions.stall(job, new Date()))}
         WHERE id = ${job.id}::uuid AND status = 'RUNNING' AND "changeSeq" = ${job.changeSeq} AND "leaseExpiresAt" < clock_timestamp()
         RETURNING *`);
       if (!stalled) return undefined;
@@ -304,7 +308,7 @@ export class JobStore {
       }
       const final = this.frontier.finalFor(workspaceId);
       const [updated] = await this.run(Prisma.sql`
-        UPDATE "Job" SET ${setClause(change(job))}
+        UPDATE "Job" SET ${this.setClause(change(job))}
         WHERE id = ${id}::uuid AND "workspaceId" = ${workspaceId}::uuid AND status = 'RUNNING' AND "changeSeq" = ${job.changeSeq}
         RETURNING *`);
       // The feed may already have brought a newer state (another writer's) than this write's.
@@ -314,6 +318,14 @@ export class JobStore {
       if (fromMemory) attempt--;
     }
     throw appError('CONFLICT', `Job ${id} is being changed by other writers; try again.`);
+  }
+
+  /** The write's SET clause: the patch, and with tracing on the span that writes it. */
+  private setClause(patch: transitions.JobPatch): Prisma.Sql {
+    const tracer = this.options.tracer;
+    if (!tracer) return setClause(patch);
+    // Set even when untraced (unsampled): a previous write's span must not be taken for this one's.
+    return Prisma.join([setClause(patch), Prisma.sql`"writeTraceparent" = ${tracer.traceparent() ?? null}`], ', ');
   }
 
   private run(statement: Prisma.Sql): Promise<Array<Record<string, unknown>>> {
@@ -364,7 +376,7 @@ function setClause(patch: transitions.JobPatch): Prisma.Sql {
  * bound untyped; PostgreSQL takes each as its column's type (uuid, the enum, jsonb from JSON text),
  * in `VALUES` as in an `INSERT ... SELECT`. The trigger sets the position.
  */
-function newJobColumns(workspaceId: string, id: string, fields: transitions.NewJobFields) {
+function newJobColumns(workspaceId: string, id: string, fields: transitions.NewJobFields & { traceparent?: string; writeTraceparent?: string }) {
   const columns = Object.entries({ id, workspaceId, ...fields });
   return {
     id,

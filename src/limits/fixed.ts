@@ -198,6 +198,11 @@ export const PERSISTED_QUERIES = { bytesPerWorkspace: 128 * 1024, documentsPerWo
 /** The longest document id (a sha256 hex is 64 characters; a manifest's ids may be prefixed, `sha256:`). */
 export const MAX_DOCUMENT_ID_LENGTH = 256;
 
+// --- Tracing -----------------------------------------------------------------------------------
+
+/** Links a feed dispatch's span carries to the writes it dispatches: OpenTelemetry's default span limit (more are dropped anyway). */
+export const MAX_SPAN_LINKS = 128;
+
 // --- WebSocket delivery ------------------------------------------------------------------------
 
 /**

@@ -7,7 +7,7 @@ import type { JobRow } from '../jobs/model.js';
 import type { Tracer } from '../telemetry/tracer.js';
 import type { Logger } from '../logger.js';
 import type { FeedStats } from '../metrics.js';
-import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS } from '../limits/fixed.js';
+import { HELD_BACK_RETRY_MS, HELD_BACK_WARNING_MS, MAX_SPAN_LINKS } from '../limits/fixed.js';
 import { type WriteAnnouncer, announcementChannel } from './write-announcer.js';
 
 export interface ChangeFeedOptions {
@@ -313,7 +313,11 @@ export class ChangeFeed {
     const written = this.options.tracer
       ? this.options.tracer.span(
           'jobUpdated dispatch',
-          { attributes: { 'jobs_gateway.feed.changes': rows.length, 'jobs_gateway.feed.workspaces': new Set(rows.map((row) => row.workspaceId)).size } },
+          {
+            attributes: { 'jobs_gateway.feed.changes': rows.length, 'jobs_gateway.feed.workspaces': new Set(rows.map((row) => row.workspaceId)).size },
+            // Linked to the writes it carries (their spans, from any instance): at most OpenTelemetry's default 128 links.
+            links: rows.flatMap((row) => (row.writeTraceparent ? [row.writeTraceparent] : [])).slice(0, MAX_SPAN_LINKS),
+          },
           () => this.handOut(rows),
         )
       : this.handOut(rows);

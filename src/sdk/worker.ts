@@ -148,8 +148,12 @@ export class JobsWorker {
     this.ws = undefined;
   }
 
-  /** @internal Runs one operation with retries; GraphQL errors other than the retryable become GatewayError or a JobNotRunningError. */
-  async send<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables, jobId?: string): Promise<Data> {
+  /**
+   * @internal Runs one operation with retries; GraphQL errors other than the retryable become
+   * GatewayError or a JobNotRunningError. `traceparent`: the job's (Job.traceparent, set when the
+   * gateway traces), sent so that the call joins the job's trace.
+   */
+  async send<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables, jobId?: string, traceparent?: string | null): Promise<Data> {
     const body = JSON.stringify({ query: queryOf(document), variables });
     return pRetry(
       async () => {
@@ -157,7 +161,12 @@ export class JobsWorker {
         try {
           response = await this.fetch(this.endpoint, {
             method: 'POST',
-            headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', 'x-api-key': this.options.apiKey },
+            headers: {
+              'content-type': 'application/json',
+              accept: 'application/graphql-response+json, application/json',
+              'x-api-key': this.options.apiKey,
+              ...(traceparent && { traceparent }),
+            },
             body,
           });
         } catch (error) {
@@ -263,7 +272,7 @@ export class WorkerJob {
 
   private async call<Data, Variables>(document: TypedDocumentNode<Data, Variables>, variables: Variables): Promise<Data> {
     try {
-      return await this.worker.send(document, variables, this.id);
+      return await this.worker.send(document, variables, this.id, this.state?.traceparent);
     } catch (error) {
       if (error instanceof JobNotRunningError) {
         this.abort?.abort(error);

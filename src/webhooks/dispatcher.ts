@@ -207,7 +207,9 @@ export class WebhookDispatcher {
         return;
       }
       const secrets = delivery.previousSecret ? [delivery.secret, delivery.previousSecret] : [delivery.secret];
-      const outcome = await this.sender.send(delivery.url, { id: delivery.eventId, body, secrets }, this.stopping.signal);
+      // In the trace of the write that caused the event (with tracing on).
+      const writeTrace = typeof delivery.job.writeTraceparent === 'string' ? delivery.job.writeTraceparent : undefined;
+      const outcome = await this.sender.send(delivery.url, { id: delivery.eventId, body, secrets }, this.stopping.signal, writeTrace);
       release();
       // Shutting down: the claim lapses and any instance sends it again; this attempt counts for nothing.
       if (this.stopping.signal.aborted && !outcome.ok) return;

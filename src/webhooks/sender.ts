@@ -56,12 +56,13 @@ export class WebhookSender {
     this.agents = { http: new http.Agent(pool), https: new https.Agent(pool) };
   }
 
-  send(target: string, message: WebhookMessage, signal?: AbortSignal): Promise<AttemptOutcome> {
+  /** `parent`: the traceparent of the write that caused the event: the attempt's span is its child. */
+  send(target: string, message: WebhookMessage, signal?: AbortSignal, parent?: string): Promise<AttemptOutcome> {
     const { tracer } = this.options;
     if (!tracer) return this.attempt(target, message, signal);
     // Never the URL (it may carry a receiver's token): its host.
     const attributes = { 'http.request.method': 'POST', 'server.address': URL.parse(target)?.hostname, 'webhook.id': message.id };
-    return tracer.span('POST', { kind: 'client', attributes }, async (span) => {
+    return tracer.span('POST', { kind: 'client', attributes, ...(parent && { parent }) }, async (span) => {
       const outcome = await this.attempt(target, message, signal, tracer.traceparent());
       span.setAttributes({ 'http.response.status_code': outcome.status ?? undefined });
       if (!outcome.ok) {

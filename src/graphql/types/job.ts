@@ -114,6 +114,11 @@ export const JobRef = builder.objectRef<JobRow>('Job').implement({
       description: 'While RUNNING, the job fails as stalled when this long passes without a worker mutation or `heartbeat` on it.',
     }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    traceparent: t.exposeString('traceparent', {
+      nullable: true,
+      description:
+        'With tracing on: the W3C traceparent of the gateway span that created the job. A worker sends it as the `traceparent` header with every call for the job (jobs-gateway/worker does), so that the job’s whole life is one trace. Null with tracing off.',
+    }),
     changeCursor: t.string({
       description:
         'Grows with every change of any job; pass the largest one seen as `after` to resume. A change that a transaction still running could precede reads as a smaller cursor, so that resuming from it misses nothing.',

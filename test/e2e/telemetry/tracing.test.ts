@@ -4,6 +4,7 @@ import { describeDb } from '../../helpers/databases.js';
 import { type OtlpReceiver as Receiver, OtlpReceiver, type ReceivedSpan } from '../../helpers/otlp-receiver.js';
 import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
 import { WebhookReceiver } from '../../helpers/webhook-receiver.js';
+import { JobsWorker } from '../../../src/sdk/worker.js';
 
 /**
  * OpenTelemetry traces, received by a collector of the test's own over OTLP/HTTP: names, parents
@@ -164,6 +165,61 @@ describeDb('OpenTelemetry spans of the change feed and webhooks', () => {
     await expect.poll(() => receiver.spans.some((span) => span.name === 'jobUpdated dispatch'), { timeout: 10_000 }).toBe(true);
     const dispatch = receiver.spans.find((span) => span.name === 'jobUpdated dispatch')!;
     expect(dispatch.attributes).toEqual({ 'jobs_gateway.feed.changes': expect.any(Number), 'jobs_gateway.feed.workspaces': 1 });
+  });
+});
+
+describeDb('a job’s life as one trace', () => {
+  it('the worker SDK continues the trace its job was created in; the feed’s dispatch links to each write, and webhook attempts are the writes’ children', async () => {
+    const receiver = await OtlpReceiver.start();
+    const hooks = await WebhookReceiver.start();
+    const t = await startTestApp({
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_PROGRESS_INTERVAL_MS: '1000' },
+    });
+    const key = await t.createKey('life', ['webhooks:manage', 'jobs:read', 'jobs:write']);
+    const hook = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({
+        query: 'mutation Hook($url: String!) { createWebhookEndpoint(input: { url: $url, events: ["job.completed"] }) { secret } }',
+        variables: { url: hooks.url },
+      }),
+    });
+    expect(hook.status).toBe(200);
+
+    const worker = new JobsWorker({ url: t.url, apiKey: key, retries: 0 });
+    const job = await worker.createJob({ type: 'traced-life', displayTitle: 'A traced life', steps: [{ id: 'one', name: 'One' }] });
+    const [, traceId, createSpanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(job.state?.traceparent ?? '') ?? [];
+    expect(traceId, 'createJob answers the job’s traceparent').toBeDefined();
+    await job.report({ progress: 50, stepId: 'one', stepStatus: 'RUNNING' });
+    await job.complete();
+    await worker.close();
+
+    await expect.poll(() => hooks.received.length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => receiver.trace(traceId!).filter((span) => span.name === 'POST' && span.kind === CLIENT).length, { timeout: 10_000 }).toBe(1);
+    const spans = receiver.trace(traceId!);
+    const create = only(spans, 'mutation WorkerCreateJob');
+    expect(create.spanId).toBe(createSpanId);
+    // Every later call of the worker is a request in the job's trace, under the span that created it.
+    for (const name of ['mutation WorkerReportProgress', 'mutation WorkerCompleteJob']) {
+      const operation = only(spans, name);
+      const request = spans.find((span) => span.spanId === operation.parentSpanId)!;
+      expect(request, name).toEqual(expect.objectContaining({ name: 'POST /graphql', kind: SERVER, parentSpanId: createSpanId }));
+    }
+    // The feed's dispatches link to the writes they carried.
+    await expect
+      .poll(() => receiver.spans.filter((span) => span.name === 'jobUpdated dispatch').flatMap((span) => span.links), { timeout: 10_000 })
+      .toEqual(
+        expect.arrayContaining(
+          ['mutation WorkerCreateJob', 'mutation WorkerReportProgress', 'mutation WorkerCompleteJob'].map((name) => ({
+            traceId,
+            spanId: only(spans, name).spanId,
+          })),
+        ),
+      );
+    // The completion's webhook attempt is the completing write's child, and its receiver continues it.
+    const attempt = spans.find((span) => span.name === 'POST' && span.kind === CLIENT)!;
+    expect(attempt.parentSpanId).toBe(only(spans, 'mutation WorkerCompleteJob').spanId);
+    expect(hooks.received[0]!.headers.traceparent).toBe(`00-${traceId}-${attempt.spanId}-01`);
   });
 });
 

@@ -22,6 +22,8 @@ function jobFrom(input: transitions.NewJobInput): JobRow {
     changeSeq: 1n,
     previousStatus: null,
     leaseExpiresAt: new Date(DEFAULT_TIMEOUT_MS),
+    traceparent: null,
+    writeTraceparent: null,
     steps: fields.steps as unknown as JobRow['steps'],
     metadata: fields.metadata as JobRow['metadata'],
   };

@@ -83,6 +83,8 @@ function job(workspaceId: string, id: string, fields: Partial<JobRow> = {}): Job
     changeSeq: position,
     heartbeatTimeoutMs: 300_000,
     leaseExpiresAt: null,
+    traceparent: null,
+    writeTraceparent: null,
     ...fields,
   };
 }
