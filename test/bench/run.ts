@@ -9,6 +9,7 @@ import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
 import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s, replayFlood } from './load.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
+import { EXPORT_DELAY_MS, type TracingMode, type TracingRow, startCollector, tracingEnv, tracingRound } from './tracing.js';
 import { type WebhookDeliveryRow, type WebhookWriteRow, webhookDelivery, webhookWriteCost } from './webhooks.js';
 import { type PgbenchRow, type WriteKind, type WriteRow, WRITE_KINDS, bareCeiling, drive, driveKind, gatewayBody, pgbenchRows } from './writes.js';
 
@@ -30,6 +31,8 @@ const { values: flags } = parseArgs({
     'writes-only': { type: 'boolean' },
     /** Only the webhooks phase: what recording events costs a write, and events per second to a receiver against a bare sender. */
     'webhooks-only': { type: 'boolean' },
+    /** Only the cost of tracing: writes and reads with OpenTelemetry off, sampling every trace, and one in a hundred. */
+    'tracing-only': { type: 'boolean' },
     /** Only the idle memory of `npm start` on each database. */
     'memory-only': { type: 'boolean' },
     /** Only the polling phase (dashboards polling one job against the same dashboards subscribed). */
@@ -488,6 +491,8 @@ interface MemoryRow {
   db: Db;
   /** Every process `npm start` runs (npm and the server), idle, on a database it has started on before. */
   idleRssMiB: number;
+  /** The server process alone, in the same start. */
+  serverIdleRssMiB: number;
   /** The same at the very first start: for the embedded database that includes initdb, whose memory PGlite keeps. */
   firstStartRssMiB: number;
 }
@@ -495,7 +500,8 @@ interface MemoryRow {
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Resident memory of `pid` and every process below it, in MiB (from /proc). */
-async function treeRssMiB(pid: number): Promise<number> {
+/** The RSS of `pid` and every process under it, and of the one among them running the server (dist/main.js). */
+async function treeRssMiB(pid: number): Promise<{ tree: number; server: number }> {
   const parents = new Map<number, number>();
   for (const entry of await fs.readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -507,11 +513,15 @@ async function treeRssMiB(pid: number): Promise<number> {
   const tree = [pid];
   for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
   let kib = 0;
+  let serverKib = 0;
   for (const member of tree) {
     const status = await fs.readFile(`/proc/${member}/status`, 'utf8').catch(() => '');
-    kib += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    kib += rss;
+    const command = await fs.readFile(`/proc/${member}/cmdline`, 'utf8').catch(() => '');
+    if (command.includes('dist/main.js')) serverKib = rss;
   }
-  return kib / 1024;
+  return { tree: kib / 1024, server: serverKib / 1024 };
 }
 
 /** `npm start` as the README documents it, idle for a few seconds after it listens: all its processes' RSS. */
@@ -536,12 +546,13 @@ async function idleMemory(db: Db): Promise<MemoryRow> {
     const rss = await treeRssMiB(child.pid!);
     child.kill('SIGTERM');
     await exited;
-    return round(rss);
+    return { tree: round(rss.tree), server: round(rss.server) };
   };
   try {
-    const firstStartRssMiB = await measure();
+    const first = await measure();
     // The smoke run only checks that the figures come out: one start.
-    return { db, idleRssMiB: flags.smoke ? firstStartRssMiB : await measure(), firstStartRssMiB };
+    const idle = flags.smoke ? first : await measure();
+    return { db, idleRssMiB: idle.tree, serverIdleRssMiB: idle.server, firstStartRssMiB: first.tree };
   } finally {
     await database.drop();
   }
@@ -900,6 +911,49 @@ function printWebhooks(result: WebhooksResult) {
   if (result.database) printPgbench(result.database);
 }
 
+/** Each mode on a gateway of its own, in alternating rounds so that drift hits all alike. */
+async function tracingCost(): Promise<TracingRow[]> {
+  const rows: TracingRow[] = [];
+  const collector = await startCollector();
+  const seconds = flags.smoke ? 1 : Math.max(profile.restS, 3);
+  try {
+    for (const db of profile.restDbs) {
+      for (let round = 1; round <= (flags.smoke ? 1 : 2); round++) {
+        for (const tracing of ['off', '100%', '1%'] as TracingMode[]) {
+          const { url, key, stop } = await startGateway(db, 'tracing', tracingEnv(tracing, collector.url));
+          try {
+            const jobIds = await createJobs(url, key, 8);
+            const before = collector.spans();
+            const measured = await tracingRound({ url, key }, jobIds, seconds);
+            rows.push({ db, round, tracing, ...measured, spans: 0 });
+            // What the round's spans were, once the last batch is out.
+            await sleep(tracing === 'off' ? 0 : EXPORT_DELAY_MS + 500);
+            rows.at(-1)!.spans = collector.spans() - before;
+            log(`tracing (${db}): ${JSON.stringify(rows.at(-1))}`);
+          } finally {
+            await stop();
+          }
+        }
+      }
+    }
+  } finally {
+    await collector.close();
+  }
+  return rows;
+}
+
+function printTracing(rows: TracingRow[]) {
+  console.log(
+    '\nTracing: 8 workers reporting progress, then 8 readers listing jobs, with OpenTelemetry off, sampling all traces and 1 in 100 (rounds alternating)',
+  );
+  console.table(
+    rows.map((r) => {
+      const off = rows.find((o) => o.db === r.db && o.round === r.round && o.tracing === 'off')!;
+      return { ...r, 'writes % of off': round((100 * r.writesPerSec) / off.writesPerSec), 'reads % of off': round((100 * r.readsPerSec) / off.readsPerSec) };
+    }),
+  );
+}
+
 /**
  * The mixed load's scenarios: latency with 100 subscribers, without and with 1,000 pollers, on each
  * database; then 10,000 subscribers with the pollers on PostgreSQL.
@@ -978,6 +1032,12 @@ async function main() {
     const result = await webhooks(true);
     printWebhooks(result);
     console.log(JSON.stringify({ webhookWrites: result.writes, webhookDelivery: result.delivery, writesDatabase: result.database }));
+    return;
+  }
+  if (flags['tracing-only']) {
+    const rows = await tracingCost();
+    printTracing(rows);
+    console.log(JSON.stringify({ tracing: rows }));
     return;
   }
   if (flags['memory-only']) {

@@ -49,7 +49,7 @@ it('npm run bench -- --smoke produces the full report', { timeout: 600_000 }, as
   for (const row of report.rest.filter((r) => r.cache === 'off')) expect(row.dbQueriesPerRequest).toBeGreaterThanOrEqual(1);
   for (const row of report.rest.filter((r) => r.cache === 'on')) expect(row.dbQueriesPerRequest).toBeLessThan(0.5);
   expect(report.memory.map((row) => row.db)).toEqual(['embedded']);
-  for (const key of ['idleRssMiB', 'firstStartRssMiB']) expect(report.memory[0]![key]).toBeGreaterThan(0);
+  for (const key of ['idleRssMiB', 'serverIdleRssMiB', 'firstStartRssMiB']) expect(report.memory[0]![key]).toBeGreaterThan(0);
   expect(report.polling).toMatchObject({ dashboards: 20 });
   for (const key of ['pollDbQueriesPerSec', 'pushDbQueriesPerSec', 'pollUncachedDbQueriesPerSec', 'pollBytesPerSec', 'pushBytesPerSec'])
     expect(report.polling[key]).toBeGreaterThan(0);
@@ -101,4 +101,24 @@ it('npm run bench -- --smoke produces the full report', { timeout: 600_000 }, as
       if (row.pollers !== 0) expect(row.poll[phase].count).toBeGreaterThan(0);
     }
   }
+});
+
+it('npm run bench -- --tracing-only --smoke measures writes and reads with tracing off, at 100% and at 1%', { timeout: 300_000 }, async () => {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', '--tracing-only', '--smoke'], {
+    cwd: repoRoot,
+    timeout: 290_000,
+    maxBuffer: 10 * 1024 * 1024,
+  });
+  const { tracing } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { tracing: Array<Record<string, number | string>> };
+  expect(tracing.map((row) => [row.db, row.tracing])).toEqual([
+    ['embedded', 'off'],
+    ['embedded', '100%'],
+    ['embedded', '1%'],
+  ]);
+  for (const row of tracing) for (const key of ['writesPerSec', 'readsPerSec']) expect(row[key]).toBeGreaterThan(0);
+  const [off, all, sampled] = tracing.map((row) => row.spans as number);
+  expect(off).toBe(0);
+  // Every request of the round traced at 100%: several spans each; at 1%, a small part of that.
+  expect(all).toBeGreaterThan(tracing[1]!.writesPerSec as number);
+  expect(sampled).toBeLessThan(all! / 10);
 });
