@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../limits/bounded-cache.js';
 import { SignJWT, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { SqlClient } from '../db/sql.js';
 import { appError, errors } from '../errors.js';
@@ -58,7 +58,7 @@ export class AccessTokens {
    * token's read (test/bench/RESULTS.md). The same string verifies the same way until it expires,
    * which is checked at every use; whether its minting key is still active is checked by the caller.
    */
-  private readonly verified = new LRUCache<string, Principal>({ max: AUTH_CACHE_MAX_ENTRIES });
+  private readonly verified = boundedCache<string, Principal>(AUTH_CACHE_MAX_ENTRIES);
   /** Mints per minting key: a key cannot turn one request into thousands of tokens (aliases) that each get their own request rate. */
   private readonly mints = new RateLimiter(ACCESS_TOKEN.mintsPerKey.perSecond, ACCESS_TOKEN.mintsPerKey.burst);
 

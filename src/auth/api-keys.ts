@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../limits/bounded-cache.js';
 import type { PrismaClient } from '../db/database.js';
 import { isUuid } from '../ids.js';
 import { type Principal, type Scope, isScope } from './scopes.js';
@@ -47,7 +48,7 @@ export class ApiKeyStore {
    * costs one lookup, not one per request. A key only exists once issued (256 random bits), so one
    * found unknown cannot become valid while remembered.
    */
-  private readonly unknown = new LRUCache<string, true>({ max: UNKNOWN_KEYS_REMEMBERED.max, ttl: UNKNOWN_KEYS_REMEMBERED.ttlMs });
+  private readonly unknown = boundedCache<string, true>(UNKNOWN_KEYS_REMEMBERED.max, { ttl: UNKNOWN_KEYS_REMEMBERED.ttlMs });
   /** Keys looked up in the database so far (what the caches and the address budget spare). */
   lookups = 0;
   /** Lookups under way by key hash: concurrent requests with one key share one. */
@@ -58,8 +59,8 @@ export class ApiKeyStore {
     cacheTtlMs = 0,
   ) {
     if (cacheTtlMs > 0) {
-      this.cache = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
-      this.activeIds = new LRUCache({ max: AUTH_CACHE_MAX_ENTRIES, ttl: cacheTtlMs });
+      this.cache = boundedCache(AUTH_CACHE_MAX_ENTRIES, { ttl: cacheTtlMs });
+      this.activeIds = boundedCache(AUTH_CACHE_MAX_ENTRIES, { ttl: cacheTtlMs });
     }
   }
 

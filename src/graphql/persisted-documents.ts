@@ -1,6 +1,7 @@
 import stableStringify from 'fast-json-stable-stringify';
 import { type DocumentNode, type GraphQLError, parse } from 'graphql';
 import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../limits/bounded-cache.js';
 import type { Principal } from '../auth/scopes.js';
 import { errors } from '../errors.js';
 import { MAX_DOCUMENT_ID_LENGTH, PERSISTED_QUERIES } from '../limits/fixed.js';
@@ -31,7 +32,7 @@ export interface DocumentParams {
  *   routes work unchanged.
  */
 export class PersistedDocuments {
-  readonly #registered = new LRUCache<string, LRUCache<string, string>>({ max: PERSISTED_QUERIES.workspaces });
+  readonly #registered = boundedCache<string, LRUCache<string, string>>(PERSISTED_QUERIES.workspaces);
 
   constructor(readonly trusted: TrustedDocuments | undefined) {}
 

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../limits/bounded-cache.js';
 import { REMEMBERED_JOBS } from '../limits/fixed.js';
 import { type JobRow, JobStatus } from './model.js';
 
@@ -11,7 +11,7 @@ import { type JobRow, JobStatus } from './model.js';
  * it too.
  */
 export class RememberedJobs {
-  private readonly latest = new LRUCache<string, JobRow>({ max: REMEMBERED_JOBS });
+  private readonly latest = boundedCache<string, JobRow>(REMEMBERED_JOBS);
   /** When each remembered state was written or last seen in the feed. */
   private readonly rememberedAt = new WeakMap<JobRow, number>();
   private usable: (workspaceId: string) => boolean = () => false;

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from './bounded-cache.js';
 import { RATE_LIMITED_KEYS_TRACKED } from './fixed.js';
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
@@ -70,7 +70,7 @@ export class TokenBucket {
  * memory stays bounded whatever the keys.
  */
 export class RateLimiter {
-  private readonly buckets = new LRUCache<string, TokenBucket>({ max: RATE_LIMITED_KEYS_TRACKED });
+  private readonly buckets = boundedCache<string, TokenBucket>(RATE_LIMITED_KEYS_TRACKED);
 
   constructor(
     private readonly perSecond: number,

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from './bounded-cache.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QUERIES_WAITING_PER_WORKSPACE, TRACKED_WORKSPACES } from './fixed.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -37,7 +37,7 @@ export class ResponseBudget {
   /** A bucket of bytes per workspace, in the rate limiter's bounded store. */
   private readonly buckets: RateLimiter;
   /** Each workspace's recent response size: the largest, halved at each smaller answer. */
-  private readonly sizes = new LRUCache<string, number>({ max: TRACKED_WORKSPACES });
+  private readonly sizes = boundedCache<string, number>(TRACKED_WORKSPACES);
   /** Only workspaces with queries executing or waiting. */
   private readonly inFlight = new Map<string, InFlight>();
 

@@ -4,6 +4,7 @@ import type { ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import stableStringify from 'fast-json-stable-stringify';
 import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../../limits/bounded-cache.js';
 import type { Principal } from '../../auth/scopes.js';
 import type { GatewayContext } from '../context.js';
 import { TRACKED_WORKSPACES } from '../../limits/fixed.js';
@@ -68,8 +69,7 @@ export class WorkspaceResponseCache implements Cache {
 
   constructor(private readonly options: ResponseCacheOptions) {
     this.usable = options.usable ?? (() => true);
-    this.generations = new LRUCache<string, number>({
-      max: options.trackedWorkspaces ?? TRACKED_WORKSPACES,
+    this.generations = boundedCache<string, number>(options.trackedWorkspaces ?? TRACKED_WORKSPACES, {
       // Only a workspace forgotten for room raises the floor: a workspace's own next invalidation
       // replaces its generation (reason 'set'), and raising the floor then would strand every
       // untracked workspace's results.
