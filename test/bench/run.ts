@@ -23,6 +23,8 @@ const { values: flags } = parseArgs({
     smoke: { type: 'boolean' },
     /** Write a CPU profile of each gateway process into this directory (node --cpu-prof). */
     profile: { type: 'string' },
+    /** Node options for the gateway processes only (e.g. "--max-semi-space-size=8"), to compare runtime settings. */
+    'gateway-node-options': { type: 'string' },
     /** Only the fan-out part, for profiling it. */
     'fanout-only': { type: 'boolean' },
     /** Only the fairness phase (a flooding key against another workspace's reads), with the limit and without. */
@@ -194,7 +196,8 @@ const GATEWAY_ENV = {
 async function startGateway(db: Db, tag: string, env: Record<string, string> = {}) {
   const database = await freshDatabaseEnv(db, tag);
   const profiling = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags.profile)}`] : [];
-  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...env, ...database.env }, ['--expose-gc', ...profiling]);
+  const nodeOptions = flags['gateway-node-options']?.split(' ').filter(Boolean) ?? [];
+  const gateway = await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...env, ...database.env }, ['--expose-gc', ...profiling, ...nodeOptions]);
   const url = await gateway.request<string>({ cmd: 'url' });
   const key = await gateway.request<string>({ cmd: 'createKey', workspace: 'bench' });
   return {
