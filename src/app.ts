@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AccessTokens } from './auth/access-tokens.js';
 import { Authenticator } from './auth/authenticator.js';
 import type http from 'node:http';
@@ -212,25 +213,32 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     });
   const close = () =>
     (closing ??= (async () => {
-      // Subscribers first, all at once: sockets close with 1001 and SSE streams end, so clients
-      // reconnect to another instance while this one finishes its requests (a WebSocket peer that
-      // does not answer its close must not keep SSE clients waiting).
-      await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
-      revocations.close();
-      await stopServer(server, config.shutdownTimeoutMs);
-      // The warm-up stops at its next batch; its queries must not meet a closed pool.
-      await warmedUp;
-      await sweeper.stop();
-      // Attempts under way may finish within the shutdown timeout; the others are sent again by
-      // any instance once their claim lapses.
-      await webhooks.stop(Math.min(config.shutdownTimeoutMs, config.webhooks.timeoutMs));
-      await feed.stop();
-      await announcer.stop();
-      await yoga.dispose();
-      await database.close();
-      // The last spans (the shutdown's own statements among them) are sent before the process ends.
-      await tracer?.shutdown();
+      try {
+        await closeParts();
+      } finally {
+        // The last spans (the shutdown's own among them) go out, within the shutdown timeout.
+        if (tracer) await Promise.race([tracer.shutdown(), sleep(config.shutdownTimeoutMs, undefined, { ref: false })]);
+      }
     })());
+  /** Everything but the tracer, in the order the comments give. */
+  const closeParts = async () => {
+    // Subscribers first, all at once: sockets close with 1001 and SSE streams end, so clients
+    // reconnect to another instance while this one finishes its requests (a WebSocket peer that
+    // does not answer its close must not keep SSE clients waiting).
+    await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
+    revocations.close();
+    await stopServer(server, config.shutdownTimeoutMs);
+    // The warm-up stops at its next batch; its queries must not meet a closed pool.
+    await warmedUp;
+    await sweeper.stop();
+    // Attempts under way may finish within the shutdown timeout; the others are sent again by
+    // any instance once their claim lapses.
+    await webhooks.stop(Math.min(config.shutdownTimeoutMs, config.webhooks.timeoutMs));
+    await feed.stop();
+    await announcer.stop();
+    await yoga.dispose();
+    await database.close();
+  };
 
   return {
     database,

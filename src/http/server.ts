@@ -34,8 +34,8 @@ export function createHttpServer(
     const template = TRACED_ROUTES[route];
     if (!tracer || template === undefined) return answer(req, res, url, route);
     const method = req.method ?? 'other';
-    // Never the query string: it can carry keys and variables.
-    const attributes = { 'http.request.method': method, 'url.path': url?.pathname, 'http.route': template || undefined };
+    // The route, never the path (a job's id, or any text a caller sends) nor the query string (keys, variables).
+    const attributes = { 'http.request.method': method, 'http.route': template || undefined };
     void tracer.span(template ? `${method} ${template}` : method, { kind: 'server', headers: req.headers, attributes }, (span) => {
       answer(req, res, url, route);
       return new Promise<void>((resolve) =>

@@ -92,7 +92,12 @@ export class JobStore {
   private written(final: bigint, row: JobRow): JobRow {
     this.readUnder(final, [row]);
     this.remembered.remember(row);
-    for (const listener of this.writeListeners) listener(row);
+    // The listeners wake background work (the feed, webhooks, other instances): none of it is the writing request's.
+    const notify = () => {
+      for (const listener of this.writeListeners) listener(row);
+    };
+    if (this.options.tracer) this.options.tracer.detached(notify);
+    else notify();
     return row;
   }
 

@@ -203,6 +203,9 @@ export const MAX_DOCUMENT_ID_LENGTH = 256;
 /** Links a feed dispatch's span carries to the writes it dispatches: OpenTelemetry's default span limit (more are dropped anyway). */
 export const MAX_SPAN_LINKS = 128;
 
+/** The longest operation name a span is named by (and records); a longer one, which the client chose, is left out. */
+export const MAX_SPAN_NAME_CHARS = 100;
+
 // --- WebSocket delivery ------------------------------------------------------------------------
 
 /**

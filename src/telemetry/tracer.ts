@@ -32,6 +32,12 @@ export interface Tracer {
   span<T>(name: string, options: SpanOptions, fn: (span: ActiveSpan) => T): T;
   /** The active span's W3C traceparent (to store with a write, or send onwards); undefined outside a sampled span. */
   traceparent(): string | undefined;
+  /**
+   * Runs `fn` outside any trace: for work a request sets off but that is not its own (the change
+   * feed's read, the webhook dispatcher's claims, timers), which would otherwise run, and set off
+   * more, in that request's trace, whoever's it is.
+   */
+  detached<T>(fn: () => T): T;
   /** Flushes the spans not yet exported, then stops. */
   shutdown(): Promise<void>;
 }

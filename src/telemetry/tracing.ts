@@ -117,6 +117,7 @@ export function startTracing(config: TracingConfig): Tracer {
       const span = trace.getActiveSpan();
       return span?.spanContext().traceFlags ? traceparentOf(span) : undefined;
     },
+    detached: (fn) => context.with(ROOT_CONTEXT, fn),
     shutdown: () => provider.shutdown(),
   };
 }

@@ -59,7 +59,9 @@ export class Webhooks {
 
   /** A job of `workspaceId` changed (written here or read by the feed). */
   changed(workspaceId: string): void {
-    this.dispatcher.changed(workspaceId);
+    // What the dispatcher claims and sends next belongs to no trace of the caller's (a write, a feed dispatch).
+    if (this.options.tracer) this.options.tracer.detached(() => this.dispatcher.changed(workspaceId));
+    else this.dispatcher.changed(workspaceId);
   }
 
   stop(graceMs: number): Promise<void> {

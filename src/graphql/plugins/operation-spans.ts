@@ -1,5 +1,6 @@
 import { type DocumentNode, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { MAX_SPAN_NAME_CHARS } from '../../limits/fixed.js';
 import type { ActiveSpan, Tracer } from '../../telemetry/tracer.js';
 
 /**
@@ -19,7 +20,9 @@ export function useOperationSpans(tracer: Tracer): Plugin {
     const span = spans.get(contextValue);
     const operation = getOperationAST(document, operationName);
     if (!span || !operation) return;
-    const name = operation.name?.value;
+    // Names are the client's to choose, as long as the body allows: one too long names no span.
+    const given = operation.name?.value;
+    const name = given && given.length <= MAX_SPAN_NAME_CHARS ? given : undefined;
     span.updateName(name ? `${operation.operation} ${name}` : operation.operation);
     span.setAttributes({ 'graphql.operation.type': operation.operation, 'graphql.operation.name': name });
   };
