@@ -288,6 +288,8 @@ describeDb('webhooks', () => {
     const job = await createJob();
     await complete(job.id);
     await receiver.until((received) => received.length === 3);
+    // The success is recorded once the receiver's answer is back: a moment after it has the request.
+    await expect.poll(async () => (await deliveries(created.id))[0]?.state).toBe('DELIVERED');
     const [delivery] = await deliveries(created.id);
     expect(delivery).toMatchObject({ eventType: 'job.completed', jobId: job.id, state: 'DELIVERED', attempts: 3, lastStatus: 200, lastError: null });
     expect(new Set(receiver.received.map((r) => r.headers['webhook-id']))).toEqual(new Set([delivery!.eventId]));
