@@ -76,7 +76,11 @@ describeDb('webhook delivery across a crash', () => {
 describePostgres('webhooks with two gateways on one PostgreSQL', () => {
   it('send each event once between them, in order per job', { timeout: 60_000 }, async () => {
     const database = await freshDatabase();
-    const first = await startTestApp({ database, env: ENV });
+    // A timed-out attempt is retried, and its receiver may have got it: a duplicate that
+    // at-least-once allows. This test is about claims, so no attempt may time out here, not even
+    // on a machine that stalls both in-process gateways and the receiver for a second (CI once did).
+    const env = { ...ENV, WEBHOOK_TIMEOUT_MS: '20000' };
+    const first = await startTestApp({ database, env });
     let second: TestApp | undefined;
     try {
       const key = await first.createKey('two-senders', ['webhooks:manage', 'jobs:write']);
@@ -84,7 +88,7 @@ describePostgres('webhooks with two gateways on one PostgreSQL', () => {
       await graphqlOk(first.url, CreateWebhookEndpointDocument, { input: { url: receiver.url, events: ['job.created', 'job.completed'] } }, key);
       // Started after the endpoint exists, it knows at once that the workspace has one (another
       // instance learns of an endpoint made elsewhere within WEBHOOK.watchRefreshMs).
-      second = await startTestApp({ database, env: ENV });
+      second = await startTestApp({ database, env });
       const jobs = await Promise.all(
         Array.from({ length: 40 }, async (_, i) => {
           const via = i % 2 === 0 ? first : second!;
@@ -96,6 +100,8 @@ describePostgres('webhooks with two gateways on one PostgreSQL', () => {
       await receiver.until((received) => received.length >= 80);
       // Settle: a duplicate would arrive now.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // No attempt failed (a failure would be retried, and a duplicate allowed).
+      expect(first.app.webhooks.stats().retrying + second.app.webhooks.stats().retrying).toBe(0);
       expect(receiver.received).toHaveLength(80);
       expect(new Set(receiver.received.map((r) => r.event.id)).size).toBe(80);
       for (const id of jobs) expect(receiver.eventsOf(id).map((r) => r.event.type)).toEqual(['job.created', 'job.completed']);
