@@ -37,6 +37,7 @@ import { openApiDocument } from './rest/openapi.js';
 import { createRestHandler } from './rest/rest-handler.js';
 import { routes } from './rest/routes.js';
 import { warmUp } from './warm-up.js';
+import { IdleMemoryRelease } from './idle-memory.js';
 import { type WebSocketGateway, attachWebSockets } from './ws/ws-server.js';
 import { restJobRenderer } from './rest/rest-job.js';
 import type { GatewayContext } from './graphql/context.js';
@@ -160,8 +161,19 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   let closing: Promise<void> | undefined;
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
+  const idleMemory = config.releaseIdleMemory ? new IdleMemoryRelease() : undefined;
   const metrics = config.metricsEnabled
-    ? createMetrics({ feed, live, replays, sweeper, webhooks, webSockets: { stats: () => webSockets.stats() }, queries: database.queries, responses })
+    ? createMetrics({
+        feed,
+        live,
+        replays,
+        sweeper,
+        webhooks,
+        webSockets: { stats: () => webSockets.stats() },
+        queries: database.queries,
+        responses,
+        idleMemory,
+      })
     : undefined;
   const entry = createEntry(
     {
@@ -201,6 +213,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
         server.off('error', reject);
         sweeper.start();
         webhooks.start();
+        idleMemory?.start();
         const { address, port } = server.address() as AddressInfo;
         if (!warm) {
           warmedUp = warmUp(rest, yoga, config.warmUpRounds, () => closing !== undefined)
@@ -225,6 +238,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     // Subscribers first, all at once: sockets close with 1001 and SSE streams end, so clients
     // reconnect to another instance while this one finishes its requests (a WebSocket peer that
     // does not answer its close must not keep SSE clients waiting).
+    idleMemory?.stop();
     await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
     revocations.close();
     await stopServer(server, config.shutdownTimeoutMs);

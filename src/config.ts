@@ -46,6 +46,8 @@ export interface Config {
   metricsEnabled: boolean;
   /** Rounds of the busiest paths run after start, while /readyz says `warming` (see warm-up.ts); 0: none. */
   warmUpRounds: number;
+  /** Hand V8's unused young generation back to the system when idle (idle-memory.ts). */
+  releaseIdleMemory: boolean;
   graphql: OperationLimits;
   /** Requests (and WebSocket subscribes) per second per API key, refilled continuously; 0: no limit. */
   rateLimit: { perSecond: number; burst: number };
@@ -151,6 +153,7 @@ const envSchema = z.object({
   REPLAY_MAX_JOBS: intFrom(1, 1_000_000).default(10_000),
   METRICS_ENABLED: z.enum(['true', 'false']).default('true'),
   WARM_UP_ROUNDS: intFrom(0, 100_000).default(250),
+  RELEASE_IDLE_MEMORY: z.enum(['true', 'false']).default('true'),
   GRAPHQL_MAX_COST: intFrom(1, 100_000_000).default(25_000),
   GRAPHQL_MAX_DEPTH: intFrom(1, 1_000).default(10),
   GRAPHQL_MAX_ALIASES: intFrom(0, 100_000).default(15),
@@ -288,6 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       e.RESPONSE_CACHE === 'true' && e.RESPONSE_CACHE_MAX_BYTES > 0 ? { maxBytes: e.RESPONSE_CACHE_MAX_BYTES, ttlMs: e.RESPONSE_CACHE_TTL_MS } : undefined,
     metricsEnabled: e.METRICS_ENABLED === 'true',
     warmUpRounds: e.WARM_UP_ROUNDS,
+    releaseIdleMemory: e.RELEASE_IDLE_MEMORY === 'true',
     graphql: {
       maxCost: e.GRAPHQL_MAX_COST,
       maxDepth: e.GRAPHQL_MAX_DEPTH,

@@ -56,6 +56,8 @@ export interface MetricSources {
   queries: { stats(): { statements: number } };
   responses: { stats(): ResponseCacheStats } | undefined;
   webhooks: { stats(): WebhookStats };
+  /** Absent with RELEASE_IDLE_MEMORY=false. */
+  idleMemory: { stats(): { releases: number } } | undefined;
 }
 
 export interface GatewayMetrics {
@@ -102,6 +104,11 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       },
     });
 
+  mirrored(
+    'jobs_gateway_idle_memory_releases_total',
+    'Times this instance, idle, had V8 hand its unused young generation back to the system (RELEASE_IDLE_MEMORY).',
+    () => sources.idleMemory?.stats().releases ?? 0,
+  );
   new Gauge({
     name: 'jobs_gateway_websocket_connections',
     help: 'Open graphql-ws connections.',

@@ -49,10 +49,13 @@ serveParent(
     },
     memory: async () => {
       // V8 gives freed pages back to the OS on helper threads after a collection: let it finish,
-      // or RSS readings differ by tens of MB depending on when they were taken.
-      globalThis.gc?.();
+      // or RSS readings differ by tens of MB depending on when they were taken. A last-resort
+      // collection, as an idle gateway makes (idle-memory.ts), also shrinks the young generation
+      // that the last load grew: what remains is what the gateway holds, not where its load left V8.
+      const release = () => globalThis.gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+      release();
       await new Promise((resolve) => setTimeout(resolve, 500));
-      globalThis.gc?.();
+      release();
       await new Promise((resolve) => setTimeout(resolve, 500));
       const { rss, heapUsed } = process.memoryUsage();
       return { rss, heapUsed };
