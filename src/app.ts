@@ -90,7 +90,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts, tracer },
     logger,
   );
-  const apiKeys = new ApiKeyStore(database.prisma, config.authCacheTtlMs);
+  const apiKeys = new ApiKeyStore(database.sql, config.authCacheTtlMs);
   const accessTokens = new AccessTokens(database.sql, config.accessTokens);
   const frontier = new FeedFrontier();
   const remembered = new RememberedJobs();

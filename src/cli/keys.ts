@@ -1,6 +1,6 @@
 import { type ApiKeyInfo, ApiKeyStore, UnknownKeyError, UnknownWorkspaceError } from '../auth/api-keys.js';
 import { DEFAULT_SCOPES, SCOPES, type Scope, isScope } from '../auth/scopes.js';
-import type { PrismaClient } from '../db/database.js';
+import type { SqlClient } from '../db/sql.js';
 import { CommandError, UsageError, columns, parseCommandLine, requireWorkspace } from './command-line.js';
 
 export const KEYS_USAGE = `Usage:
@@ -47,8 +47,8 @@ export function parseKeysCommand(argv: string[]): KeysCommand {
 }
 
 /** Carries out a parsed `keys` command; returns the lines to print. Never prints a key hash. */
-export async function runKeysCommand(prisma: PrismaClient, command: KeysCommand): Promise<string[]> {
-  const store = new ApiKeyStore(prisma);
+export async function runKeysCommand(sql: Pick<SqlClient, 'query'>, command: KeysCommand): Promise<string[]> {
+  const store = new ApiKeyStore(sql);
   switch (command.action) {
     case 'create': {
       const { key, info } = await store.create({ workspace: command.workspace, name: command.name, scopes: command.scopes });

@@ -40,9 +40,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await migrate(database);
     const lines =
-      command.group === 'keys'
-        ? await runKeysCommand(database.prisma, command.keys)
-        : await runWebhooksCommand(database.sql, config.webhooks, command.webhooks);
+      command.group === 'keys' ? await runKeysCommand(database.sql, command.keys) : await runWebhooksCommand(database.sql, config.webhooks, command.webhooks);
     for (const line of lines) console.log(line);
     return 0;
   } finally {

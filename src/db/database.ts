@@ -1,8 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
-import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { PrismaPGlite } from 'pglite-prisma-adapter';
-import { PrismaClient } from '../generated/prisma/client.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { createEmbeddedClusterApart } from './embedded-cluster.js';
 import { listenWithReconnect } from './pg-listener.js';
@@ -35,10 +33,15 @@ export interface DatabaseOptions {
   tracer?: Tracer | undefined;
 }
 
-/** One open database: Prisma's client for workspaces and keys, the driver itself (`sql`) for jobs, migrations and health. */
+/** One open database: the driver itself (`sql`) for every statement the gateway runs, and Prisma's client on demand. */
 export interface Database {
   readonly kind: 'postgres' | 'embedded';
-  readonly prisma: PrismaClient;
+  /**
+   * Prisma's client over the same connections, loaded on the first call: for tools and tests that
+   * want typed access to the models. The gateway itself runs no statement through it: its query
+   * compiler alone held about 30 MiB of an idle server's RSS (RESULTS.md).
+   */
+  prisma(): Promise<PrismaClient>;
   readonly sql: SqlClient;
   /** The schema tables live in (`public` unless configured). */
   readonly schema: string;
@@ -75,7 +78,10 @@ function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {
   // listener Node would crash. The next query simply gets a new connection.
   pool.on('error', () => {});
   const queries = countQueries(pool);
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
+  const prisma = lazily(async () => {
+    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/prisma/client.js'), import('@prisma/adapter-pg')]);
+    return new PrismaClient({ adapter: new PrismaPg(pool, { schema }) });
+  });
   const sql: SqlClient = {
     query: async (text, params) => (await pool.query(text, params)).rows as never[],
     exec: async (script) => void (await pool.query(script)),
@@ -107,7 +113,7 @@ function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {
   let closing: Promise<void> | undefined;
   return {
     kind: 'postgres',
-    prisma,
+    prisma: prisma.get,
     sql,
     schema,
     queries,
@@ -119,7 +125,7 @@ function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {
     },
     close: () => {
       closing ??= (async () => {
-        await prisma.$disconnect();
+        await prisma.loaded?.$disconnect();
         // Waits for connections in use, each released within the query timeout; a closing
         // connection whose server has gone silent is not waited for (pg does not wait either).
         await pool.end();
@@ -148,7 +154,10 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     throw error;
   }
   const queries = countQueries(pglite);
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  const prisma = lazily(async () => {
+    const [{ PrismaClient }, { PrismaPGlite }] = await Promise.all([import('../generated/prisma/client.js'), import('pglite-prisma-adapter')]);
+    return new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  });
   const sql: SqlClient = {
     query: async (text, params) => (await pglite.query(text, params)).rows as never[],
     exec: async (script) => void (await pglite.exec(script)),
@@ -163,7 +172,7 @@ async function openEmbedded(dataDir: string): Promise<Database> {
   let closing: Promise<void> | undefined;
   return {
     kind: 'embedded',
-    prisma,
+    prisma: prisma.get,
     sql,
     schema: 'public',
     queries,
@@ -180,11 +189,23 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     },
     close: () => {
       closing ??= (async () => {
-        await prisma.$disconnect();
+        await prisma.loaded?.$disconnect();
         await pglite.close();
         await unlock();
       })();
       return closing;
+    },
+  };
+}
+
+/** Prisma's client, made on the first `get` (once, however many ask at the same time). */
+function lazily(load: () => Promise<PrismaClient>): { get: () => Promise<PrismaClient>; readonly loaded: PrismaClient | undefined } {
+  let loading: Promise<PrismaClient> | undefined;
+  let loaded: PrismaClient | undefined;
+  return {
+    get: () => (loading ??= load().then((client) => (loaded = client))),
+    get loaded() {
+      return loaded;
     },
   };
 }

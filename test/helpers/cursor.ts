@@ -22,5 +22,5 @@ export function withoutCursor<T extends { changeCursor?: string }>(job: T | null
  * open at the time).
  */
 export async function positionOfJob(t: TestApp, id: string): Promise<bigint> {
-  return positionOf(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id } }));
+  return positionOf(await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id } }));
 }

@@ -69,7 +69,7 @@ describeDb('a transition that starts from a remembered state', () => {
     // Statements are counted for the whole app: its feed must not read on its own meanwhile.
     const t = await startTestApp({ env: NO_BACKGROUND_READS });
     await t.createKey('remembered', ['jobs:write']);
-    const { id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
+    const { id: workspaceId } = await (await t.app.database.prisma()).workspace.findUniqueOrThrow({ where: { slug: 'remembered' } });
     // A store of its own: no change feed refreshes its memory behind the test's back.
     const store = new JobStore(t.app.database.sql, new FeedFrontier(), new RememberedJobs(), { heartbeatTimeoutMs: 300_000, idempotencyTtlMs: 86_400_000 });
     const statements = () => t.app.database.queries.count;
@@ -91,7 +91,7 @@ describeDb('a transition that starts from a remembered state', () => {
 
     await t.app.database.sql.query(`UPDATE "Job" SET status = 'COMPLETED', progress = 100 WHERE id = $1`, [job.id]);
     await expect(store.updateProgress(workspaceId, job.id, { progress: 50 })).rejects.toMatchObject({ extensions: { code: 'JOB_NOT_RUNNING' } });
-    expect(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({ status: 'COMPLETED', progress: 100 });
+    expect(await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({ status: 'COMPLETED', progress: 100 });
   });
 });
 

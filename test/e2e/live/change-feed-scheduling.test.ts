@@ -127,7 +127,7 @@ describeDb('the change feed’s schedule', () => {
       { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, timeouts: config.databaseTimeouts },
       logger,
     );
-    ({ id: workspaceId } = await database.prisma.workspace.create({ data: { slug: 'feed-scheduling' } }));
+    ({ id: workspaceId } = await (await database.prisma()).workspace.create({ data: { slug: 'feed-scheduling' } }));
   });
   afterEach(async () => {
     vi.useRealTimers();

@@ -37,7 +37,7 @@ describeDb('the change feed', () => {
     // No pause between dispatches: the property is about order and completeness, and runs faster.
     t = await startTestApp({ env: { FEED_COALESCE_MS: '0' } });
     await t.createKey('feed-property', ['jobs:write']);
-    ({ id: workspaceId } = await t.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'feed-property' } }));
+    ({ id: workspaceId } = await (await t.app.database.prisma()).workspace.findUniqueOrThrow({ where: { slug: 'feed-property' } }));
   });
   afterAll(() => t.close());
 
@@ -82,7 +82,7 @@ describeDb('the change feed', () => {
         const unsubscribe = t.app.feed.subscribe((rows) => dispatched.push(...rows));
         try {
           for (const step of ops) await apply(ids, step);
-          const current = await t.app.database.prisma.job.findMany({ where: { id: { in: ids } } });
+          const current = await (await t.app.database.prisma()).job.findMany({ where: { id: { in: ids } } });
           const changed = current.filter((row) => positionOf(row) > baseline);
           // The poke stands for the catch-up read that finds what no announcement revealed.
           await settleFeed(t.app.feed);
@@ -110,7 +110,7 @@ describeDb('positions from another database, and a sequence that hands out numbe
     try {
       const first = await startTestApp({ database });
       const key = await first.createKey('restored', ['jobs:read', 'jobs:write']);
-      const job = await first.app.jobs.create((await first.app.database.prisma.workspace.findUniqueOrThrow({ where: { slug: 'restored' } })).id, {
+      const job = await first.app.jobs.create((await (await first.app.database.prisma()).workspace.findUniqueOrThrow({ where: { slug: 'restored' } })).id, {
         type: 'collect',
         displayTitle: 'x',
         steps: [],

@@ -89,7 +89,7 @@ describePostgres('transactions that commit out of order', () => {
   it('holds a change back until an older transaction has committed, then sends both in position order, live and on resume, over WebSockets and SSE', async () => {
     const a = await createJob('A');
     const b = await createJob('B');
-    const { workspaceId } = await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: a.id } });
+    const { workspaceId } = await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: a.id } });
     await settleFeed(t.app.feed);
     const before = subscriptions();
     const live = [await watchSocket(), await watchStream()];
@@ -142,7 +142,7 @@ describePostgres('transactions that commit out of order', () => {
     const jobs = [await createJob('read'), await createJob('written'), await createJob('late')];
     const [read, written, late] = jobs;
     await settleFeed(t.app.feed);
-    const { workspaceId } = await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } });
+    const { workspaceId } = await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: late!.id } });
     const open = await connect();
     await open.query('BEGIN');
     await open.query('UPDATE "Job" SET progress = 7 WHERE id = $1', [late!.id]);
@@ -154,7 +154,7 @@ describePostgres('transactions that commit out of order', () => {
     await open.query('COMMIT');
     // The horizon moves past everything (the feed reads) before the cursors are worked out.
     await settleFeed(t.app.feed);
-    const lateChange = positionOf(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: late!.id } }));
+    const lateChange = positionOf(await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: late!.id } }));
     const cursors = [...listed.map((row) => t.app.jobs.cursorOf(row)), t.app.jobs.cursorOf(reported)];
     for (const cursor of cursors) expect(cursor).toBeLessThan(lateChange);
     // And resuming from the largest of them brings the late change.
@@ -261,7 +261,7 @@ describePostgres('transactions that commit out of order', () => {
             }),
           );
           // Every job ends on its final state for each subscriber that it changed for; nothing else.
-          const final = await t.app.database.prisma.job.findMany({ where: { id: { in: jobs.map((job) => job.id) } } });
+          const final = await (await t.app.database.prisma()).job.findMany({ where: { id: { in: jobs.map((job) => job.id) } } });
           for (const [i, watcher] of watchers.entries()) {
             for (const { states: statesOf, after } of [{ states: watcher.live.states, after: watcher.from }, resumed[i]!]) {
               const owed = final.filter((row) => watcher.ids.has(row.id) && positionOf(row) > BigInt(after));

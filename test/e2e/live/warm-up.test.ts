@@ -21,7 +21,9 @@ describeDb('warm-up after start', () => {
     const first = await startTestApp({ database });
     const key = await first.createKey('tenant');
     const created = await graphqlOk(first.url, CreateJobDocument, { input: oneStepJob({ displayTitle: 'Kept', competitorId: 'c-1' }) }, key);
-    tenantJob = await first.app.database.prisma.job.findUniqueOrThrow({
+    tenantJob = await (
+      await first.app.database.prisma()
+    ).job.findUniqueOrThrow({
       where: { id: created.createJob.id },
       select: { id: true, changeSeq: true, updatedAt: true },
     });
@@ -43,7 +45,7 @@ describeDb('warm-up after start', () => {
 
     // Every round asked the database (a job, a page, the report's lookup), and nothing was written.
     expect(t.app.database.queries.count - queriesAtStart).toBeGreaterThanOrEqual(100);
-    const { prisma } = t.app.database;
+    const prisma = await t.app.database.prisma();
     expect(await prisma.job.count()).toBe(1);
     expect(await prisma.workspace.count()).toBe(1);
     expect(await prisma.apiKey.count()).toBe(1);

@@ -58,7 +58,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
         { timeout: 5_000, interval: 10 },
       );
   }
-  const current = (t: Awaited<ReturnType<typeof startTestApp>>, id: string) => t.app.database.prisma.job.findUniqueOrThrow({ where: { id } });
+  const current = async (t: Awaited<ReturnType<typeof startTestApp>>, id: string) => (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id } });
 
   /** A gateway with one job created and dispatched; `reads` is the feed's count from then on. */
   async function gatewayWithJob(workspace: string, input: CreateJobInput = { type: 'collect', displayTitle: 'x', steps }) {
@@ -150,7 +150,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
       };
     }
     // Two subscriptions in two groups (different documents) on the one connection, replaying the job's creation.
-    const after = (positionOf(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: job.id } })) - 1n).toString();
+    const after = (positionOf(await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: job.id } })) - 1n).toString();
     socket.subscribe('1', WATCH, { after });
     socket.subscribe('2', 'subscription($after: String) { jobUpdated(after: $after) { id progress } }', { after });
     await socket.waitForNexts('1', 1); // the replayed creation: live from here
@@ -193,7 +193,7 @@ describeDb('jobUpdated: the database is the source of truth', () => {
     await graphqlOk(t.url, UpdateJobProgressDocument, { input: { id: job.id, progress: 2 } }, key);
     // The change's own position (the cursor the mutation answered may be lower, while older
     // transactions could still commit: resuming from that would rightly send it again).
-    const after = positionOf(await t.app.database.prisma.job.findUniqueOrThrow({ where: { id: job.id } })).toString();
+    const after = positionOf(await (await t.app.database.prisma()).job.findUniqueOrThrow({ where: { id: job.id } })).toString();
 
     const socket = await TestSocket.open(t.url, { apiKey: key });
     cleanups.push(() => socket.close());
