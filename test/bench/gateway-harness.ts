@@ -52,13 +52,17 @@ serveParent(
       // or RSS readings differ by tens of MB depending on when they were taken. A last-resort
       // collection, as an idle gateway makes (idle-memory.ts), also shrinks the young generation
       // that the last load grew: what remains is what the gateway holds, not where its load left V8.
+      // (The RSS after ordinary collections, as earlier runs read it, comes along for comparison.)
+      globalThis.gc?.();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const rssBeforeRelease = process.memoryUsage().rss;
       const release = () => globalThis.gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
       release();
       await new Promise((resolve) => setTimeout(resolve, 500));
       release();
       await new Promise((resolve) => setTimeout(resolve, 500));
       const { rss, heapUsed } = process.memoryUsage();
-      return { rss, heapUsed };
+      return { rss, heapUsed, rssBeforeRelease };
     },
     /** `count` jobs whose metadata is as large as the gateway takes (64 KiB serialized): what a heavy tenant holds. */
     seedHeavyJobs: async (m) => {

@@ -1128,9 +1128,13 @@ async function main() {
         const { gateway, url, key, stop } = await startGateway(db, `n${n}`);
         try {
           const jobIds = await createJobs(url, key, 50);
-          const before = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
+          type Memory = { rss: number; heapUsed: number; rssBeforeRelease: number };
+          const before = await gateway.request<Memory>({ cmd: 'memory' });
           await subscribeAll(subs, url, key, n, jobIds, SUBSCRIPTION, async () => (await gateway.request<GatewayStats>({ cmd: 'stats' })).subscribers >= n);
-          const after = await gateway.request<{ rss: number; heapUsed: number }>({ cmd: 'memory' });
+          const after = await gateway.request<Memory>({ cmd: 'memory' });
+          log(
+            `  RSS per subscriber after ordinary collections (as runs before issue 26 read it): ${round((after.rssBeforeRelease - before.rssBeforeRelease) / n / 1024)} KiB`,
+          );
           const statsBefore = await gateway.request<GatewayStats>({ cmd: 'stats' });
           let updates = 0;
           const saturated = await measureDeliveries(
