@@ -66,9 +66,12 @@ describeDb('slow consumers (WS_MAX_BUFFERED_BYTES, WS_SLOW_CONSUMER_TIMEOUT_MS)'
   // Up to 4 × 200 jobs created first: on the embedded database under the full suite's load, that alone takes a while.
   it('a reader that keeps up gets a resume many times larger than the buffer whole, never 4008', { timeout: 180_000 }, async () => {
     const t = await startTestApp({ env: { WS_MAX_BUFFERED_BYTES: '16384' } });
+    // A workspace per run: fast-check may draw the same pair twice, and a workspace named after it
+    // would then hold both runs' jobs.
+    let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 20, max: 200 }), fc.integer({ min: 1024, max: 16 * 1024 }), async (count, blobBytes) => {
-        const key = await t.createKey(`resume-${count}-${blobBytes}`);
+        const key = await t.createKey(`resume-${++run}-${count}-${blobBytes}`);
         const workspaceId = await workspaceIdOf(t.app.apiKeys, key);
         const jobs = await createJobs(t, workspaceId, count, blobBytes);
         // The premise: far more than WS_MAX_BUFFERED_BYTES, sent at once.
