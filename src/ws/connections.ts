@@ -44,8 +44,12 @@ export class WebSocketConnections {
   }
 
   /** graphql-ws's `onConnect`: false refuses (graphql-ws closes with 4403, or the socket is already closed with 1013). */
-  async admit({ socket, request }: SocketExtra, connectionParams: Record<string, unknown> | undefined): Promise<boolean> {
+  async admit(extra: SocketExtra, connectionParams: Record<string, unknown> | undefined): Promise<boolean> {
     const { addressGuard, keyConnections, revocations, backlog } = this.deps;
+    // Read here once (graphql-ws allows one connection_init), then let go: see SocketExtra.
+    const { socket, request } = extra;
+    extra.request = undefined;
+    if (!request) return false;
     // An API key or an access token, in `connection_init`'s payload or the upgrade's headers.
     const fromParams = [connectionParams?.apiKey, connectionParams?.token].find((value) => typeof value === 'string' && value !== '') as string | undefined;
     const key = fromParams ?? apiKeyFromHeaders(request.headers);
@@ -78,7 +82,8 @@ export class WebSocketConnections {
     const expiry = principal.token
       ? setTimeout(() => socket.close(CloseCode.Forbidden, 'Access token expired'), Math.max(0, principal.token.expiresAt - Date.now())).unref()
       : undefined;
-    socket.once('close', () => {
+    // A socket closes once: `on`, not `once`, whose wrapper each open socket would hold.
+    socket.on('close', () => {
       closed.abort();
       unwatch();
       clearTimeout(expiry);

@@ -9,7 +9,12 @@ import { CloseCode } from './close-codes.js';
 
 export interface SocketExtra {
   socket: WebSocket;
-  request: IncomingMessage;
+  /**
+   * The upgrade request, until `connection_init` has been judged (connections.ts drops it then):
+   * graphql-ws keeps `extra` for as long as the socket is open, and the request, its headers with
+   * it, was about a KiB of every idle subscriber that nothing read again.
+   */
+  request: IncomingMessage | undefined;
 }
 
 /**
@@ -88,6 +93,26 @@ export function attachGraphqlWs(
   });
   wss.options.handleProtocols = handleProtocols;
 
+  // Keepalive: one timer for every socket (ws's own recipe), not one per socket, whose timer and
+  // closures every idle subscriber would hold. Each tick drops the sockets that have not answered
+  // the previous tick's ping, then pings the rest: a dead peer goes within two intervals.
+  const awaitingPong = new Set<WebSocket>();
+  const onPong = function (this: WebSocket) {
+    awaitingPong.delete(this);
+  };
+  const pinger =
+    keepAliveMs > 0
+      ? setInterval(() => {
+          for (const socket of awaitingPong) socket.terminate();
+          awaitingPong.clear();
+          for (const socket of wss.clients) {
+            if (socket.readyState !== socket.OPEN) continue;
+            awaitingPong.add(socket);
+            socket.ping();
+          }
+        }, keepAliveMs).unref()
+      : undefined;
+
   wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
     const active = new Map<string, string>();
     activeIds.set(socket, active);
@@ -118,19 +143,7 @@ export function attachGraphqlWs(
     };
     socket.on('ping', tooMany);
 
-    let pongWait: NodeJS.Timeout | undefined;
-    const pinger =
-      keepAliveMs > 0
-        ? setInterval(() => {
-            if (socket.readyState !== socket.OPEN || pongWait) return;
-            pongWait = setTimeout(() => socket.terminate(), keepAliveMs);
-            socket.ping();
-          }, keepAliveMs)
-        : undefined;
-    socket.on('pong', () => {
-      clearTimeout(pongWait);
-      pongWait = undefined;
-    });
+    socket.on('pong', onPong);
 
     const closed = server.opened(
       {
@@ -178,9 +191,9 @@ export function attachGraphqlWs(
       return JSON.stringify({ ...message, id: internal });
     }
 
-    socket.once('close', (code, reason) => {
-      clearInterval(pinger);
-      clearTimeout(pongWait);
+    // A socket closes once: `on`, not `once`, whose wrapper each open socket would hold.
+    socket.on('close', (code, reason) => {
+      awaitingPong.delete(socket);
       void closed(code, String(reason));
     });
   });
@@ -191,6 +204,7 @@ export function attachGraphqlWs(
      * within `timeoutMs` are terminated.
      */
     dispose: async (timeoutMs: number) => {
+      clearInterval(pinger);
       for (const client of wss.clients) client.close(CloseCode.GoingAway, 'Going away');
       const deadline = setTimeout(() => {
         for (const client of wss.clients) client.terminate();

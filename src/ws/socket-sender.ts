@@ -114,7 +114,8 @@ export class SocketSender {
     connection.on('drain', () => {
       if (this.pending) this.flush();
     });
-    socket.once('close', () => this.reset());
+    // A socket closes once: `on`, not `once`, whose wrapper each open socket would hold.
+    socket.on('close', () => this.reset());
   }
 
   get pendingBytes(): number {
