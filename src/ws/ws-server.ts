@@ -148,7 +148,7 @@ export function attachWebSockets(deps: {
         request,
         connection.sender,
         { id: clientIdOf(id), operationId: id },
-        AbortSignal.any([connection.closed.signal, completed.signal]),
+        [connection.closed.signal, completed.signal],
       );
       return {
         // graphql-ws subscribes to a subscription operation, never executes it.

@@ -140,7 +140,7 @@ function join(on: Subscriber, workspaceId: string, id: string, query = PROGRESS,
     request,
     on.sender,
     { id, operationId: `${id}#1` },
-    closed,
+    [closed],
   );
 }
 
