@@ -68,7 +68,8 @@ export interface SessionOutput<T> {
 export class JobUpdatedSession<T> {
   private gate: ReplayGate<T> | undefined;
   private closed = false;
-  private readonly ended = new AbortController();
+  /** Aborts a replay's wait for its budget when the session closes; made only for a replay (most sessions never have one). */
+  private ended: AbortController | undefined;
   private readonly unwatch: () => void;
 
   constructor(
@@ -123,6 +124,7 @@ export class JobUpdatedSession<T> {
   async start(replays: ReplaySource, render: (job: JobRow) => T | Promise<T>): Promise<void> {
     const { after } = this.request;
     if (after === undefined) return;
+    const ended = (this.ended = new AbortController());
     const jobs = await replays.replay(this.request, after);
     // Rendering is CPU work that shares the process's slice of each turn (cpuTurns): replays that
     // start at once, each with room to send, would otherwise render back to back in one turn.
@@ -136,7 +138,7 @@ export class JobUpdatedSession<T> {
       const turn = step(microsSince(started));
       if (turn) await turn;
       if (this.closed) return;
-      await replays.paced(this.request, () => this.output.bytesOf(item), this.ended.signal);
+      await replays.paced(this.request, () => this.output.bytesOf(item), ended.signal);
       if (this.closed) return;
       this.output.send(job.id, item);
     }
@@ -149,7 +151,7 @@ export class JobUpdatedSession<T> {
   close(): boolean {
     if (this.closed) return false;
     this.closed = true;
-    this.ended.abort();
+    this.ended?.abort();
     this.unwatch();
     return true;
   }
