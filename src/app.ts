@@ -161,7 +161,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   let closing: Promise<void> | undefined;
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
-  const idleMemory = config.releaseIdleMemory ? new IdleMemoryRelease() : undefined;
+  const idleMemory = config.releaseIdleMemory ? new IdleMemoryRelease({ logger }) : undefined;
   const metrics = config.metricsEnabled
     ? createMetrics({
         feed,

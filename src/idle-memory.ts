@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { IDLE_MEMORY } from './limits/fixed.js';
+import type { Logger } from './logger.js';
 
 /**
  * Hands memory back to the system once the instance is idle. Under load (the warm-up is load too)
@@ -13,19 +14,32 @@ import { IDLE_MEMORY } from './limits/fixed.js';
  * the gateway's context.
  *
  * Every IDLE_MEMORY.checkMs: if the event loop was busy less than IDLE_MEMORY.maxUtilization of
- * that time and the young generation is large, release. A busy instance is never paused for it.
+ * that time and the young generation is large, release; once per idle spell: a young generation
+ * that one release left large (V8 flags that set its minimum) would not shrink on the next, and a
+ * pause every interval would buy nothing. A busy instance is never paused for it.
  */
 export class IdleMemoryRelease {
-  constructor(private readonly checkMs: number = IDLE_MEMORY.checkMs) {}
-
+  private readonly checkMs: number;
+  private readonly minYoungBytes: number;
+  private readonly logger: Pick<Logger, 'warn'> | undefined;
+  /** The share of time the event loop was busy since the last call. */
+  private readonly utilization: () => number;
   private timer: NodeJS.Timeout | undefined;
-  private last = performance.eventLoopUtilization();
+  /** Load since the last release (the warm-up counts): only then can another release free anything. */
+  private loadedSinceRelease = true;
   private gc: NodeJS.GCFunction | undefined;
   private readonly counts = { releases: 0 };
 
+  constructor(options: { checkMs?: number; minYoungBytes?: number; logger?: Pick<Logger, 'warn'>; utilization?: () => number } = {}) {
+    this.checkMs = options.checkMs ?? IDLE_MEMORY.checkMs;
+    this.utilization = options.utilization ?? eventLoopUtilization();
+    this.minYoungBytes = options.minYoungBytes ?? IDLE_MEMORY.minYoungBytes;
+    this.logger = options.logger;
+  }
+
   start(): void {
     if (this.timer) return;
-    this.last = performance.eventLoopUtilization();
+    this.utilization();
     this.timer = setInterval(() => this.check(), this.checkMs).unref();
   }
 
@@ -39,13 +53,22 @@ export class IdleMemoryRelease {
   }
 
   private check(): void {
-    const now = performance.eventLoopUtilization();
-    const utilization = performance.eventLoopUtilization(now, this.last).utilization;
-    this.last = now;
-    if (utilization >= IDLE_MEMORY.maxUtilization || youngGenerationBytes() <= IDLE_MEMORY.minYoungBytes) return;
-    this.release();
+    if (this.utilization() >= IDLE_MEMORY.maxUtilization) {
+      this.loadedSinceRelease = true;
+      return;
+    }
+    if (!this.loadedSinceRelease || youngGenerationBytes() <= this.minYoungBytes) return;
+    try {
+      this.release();
+    } catch (error) {
+      // A runtime without the collection asked for: serve on without it.
+      this.stop();
+      this.logger?.warn({ err: error }, 'releasing idle memory failed; not trying again');
+      return;
+    }
+    this.loadedSinceRelease = false;
     // The release's own pause is not load: the next interval starts after it.
-    this.last = performance.eventLoopUtilization();
+    this.utilization();
   }
 
   release(): void {
@@ -53,6 +76,17 @@ export class IdleMemoryRelease {
     this.gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     this.counts.releases++;
   }
+}
+
+/** The share of time the event loop was busy since the previous call (the first: since start). */
+function eventLoopUtilization(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(now, last);
+    last = now;
+    return utilization;
+  };
 }
 
 /** Committed bytes of V8's young generation. */

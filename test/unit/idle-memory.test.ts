@@ -23,7 +23,7 @@ describe('IdleMemoryRelease', () => {
   });
 
   it('releases on its own once the event loop has been idle for a check interval', async () => {
-    const release = new IdleMemoryRelease(200);
+    const release = new IdleMemoryRelease({ checkMs: 200 });
     growYoungGeneration();
     release.start();
     try {
@@ -35,8 +35,30 @@ describe('IdleMemoryRelease', () => {
     }
   });
 
+  it('releases once per idle spell: a young generation still over the threshold after a release is not collected again until load comes', async () => {
+    // The event loop's load as the test sets it (a vitest worker is never quite idle); any young
+    // generation counts as large, the one a release leaves too.
+    let load = 0;
+    const release = new IdleMemoryRelease({ checkMs: 50, minYoungBytes: 0, utilization: () => load });
+    release.start();
+    try {
+      await expect.poll(() => release.stats().releases).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(release.stats().releases).toBe(1);
+      // Load for a while, then idle again: one more.
+      load = 0.5;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      load = 0;
+      await expect.poll(() => release.stats().releases).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(release.stats().releases).toBe(2);
+    } finally {
+      release.stop();
+    }
+  });
+
   it('never pauses a busy event loop: no release while it works, however large the young generation', async () => {
-    const release = new IdleMemoryRelease(100);
+    const release = new IdleMemoryRelease({ checkMs: 100 });
     release.start();
     try {
       const until = performance.now() + 1_000;
