@@ -42,7 +42,8 @@ interface ApiKeyRow {
   revokedAt: Date | null;
 }
 
-const KEY_COLUMNS = `k."id", k."workspaceId", k."name", k."prefix", k."scopes", k."createdAt", k."revokedAt"`;
+// The column may hold NULL (nothing the gateway writes): read as no scopes, not as a failure.
+const KEY_COLUMNS = `k."id", k."workspaceId", k."name", k."prefix", coalesce(k."scopes", '{}') AS "scopes", k."createdAt", k."revokedAt"`;
 
 /**
  * Issues, lists, revokes and checks API keys. Only hashes are stored; a key is shown once.
@@ -194,7 +195,7 @@ export class ApiKeyStore {
   private async lookUp(keyHash: string): Promise<Principal | null> {
     this.lookups++;
     const [row] = await this.sql.query<Pick<ApiKeyRow, 'id' | 'workspaceId' | 'scopes' | 'revokedAt'>>(
-      `SELECT "id", "workspaceId", "scopes", "revokedAt" FROM "ApiKey" WHERE "keyHash" = $1`,
+      `SELECT "id", "workspaceId", coalesce("scopes", '{}') AS "scopes", "revokedAt" FROM "ApiKey" WHERE "keyHash" = $1`,
       [keyHash],
     );
     if (!row) this.unknown.set(keyHash, true);

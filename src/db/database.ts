@@ -203,7 +203,15 @@ function lazily(load: () => Promise<PrismaClient>): { get: () => Promise<PrismaC
   let loading: Promise<PrismaClient> | undefined;
   let loaded: PrismaClient | undefined;
   return {
-    get: () => (loading ??= load().then((client) => (loaded = client))),
+    get: () =>
+      (loading ??= load().then(
+        (client) => (loaded = client),
+        (error: unknown) => {
+          // The next call tries again.
+          loading = undefined;
+          throw error;
+        },
+      )),
     get loaded() {
       return loaded;
     },
