@@ -226,6 +226,9 @@ export const PENDING_BYTES_TOTAL_FACTOR = 256;
  */
 export const FANOUT_SENDS_PER_TURN = 256;
 
+/** Keepalive pings sent per turn of the event loop: a round over 10,000 idle sockets must not hold it in one piece. */
+export const KEEPALIVE_PINGS_PER_TURN = 256;
+
 /** How often waiting frames are retried and stopped readers found (the kernel's `drain` aside). */
 export const FLUSH_INTERVAL_MS = 50;
 

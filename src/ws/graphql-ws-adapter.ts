@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { IncomingMessage } from 'node:http';
 import { MessageType, type ServerOptions, handleProtocols, makeServer } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
-import { MESSAGES_BEFORE_ACK } from '../limits/fixed.js';
+import { KEEPALIVE_PINGS_PER_TURN, MESSAGES_BEFORE_ACK } from '../limits/fixed.js';
 import { TokenBucket } from '../limits/rate-limiter.js';
 import type { Logger } from '../logger.js';
 import { CloseCode } from './close-codes.js';
@@ -95,23 +96,24 @@ export function attachGraphqlWs(
 
   // Keepalive: one timer for every socket (ws's own recipe), not one per socket, whose timer and
   // closures every idle subscriber would hold. Each tick drops the sockets that have not answered
-  // the previous tick's ping, then pings the rest: a dead peer goes within two intervals.
+  // the previous tick's ping, then pings the rest, KEEPALIVE_PINGS_PER_TURN a turn: a dead peer
+  // goes within two intervals.
   const awaitingPong = new Set<WebSocket>();
   const onPong = function (this: WebSocket) {
     awaitingPong.delete(this);
   };
-  const pinger =
-    keepAliveMs > 0
-      ? setInterval(() => {
-          for (const socket of awaitingPong) socket.terminate();
-          awaitingPong.clear();
-          for (const socket of wss.clients) {
-            if (socket.readyState !== socket.OPEN) continue;
-            awaitingPong.add(socket);
-            socket.ping();
-          }
-        }, keepAliveMs).unref()
-      : undefined;
+  const pingRound = async () => {
+    for (const socket of awaitingPong) socket.terminate();
+    awaitingPong.clear();
+    let sent = 0;
+    for (const socket of [...wss.clients]) {
+      if (socket.readyState !== socket.OPEN) continue;
+      awaitingPong.add(socket);
+      socket.ping();
+      if (++sent % KEEPALIVE_PINGS_PER_TURN === 0) await nextTurn();
+    }
+  };
+  const pinger = keepAliveMs > 0 ? setInterval(() => void pingRound(), keepAliveMs).unref() : undefined;
 
   wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
     const active = new Map<string, string>();
