@@ -89,6 +89,7 @@ serveParent(
         feedReads: app.feed.reads,
         feedDispatches: app.feed.dispatches,
         feedDispatched: app.feed.dispatched,
+        feedAnnouncements: app.feed.stats().announcements,
         groups: app.webSockets.multiplexer.groupCount,
         subscribers: app.webSockets.multiplexer.memberCount,
         connections: app.webSockets.connectionCount,

@@ -69,7 +69,7 @@ export const stateKey = (jobId: string, updatedAt: string) => `${jobId}@${update
 
 let tick = 0;
 /** One worker update: a metadata change (always valid, any number of times). */
-async function update(url: string, key: string | undefined, id: string): Promise<Sent> {
+export async function sendUpdate(url: string, key: string | undefined, id: string): Promise<Sent> {
   const sentAt = now();
   const { updateJobProgress } = await gql<{ updateJobProgress: { id: string; updatedAt: string } }>(url, key, UPDATE, {
     input: { id, metadata: { tick: ++tick } },
@@ -98,7 +98,7 @@ export async function driveUpdates(
     const wait = due - now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
-    const request: Promise<void> = update(url, key, jobIds[i % jobIds.length]!).then((s) => {
+    const request: Promise<void> = sendUpdate(url, key, jobIds[i % jobIds.length]!).then((s) => {
       sent.push(s);
       inFlight.delete(request);
     });

@@ -7,7 +7,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type Child, spawnChild } from './ipc.js';
-import { type CannonResult, DASHBOARD_SELECTION, type Sent, cannon, createJobs, driveUpdates, gql, now, percentile, pollEvery2s, replayFlood } from './load.js';
+import {
+  type CannonResult,
+  DASHBOARD_SELECTION,
+  type Sent,
+  cannon,
+  createJobs,
+  driveUpdates,
+  gql,
+  now,
+  percentile,
+  pollEvery2s,
+  replayFlood,
+  sendUpdate,
+} from './load.js';
+import { jobTableCounters, startSimulatedInstances } from './scale.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
 import { EXPORT_DELAY_MS, type TracingMode, type TracingRow, startCollector, tracingEnv, tracingRound } from './tracing.js';
 import { type WebhookDeliveryRow, type WebhookWriteRow, webhookDelivery, webhookWriteCost } from './webhooks.js';
@@ -48,6 +62,11 @@ const { values: flags } = parseArgs({
      * pollers, all at once on a freshly started gateway (first 2 s and steady state apart).
      */
     'mixed-only': { type: 'boolean' },
+    /**
+     * Only the cost of several instances on PostgreSQL: 3 gateways and 0, 8 and 32 simulated
+     * instances, 200 writes/s over 50 workspaces (issue 25's proof, today without a bus).
+     */
+    'scale-only': { type: 'boolean' },
     /** Subscriber counts to run instead of the profile's (repeatable). */
     n: { type: 'string', multiple: true },
     /** Databases to run instead of the profile's (repeatable: embedded, postgres). */
@@ -318,6 +337,7 @@ interface GatewayStats {
   queries: number;
   executions: number;
   feedReads: number;
+  feedAnnouncements: number;
   feedDispatches: number;
   feedDispatched: number;
   subscribers: number;
@@ -1029,6 +1049,163 @@ function printMixed(rows: MixedRow[]) {
   );
 }
 
+interface ScaleRow {
+  gateways: number;
+  simulated: number;
+  subscribers: number;
+  changesPerSec: number;
+  /** Feed reads (horizon and changes: two statements each) of every instance, per change written. */
+  feedReadsPerChange: number;
+  /** Scans of the jobs table and rows they read (PostgreSQL's counters), per change: the writes' own included. */
+  jobScansPerChange: number;
+  jobRowsReadPerChange: number;
+  /** Catch-up reads while the statistics settled after the run (included in the two above). */
+  idleFeedReads: number;
+  /** NOTIFYs the gateways sent (one per batch of their writes), per change. */
+  notifiesPerChange: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** (Subscriber, job) pairs whose newest state is not the database's at the end, of all pairs. */
+  finalStatesMissing: number;
+  finalStatePairs: number;
+}
+
+const STATS_FLUSH_MS = 11_000;
+const SCALE = { gateways: 3, workspaces: 50, jobsPerWorkspace: 2, writesPerSec: 200, seconds: 20, simulated: [0, 8, 32] } as const;
+
+/**
+ * Several instances on one PostgreSQL (issue 25): three real gateways sharing a schema, a
+ * subscriber of every workspace on each, and workers writing 200 changes a second over 50
+ * workspaces through all three; then the same with 8 and 32 simulated instances beside them
+ * (scale.ts). What PostgreSQL does per change, and write-to-subscriber latency.
+ */
+async function scaleRows(subs: Child): Promise<ScaleRow[]> {
+  const database = await freshDatabaseEnv('postgres', 'scale');
+  const gateways: Child[] = [];
+  const rows: ScaleRow[] = [];
+  try {
+    // The first migrates; the others find it done.
+    for (let i = 0; i < SCALE.gateways; i++) {
+      gateways.push(await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc']));
+    }
+    const urls = await Promise.all(gateways.map((gateway) => gateway.request<string>({ cmd: 'url' })));
+    const workspaces: Array<{ key: string; jobIds: string[] }> = [];
+    for (let w = 0; w < SCALE.workspaces; w++) {
+      const key = await gateways[0]!.request<string>({ cmd: 'createKey', workspace: `scale-${w}` });
+      workspaces.push({ key, jobIds: await createJobs(urls[w % urls.length]!, key, SCALE.jobsPerWorkspace) });
+    }
+    // A subscriber of every workspace on every gateway: each change reaches one on each instance.
+    for (const { key } of workspaces) {
+      for (const url of urls) {
+        await subs.request({
+          cmd: 'open',
+          url: url.replace(/^http/, 'ws') + '/graphql',
+          count: 1,
+          protocol: 'graphql-ws',
+          apiKey: key,
+          subscribe: { query: SUBSCRIPTION },
+        });
+      }
+    }
+    const subscribers = SCALE.workspaces * urls.length;
+    await waitUntil(
+      async () => (await Promise.all(gateways.map((g) => g.request<GatewayStats>({ cmd: 'stats' })))).reduce((sum, s) => sum + s.subscribers, 0) >= subscribers,
+      60_000,
+      'all subscribed',
+    );
+    await subs.request({ cmd: 'newest', on: true });
+    await jobTableCounters(database.env.DATABASE_URL!, { analyzeFirst: true });
+
+    /** Writes at SCALE.writesPerSec for SCALE.seconds, round-robin over workspaces, their jobs and the gateways. */
+    const drive = async (): Promise<Sent[]> => {
+      const sent: Sent[] = [];
+      const inFlight = new Set<Promise<void>>();
+      const interval = 1000 / SCALE.writesPerSec;
+      const start = now();
+      for (let i = 0; now() - start < SCALE.seconds * 1000; i++) {
+        const wait = start + i * interval - now();
+        if (wait > 0) await sleep(wait);
+        if (inFlight.size >= 64) await Promise.race(inFlight);
+        const workspace = workspaces[i % workspaces.length]!;
+        const jobId = workspace.jobIds[Math.floor(i / workspaces.length) % workspace.jobIds.length]!;
+        const request: Promise<void> = sendUpdate(urls[i % urls.length]!, workspace.key, jobId).then((s) => {
+          sent.push(s);
+          inFlight.delete(request);
+        });
+        inFlight.add(request);
+      }
+      await Promise.all(inFlight);
+      return sent;
+    };
+    const totals = async () => {
+      const stats = await Promise.all(gateways.map((g) => g.request<GatewayStats>({ cmd: 'stats' })));
+      return { reads: stats.reduce((sum, s) => sum + s.feedReads, 0), announcements: stats.reduce((sum, s) => sum + s.feedAnnouncements, 0) };
+    };
+
+    for (const simulated of SCALE.simulated) {
+      const others = await startSimulatedInstances(database.env.DATABASE_URL!, simulated);
+      try {
+        // An idle backend reports its table statistics within 10 s (PostgreSQL 15's
+        // PGSTAT_IDLE_INTERVAL): the setup's must be in before the first reading.
+        await sleep(STATS_FLUSH_MS);
+        const [before, tableBefore, othersBefore] = [await totals(), await jobTableCounters(database.env.DATABASE_URL!), others.reads()];
+        await subs.request({ cmd: 'reset' });
+        await subs.request({ cmd: 'track', on: true });
+        const start = now();
+        const sent = await drive();
+        const seconds = (now() - start) / 1000;
+        // The last changes' deliveries.
+        await sleep(1_000);
+        await subs.request({ cmd: 'track', on: false });
+        const [after, othersAfter] = [await totals(), others.reads()];
+        // Catch-up reads go on meanwhile (one a second per instance): counted apart, they are no write's.
+        await sleep(STATS_FLUSH_MS);
+        const idleReads = (await totals()).reads - after.reads + others.reads() - othersAfter;
+        const tableAfter = await jobTableCounters(database.env.DATABASE_URL!);
+        const receipts = await subs.request<Record<string, number[]>>({ cmd: 'receipts' });
+        const samples: number[] = [];
+        for (const { state, respondedAt } of sent) for (const at of receipts[state] ?? []) samples.push(Math.max(0, at - respondedAt));
+        samples.sort((a, b) => a - b);
+        // Final states: each subscriber's newest of every job of its workspace, against the database.
+        const byKey: Record<string, Record<string, string>> = {};
+        for (const { key } of workspaces) {
+          const { jobs } = await gql<{ jobs: Array<{ id: string; changeCursor: string }> }>(urls[0]!, key, '{ jobs(limit: 50) { id changeCursor } }');
+          byKey[key] = Object.fromEntries(jobs.map((job) => [job.id, job.changeCursor]));
+        }
+        const check = () => subs.request<{ missing: number; pairs: number }>({ cmd: 'checkFinal', byKey });
+        await waitUntil(async () => (await check()).missing === 0, 15_000, 'final states delivered').catch(() => undefined);
+        const final = await check();
+        const changes = sent.length;
+        const row: ScaleRow = {
+          gateways: gateways.length,
+          simulated,
+          subscribers,
+          changesPerSec: round(changes / seconds),
+          feedReadsPerChange: round((after.reads - before.reads + othersAfter - othersBefore) / changes, 3),
+          jobScansPerChange: round((tableAfter.scans - tableBefore.scans) / changes, 3),
+          jobRowsReadPerChange: round((tableAfter.rowsRead - tableBefore.rowsRead) / changes, 3),
+          idleFeedReads: idleReads,
+          notifiesPerChange: round((after.announcements - before.announcements) / changes, 3),
+          p50Ms: round(percentile(samples, 50)),
+          p99Ms: round(percentile(samples, 99)),
+          finalStatesMissing: final.missing,
+          finalStatePairs: final.pairs,
+        };
+        log(`scale: ${JSON.stringify(row)}`);
+        rows.push(row);
+      } finally {
+        await others.stop();
+      }
+    }
+    return rows;
+  } finally {
+    await subs.request({ cmd: 'newest', on: false });
+    await subs.request({ cmd: 'closeAll' });
+    for (const gateway of gateways) await gateway.stop();
+    await database.drop();
+  }
+}
+
 async function main() {
   log(`jobs-gateway bench (${profile.name}) on ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
   if (flags['mixed-only']) {
@@ -1053,6 +1230,17 @@ async function main() {
     const rows = await tracingCost();
     printTracing(rows);
     console.log(JSON.stringify({ tracing: rows }));
+    return;
+  }
+  if (flags['scale-only']) {
+    const subs = await spawnChild('./subscribers.ts');
+    try {
+      const rows = await scaleRows(subs);
+      console.table(rows);
+      console.log(JSON.stringify({ scale: rows }));
+    } finally {
+      await subs.stop();
+    }
     return;
   }
   if (flags['memory-only']) {
