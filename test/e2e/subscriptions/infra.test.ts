@@ -1,10 +1,12 @@
 import type net from 'node:net';
+import pg from 'pg';
 import { afterAll, expect, it, vi } from 'vitest';
 import { CreateJobDocument, type CreateJobInput, FailJobDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
 import type { JobRow } from '../../../src/jobs/model.js';
 import { ReplayQueue } from '../../../src/live/replay-queue.js';
 import { positionOf } from '../../../src/jobs/change-position.js';
 import { adminQuery, describeDb, describePostgres, freshDatabase, sqlAsAnotherProgram } from '../../helpers/databases.js';
+import { postgresUrl } from '../../helpers/postgres.js';
 import { settleFeed } from '../../helpers/feed.js';
 import { spawnGateway } from '../../helpers/gateway-process.js';
 import { graphqlOk } from '../../helpers/http.js';
@@ -323,9 +325,18 @@ describePostgres('jobUpdated across gateway instances on one PostgreSQL', () => 
       );
     const [before] = await listeners();
     expect(before).toBeDefined();
+    await settleFeed(t.app.feed);
+    // A write no one announces (plain SQL), in a transaction that commits while the listener is
+    // gone or coming back. Written before the listener is terminated, so the first read after the
+    // reconnect cannot come before it: that read finds it committed or held back by the open
+    // transaction (and then looks again). With no background reads, nothing else would read it.
+    const writer = new pg.Client({ connectionString: postgresUrl(), options: `-c search_path="${t.app.database.schema}"` });
+    await writer.connect();
+    cleanups.push(() => writer.end());
+    await writer.query('BEGIN');
+    await writer.query('UPDATE "Job" SET progress = 13 WHERE id = $1', [job.id]);
     await adminQuery('SELECT pg_terminate_backend($1)', [before]);
-    // Written while the listener is gone: its NOTIFY reaches no one.
-    await adminQuery('UPDATE "Job" SET progress = 13 WHERE id = $1', [job.id], t.app.database.schema);
+    await writer.query('COMMIT');
 
     const update = await socket.waitFor((m) => m.id === '1' && (m.payload as Update | undefined)?.data.jobUpdated.progress === 13, 15_000);
     expect((update.payload as Update).data.jobUpdated).toMatchObject({ id: job.id, progress: 13 });
