@@ -147,6 +147,29 @@ describeDb('the client library (jobs-gateway/client), against a real gateway', (
     }
   });
 
+  it('closes cleanly while it waits to reconnect, its last watch stopped', async () => {
+    const t = await startTestApp();
+    try {
+      const key = await t.createKey('client-close', ['jobs:read']);
+      let closedOnce!: () => void;
+      const closed = new Promise<void>((resolve) => (closedOnce = resolve));
+      // A second's wait before the reconnect: the stop and the close land inside it.
+      const client = new JobsClient({ url: t.url, credential: key, webSocketImpl: WebSocket, retryDelayMs: 1_000, on: { closed: () => closedOnce() } });
+      const stop = new AbortController();
+      const watch = drain(client.watchJobs({}, { signal: stop.signal }));
+      // The socket opens lazily with the first watch; the gateway then goes away.
+      await expect.poll(() => t.app.webSockets.stats().connections).toBe(1);
+      await t.close();
+      await closed;
+      stop.abort();
+      await watch.done;
+      // graphql-ws's dispose waits for the pending reconnect, which gives up with a close event: not an error of closing.
+      await expect(client.close()).resolves.toBeUndefined();
+    } finally {
+      await t.close();
+    }
+  });
+
   it('ends an iterator with a JobsClientError when the gateway refuses the credential', async () => {
     const t = await startTestApp();
     try {
