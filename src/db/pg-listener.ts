@@ -83,7 +83,7 @@ export function listenWithReconnect(
  * CONNECTION_CLOSE_WAIT_MS: pg's `end` waits for the server's side of the close, which a silent
  * server never sends, and would hold shutdown for as long as TCP keeps trying.
  */
-async function endWithin(client: pg.Client): Promise<void> {
+export async function endWithin(client: pg.Client): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), CONNECTION_CLOSE_WAIT_MS)));
   const outcome = await Promise.race([client.end().catch(() => undefined), waited]);

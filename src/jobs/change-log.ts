@@ -20,6 +20,8 @@ export interface ChangesRead {
   rows: JobRow[];
   /** The largest position this database has handed out: no cursor of its can be larger. */
   newest: bigint;
+  /** The end of the range read: every final change of the workspace up to here is in `rows`, unless they fill the limit. */
+  upTo: bigint;
 }
 
 /**
@@ -97,7 +99,8 @@ export class ChangeLog {
    */
   async changedSince(after: bigint, limit: number, workspaceId: string): Promise<ChangesRead> {
     const from = splitPosition(after);
-    const upTo = splitPosition(this.frontier.finalUnder(await this.horizon(), workspaceId));
+    const final = this.frontier.finalUnder(await this.horizon(), workspaceId);
+    const upTo = splitPosition(final);
     const found = await this.run(Prisma.sql`
       SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM job_change_cursor_seq)::text AS "sequenceAt", j.*
       FROM (VALUES (1)) AS one LEFT JOIN LATERAL (
@@ -108,7 +111,7 @@ export class ChangeLog {
     const rows: JobRow[] = [];
     for (const { sequenceAt: _, ...raw } of found) if (raw.id !== null && raw.id !== undefined) rows.push(jobRowOf(raw));
     this.remembered.observe(rows);
-    return { rows, newest: this.frontier.positionAt(BigInt(found[0]!.sequenceAt as string)) };
+    return { rows, newest: this.frontier.positionAt(BigInt(found[0]!.sequenceAt as string)), upTo: final };
   }
 
   /**

@@ -22,6 +22,13 @@ export interface Horizon {
   readonly registrations: readonly Registration[];
 }
 
+/** A frontier as another instance can take it over (FeedFrontier.adopt). */
+export interface FrontierSnapshot {
+  readonly position: bigint;
+  /** Keys that stand lower than `position`, and where. */
+  readonly behind: ReadonlyArray<readonly [key: number, stands: bigint]>;
+}
+
 /** A range of positions (after, upTo]. */
 export interface PositionRange {
   readonly after: bigint;
@@ -73,6 +80,11 @@ export class FeedFrontier {
     return this.behind.get(workspaceKey(workspaceId)) ?? this.position ?? 0n;
   }
 
+  /** The workspace's key stands lower than the rest: a transaction that wrote it held it back at the last read. */
+  holdsBack(workspaceId: string): boolean {
+    return this.behind.has(workspaceKey(workspaceId));
+  }
+
   /**
    * The largest position final for `workspaceId` under `horizon` (taken now), or what has been
    * dispatched for it if that is larger: what a resumed subscription's replay may read up to.
@@ -92,6 +104,25 @@ export class FeedFrontier {
   /** The position of sequence number `n` (job_change_cursor_seq) in the current epoch. */
   positionAt(n: bigint): bigint {
     return this.epoch * SEQ_SPAN + n;
+  }
+
+  /**
+   * Where it stands, for instances that read no feed of their own (a feed bus's followers adopt
+   * the reader's). Undefined before `start`.
+   */
+  snapshot(): FrontierSnapshot | undefined {
+    return this.position === undefined ? undefined : { position: this.position, behind: [...this.behind] };
+  }
+
+  /**
+   * Takes another instance's frontier (the feed reader's, over the bus) where it is ahead of this
+   * one: finality only grows, and a snapshot that arrives late must not move anything back.
+   */
+  adopt(snapshot: FrontierSnapshot): void {
+    if (this.position !== undefined && snapshot.position < this.position) return;
+    this.position = snapshot.position;
+    this.behind.clear();
+    for (const [key, stands] of snapshot.behind) if (stands < snapshot.position) this.behind.set(key, stands);
   }
 
   /** What to read next, given a horizon taken now. */

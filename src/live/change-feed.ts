@@ -102,7 +102,14 @@ export class ChangeFeed {
     this.channel = announcementChannel(database.schema);
   }
 
+  /**
+   * Starts reading, from what is final now (what came before is history: a feed bus repairs its
+   * subscribers' gaps itself). A stopped feed can start again: the feed bus stops it while another
+   * instance reads, and starts it when this one is elected or the bus is unreachable.
+   */
   async start(): Promise<void> {
+    this.stopped = false;
+    this.held.clear();
     if (!(await this.changes.sequenceInOrder())) {
       throw new Error('job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1');
     }
@@ -183,6 +190,8 @@ export class ChangeFeed {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.listening = false;
+    this.lastReadSucceeded = false;
     clearInterval(this.timer);
     clearTimeout(this.readTimer?.timeout);
     this.stopWaking?.();
@@ -190,8 +199,11 @@ export class ChangeFeed {
     await this.reading;
   }
 
-  /** A change may be there: read soon, but not sooner than `coalesceMs` after the last dispatch. */
-  private wake(): void {
+  /**
+   * A change may be there: read soon, but not sooner than `coalesceMs` after the last dispatch.
+   * (Writers wake it: this instance's, other instances' over NOTIFY or the feed bus.)
+   */
+  wake(): void {
     if (this.stopped) return;
     if (this.reading || this.writing) {
       this.wakePending = true;

@@ -1,7 +1,7 @@
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import { type JobFilter, changeMatches } from '../jobs/job-filter.js';
 import type { JobRow } from '../jobs/model.js';
-import type { ChangeFeed } from './change-feed.js';
+import type { LiveSource, Watch } from './live-source.js';
 import { JobStream } from './job-stream.js';
 import { type JobUpdatedRequest, JobUpdatedSession } from './job-updated-session.js';
 import type { ResponseBudget } from '../limits/response-budget.js';
@@ -25,30 +25,44 @@ export interface LiveSubscriber {
  */
 export class LiveJobs {
   private readonly byWorkspace = new Map<string, Set<LiveSubscriber>>();
+  /** With a source that carries workspaces on demand (the feed bus): the watch of each workspace with subscribers. */
+  private readonly watches = new Map<string, Watch>();
   private readonly streams = new Set<JobStream>();
 
   constructor(
-    feed: ChangeFeed,
+    private readonly source: LiveSource,
     private readonly replays: ReplayQueue,
     private readonly revocations: RevocationWatch,
     private readonly budget: ResponseBudget,
   ) {
-    feed.subscribe((rows) => this.dispatch(rows));
+    source.subscribe((rows) => this.dispatch(rows));
   }
 
   /** Registers a live subscriber; returns its removal. */
   add(subscriber: LiveSubscriber): () => void {
-    let set = this.byWorkspace.get(subscriber.workspaceId);
-    if (!set) this.byWorkspace.set(subscriber.workspaceId, (set = new Set()));
+    const { workspaceId } = subscriber;
+    let set = this.byWorkspace.get(workspaceId);
+    if (!set) {
+      this.byWorkspace.set(workspaceId, (set = new Set()));
+      const watch = this.source.watch?.(workspaceId);
+      if (watch) this.watches.set(workspaceId, watch);
+    }
     set.add(subscriber);
     return () => {
       set.delete(subscriber);
-      if (set.size === 0 && this.byWorkspace.get(subscriber.workspaceId) === set) this.byWorkspace.delete(subscriber.workspaceId);
+      if (set.size === 0 && this.byWorkspace.get(workspaceId) === set) {
+        this.byWorkspace.delete(workspaceId);
+        this.watches.get(workspaceId)?.release();
+        this.watches.delete(workspaceId);
+      }
     };
   }
 
   /** The current state of each job the request watches changed after `after`, in position order. */
   async replay(request: JobUpdatedRequest, after: bigint): Promise<JobRow[]> {
+    // The replay reads up to what is final now; live deliveries must cover everything past it, so
+    // the workspace's changes must be flowing first.
+    await this.watches.get(request.workspaceId)?.ready;
     const rows = await this.replays.replay(request.workspaceId, after);
     return rows.filter((row) => changeMatches(row, request.filter));
   }
