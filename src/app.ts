@@ -28,6 +28,9 @@ import { LISTEN_BACKLOG } from './limits/fixed.js';
 import { RateLimiter } from './limits/rate-limiter.js';
 import { ResponseBudget } from './limits/response-budget.js';
 import { ChangeFeed } from './live/change-feed.js';
+import { BusFeed } from './live/bus/bus-feed.js';
+import { FeedBus } from './live/bus/feed-bus.js';
+import type { LiveSource } from './live/live-source.js';
 import { LiveJobs } from './live/live-jobs.js';
 import { ReplayQueue } from './live/replay-queue.js';
 import { WriteAnnouncer } from './live/write-announcer.js';
@@ -56,6 +59,8 @@ export interface App {
   /** The change log across workspaces: the feed's and the replays' reads. */
   readonly changes: ChangeLog;
   readonly feed: ChangeFeed;
+  /** With FEED_BUS: the feed over the bus (reader, follower or fallback). */
+  readonly busFeed: BusFeed | undefined;
   /** Fails running jobs whose worker stopped reporting (from `start` on). */
   readonly sweeper: JobSweeper;
   readonly live: LiveJobs;
@@ -100,11 +105,17 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const announcer = new WriteAnnouncer(database, config.feed.coalesceMs, feedLogger);
   announcer.follow(jobs);
   const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, { ...config.feed, tracer });
+  // With FEED_BUS, one instance reads the feed and the bus carries it to the others (live/bus/).
+  const busFeed = config.feedBus
+    ? new BusFeed(feed, new FeedBus(config.feedBus, `jobs-gateway ${announcer.instanceId}`, feedLogger), database, changes, frontier, feedLogger, config.feed)
+    : undefined;
+  if (busFeed) announcer.overBus(busFeed);
+  const source: LiveSource = busFeed ?? feed;
   const { maxResponseBytes } = config.graphql;
   const responses = config.responseCache
-    ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => feed.inStep(workspaceId) })
+    ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => source.inStep(workspaceId) })
     : undefined;
-  responses?.follow(jobs, feed);
+  responses?.follow(jobs, source);
   const sweeper = new JobSweeper(jobs, logger.child({ component: 'sweeper' }), {
     intervalMs: config.jobs.stallSweepIntervalMs,
     idempotencyTtlMs: config.jobs.idempotencyTtlMs,
@@ -112,8 +123,8 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const replays = new ReplayQueue(changes, config.replay);
   const revocations = new RevocationWatch(apiKeys, config.keyRecheckIntervalMs, logger.child({ component: 'auth' }));
   const budget = new ResponseBudget(config.responseBudget.bytesPerSecond, config.responseBudget.burstBytes, maxResponseBytes);
-  const live = new LiveJobs(feed, replays, revocations, budget);
-  await feed.start().catch(async (error: unknown) => {
+  const live = new LiveJobs(source, replays, revocations, budget);
+  await (busFeed ?? feed).start().catch(async (error: unknown) => {
     revocations.close();
     await announcer.stop();
     await database.close();
@@ -173,11 +184,21 @@ export async function createApp(config: Config, logger: Logger, options: { webho
         queries: database.queries,
         responses,
         idleMemory,
+        feedBus: busFeed,
       })
     : undefined;
   const entry = createEntry(
     {
-      probes: probes(database, { draining: () => closing !== undefined, listening: () => feed.listening, warm: () => warm }, metrics),
+      probes: probes(
+        database,
+        {
+          draining: () => closing !== undefined,
+          listening: () => busFeed?.listening ?? feed.listening,
+          ...(busFeed && { feedMode: () => busFeed.mode }),
+          warm: () => warm,
+        },
+        metrics,
+      ),
       dashboard: dashboardFiles(config.frameAncestors),
       graphiql: graphiqlPage(config.frameAncestors),
       openApi: cacheableBody('application/json; charset=utf-8', () => JSON.stringify(openApiDocument(routes, schema))),
@@ -248,7 +269,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     // Attempts under way may finish within the shutdown timeout; the others are sent again by
     // any instance once their claim lapses.
     await webhooks.stop(Math.min(config.shutdownTimeoutMs, config.webhooks.timeoutMs));
-    await feed.stop();
+    await (busFeed ?? feed).stop();
     await announcer.stop();
     await yoga.dispose();
     await database.close();
@@ -261,6 +282,7 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     jobs,
     changes,
     feed,
+    busFeed,
     sweeper,
     live,
     replays,

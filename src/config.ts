@@ -40,6 +40,8 @@ export interface Config {
   /** Access tokens: their longest lifetime, and how long one signing key signs (auth/access-tokens.ts). */
   accessTokens: { maxTtlMs: number; keyRotationMs: number };
   feed: { catchUpIntervalMs: number; pageSize: number; coalesceMs: number };
+  /** FEED_BUS: the NATS server over which one feed reader serves the other instances (live/bus/); undefined: every instance reads the feed. */
+  feedBus: string | undefined;
   /** A job's heartbeat timeout when its creator names none, and how often lapsed ones are looked for. */
   jobs: { heartbeatTimeoutMs: number; stallSweepIntervalMs: number; idempotencyTtlMs: number };
   /** Whether GET /metrics serves Prometheus metrics. */
@@ -128,6 +130,11 @@ const envSchema = z.object({
     .optional()
     .or(z.literal('').transform(() => undefined)),
   DATA_DIR: z.string().min(1).default('./data'),
+  FEED_BUS: z
+    .string()
+    .regex(/^nats:\/\/[^/?#]+\/?$/, 'must be a nats://[user:password@]host[:port] URL')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_BODY_BYTES: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
   SHUTDOWN_TIMEOUT_MS: intFrom(0, 600_000).default(10_000),
@@ -261,6 +268,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const { url, schema } = splitSchema(e.DATABASE_URL);
+  if (e.FEED_BUS && !url) {
+    throw new ConfigError('Invalid environment:\n  FEED_BUS: needs DATABASE_URL (PostgreSQL): the embedded database serves one instance, which needs no bus');
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -285,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     accessTokens: { maxTtlMs: e.ACCESS_TOKEN_MAX_TTL_MS, keyRotationMs: e.ACCESS_TOKEN_KEY_ROTATION_MS },
     feed: { catchUpIntervalMs: e.FEED_CATCH_UP_INTERVAL_MS, pageSize: FEED_PAGE_SIZE, coalesceMs: e.FEED_COALESCE_MS },
+    feedBus: e.FEED_BUS,
     jobs: { heartbeatTimeoutMs: e.JOB_HEARTBEAT_TIMEOUT_MS, stallSweepIntervalMs: e.JOB_STALL_SWEEP_INTERVAL_MS, idempotencyTtlMs: e.IDEMPOTENCY_TTL_MS },
     replay: { concurrency: e.REPLAY_CONCURRENCY, maxQueued: e.REPLAY_QUEUE_MAX, maxJobs: e.REPLAY_MAX_JOBS },
     responseCache:

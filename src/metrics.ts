@@ -1,3 +1,4 @@
+import type { BusFeedStats } from './live/bus/bus-feed.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WebhookStats } from './webhooks/dispatcher.js';
 
@@ -58,6 +59,8 @@ export interface MetricSources {
   webhooks: { stats(): WebhookStats };
   /** Absent with RELEASE_IDLE_MEMORY=false. */
   idleMemory: { stats(): { releases: number } } | undefined;
+  /** Absent without FEED_BUS. */
+  feedBus?: { stats(): BusFeedStats } | undefined;
 }
 
 export interface GatewayMetrics {
@@ -104,6 +107,38 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       },
     });
 
+  if (sources.feedBus) {
+    const bus = sources.feedBus;
+    new Gauge({
+      name: 'jobs_gateway_feed_mode',
+      help: 'With FEED_BUS, 1 for the mode this instance is in: "reader" reads the change feed for every instance, "follower" takes it from the bus, "fallback" reads it itself while the bus is unreachable.',
+      labelNames: ['mode'] as const,
+      registers,
+      collect() {
+        const { mode } = bus.stats();
+        for (const each of ['reader', 'follower', 'fallback'] as const) this.set({ mode: each }, each === mode ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'jobs_gateway_feed_bus_watched_workspaces',
+      help: 'Workspaces whose changes this instance takes from the bus (those its subscriptions watch).',
+      registers,
+      collect() {
+        this.set(bus.stats().watched);
+      },
+    });
+    mirrored(
+      'jobs_gateway_feed_bus_published_total',
+      'Messages this instance published on the feed bus (as the reader: batches and frontiers; as a writer: wake-ups).',
+      () => bus.stats().published,
+    );
+    mirrored('jobs_gateway_feed_bus_received_total', 'Messages this instance received from the feed bus.', () => bus.stats().received);
+    mirrored(
+      'jobs_gateway_feed_bus_repairs_total',
+      'Reads of one workspace’s changes from PostgreSQL to fill a gap the bus left (a lost message, a new reader, an outage).',
+      () => bus.stats().repairs,
+    );
+  }
   mirrored(
     'jobs_gateway_idle_memory_releases_total',
     'Times this instance, idle, had V8 hand its unused young generation back to the system (RELEASE_IDLE_MEMORY).',

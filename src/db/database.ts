@@ -4,6 +4,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { createEmbeddedClusterApart } from './embedded-cluster.js';
 import { listenWithReconnect } from './pg-listener.js';
+import { type LockHandlers, holdSessionLock } from './session-lock.js';
 import { type QueryCounter, countQueries } from './query-counter.js';
 import { tracedSql } from './traced-sql.js';
 import type { Tracer } from '../telemetry/tracer.js';
@@ -52,6 +53,12 @@ export interface Database {
    * drops. Resolves once listening; the returned function stops.
    */
   listen(channel: string, handlers: ListenHandlers): Promise<() => Promise<void>>;
+  /**
+   * Holds the session advisory lock `name` (within the schema) whenever it can, on a connection of
+   * its own (db/session-lock.ts); returns the function that stops and releases it. The embedded
+   * database has one process (its data directory is locked): it holds the lock at once.
+   */
+  holdLock(name: string, retryMs: number, handlers: LockHandlers): () => Promise<void>;
   /** Resolves when the database answers a trivial query within `timeoutMs`. */
   ping(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -123,6 +130,7 @@ function openPostgres(databaseUrl: string, options: DatabaseOptions): Database {
       await listener.ready;
       return listener.stop;
     },
+    holdLock: (name, retryMs, handlers) => holdSessionLock(databaseUrl, schema, name, retryMs, handlers, timeouts).stop,
     close: () => {
       closing ??= (async () => {
         await prisma.loaded?.$disconnect();
@@ -186,6 +194,10 @@ async function openEmbedded(dataDir: string): Promise<Database> {
       return async () => {
         if (!closing) await unlisten();
       };
+    },
+    holdLock: (_name, _retryMs, handlers) => {
+      handlers.onAcquired();
+      return () => Promise.resolve();
     },
     close: () => {
       closing ??= (async () => {

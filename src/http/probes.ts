@@ -8,8 +8,10 @@ import { sendJson, sendText } from './respond.js';
 export interface Readiness {
   /** Shutting down (from its first moment). */
   draining(): boolean;
-  /** The change feed's listener is connected. */
+  /** Changes from other instances reach this one: the change feed's listener, or the feed bus, is connected. */
   listening(): boolean;
+  /** With a feed bus: whether this instance reads the feed for everyone, takes it from the bus, or reads it itself while the bus is unreachable. */
+  feedMode?(): 'reader' | 'follower' | 'fallback';
   /** The warm-up after start has run (see warm-up.ts). */
   warm(): boolean;
 }
@@ -34,7 +36,8 @@ export function probes(database: Pick<Database, 'ping' | 'kind'>, readiness: Rea
             : !readiness.warm()
               ? 'warming'
               : 'ready';
-      sendJson(res, status === 'ready' ? 200 : 503, { status, database: database.kind });
+      const feed = readiness.feedMode?.();
+      sendJson(res, status === 'ready' ? 200 : 503, { status, database: database.kind, ...(feed && { feed }) });
     },
     ...(metrics && {
       metrics: async (res: ServerResponse) => {

@@ -158,6 +158,27 @@ export const HELD_BACK_WARNING_MS = 10_000;
 export const LISTEN_BACKOFF_MS = { first: 100, max: 5_000 } as const;
 
 /**
+ * The feed bus (FEED_BUS): how often an instance that is not the feed reader tries to become it. A
+ * reader that dies releases its session lock at once (its connection closes), so another one reads
+ * within this, plus its start (a horizon and a LISTEN), well inside the 2 s the operators' guide
+ * promises.
+ */
+export const FEED_READER_ELECTION_MS = 500;
+
+/**
+ * A follower counts the feed reader as gone (and its workspaces as not current: the response cache
+ * stops serving them) when no frontier came over the bus for this many catch-up intervals: the
+ * reader sends one at least every interval.
+ */
+export const FEED_READER_SILENT_INTERVALS = 3;
+
+/** Gap repairs (reads of one workspace's changes from PostgreSQL) a follower runs at once. */
+export const FEED_REPAIR_CONCURRENCY = 4;
+
+/** The bus connection's reconnect backoff after a failed first connect (the client itself retries once connected). */
+export const BUS_CONNECT_BACKOFF_MS = { first: 250, max: 5_000 } as const;
+
+/**
  * How often the LISTEN connection, otherwise silent, proves that the server still answers. A
  * connection whose server went silent without closing it (a network partition) is replaced after
  * at most this plus the query timeout; until then notifications cannot arrive, and subscribers hear

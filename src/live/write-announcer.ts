@@ -18,7 +18,7 @@ export function announcementChannel(schema: string): string {
 export class WriteAnnouncer {
   /** What this instance's announcements carry: its own feed ignores them (its writes woke it already). */
   readonly instanceId = randomUUID();
-  /** Announcements sent so far. */
+  /** Announcements sent as NOTIFYs so far (those over a feed bus are its messages). */
   announcements = 0;
   private readonly channel: string;
   private announcing: Promise<void> | undefined;
@@ -35,6 +35,13 @@ export class WriteAnnouncer {
     this.channel = announcementChannel(database.schema);
   }
 
+  /** With a feed bus: announcements go over it while it is up (no NOTIFY then), else as NOTIFYs. */
+  private bus: { wakeReader(instanceId: string): boolean } | undefined;
+
+  overBus(bus: { wakeReader(instanceId: string): boolean }): void {
+    this.bus = bus;
+  }
+
   /** Announces after each write of `writes` (the job store) from now on. */
   follow(writes: { onWrite(listener: (row: JobRow) => void): () => void }): void {
     this.stopAnnouncing = writes.onWrite(() => this.announce());
@@ -49,9 +56,11 @@ export class WriteAnnouncer {
     this.announcing = (async () => {
       do {
         this.announceAgain = false;
-        this.announcements++;
         try {
-          await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, this.instanceId]);
+          if (!this.bus?.wakeReader(this.instanceId)) {
+            this.announcements++;
+            await this.database.sql.query('SELECT pg_notify($1, $2)', [this.channel, this.instanceId]);
+          }
         } catch (error) {
           // The others find these writes at their next catch-up read.
           if (!this.stopped) this.logger.warn({ err: error }, 'could not announce writes to other instances');

@@ -1,0 +1,185 @@
+import { afterAll, expect, it, vi } from 'vitest';
+import { CreateJobDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
+import type { FeedMode } from '../../../src/live/bus/bus-feed.js';
+import { adminQuery, describePostgres, freshDatabase } from '../../helpers/databases.js';
+import { type GatewayProcess, spawnGateway } from '../../helpers/gateway-process.js';
+import { graphqlOk } from '../../helpers/http.js';
+import { startNatsServer } from '../../helpers/nats-server.js';
+import { type TestApp, startTestApp } from '../../helpers/test-app.js';
+import { TestSocket } from '../../helpers/ws-client.js';
+
+const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress changeCursor } }';
+const steps = [{ id: 'a', name: 'A' }];
+
+interface Update {
+  data: { jobUpdated: { id: string; progress: number; changeCursor: string } };
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function modeOf(url: string): Promise<FeedMode | undefined> {
+  const body = (await (await fetch(`${url}/readyz`)).json()) as { feed?: FeedMode };
+  return body.feed;
+}
+
+async function waitForMode(url: string, mode: FeedMode, timeout = 15_000): Promise<void> {
+  await vi.waitFor(async () => expect(await modeOf(url)).toBe(mode), { timeout, interval: 50 });
+}
+
+/** Per job, the cursors a subscription received grow: nothing twice, nothing out of order. */
+function expectInOrderOnce(updates: Update[]): void {
+  const byJob = new Map<string, bigint[]>();
+  for (const { data } of updates) {
+    const list = byJob.get(data.jobUpdated.id) ?? [];
+    list.push(BigInt(data.jobUpdated.changeCursor));
+    byJob.set(data.jobUpdated.id, list);
+  }
+  for (const cursors of byJob.values()) for (let i = 1; i < cursors.length; i++) expect(cursors[i]).toBeGreaterThan(cursors[i - 1]!);
+}
+
+const newestProgress = (updates: Update[]) => Object.fromEntries(updates.map((u) => [u.data.jobUpdated.id, u.data.jobUpdated.progress]));
+
+async function createJobs(t: { url: string }, key: string, count: number) {
+  const jobs = [];
+  for (let i = 0; i < count; i++)
+    jobs.push((await graphqlOk(t.url, CreateJobDocument, { input: { type: 'collect', displayTitle: `job ${i}`, steps } }, key)).createJob);
+  return jobs;
+}
+
+describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
+  it('elects one reader; followers take only the workspaces they watch from the bus, read no feed and send no NOTIFY', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.kill());
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const env = { FEED_BUS: nats.url };
+    const reader = await startTestApp({ database, env });
+    cleanups.push(() => reader.close());
+    await waitForMode(reader.url, 'reader');
+    const [watching, writing] = [await startTestApp({ database, env }), await startTestApp({ database, env })];
+    cleanups.push(
+      () => watching.close(),
+      () => writing.close(),
+    );
+    await waitForMode(watching.url, 'follower');
+    await waitForMode(writing.url, 'follower');
+    expect(await (await fetch(`${watching.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'postgres', feed: 'follower' });
+
+    const key = await reader.createKey('bus');
+    const otherKey = await reader.createKey('bus-elsewhere');
+    const [job] = await createJobs(writing, key, 1);
+    const [elsewhere] = await createJobs(writing, otherKey, 1);
+    const socket = await TestSocket.open(watching.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: job!.changeCursor });
+    await vi.waitFor(() => expect(watching.app.busFeed!.stats().watched).toBe(1));
+    expect(writing.app.busFeed!.stats().watched).toBe(0);
+    const feedReads = { watching: watching.app.feed.reads, writing: writing.app.feed.reads };
+
+    // Through another follower, then as another program would write (the reader's catch-up finds it).
+    await graphqlOk(writing.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 42 } }, key);
+    await graphqlOk(writing.url, UpdateJobProgressDocument, { input: { id: elsewhere!.id, progress: 99 } }, otherKey);
+    await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 42);
+    await adminQuery('UPDATE "Job" SET progress = 77 WHERE id = $1', [job!.id], reader.app.database.schema);
+    await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 77);
+
+    const updates = socket.nexts<Update>('1');
+    expect(updates.every((u) => u.data.jobUpdated.id === job!.id)).toBe(true);
+    expectInOrderOnce(updates);
+    // The followers read nothing through the feed: the reader did, once for all.
+    expect({ watching: watching.app.feed.reads, writing: writing.app.feed.reads }).toEqual(feedReads);
+    expect(reader.app.feed.reads).toBeGreaterThan(0);
+    for (const t of [reader, watching, writing]) expect(t.app.feed.stats().announcements).toBe(0);
+    const metrics = await (await fetch(`${watching.url}/metrics`)).text();
+    expect(metrics).toMatch(/^jobs_gateway_feed_mode\{mode="follower"\} 1$/m);
+    expect(metrics).toMatch(/^jobs_gateway_feed_bus_watched_workspaces 1$/m);
+
+    // The last subscriber gone, the follower drops the workspace's subject.
+    socket.close();
+    await vi.waitFor(() => expect(watching.app.busFeed!.stats().watched).toBe(0));
+  });
+
+  it('when the reader is killed another one reads, and a follower’s subscriber gets every job’s final state, in order, nothing twice', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.kill());
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const env = { FEED_BUS: nats.url };
+    const first: GatewayProcess = await spawnGateway({ ...database.env, ...env, LOG_LEVEL: 'info' });
+    cleanups.push(() => void (first.child.exitCode === null && first.child.kill('SIGKILL')));
+    await waitForMode(first.url, 'reader');
+    const watching: TestApp = await startTestApp({ database, env });
+    const writing: TestApp = await startTestApp({ database, env });
+    cleanups.push(
+      () => watching.close(),
+      () => writing.close(),
+    );
+    await waitForMode(watching.url, 'follower');
+    await waitForMode(writing.url, 'follower');
+
+    const key = await watching.createKey('failover');
+    const jobs = await createJobs(writing, key, 5);
+    const socket = await TestSocket.open(watching.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: jobs[0]!.changeCursor });
+
+    const expected: Record<string, number> = {};
+    for (let round = 1; round <= 30; round++) {
+      if (round === 10) first.child.kill('SIGKILL');
+      for (const job of jobs) {
+        await graphqlOk(writing.url, UpdateJobProgressDocument, { input: { id: job.id, progress: round } }, key);
+        expected[job.id] = round;
+      }
+    }
+    await vi.waitFor(async () => expect([await modeOf(watching.url), await modeOf(writing.url)].sort()).toEqual(['follower', 'reader']), { timeout: 15_000 });
+    await vi.waitFor(() => expect(newestProgress(socket.nexts<Update>('1'))).toEqual(expected), { timeout: 15_000 });
+    expectInOrderOnce(socket.nexts<Update>('1'));
+  });
+
+  it('while the bus is unreachable every instance reads the feed itself and says so; once it is back nothing was lost', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.kill());
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const env = { FEED_BUS: nats.url };
+    const reader = await startTestApp({ database, env });
+    cleanups.push(() => reader.close());
+    await waitForMode(reader.url, 'reader');
+    const watching = await startTestApp({ database, env });
+    cleanups.push(() => watching.close());
+    await waitForMode(watching.url, 'follower');
+
+    const key = await reader.createKey('outage');
+    const [job] = await createJobs(reader, key, 1);
+    const socket = await TestSocket.open(watching.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: job!.changeCursor });
+    await vi.waitFor(() => expect(watching.app.busFeed!.stats().watched).toBe(1));
+
+    await nats.kill();
+    await waitForMode(watching.url, 'fallback');
+    await waitForMode(reader.url, 'fallback');
+    expect((await (await fetch(`${watching.url}/readyz`)).json()) as unknown).toEqual({ status: 'ready', database: 'postgres', feed: 'fallback' });
+    // Written through the other instance during the outage: it announces with NOTIFY again.
+    await graphqlOk(reader.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 10 } }, key);
+    await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 10);
+    expect(reader.app.feed.stats().announcements).toBeGreaterThan(0);
+
+    await nats.restart();
+    await waitForMode(watching.url, 'follower');
+    await waitForMode(reader.url, 'reader');
+    await graphqlOk(reader.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 20 } }, key);
+    await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 20);
+    expectInOrderOnce(socket.nexts<Update>('1'));
+    // The creation may come first: its cursor was handed out before the feed knew it final (see infra.test.ts).
+    expect(
+      socket
+        .nexts<Update>('1')
+        .map((u) => u.data.jobUpdated.progress)
+        .filter((progress) => progress !== 0),
+    ).toEqual([10, 20]);
+  });
+});
