@@ -107,7 +107,16 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, { ...config.feed, tracer });
   // With FEED_BUS, one instance reads the feed and the bus carries it to the others (live/bus/).
   const busFeed = config.feedBus
-    ? new BusFeed(feed, new FeedBus(config.feedBus, `jobs-gateway ${announcer.instanceId}`, feedLogger), database, changes, frontier, feedLogger, config.feed)
+    ? new BusFeed(
+        feed,
+        new FeedBus(config.feedBus, `jobs-gateway ${announcer.instanceId}`, feedLogger),
+        database,
+        changes,
+        frontier,
+        remembered,
+        feedLogger,
+        config.feed,
+      )
     : undefined;
   if (busFeed) announcer.overBus(busFeed);
   const source: LiveSource = busFeed ?? feed;
@@ -116,6 +125,12 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     ? new WorkspaceResponseCache({ ...config.responseCache, maxResponseBytes, usable: (workspaceId) => source.inStep(workspaceId) })
     : undefined;
   responses?.follow(jobs, source);
+  // What memory answered for a workspace whose changes passed this instance by is not current.
+  busFeed?.onStale((workspaceId) => {
+    remembered.forgetWorkspace(workspaceId);
+    if (workspaceId === undefined) responses?.invalidateAll();
+    else responses?.invalidateWorkspace(workspaceId);
+  });
   const sweeper = new JobSweeper(jobs, logger.child({ component: 'sweeper' }), {
     intervalMs: config.jobs.stallSweepIntervalMs,
     idempotencyTtlMs: config.jobs.idempotencyTtlMs,

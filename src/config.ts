@@ -119,6 +119,15 @@ export interface WebhookConfig {
   allowPrivate: boolean;
 }
 
+/** A URL that `new URL` takes (a port in range, a host): what the bus client will be given. */
+function parsesAsUrl(value: string): boolean {
+  try {
+    return new URL(value).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const envSchema = z.object({
@@ -133,6 +142,7 @@ const envSchema = z.object({
   FEED_BUS: z
     .string()
     .regex(/^nats:\/\/[^/?#]+\/?$/, 'must be a nats://[user:password@]host[:port] URL')
+    .refine(parsesAsUrl, 'must be a nats://[user:password@]host[:port] URL')
     .optional()
     .or(z.literal('').transform(() => undefined)),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

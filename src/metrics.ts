@@ -107,38 +107,37 @@ export function createMetrics(sources: MetricSources): GatewayMetrics {
       },
     });
 
-  if (sources.feedBus) {
-    const bus = sources.feedBus;
-    new Gauge({
-      name: 'jobs_gateway_feed_mode',
-      help: 'With FEED_BUS, 1 for the mode this instance is in: "reader" reads the change feed for every instance, "follower" takes it from the bus, "fallback" reads it itself while the bus is unreachable.',
-      labelNames: ['mode'] as const,
-      registers,
-      collect() {
-        const { mode } = bus.stats();
-        for (const each of ['reader', 'follower', 'fallback'] as const) this.set({ mode: each }, each === mode ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'jobs_gateway_feed_bus_watched_workspaces',
-      help: 'Workspaces whose changes this instance takes from the bus (those its subscriptions watch).',
-      registers,
-      collect() {
-        this.set(bus.stats().watched);
-      },
-    });
-    mirrored(
-      'jobs_gateway_feed_bus_published_total',
-      'Messages this instance published on the feed bus (as the reader: batches and frontiers; as a writer: wake-ups).',
-      () => bus.stats().published,
-    );
-    mirrored('jobs_gateway_feed_bus_received_total', 'Messages this instance received from the feed bus.', () => bus.stats().received);
-    mirrored(
-      'jobs_gateway_feed_bus_repairs_total',
-      'Reads of one workspace’s changes from PostgreSQL to fill a gap the bus left (a lost message, a new reader, an outage).',
-      () => bus.stats().repairs,
-    );
-  }
+  // Served without FEED_BUS too (modes all 0, counts 0): dashboards and alerts need not know.
+  const bus = () => sources.feedBus?.stats();
+  new Gauge({
+    name: 'jobs_gateway_feed_mode',
+    help: 'With FEED_BUS, 1 for the mode this instance is in: "reader" reads the change feed for every instance, "follower" takes it from the bus, "fallback" reads it itself while the bus or the reader is away.',
+    labelNames: ['mode'] as const,
+    registers,
+    collect() {
+      const mode = bus()?.mode;
+      for (const each of ['reader', 'follower', 'fallback'] as const) this.set({ mode: each }, each === mode ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'jobs_gateway_feed_bus_watched_workspaces',
+    help: 'Workspaces whose changes this instance takes from the feed bus (those its subscriptions watch).',
+    registers,
+    collect() {
+      this.set(bus()?.watched ?? 0);
+    },
+  });
+  mirrored(
+    'jobs_gateway_feed_bus_published_total',
+    'Messages this instance published on the feed bus (as the reader: batches and frontiers; as a writer: wake-ups).',
+    () => bus()?.published ?? 0,
+  );
+  mirrored('jobs_gateway_feed_bus_received_total', 'Messages this instance received from the feed bus.', () => bus()?.received ?? 0);
+  mirrored(
+    'jobs_gateway_feed_bus_repairs_total',
+    'Reads of one workspace’s changes from PostgreSQL to fill a gap the feed bus left (a first watch, a lost message, a new reader, an outage).',
+    () => bus()?.repairs ?? 0,
+  );
   mirrored(
     'jobs_gateway_idle_memory_releases_total',
     'Times this instance, idle, had V8 hand its unused young generation back to the system (RELEASE_IDLE_MEMORY).',

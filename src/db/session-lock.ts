@@ -50,6 +50,10 @@ export function holdSessionLock(
         current = new pg.Client({
           connectionString,
           application_name: 'jobs-gateway-feed-reader',
+          // A holder whose host died or left the network sends no close: the server ends its session
+          // (and the lock) once its TCP keepalives go unanswered, 5 s idle then 3 probes 2 s apart,
+          // instead of the system's default two hours.
+          options: '-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3',
           keepAlive: true,
           ...(timeouts ? { query_timeout: timeouts.queryMs, connectionTimeoutMillis: timeouts.connectMs } : {}),
         });

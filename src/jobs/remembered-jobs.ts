@@ -40,6 +40,12 @@ export class RememberedJobs {
     this.latest.delete(id);
   }
 
+  /** Forgets every job of `workspaceId` (undefined: of every workspace): changes may have passed it by. */
+  forgetWorkspace(workspaceId: string | undefined): void {
+    if (workspaceId === undefined) return this.latest.clear();
+    for (const [id, row] of this.latest.entries()) if (row.workspaceId === workspaceId) this.latest.delete(id);
+  }
+
   /** The remembered state of a RUNNING job of the workspace, for a transition to start from. */
   running(workspaceId: string, id: string): JobRow | undefined {
     const remembered = this.latest.get(id);

@@ -175,6 +175,16 @@ export const FEED_READER_SILENT_INTERVALS = 3;
 /** Gap repairs (reads of one workspace's changes from PostgreSQL) a follower runs at once. */
 export const FEED_REPAIR_CONCURRENCY = 4;
 
+/** Batches a workspace keeps while its repair runs; beyond, it drops them and reads once more after. */
+export const FEED_PENDING_BATCHES = 1_000;
+
+/**
+ * How long an instance elected as the feed reader may take to start reading (a horizon and its
+ * LISTEN connection) before it gives the lock up for another to take: one that cannot reach
+ * PostgreSQL must not hold every follower without updates.
+ */
+export const FEED_READER_START_TIMEOUT_MS = 10_000;
+
 /** The bus connection's reconnect backoff after a failed first connect (the client itself retries once connected). */
 export const BUS_CONNECT_BACKOFF_MS = { first: 250, max: 5_000 } as const;
 

@@ -76,6 +76,8 @@ export class ChangeFeed {
   private stopWaking: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Starts so far: a start that finds a later start or a stop after its awaits gives up. */
+  private runs = 0;
   /** Reads of the database so far. */
   reads = 0;
   /** Dispatches to the listeners so far, and the job states they carried. */
@@ -108,14 +110,17 @@ export class ChangeFeed {
    * instance reads, and starts it when this one is elected or the bus is unreachable.
    */
   async start(): Promise<void> {
+    const run = ++this.runs;
     this.stopped = false;
     this.held.clear();
     if (!(await this.changes.sequenceInOrder())) {
       throw new Error('job_change_cursor_seq must hand out numbers in order for live updates to be complete: ALTER SEQUENCE job_change_cursor_seq CACHE 1');
     }
     // Every change final now is history; anything else may still come.
-    this.frontier.start(await this.changes.horizon());
-    this.stopListening = await this.database.listen(this.channel, {
+    const horizon = await this.changes.horizon();
+    if (run !== this.runs || this.stopped) return;
+    this.frontier.start(horizon);
+    const stopListening = await this.database.listen(this.channel, {
       // Its own announcement comes back too: the write that caused it has woken this feed already.
       onNotify: (payload) => payload !== this.announcer.instanceId && this.wake(),
       onConnected: () => {
@@ -127,9 +132,17 @@ export class ChangeFeed {
         this.logger.warn({ err: error }, 'change feed connection lost; reconnecting');
       },
     });
+    // Stopped while its LISTEN connection was being made (a start that took too long): it stays stopped.
+    if (run !== this.runs || this.stopped) return void (await stopListening());
+    this.stopListening = stopListening;
     this.stopWaking = this.writes.onWrite(() => this.wake());
     this.timer = setInterval(() => this.wake(), this.options.catchUpIntervalMs);
     this.timer.unref();
+  }
+
+  /** Its last read succeeded and it is running: what it says of the database is current. */
+  get readsSucceed(): boolean {
+    return this.lastReadSucceeded && !this.stopped;
   }
 
   /**
@@ -195,7 +208,10 @@ export class ChangeFeed {
     clearInterval(this.timer);
     clearTimeout(this.readTimer?.timeout);
     this.stopWaking?.();
-    await this.stopListening?.();
+    this.stopWaking = undefined;
+    const stopListening = this.stopListening;
+    this.stopListening = undefined;
+    await stopListening?.();
     await this.reading;
   }
 

@@ -49,8 +49,10 @@ it('takes FEED_BUS as a nats:// URL with PostgreSQL only', () => {
   const postgres = { DATABASE_URL: 'postgres://localhost/jobs' };
   expect(loadConfig({ ...postgres, FEED_BUS: 'nats://user:secret@bus.internal:4222' }).feedBus).toBe('nats://user:secret@bus.internal:4222');
   expect(loadConfig({ ...postgres, FEED_BUS: '' }).feedBus).toBeUndefined();
-  for (const bad of ['redis://localhost:6379', 'nats://', 'nats://host/path', 'localhost:4222']) {
+  for (const bad of ['redis://localhost:6379', 'nats://', 'nats://host/path', 'localhost:4222', 'nats://u:secret@host:99999']) {
     expect(() => loadConfig({ ...postgres, FEED_BUS: bad }), bad).toThrow(ConfigError);
+    // The error names the variable, never what it held (a password, say).
+    expect(() => loadConfig({ ...postgres, FEED_BUS: bad })).not.toThrow(/secret/);
   }
   // The embedded database serves one instance: a bus there is a mistake, said at start.
   expect(() => loadConfig({ FEED_BUS: 'nats://localhost:4222' })).toThrow(/FEED_BUS: needs DATABASE_URL/);

@@ -122,6 +122,15 @@ export class WorkspaceResponseCache implements Cache {
     jobs.answerFromMemoryWhile(this.usable, this.ttlMs);
   }
 
+  /** Every cached result of every workspace stops being served, including those being computed now. */
+  invalidateAll(): void {
+    // Every workspace, listed or not, now stands above every generation a result was stored under.
+    this.floor = ++this.counter;
+    this.generations.clear();
+    this.results.clear();
+    this.invalidations++;
+  }
+
   /** Every cached result of `workspaceId` stops being served, including those being computed now. */
   invalidateWorkspace(workspaceId: string): void {
     this.generations.set(workspaceId, ++this.counter);

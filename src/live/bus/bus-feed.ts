@@ -6,8 +6,9 @@ import { positionOf } from '../../jobs/change-position.js';
 import type { ChangeLog } from '../../jobs/change-log.js';
 import type { FeedFrontier } from '../../jobs/feed-frontier.js';
 import type { JobRow } from '../../jobs/model.js';
+import type { RememberedJobs } from '../../jobs/remembered-jobs.js';
 import type { Logger } from '../../logger.js';
-import { FEED_READER_ELECTION_MS, FEED_READER_SILENT_INTERVALS, FEED_REPAIR_CONCURRENCY } from '../../limits/fixed.js';
+import { FEED_READER_ELECTION_MS, FEED_READER_SILENT_INTERVALS, FEED_READER_START_TIMEOUT_MS, FEED_REPAIR_CONCURRENCY } from '../../limits/fixed.js';
 import type { ChangeFeed, ChangeListener } from '../change-feed.js';
 import type { LiveSource, Watch } from '../live-source.js';
 import { type BusSubjects, type FeedBus, busSubjects } from './feed-bus.js';
@@ -16,8 +17,8 @@ import { WorkspaceTracks } from './workspace-tracks.js';
 
 /**
  * reader: this instance reads the feed and publishes it; follower: it takes the reader's batches
- * for the workspaces it watches; fallback: the bus is unreachable, it reads the feed itself (the
- * path without a bus).
+ * for the workspaces it watches; fallback: the bus is unreachable, or no reader is heard, and it
+ * reads the feed itself (the path without a bus).
  */
 export type FeedMode = 'reader' | 'follower' | 'fallback';
 
@@ -34,83 +35,88 @@ export interface BusFeedStats {
 }
 
 /**
+ * What this instance served from memory may be stale: a workspace (`workspaceId`) it starts to
+ * watch again, whose changes reached no one while it did not; or every workspace (undefined) when
+ * its mode changes and the feed it reads starts afresh.
+ */
+export type StaleListener = (workspaceId: string | undefined) => void;
+
+/**
  * The change feed over a bus (FEED_BUS), for several instances on one PostgreSQL: one instance at a
- * time, elected through a session advisory lock, reads the feed exactly as a lone instance does and
- * publishes each read per workspace; the others subscribe only to the workspaces their
- * subscriptions watch, and read PostgreSQL only to repair a gap (WorkspaceTracks). Writers wake the
- * reader over the bus (WriteAnnouncer). Without the bus every instance reads the feed itself, as
- * without FEED_BUS, until it answers again; what anyone missed meanwhile is repaired.
+ * time, elected through a session advisory lock it contends for while the bus is up, reads the feed
+ * exactly as a lone instance does and publishes each read per workspace; the others subscribe only
+ * to the workspaces their subscriptions watch, and read PostgreSQL only to repair a gap
+ * (WorkspaceTracks). Writers wake the reader over the bus (WriteAnnouncer). Without the bus, or
+ * while no reader is heard, an instance reads the feed itself, as without FEED_BUS; what anyone
+ * missed meanwhile is repaired.
  */
 export class BusFeed implements LiveSource {
   mode: FeedMode = 'fallback';
   private busUp = false;
   private elected = false;
+  /** The bus came back: even in the same mode, what was lost meanwhile must be read again. */
+  private resync = false;
   private settling: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<ChangeListener>();
+  private readonly staleListeners = new Set<StaleListener>();
   private readonly watches = new Map<string, { count: number; ready: Promise<void>; unsubscribe: () => void }>();
   /** Per workspace, the end of the last batch this instance's feed read: the next batch's `prev`. */
-  private chains = new LRUCache<string, bigint>({ max: REMEMBERED_CHAINS });
+  private readonly chains = new LRUCache<string, bigint>({ max: REMEMBERED_CHAINS });
   /** Who this instance is as the reader (new at each election: followers repair when it changes). */
   private readerId = randomUUID();
-  /** The reader this follower last heard, and when (performance.now()). */
-  private followed: { reader: string; at: number } | undefined;
+  /** The reader last heard (its frontier), and when (performance.now()). */
+  private heard: { reader: string; at: number } | undefined;
   private writing: unknown[] | undefined;
   private stopWakes: (() => void) | undefined;
   private stopFrontiers: (() => void) | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
-  private frontierTimer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private readonly subjects: BusSubjects;
+  private subjects!: BusSubjects;
   readonly tracks: WorkspaceTracks;
 
   constructor(
     private readonly feed: ChangeFeed,
     private readonly bus: FeedBus,
-    private readonly database: Pick<Database, 'schema' | 'holdLock'>,
+    private readonly database: Pick<Database, 'sql' | 'holdLock'>,
     private readonly changes: Pick<ChangeLog, 'changedSince'>,
     private readonly frontier: FeedFrontier,
+    private readonly remembered: Pick<RememberedJobs, 'observe'>,
     private readonly logger: Logger,
     private readonly options: { catchUpIntervalMs: number; pageSize: number },
   ) {
-    this.subjects = busSubjects(database.schema);
     this.tracks = new WorkspaceTracks(
       { changesAfter: (workspaceId, after) => this.changesAfter(workspaceId, after) },
-      (workspaceId, rows) => this.deliver(rows),
+      (_workspaceId, rows) => this.deliver(rows),
       logger,
       { concurrency: FEED_REPAIR_CONCURRENCY, retryMs: options.catchUpIntervalMs },
     );
     feed.subscribe((rows) => this.read(rows));
   }
 
-  /** Starts on the path without a bus (the feed reads), then joins the election and the bus. */
+  /** Starts on the path without a bus (the feed reads), then joins the bus and, through it, the election. */
   async start(): Promise<void> {
+    // The subjects carry this database's identity: gateways of other databases may share the bus.
+    const [installation] = await this.database.sql.query<{ id: string }>('SELECT id::text AS id FROM "Installation" ORDER BY "createdAt" LIMIT 1');
+    if (!installation) throw new Error('the "Installation" row is missing (migration 20261210000000 makes it): the feed bus cannot name its subjects');
+    this.subjects = busSubjects(installation.id);
     await this.feed.start();
     this.stopFrontiers = this.bus.subscribe(this.subjects.frontier, (data) => this.heardFrontier(data));
-    this.releaseLock = this.database.holdLock('jobs-gateway feed reader', FEED_READER_ELECTION_MS, {
-      onAcquired: () => {
-        this.elected = true;
-        this.settle();
-      },
-      onLost: (error) => {
-        this.elected = false;
-        this.logger.warn({ err: error }, 'lost the feed reader’s lock');
-        this.settle();
-      },
-    });
     this.bus.start({
       onUp: () => {
         this.busUp = true;
+        this.resync = true;
+        this.contend();
         this.settle();
       },
       onDown: () => {
         this.busUp = false;
+        void this.abstain();
         this.settle();
       },
     });
-    // The reader's frontier at least once per catch-up interval, even when nothing changes: it is
-    // how followers know it is alive, and how their cursors stay close to the newest.
-    this.frontierTimer = setInterval(() => this.mode === 'reader' && this.publishFrontier(), this.options.catchUpIntervalMs);
-    this.frontierTimer.unref();
+    this.timer = setInterval(() => this.tick(), this.options.catchUpIntervalMs);
+    this.timer.unref();
   }
 
   /** Changes from other instances reach this one: over the bus, or (reading the feed) over its LISTEN connection. */
@@ -123,10 +129,14 @@ export class BusFeed implements LiveSource {
     return () => this.listeners.delete(listener);
   }
 
+  /** Hears when what was served from memory may be stale (the response cache, remembered jobs). */
+  onStale(listener: StaleListener): void {
+    this.staleListeners.add(listener);
+  }
+
   inStep(workspaceId: string): boolean {
     if (this.mode !== 'follower') return this.feed.inStep(workspaceId) && (!this.tracks.has(workspaceId) || this.tracks.current(workspaceId));
-    const readerHeard = this.followed !== undefined && performance.now() - this.followed.at < FEED_READER_SILENT_INTERVALS * this.options.catchUpIntervalMs;
-    return this.busUp && readerHeard && this.tracks.current(workspaceId) && !this.frontier.holdsBack(workspaceId);
+    return this.busUp && this.readerHeard() && this.tracks.current(workspaceId) && !this.frontier.holdsBack(workspaceId);
   }
 
   /**
@@ -136,12 +146,16 @@ export class BusFeed implements LiveSource {
   watch(workspaceId: string): Watch {
     let watch = this.watches.get(workspaceId);
     if (!watch) {
-      this.tracks.watch(workspaceId, this.frontier.finalFor(workspaceId));
       const unsubscribe = this.bus.subscribe(this.subjects.workspace(workspaceId), (data) => {
         const batch = decodeBatch(data);
-        if (batch) this.tracks.apply(workspaceId, batch);
+        // Rows of another workspace on this subject are not this workspace's changes, whoever sent them.
+        if (batch && (batch.rows ?? []).every((row) => row.workspaceId === workspaceId)) this.tracks.apply(workspaceId, batch);
       });
-      watch = { count: 0, ready: this.bus.flush().catch(() => undefined), unsubscribe };
+      const ready = this.bus.flush().catch(() => undefined);
+      // Its changes reached no one here while it was not watched: what was kept of it is not current.
+      this.stale(workspaceId);
+      this.tracks.watch(workspaceId, this.frontier.finalFor(workspaceId), ready);
+      watch = { count: 0, ready, unsubscribe };
       this.watches.set(workspaceId, watch);
     }
     watch.count++;
@@ -179,47 +193,93 @@ export class BusFeed implements LiveSource {
     };
   }
 
+  /** Stops reading and publishing first, then gives the lock up (a successor starts only then), then leaves the bus. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.frontierTimer);
+    clearInterval(this.timer);
     this.stopWakes?.();
     this.stopFrontiers?.();
     for (const watch of this.watches.values()) watch.unsubscribe();
     this.watches.clear();
+    this.tracks.close();
+    // A transition under way is bounded (FEED_READER_START_TIMEOUT_MS); one that would start after this does nothing.
     await this.settling;
-    await Promise.all([this.releaseLock?.(), this.bus.stop(), this.feed.stop()]);
+    await this.feed.stop();
+    await this.abstain();
+    await this.bus.stop();
+  }
+
+  /** Contends for the reader's lock: only while the bus is up (a reader that cannot publish must leave it to another). */
+  private contend(): void {
+    if (this.releaseLock || this.stopped) return;
+    this.releaseLock = this.database.holdLock('jobs-gateway feed reader', FEED_READER_ELECTION_MS, {
+      onAcquired: () => {
+        this.elected = true;
+        this.settle();
+      },
+      onLost: (error) => {
+        this.elected = false;
+        this.logger.warn({ err: error }, 'lost the feed reader’s lock');
+        this.settle();
+      },
+    });
+  }
+
+  private async abstain(): Promise<void> {
+    const release = this.releaseLock;
+    this.releaseLock = undefined;
+    this.elected = false;
+    await release?.();
+  }
+
+  /** Once per catch-up interval: the reader says it is alive (while its reads succeed); a follower that hears no reader reads itself. */
+  private tick(): void {
+    if (this.mode === 'reader' && this.feed.readsSucceed) this.publishFrontier();
+    if (this.mode === 'follower' && !this.readerHeard()) this.settle();
+  }
+
+  private readerHeard(): boolean {
+    return this.heard !== undefined && performance.now() - this.heard.at < FEED_READER_SILENT_INTERVALS * this.options.catchUpIntervalMs;
   }
 
   private settle(): void {
     this.settling = this.settling.then(() => this.transition());
   }
 
-  /** Takes the mode the bus and the election call for, one change at a time. */
+  /** Takes the mode the bus, the election and the reader's voice call for, one change at a time. */
   private async transition(): Promise<void> {
     if (this.stopped) return;
-    const next: FeedMode = !this.busUp ? 'fallback' : this.elected ? 'reader' : 'follower';
+    const next: FeedMode = !this.busUp ? 'fallback' : this.elected ? 'reader' : this.readerHeard() ? 'follower' : 'fallback';
     const before = this.mode;
-    if (next === before) return;
+    if (next === before && !this.resync) return;
+    this.resync = false;
     try {
-      if (next === 'follower') await this.feed.stop();
-      else if (before === 'follower') await this.feed.start();
+      if (next === 'follower' && before !== 'follower') await this.feed.stop();
+      else if (next !== 'follower' && before === 'follower') await withinTimeout(this.feed.start(), FEED_READER_START_TIMEOUT_MS);
     } catch (error) {
+      await this.feed.stop();
       this.logger.error({ err: error }, 'could not start reading the change feed; trying again');
+      if (next === 'reader') {
+        // Another instance may manage: give the lock up for a while.
+        await this.abstain();
+        setTimeout(() => this.busUp && this.contend(), this.options.catchUpIntervalMs).unref();
+      }
       setTimeout(() => this.settle(), this.options.catchUpIntervalMs).unref();
       return;
     }
     this.mode = next;
     // A feed that starts again starts from what is final now: chains from before mean nothing.
-    if (before === 'follower') this.chains.clear();
+    if (before === 'follower' && next !== 'follower') this.chains.clear();
     this.stopWakes?.();
     this.stopWakes = undefined;
     if (next === 'reader') {
       this.readerId = randomUUID();
       this.stopWakes = this.bus.subscribe(this.subjects.wake, () => this.feed.wake());
     }
-    this.followed = undefined;
-    this.logger.info({ from: before, to: next }, `change feed: ${next}`);
-    // Whatever the change, something may have been missed while it happened: every watched workspace reads from where it stands.
+    if (next !== before) this.logger.info({ from: before, to: next }, `change feed: ${next}`);
+    // What was served from memory may have missed changes while the mode changed; every watched
+    // workspace reads from where it stands.
+    this.stale(undefined);
     this.tracks.repairAll();
     if (next === 'reader') this.publishFrontier();
   }
@@ -238,7 +298,9 @@ export class BusFeed implements LiveSource {
       const batch: WorkspaceBatch = { reader: this.readerId, prev: this.chains.get(workspaceId) ?? null, to, rows: list };
       this.chains.set(workspaceId, to);
       if (this.mode === 'reader') this.publishBatch(workspaceId, batch);
-      this.tracks.apply(workspaceId, batch);
+      // A workspace nobody here watches still has cached results and remembered jobs to keep true.
+      if (this.tracks.has(workspaceId)) this.tracks.apply(workspaceId, batch);
+      else this.deliver(list);
     }
     this.writing = undefined;
     if (this.mode === 'reader') this.publishFrontier();
@@ -258,17 +320,23 @@ export class BusFeed implements LiveSource {
   }
 
   private heardFrontier(data: Uint8Array): void {
-    if (this.mode !== 'follower') return;
+    if (this.mode === 'reader') return;
     const message = decodeFrontier(data);
     if (!message) return;
+    const changed = this.heard?.reader !== message.reader;
+    this.heard = { reader: message.reader, at: performance.now() };
+    if (this.mode === 'fallback') {
+      // A reader is there again: follow it.
+      if (this.busUp && !this.elected) this.settle();
+      return;
+    }
     this.frontier.adopt(message);
-    const changed = this.followed?.reader !== message.reader;
-    this.followed = { reader: message.reader, at: performance.now() };
     // A new reader started from what was final when it did: what the last one read and never sent, nobody sends.
     if (changed) this.tracks.repairAll();
   }
 
   private deliver(rows: JobRow[]): void {
+    this.remembered.observe(rows);
     for (const listener of this.listeners) {
       try {
         const written = listener(rows);
@@ -277,6 +345,10 @@ export class BusFeed implements LiveSource {
         this.logger.error({ err: error }, 'change listener failed');
       }
     }
+  }
+
+  private stale(workspaceId: string | undefined): void {
+    for (const listener of this.staleListeners) listener(workspaceId);
   }
 
   /** Every final change of the workspace after `after`, page by page (the replays' read). */
@@ -290,4 +362,11 @@ export class BusFeed implements LiveSource {
       from = positionOf(page.rows.at(-1)!);
     }
   }
+}
+
+/** `promise`, or a rejection after `ms`. */
+function withinTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

@@ -2,7 +2,7 @@ import { type NatsConnection, type Subscription, connect } from '@nats-io/transp
 import type { Logger } from '../../logger.js';
 import { BUS_CONNECT_BACKOFF_MS } from '../../limits/fixed.js';
 
-/** The subjects of one database schema's gateways (instances of other schemas share the server, not the subjects). */
+/** The subjects of one database's gateways (its "Installation" id): gateways of other databases may share the server, never the subjects. */
 export interface BusSubjects {
   /** One workspace's changes, from the feed reader. */
   workspace(workspaceId: string): string;
@@ -14,9 +14,9 @@ export interface BusSubjects {
   readonly wake: string;
 }
 
-export function busSubjects(schema: string): BusSubjects {
-  // A subject token cannot hold '.', '*', '>' or white space; a schema name can.
-  const token = /^[A-Za-z0-9_-]+$/.test(schema) ? schema : `x${Buffer.from(schema).toString('hex')}`;
+export function busSubjects(installation: string): BusSubjects {
+  // A subject token cannot hold '.', '*', '>' or white space (a uuid has none; anything else is hex-encoded).
+  const token = /^[A-Za-z0-9_-]+$/.test(installation) ? installation : `x${Buffer.from(installation).toString('hex')}`;
   const prefix = `jobs-gateway.${token}`;
   return {
     workspace: (workspaceId) => `${prefix}.workspace.${workspaceId}`,
@@ -38,10 +38,14 @@ export function natsOptionsOf(url: string): { servers: string; user?: string; pa
   return { servers };
 }
 
-/** Where a bus URL points, without its credentials: what logs and /readyz may show. */
+/** Where a bus URL points, without its credentials: what logs may show. */
 export function busAddress(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.protocol}//${parsed.hostname}:${parsed.port || '4222'}`;
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.hostname}:${parsed.port || '4222'}`;
+  } catch {
+    return 'nats://(an address that does not parse)';
+  }
 }
 
 export interface FeedBusEvents {
@@ -144,6 +148,8 @@ export class FeedBus {
         ...natsOptionsOf(this.url),
         name: this.name,
         maxReconnectAttempts: -1,
+        // Its own messages are of no use to it (the reader reads its own batches locally).
+        noEcho: true,
         reconnectTimeWait: BUS_CONNECT_BACKOFF_MS.first,
         pingInterval: 5_000,
         maxPingOut: 2,

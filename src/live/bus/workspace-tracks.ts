@@ -3,6 +3,7 @@ import { positionOf } from '../../jobs/change-position.js';
 import type { JobRow } from '../../jobs/model.js';
 import type { Logger } from '../../logger.js';
 import type { WorkspaceBatch } from './feed-messages.js';
+import { FEED_PENDING_BATCHES } from '../../limits/fixed.js';
 
 /** Reads a workspace's final changes after a position from PostgreSQL: a gap's repair. */
 export interface RepairSource {
@@ -15,6 +16,8 @@ interface Track {
   position: bigint;
   /** A repair is under way or waits: batches wait in `pending`. */
   repairing: boolean;
+  /** Something may have been lost after the running repair read: it reads once more when done. */
+  dirty: boolean;
   pending: WorkspaceBatch[];
 }
 
@@ -31,6 +34,7 @@ export class WorkspaceTracks {
   private readonly tracks = new Map<string, Track>();
   private readonly repairs: PQueue;
   private readonly retryMs: number;
+  private closed = false;
   /** Gap repairs started so far, for the metrics. */
   repairsStarted = 0;
 
@@ -45,13 +49,28 @@ export class WorkspaceTracks {
     this.retryMs = options.retryMs;
   }
 
-  /** Starts a track at `position`: what is final there is history for it. */
-  watch(workspaceId: string, position: bigint): void {
-    if (!this.tracks.has(workspaceId)) this.tracks.set(workspaceId, { position, repairing: false, pending: [] });
+  /**
+   * Starts a track at `position` (what is final there is history for it), repairing from there once
+   * `subscribed` settles: a batch published before the bus had the subscription is lost, and
+   * nothing else would show it if the workspace then went quiet.
+   */
+  watch(workspaceId: string, position: bigint, subscribed: Promise<unknown>): void {
+    if (this.closed || this.tracks.has(workspaceId)) return;
+    const track: Track = { position, repairing: true, dirty: false, pending: [] };
+    this.tracks.set(workspaceId, track);
+    this.repairsStarted++;
+    void subscribed.finally(() => this.readMissed(workspaceId, track));
   }
 
   unwatch(workspaceId: string): void {
     this.tracks.delete(workspaceId);
+  }
+
+  /** Stops: no track, no repair (those queued are dropped, a running one delivers nothing). */
+  close(): void {
+    this.closed = true;
+    this.tracks.clear();
+    this.repairs.clear();
   }
 
   has(workspaceId: string): boolean {
@@ -78,13 +97,21 @@ export class WorkspaceTracks {
   apply(workspaceId: string, batch: WorkspaceBatch): void {
     const track = this.tracks.get(workspaceId);
     if (!track) return;
-    if (track.repairing) track.pending.push(batch);
-    else this.take(workspaceId, track, batch);
+    if (!track.repairing) return this.take(workspaceId, track, batch);
+    track.pending.push(batch);
+    // A repair that keeps failing while the reader keeps publishing: what waits is read again instead.
+    if (track.pending.length > FEED_PENDING_BATCHES) {
+      track.pending = [];
+      track.dirty = true;
+    }
   }
 
   /** Something may have been missed everywhere (a new reader, the bus was down): every track reads again from its position. */
   repairAll(): void {
-    for (const [workspaceId, track] of this.tracks) if (!track.repairing) this.repair(workspaceId, track);
+    for (const [workspaceId, track] of this.tracks) {
+      if (track.repairing) track.dirty = true;
+      else this.repair(workspaceId, track);
+    }
   }
 
   private take(workspaceId: string, track: Track, batch: WorkspaceBatch): void {
@@ -106,6 +133,8 @@ export class WorkspaceTracks {
   }
 
   private readMissed(workspaceId: string, track: Track): void {
+    if (this.tracks.get(workspaceId) !== track) return;
+    track.dirty = false;
     void this.repairs.add(async () => {
       if (this.tracks.get(workspaceId) !== track) return;
       let found;
@@ -121,6 +150,11 @@ export class WorkspaceTracks {
       if (found.upTo > track.position) track.position = found.upTo;
       const rows = found.rows.filter((row) => positionOf(row) > after);
       if (rows.length > 0) this.deliver(workspaceId, rows);
+      if (track.dirty) {
+        this.repairsStarted++;
+        this.readMissed(workspaceId, track);
+        return;
+      }
       track.repairing = false;
       const pending = track.pending;
       track.pending = [];

@@ -1,11 +1,13 @@
+import net, { type AddressInfo } from 'node:net';
 import { afterAll, expect, it, vi } from 'vitest';
-import { CreateJobDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
+import { CompleteJobDocument, CreateJobDocument, JobDocument, JobsDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
 import type { FeedMode } from '../../../src/live/bus/bus-feed.js';
 import { adminQuery, describePostgres, freshDatabase } from '../../helpers/databases.js';
 import { type GatewayProcess, spawnGateway } from '../../helpers/gateway-process.js';
+import { settleFeed } from '../../helpers/feed.js';
 import { graphqlOk } from '../../helpers/http.js';
 import { startNatsServer } from '../../helpers/nats-server.js';
-import { type TestApp, startTestApp } from '../../helpers/test-app.js';
+import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
 const WATCH = 'subscription($after: String) { jobUpdated(after: $after) { id progress changeCursor } }';
@@ -139,6 +141,93 @@ describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
     expectInOrderOnce(socket.nexts<Update>('1'));
   });
 
+  it('keeps the response cache and remembered jobs true on every instance: the reader’s unwatched workspaces, a workspace watched again, a job completed elsewhere', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.kill());
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    const env = { FEED_BUS: nats.url };
+    const reader = await startTestApp({ database, env });
+    cleanups.push(() => reader.close());
+    await waitForMode(reader.url, 'reader');
+    const [watching, writing] = [await startTestApp({ database, env }), await startTestApp({ database, env })];
+    cleanups.push(
+      () => watching.close(),
+      () => writing.close(),
+    );
+    await waitForMode(watching.url, 'follower');
+    await waitForMode(writing.url, 'follower');
+    const key = await reader.createKey('cache');
+    const workspaceId = await workspaceIdOf(reader.app.apiKeys, key);
+    const [job] = await createJobs(writing, key, 1);
+    const progressOn = async (t: TestApp) => (await graphqlOk(t.url, JobDocument, { id: job!.id }, key)).job!.progress;
+
+    const listOn = async (t: TestApp) => (await graphqlOk(t.url, JobsDocument, {}, key)).jobs.map((j) => j.progress);
+
+    // The reader serves a workspace nobody watches from its cache (the list) and memory (the job);
+    // a write elsewhere must reach both.
+    // (Once the reader has dispatched the creation, which would drop what it cached before.)
+    await settleFeed(reader.app.feed);
+    expect(await listOn(reader)).toEqual([0]);
+    expect(await listOn(reader)).toEqual([0]);
+    expect(reader.app.responses!.hits).toBeGreaterThan(0);
+    expect(await progressOn(reader)).toBe(0);
+    await graphqlOk(writing.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 11 } }, key);
+    await vi.waitFor(async () => expect([await listOn(reader), await progressOn(reader)]).toEqual([[11], 11]), { timeout: 5_000 });
+
+    // A follower caches the list while it watches; stops watching; the job changes; it watches again.
+    const watch = async () => {
+      const socket = await TestSocket.open(watching.url, { apiKey: key });
+      cleanups.push(() => socket.close());
+      socket.subscribe('1', WATCH, {});
+      await vi.waitFor(() => expect(watching.app.busFeed!.inStep(workspaceId)).toBe(true));
+      return socket;
+    };
+    let socket = await watch();
+    expect(await listOn(watching)).toEqual([11]);
+    expect(await listOn(watching)).toEqual([11]);
+    socket.close();
+    await vi.waitFor(() => expect(watching.app.busFeed!.stats().watched).toBe(0));
+    await graphqlOk(writing.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 22 } }, key);
+    socket = await watch();
+    expect(await listOn(watching)).toEqual([22]);
+
+    // A job this follower wrote (so remembers), completed through another instance: its job read says so.
+    await graphqlOk(watching.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 33 } }, key);
+    await graphqlOk(writing.url, CompleteJobDocument, { id: job!.id }, key);
+    await socket.waitFor((m) => (m.payload as { data?: { jobUpdated?: { progress?: number } } } | undefined)?.data?.jobUpdated?.progress === 100);
+    expect((await graphqlOk(watching.url, JobDocument, { id: job!.id }, key)).job).toMatchObject({ status: 'COMPLETED', progress: 100 });
+  });
+
+  it('an instance that cannot reach the bus never becomes the reader: those that can elect one among themselves', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.kill());
+    // A port where something accepts and hangs up at once: no NATS server there.
+    const nowhere = net.createServer((connection) => connection.destroy());
+    await new Promise<void>((resolve) => nowhere.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => nowhere.close(() => resolve())));
+    const database = await freshDatabase();
+    cleanups.push(() => database.drop());
+    // First to start, with a bus that does not answer.
+    const cutOff = await startTestApp({ database, env: { FEED_BUS: `nats://127.0.0.1:${(nowhere.address() as AddressInfo).port}` } });
+    cleanups.push(() => cutOff.close());
+    const [a, b] = [await startTestApp({ database, env: { FEED_BUS: nats.url } }), await startTestApp({ database, env: { FEED_BUS: nats.url } })];
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    await vi.waitFor(async () => expect([await modeOf(a.url), await modeOf(b.url)].sort()).toEqual(['follower', 'reader']), { timeout: 15_000 });
+    expect(await modeOf(cutOff.url)).toBe('fallback');
+    // Its subscribers still hear every change (it reads the feed itself), here one written through the reader.
+    const key = await a.createKey('cut-off');
+    const [job] = await createJobs(a, key, 1);
+    const socket = await TestSocket.open(cutOff.url, { apiKey: key });
+    cleanups.push(() => socket.close());
+    socket.subscribe('1', WATCH, { after: job!.changeCursor });
+    await graphqlOk(a.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 5 } }, key);
+    await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 5);
+  });
+
   it('while the bus is unreachable every instance reads the feed itself and says so; once it is back nothing was lost', async () => {
     const nats = await startNatsServer();
     cleanups.push(() => nats.kill());
@@ -168,9 +257,9 @@ describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
     await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 10);
     expect(reader.app.feed.stats().announcements).toBeGreaterThan(0);
 
+    // Back: both contend again, and either may read now.
     await nats.restart();
-    await waitForMode(watching.url, 'follower');
-    await waitForMode(reader.url, 'reader');
+    await vi.waitFor(async () => expect([await modeOf(reader.url), await modeOf(watching.url)].sort()).toEqual(['follower', 'reader']), { timeout: 15_000 });
     await graphqlOk(reader.url, UpdateJobProgressDocument, { input: { id: job!.id, progress: 20 } }, key);
     await socket.waitFor((m) => (m.payload as Update | undefined)?.data.jobUpdated.progress === 20);
     expectInOrderOnce(socket.nexts<Update>('1'));

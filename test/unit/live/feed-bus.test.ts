@@ -10,13 +10,15 @@ describe('the feed bus', () => {
     expect(natsOptionsOf('nats://127.0.0.1:4222')).toEqual({ servers: '127.0.0.1:4222' });
     expect(busAddress('nats://gateway:secret@bus.internal:4333')).toBe('nats://bus.internal:4333');
     expect(busAddress('nats://t0ken@bus.internal')).not.toContain('t0ken');
+    expect(busAddress('nats://u:secret@host:99999')).not.toContain('secret');
   });
 
-  it('keeps the subjects of each schema apart, whatever its name', () => {
+  it('keeps the subjects of each database apart, whatever its identity holds', () => {
     const workspace = '3f0e5a52-96f4-4c39-9f43-3d0d3f3f6a10';
-    expect(busSubjects('public').workspace(workspace)).toBe(`jobs-gateway.public.workspace.${workspace}`);
+    const installation = '0d1c5c9e-5f1a-4f57-b0b9-7f3c2c1e9a01';
+    expect(busSubjects(installation).workspace(workspace)).toBe(`jobs-gateway.${installation}.workspace.${workspace}`);
     expect(busSubjects('tenant.a').frontier).not.toBe(busSubjects('tenant_a').frontier);
-    for (const schema of ['a.b', 'a*', 'a>', 'a b']) expect(busSubjects(schema).wake.split('.')).toHaveLength(3);
+    for (const identity of ['a.b', 'a*', 'a>', 'a b']) expect(busSubjects(identity).wake.split('.')).toHaveLength(3);
   });
 
   it('carries a batch’s rows whole (dates, bigints, JSON), and ignores what is not one of its messages', () => {

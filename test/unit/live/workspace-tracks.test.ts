@@ -76,7 +76,7 @@ describe('WorkspaceTracks', () => {
             const { writes, reconnect, later, fate, newReader } = reads[i]!;
             if (i === watchedAfter) {
               watchedAt = readerTo;
-              tracks.watch(W, at(readerTo));
+              tracks.watch(W, at(readerTo), Promise.resolve());
             }
             for (const jobId of writes) history.write(jobId);
             if (reconnect) {
@@ -118,7 +118,7 @@ describe('WorkspaceTracks', () => {
     );
   });
 
-  it('holds batches that arrive during a repair and takes them up after it, and stops for a workspace no longer watched', async () => {
+  it('starts with a repair once subscribed, holds batches meanwhile, reads again when told of a loss during it, and stops when unwatched', async () => {
     const history = new History();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -135,22 +135,29 @@ describe('WorkspaceTracks', () => {
       logger,
       { concurrency: 1, retryMs: 1 },
     );
-    tracks.watch(W, at(0));
+    let subscribed!: () => void;
+    // A change published before the bus had the subscription: lost, but the first repair reads it.
     history.write('a');
-    tracks.apply(W, { reader: 'r', prev: null, to: at(1), rows: [row('a', 1)] });
+    tracks.watch(W, at(0), new Promise<void>((resolve) => (subscribed = resolve)));
     expect(tracks.current(W)).toBe(false);
     history.write('b');
     tracks.apply(W, { reader: 'r', prev: at(1), to: at(2), rows: [row('b', 2)] });
+    subscribed();
+    await settle();
+    // While the repair reads, a change is lost (the bus dropped): the track must read once more.
+    history.write('c');
+    tracks.repairAll();
     release();
     await settle();
     expect(delivered.map((r) => [r.id, r.changeSeq])).toEqual([
       ['a', 1n],
       ['b', 2n],
+      ['c', 3n],
     ]);
     expect(tracks.current(W)).toBe(true);
     tracks.unwatch(W);
-    tracks.apply(W, { reader: 'r', prev: at(2), to: at(3), rows: [row('a', 3)] });
-    expect(delivered).toHaveLength(2);
+    tracks.apply(W, { reader: 'r', prev: at(3), to: at(4), rows: [row('a', 4)] });
+    expect(delivered).toHaveLength(3);
   });
 
   it('retries a repair the database failed, and delivers nothing until it succeeds', async () => {
@@ -169,8 +176,7 @@ describe('WorkspaceTracks', () => {
       logger,
       { concurrency: 1, retryMs: 5 },
     );
-    tracks.watch(W, at(0));
-    tracks.repairAll();
+    tracks.watch(W, at(0), Promise.resolve());
     await new Promise((resolve) => setTimeout(resolve, 1));
     expect(tracks.current(W)).toBe(false);
     await new Promise((resolve) => setTimeout(resolve, 100));
