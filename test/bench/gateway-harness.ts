@@ -90,6 +90,11 @@ serveParent(
         feedDispatches: app.feed.dispatches,
         feedDispatched: app.feed.dispatched,
         feedAnnouncements: app.feed.stats().announcements,
+        // With FEED_BUS: its mode, messages and gap repairs.
+        feedMode: app.busFeed?.mode,
+        busPublished: app.busFeed?.stats().published ?? 0,
+        busReceived: app.busFeed?.stats().received ?? 0,
+        busRepairs: app.busFeed?.stats().repairs ?? 0,
         groups: app.webSockets.multiplexer.groupCount,
         subscribers: app.webSockets.multiplexer.memberCount,
         connections: app.webSockets.connectionCount,

@@ -21,7 +21,7 @@ import {
   replayFlood,
   sendUpdate,
 } from './load.js';
-import { jobTableCounters, startSimulatedInstances } from './scale.js';
+import { busAnswers, jobTableCounters, startSimulatedInstances } from './scale.js';
 import { type MixedRow, type MixedScenario, mixed } from './mixed.js';
 import { EXPORT_DELAY_MS, type TracingMode, type TracingRow, startCollector, tracingEnv, tracingRound } from './tracing.js';
 import { type WebhookDeliveryRow, type WebhookWriteRow, webhookDelivery, webhookWriteCost } from './webhooks.js';
@@ -156,11 +156,11 @@ const began = performance.now();
 /** Progress on stderr, each line with the seconds since the run began. */
 const log = (line: string) => process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
 
-async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 
@@ -338,6 +338,10 @@ interface GatewayStats {
   executions: number;
   feedReads: number;
   feedAnnouncements: number;
+  feedMode?: 'reader' | 'follower' | 'fallback';
+  busPublished: number;
+  busReceived: number;
+  busRepairs: number;
   feedDispatches: number;
   feedDispatched: number;
   subscribers: number;
@@ -1050,8 +1054,12 @@ function printMixed(rows: MixedRow[]) {
 }
 
 interface ScaleRow {
+  /** The feed bus the gateways (and simulated instances) use: none, or NATS. */
+  bus: 'none' | 'nats';
   gateways: number;
   simulated: number;
+  /** The reader gateway was killed (SIGKILL) halfway through the run. */
+  readerKilled: boolean;
   subscribers: number;
   changesPerSec: number;
   /** Feed reads (horizon and changes: two statements each) of every instance, per change written. */
@@ -1063,32 +1071,61 @@ interface ScaleRow {
   idleFeedReads: number;
   /** NOTIFYs the gateways sent (one per batch of their writes), per change. */
   notifiesPerChange: number;
+  /** Messages published on the bus by every instance, and received by them, per change. */
+  busPublishedPerChange: number;
+  busReceivedPerChange: number;
+  /** Gap repairs (one workspace's changes read from PostgreSQL) of every instance during the run. */
+  busRepairs: number;
+  /** From the reader's kill to another gateway reading, as their stats show it (polled every 20 ms). */
+  takeoverMs: number | null;
+  /** Writes that failed (those sent to the killed gateway). */
+  writesFailed: number;
   p50Ms: number;
   p99Ms: number;
-  /** (Subscriber, job) pairs whose newest state is not the database's at the end, of all pairs. */
+  /** (Subscriber, job) pairs whose newest state is not the database's at the end, of all pairs (open sockets). */
   finalStatesMissing: number;
   finalStatePairs: number;
 }
 
 const STATS_FLUSH_MS = 11_000;
 const SCALE = { gateways: 3, workspaces: 50, jobsPerWorkspace: 2, writesPerSec: 200, seconds: 20, simulated: [0, 8, 32] } as const;
+/** The machine's NATS server (these machines run one; .ci/run starts it when it is not running). */
+const SCALE_BUS = process.env.BENCH_FEED_BUS ?? 'nats://127.0.0.1:4222';
 
 /**
  * Several instances on one PostgreSQL (issue 25): three real gateways sharing a schema, a
  * subscriber of every workspace on each, and workers writing 200 changes a second over 50
  * workspaces through all three; then the same with 8 and 32 simulated instances beside them
- * (scale.ts). What PostgreSQL does per change, and write-to-subscriber latency.
+ * (scale.ts). What PostgreSQL does per change, and write-to-subscriber latency. Without a bus, then
+ * with one (FEED_BUS over the machine's NATS server, skipped with a message when none answers),
+ * where a last run kills the reader halfway.
  */
 async function scaleRows(subs: Child): Promise<ScaleRow[]> {
+  const rows = await scaleRun(subs, undefined);
+  if (await busAnswers(SCALE_BUS)) rows.push(...(await scaleRun(subs, SCALE_BUS)));
+  else log(`scale: no NATS server answers at ${SCALE_BUS}: the rows with the feed bus are skipped`);
+  return rows;
+}
+
+async function scaleRun(subs: Child, bus: string | undefined): Promise<ScaleRow[]> {
   const database = await freshDatabaseEnv('postgres', 'scale');
   const gateways: Child[] = [];
   const rows: ScaleRow[] = [];
   try {
-    // The first migrates; the others find it done.
+    // The first migrates (and, with a bus, becomes the reader); the others find it done.
     for (let i = 0; i < SCALE.gateways; i++) {
-      gateways.push(await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env }, ['--expose-gc']));
+      gateways.push(await spawnChild('./gateway-harness.ts', { ...GATEWAY_ENV, ...database.env, ...(bus && { FEED_BUS: bus }) }, ['--expose-gc']));
     }
     const urls = await Promise.all(gateways.map((gateway) => gateway.request<string>({ cmd: 'url' })));
+    const gatewayStats = () => Promise.all(gateways.map((g) => g.request<GatewayStats>({ cmd: 'stats' })));
+    if (bus) {
+      await waitUntil(
+        async () =>
+          (await gatewayStats()).filter((s) => s.feedMode === 'reader').length === 1 && (await gatewayStats()).every((s) => s.feedMode !== 'fallback'),
+        30_000,
+        'one reader, the others followers',
+      );
+    }
     const workspaces: Array<{ key: string; jobIds: string[] }> = [];
     for (let w = 0; w < SCALE.workspaces; w++) {
       const key = await gateways[0]!.request<string>({ cmd: 'createKey', workspace: `scale-${w}` });
@@ -1108,59 +1145,106 @@ async function scaleRows(subs: Child): Promise<ScaleRow[]> {
       }
     }
     const subscribers = SCALE.workspaces * urls.length;
-    await waitUntil(
-      async () => (await Promise.all(gateways.map((g) => g.request<GatewayStats>({ cmd: 'stats' })))).reduce((sum, s) => sum + s.subscribers, 0) >= subscribers,
-      60_000,
-      'all subscribed',
-    );
+    await waitUntil(async () => (await gatewayStats()).reduce((sum, s) => sum + s.subscribers, 0) >= subscribers, 60_000, 'all subscribed');
     await subs.request({ cmd: 'newest', on: true });
     await jobTableCounters(database.env.DATABASE_URL!, { analyzeFirst: true });
 
-    /** Writes at SCALE.writesPerSec for SCALE.seconds, round-robin over workspaces, their jobs and the gateways. */
-    const drive = async (): Promise<Sent[]> => {
+    /** Writes at SCALE.writesPerSec for SCALE.seconds, round-robin over workspaces, their jobs and the live gateways; `halfway` runs once, halfway. */
+    const drive = async (live: string[], halfway?: () => Promise<void>): Promise<{ sent: Sent[]; failed: number }> => {
       const sent: Sent[] = [];
+      let failed = 0;
       const inFlight = new Set<Promise<void>>();
       const interval = 1000 / SCALE.writesPerSec;
       const start = now();
+      let half: Promise<void> | undefined;
       for (let i = 0; now() - start < SCALE.seconds * 1000; i++) {
         const wait = start + i * interval - now();
         if (wait > 0) await sleep(wait);
+        if (halfway && !half && now() - start >= (SCALE.seconds * 1000) / 2) half = halfway();
         if (inFlight.size >= 64) await Promise.race(inFlight);
         const workspace = workspaces[i % workspaces.length]!;
         const jobId = workspace.jobIds[Math.floor(i / workspaces.length) % workspace.jobIds.length]!;
-        const request: Promise<void> = sendUpdate(urls[i % urls.length]!, workspace.key, jobId).then((s) => {
-          sent.push(s);
-          inFlight.delete(request);
-        });
+        const request: Promise<void> = sendUpdate(live[i % live.length]!, workspace.key, jobId)
+          .then((s) => void sent.push(s))
+          .catch(() => void failed++)
+          .finally(() => inFlight.delete(request));
         inFlight.add(request);
       }
       await Promise.all(inFlight);
-      return sent;
+      await half;
+      return { sent, failed };
     };
     const totals = async () => {
-      const stats = await Promise.all(gateways.map((g) => g.request<GatewayStats>({ cmd: 'stats' })));
-      return { reads: stats.reduce((sum, s) => sum + s.feedReads, 0), announcements: stats.reduce((sum, s) => sum + s.feedAnnouncements, 0) };
+      const stats = await gatewayStats();
+      const sum = (pick: (s: GatewayStats) => number) => stats.reduce((total, s) => total + pick(s), 0);
+      return {
+        reads: sum((s) => s.feedReads),
+        announcements: sum((s) => s.feedAnnouncements),
+        published: sum((s) => s.busPublished),
+        received: sum((s) => s.busReceived),
+        repairs: sum((s) => s.busRepairs),
+      };
     };
 
-    for (const simulated of SCALE.simulated) {
-      const others = await startSimulatedInstances(database.env.DATABASE_URL!, simulated);
+    const runs: Array<{ simulated: number; killReader: boolean }> = SCALE.simulated.map((simulated) => ({ simulated, killReader: false }));
+    if (bus) runs.push({ simulated: 0, killReader: true });
+    for (const { simulated, killReader } of runs) {
+      const others = await startSimulatedInstances(database.env.DATABASE_URL!, simulated, bus);
       try {
         // An idle backend reports its table statistics within 10 s (PostgreSQL 15's
         // PGSTAT_IDLE_INTERVAL): the setup's must be in before the first reading.
         await sleep(STATS_FLUSH_MS);
-        const [before, tableBefore, othersBefore] = [await totals(), await jobTableCounters(database.env.DATABASE_URL!), others.reads()];
+        const [before, tableBefore, othersBefore, othersBusBefore] = [
+          await totals(),
+          await jobTableCounters(database.env.DATABASE_URL!),
+          others.reads(),
+          others.busMessages(),
+        ];
         await subs.request({ cmd: 'reset' });
         await subs.request({ cmd: 'track', on: true });
+        let takeoverMs: number | null = null;
+        let killedTotals: Awaited<ReturnType<typeof totals>> | undefined;
+        const live = [...urls];
+        const killTheReader = async () => {
+          const stats = await gatewayStats();
+          const index = stats.findIndex((s) => s.feedMode === 'reader');
+          const [reader] = gateways.splice(index, 1);
+          const [readerUrl] = urls.splice(index, 1);
+          live.splice(live.indexOf(readerUrl!), 1);
+          // Its counts so far stay in the totals.
+          killedTotals = {
+            reads: stats[index]!.feedReads,
+            announcements: stats[index]!.feedAnnouncements,
+            published: stats[index]!.busPublished,
+            received: stats[index]!.busReceived,
+            repairs: stats[index]!.busRepairs,
+          };
+          const killedAt = now();
+          reader!.process.kill('SIGKILL');
+          await waitUntil(async () => (await gatewayStats()).some((s) => s.feedMode === 'reader'), 30_000, 'a new reader', 20);
+          takeoverMs = round(now() - killedAt);
+        };
         const start = now();
-        const sent = await drive();
+        const { sent, failed } = await drive(live, killReader ? killTheReader : undefined);
         const seconds = (now() - start) / 1000;
         // The last changes' deliveries.
         await sleep(1_000);
         await subs.request({ cmd: 'track', on: false });
-        const [after, othersAfter] = [await totals(), others.reads()];
+        const withKilled = async () => {
+          const t = await totals();
+          if (!killedTotals) return t;
+          return {
+            reads: t.reads + killedTotals.reads,
+            announcements: t.announcements + killedTotals.announcements,
+            published: t.published + killedTotals.published,
+            received: t.received + killedTotals.received,
+            repairs: t.repairs + killedTotals.repairs,
+          };
+        };
+        const [after, othersAfter, othersBusAfter] = [await withKilled(), others.reads(), others.busMessages()];
         // Catch-up reads go on meanwhile (one a second per instance): counted apart, they are no write's.
         await sleep(STATS_FLUSH_MS);
-        const idleReads = (await totals()).reads - after.reads + others.reads() - othersAfter;
+        const idleReads = (await withKilled()).reads - after.reads + others.reads() - othersAfter;
         const tableAfter = await jobTableCounters(database.env.DATABASE_URL!);
         const receipts = await subs.request<Record<string, number[]>>({ cmd: 'receipts' });
         const samples: number[] = [];
@@ -1172,13 +1256,15 @@ async function scaleRows(subs: Child): Promise<ScaleRow[]> {
           const { jobs } = await gql<{ jobs: Array<{ id: string; changeCursor: string }> }>(urls[0]!, key, '{ jobs(limit: 50) { id changeCursor } }');
           byKey[key] = Object.fromEntries(jobs.map((job) => [job.id, job.changeCursor]));
         }
-        const check = () => subs.request<{ missing: number; pairs: number }>({ cmd: 'checkFinal', byKey });
+        const check = () => subs.request<{ missing: number; pairs: number }>({ cmd: 'checkFinal', byKey, openOnly: true });
         await waitUntil(async () => (await check()).missing === 0, 15_000, 'final states delivered').catch(() => undefined);
         const final = await check();
         const changes = sent.length;
         const row: ScaleRow = {
-          gateways: gateways.length,
+          bus: bus ? 'nats' : 'none',
+          gateways: SCALE.gateways,
           simulated,
+          readerKilled: killReader,
           subscribers,
           changesPerSec: round(changes / seconds),
           feedReadsPerChange: round((after.reads - before.reads + othersAfter - othersBefore) / changes, 3),
@@ -1186,6 +1272,11 @@ async function scaleRows(subs: Child): Promise<ScaleRow[]> {
           jobRowsReadPerChange: round((tableAfter.rowsRead - tableBefore.rowsRead) / changes, 3),
           idleFeedReads: idleReads,
           notifiesPerChange: round((after.announcements - before.announcements) / changes, 3),
+          busPublishedPerChange: round((after.published - before.published + othersBusAfter.published - othersBusBefore.published) / changes, 3),
+          busReceivedPerChange: round((after.received - before.received + othersBusAfter.received - othersBusBefore.received) / changes, 3),
+          busRepairs: after.repairs - before.repairs,
+          takeoverMs,
+          writesFailed: failed,
           p50Ms: round(percentile(samples, 50)),
           p99Ms: round(percentile(samples, 99)),
           finalStatesMissing: final.missing,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import pg from 'pg';
 import { openDatabase } from '../../src/db/database.js';
 import { ChangeLog } from '../../src/jobs/change-log.js';
@@ -6,6 +7,8 @@ import { FeedFrontier } from '../../src/jobs/feed-frontier.js';
 import { RememberedJobs } from '../../src/jobs/remembered-jobs.js';
 import { FEED_PAGE_SIZE } from '../../src/limits/fixed.js';
 import { ChangeFeed } from '../../src/live/change-feed.js';
+import { BusFeed } from '../../src/live/bus/bus-feed.js';
+import { FeedBus } from '../../src/live/bus/feed-bus.js';
 import { createLogger } from '../../src/logger.js';
 
 // What several instances cost PostgreSQL (issue 25): besides real gateways, "simulated" instances
@@ -17,11 +20,18 @@ import { createLogger } from '../../src/logger.js';
 export interface SimulatedInstances {
   /** Feed reads of all of them so far. */
   reads(): number;
+  /** With a bus: the messages they published and received so far. */
+  busMessages(): { published: number; received: number };
   stop(): Promise<void>;
 }
 
-/** `count` change feeds on the schema of `databaseUrl` (`?schema=`), each with its own connections: one pooled, one listening. */
-export async function startSimulatedInstances(databaseUrl: string, count: number): Promise<SimulatedInstances> {
+/**
+ * `count` change feeds on the schema of `databaseUrl` (`?schema=`), each with its own connections:
+ * one pooled, one listening. With `bus` (FEED_BUS), each runs the feed over the bus as a gateway
+ * does: in the election, and a follower once another instance reads (watching no workspace, as an
+ * instance whose sockets watch none).
+ */
+export async function startSimulatedInstances(databaseUrl: string, count: number, bus?: string): Promise<SimulatedInstances> {
   const url = new URL(databaseUrl);
   const schema = url.searchParams.get('schema') ?? 'public';
   url.searchParams.delete('schema');
@@ -30,26 +40,54 @@ export async function startSimulatedInstances(databaseUrl: string, count: number
     Array.from({ length: count }, async () => {
       const database = await openDatabase({ databaseUrl: url.toString(), schema, dataDir: '', poolSize: 1 });
       const frontier = new FeedFrontier();
-      const changes = new ChangeLog(database.sql, frontier, new RememberedJobs());
+      const remembered = new RememberedJobs();
+      const changes = new ChangeLog(database.sql, frontier, remembered);
       // As the gateway's defaults (FEED_CATCH_UP_INTERVAL_MS, FEED_COALESCE_MS); it writes nothing.
       const feed = new ChangeFeed(database, changes, { onWrite: () => () => undefined }, { instanceId: randomUUID(), announcements: 0 }, frontier, logger, {
         catchUpIntervalMs: 1_000,
         pageSize: FEED_PAGE_SIZE,
         coalesceMs: 10,
       });
-      await feed.start();
-      return { database, feed };
+      const overBus = bus
+        ? new BusFeed(feed, new FeedBus(bus, 'jobs-gateway simulated', logger), database, changes, frontier, remembered, logger, {
+            catchUpIntervalMs: 1_000,
+            pageSize: FEED_PAGE_SIZE,
+          })
+        : undefined;
+      await (overBus ?? feed).start();
+      return { database, feed, overBus };
     }),
   );
   return {
     reads: () => instances.reduce((sum, { feed }) => sum + feed.reads, 0),
+    busMessages: () =>
+      instances.reduce(
+        (sum, { overBus }) => ({ published: sum.published + (overBus?.stats().published ?? 0), received: sum.received + (overBus?.stats().received ?? 0) }),
+        { published: 0, received: 0 },
+      ),
     stop: async () => {
-      for (const { database, feed } of instances) {
-        await feed.stop();
+      for (const { database, feed, overBus } of instances) {
+        await (overBus ?? feed).stop();
         await database.close();
       }
     },
   };
+}
+
+/** Resolves whether a NATS server accepts connections at `url` (nats://host:port). */
+export async function busAnswers(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port || 4222), hostname, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
 }
 
 /** What PostgreSQL counts for the jobs table of a schema: scans and rows read (sequential and by index). */

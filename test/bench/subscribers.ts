@@ -124,6 +124,8 @@ serveParent(
       const byKey = new Map(Object.entries((m.byKey ?? {}) as Record<string, Record<string, string>>).map(([key, cursors]) => [key, Object.entries(cursors)]));
       const fallback = Object.entries((m.expected ?? {}) as Record<string, string>);
       for (const socket of sockets) {
+        // `openOnly`: sockets of an instance that was killed on purpose are not counted.
+        if (m.openOnly && socket.readyState !== WebSocket.OPEN) continue;
         const expected = byKey.get(keyOf.get(socket) ?? '') ?? fallback;
         const jobs = newest.get(socket);
         pairs += expected.length;
