@@ -24,8 +24,10 @@ import { JobStore } from './jobs/job-store.js';
 import { RememberedJobs } from './jobs/remembered-jobs.js';
 import { JobSweeper } from './jobs/job-sweeper.js';
 import { KeyConnections } from './limits/key-connections.js';
-import { LISTEN_BACKLOG } from './limits/fixed.js';
+import { LISTEN_BACKLOG, SHARED_LIMITS_SYNC_MS } from './limits/fixed.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { SharedRateLimits } from './limits/shared-rate-limits.js';
+import { SharedConnectionCaps } from './limits/shared-connection-caps.js';
 import { ResponseBudget } from './limits/response-budget.js';
 import { ChangeFeed } from './live/change-feed.js';
 import { BusFeed } from './live/bus/bus-feed.js';
@@ -106,18 +108,8 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   announcer.follow(jobs);
   const feed = new ChangeFeed(database, changes, jobs, announcer, frontier, feedLogger, { ...config.feed, tracer });
   // With FEED_BUS, one instance reads the feed and the bus carries it to the others (live/bus/).
-  const busFeed = config.feedBus
-    ? new BusFeed(
-        feed,
-        new FeedBus(config.feedBus, `jobs-gateway ${announcer.instanceId}`, feedLogger),
-        database,
-        changes,
-        frontier,
-        remembered,
-        feedLogger,
-        config.feed,
-      )
-    : undefined;
+  const feedBus = config.feedBus ? new FeedBus(config.feedBus, `jobs-gateway ${announcer.instanceId}`, feedLogger) : undefined;
+  const busFeed = feedBus ? new BusFeed(feed, feedBus, database, changes, frontier, remembered, feedLogger, config.feed) : undefined;
   if (busFeed) announcer.overBus(busFeed);
   const source: LiveSource = busFeed ?? feed;
   const { maxResponseBytes } = config.graphql;
@@ -184,6 +176,15 @@ export async function createApp(config: Config, logger: Logger, options: { webho
   const rest = createRestHandler(yoga, routes, logger);
   const addressGuard = new AddressGuard(new Authenticator(apiKeys, accessTokens), config.badKeyLimitPerAddress, config.trustedProxyHops);
   const rateLimiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
+  // With a bus, a key's rate limit and connection cap hold across the instances, not per instance.
+  const sharedLimits =
+    feedBus && busFeed ? new SharedRateLimits(rateLimiter, feedBus, busFeed.subjects.limits, announcer.instanceId, SHARED_LIMITS_SYNC_MS) : undefined;
+  sharedLimits?.start();
+  const sharedCaps =
+    feedBus && busFeed
+      ? new SharedConnectionCaps(keyConnections, feedBus, busFeed.subjects.connections, announcer.instanceId, SHARED_LIMITS_SYNC_MS)
+      : undefined;
+  sharedCaps?.start();
   let closing: Promise<void> | undefined;
   let warm = config.warmUpRounds === 0;
   let warmedUp: Promise<void> = Promise.resolve();
@@ -275,6 +276,8 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     // reconnect to another instance while this one finishes its requests (a WebSocket peer that
     // does not answer its close must not keep SSE clients waiting).
     idleMemory?.stop();
+    sharedLimits?.stop();
+    sharedCaps?.stop();
     await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
     revocations.close();
     await stopServer(server, config.shutdownTimeoutMs);

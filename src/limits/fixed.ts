@@ -172,6 +172,22 @@ export const FEED_READER_ELECTION_MS = 500;
  */
 export const FEED_READER_SILENT_INTERVALS = 3;
 
+/**
+ * With a feed bus, how often each instance tells the others what its per-key rate limits took: how
+ * far apart the instances' buckets may be. Three instances at a key's full rate admit at most
+ * about 3 × rate × this beyond the limit (10% of a second's worth at 3 instances and 33 ms).
+ */
+export const SHARED_LIMITS_SYNC_MS = 33;
+
+/**
+ * With a feed bus, how often each instance sends what every key holds open on it, even when nothing
+ * changed: how it says it is alive. One not heard for three of these counts for nothing.
+ */
+export const SHARED_CAPS_SNAPSHOT_MS = 2_000;
+
+/** Keys per message of a rate-limit or connection-count sync; more go in several. */
+export const SHARED_LIMITS_KEYS_PER_MESSAGE = 1_000;
+
 /** Gap repairs (reads of one workspace's changes from PostgreSQL) a follower runs at once. */
 export const FEED_REPAIR_CONCURRENCY = 4;
 

@@ -71,6 +71,8 @@ export class TokenBucket {
  */
 export class RateLimiter {
   private readonly buckets = boundedCache<string, TokenBucket>(RATE_LIMITED_KEYS_TRACKED);
+  /** Hears each token taken here (SharedRateLimits tells the other instances). */
+  onTaken: ((key: string) => void) | undefined;
 
   constructor(
     private readonly perSecond: number,
@@ -82,10 +84,17 @@ export class RateLimiter {
     return this.perSecond > 0;
   }
 
+  /** The most a key can take in one second: a full bucket and a second's refill. */
+  get maxPerSecond(): number {
+    return this.burst + this.perSecond;
+  }
+
   /** Takes one token of `key`'s bucket, or says when the next one will be there. */
   take(key: string): RateVerdict {
     if (!this.enabled) return { allowed: true };
-    return this.bucketOf(key).take();
+    const verdict = this.bucketOf(key).take();
+    if (verdict.allowed) this.onTaken?.(key);
+    return verdict;
   }
 
   /** Gives back the token a `take` of `key` took. */

@@ -77,10 +77,7 @@ export class LiveJobs {
    * Events, and WebSocket operations the multiplexer does not take). Aborting `signal` ends it with
    * the signal's reason as its error; `onEnd` runs once it has ended.
    */
-  stream(
-    request: JobUpdatedRequest,
-    { signal, onEnd }: { signal?: AbortSignal | undefined; onEnd?: (() => void) | undefined } = {},
-  ): AsyncIterableIterator<JobRow> {
+  stream(request: JobUpdatedRequest, { signal, onEnd }: { signal?: AbortSignal | undefined; onEnd?: (() => void) | undefined } = {}): JobStream {
     const stream: JobStream = new JobStream(signal, () => {
       this.streams.delete(stream);
       session.close();

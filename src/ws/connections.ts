@@ -68,7 +68,8 @@ export class WebSocketConnections {
     if (!principal) return false;
     // Closed while its key was looked up: it would hold a slot that its 'close' (already past) never frees.
     if (socket.readyState !== socket.OPEN) return false;
-    const release = keyConnections.acquire(principal.keyId);
+    // Closed like one refused here if, counted with the key's sockets on other instances, it is over the limit.
+    const release = keyConnections.acquire(principal.keyId, () => socket.close(CloseCode.TryAgainLater, errors.tooManyConnections(keyConnections.max).message));
     if (!release) {
       socket.close(CloseCode.TryAgainLater, errors.tooManyConnections(keyConnections.max).message);
       return false;

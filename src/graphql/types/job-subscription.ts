@@ -1,3 +1,4 @@
+import type { JobStream } from '../../live/job-stream.js';
 import { errors } from '../../errors.js';
 import type { JobRow } from '../../jobs/model.js';
 import { jobUpdatedRequest } from '../../live/job-updated-session.js';
@@ -22,13 +23,18 @@ builder.subscriptionFields((t) => ({
       const request = jobUpdatedRequest(principal, args);
       // Over HTTP (Server-Sent Events) the stream holds a connection of the key's, as a WebSocket
       // does; over a WebSocket the socket itself is what counts.
-      const release = ctx.connectionClosed ? undefined : ctx.keyConnections.acquire(principal.keyId);
+      const made: { stream?: JobStream } = {};
+      // Ended with the same error if, counted with the key's connections on other instances, it is over the limit.
+      const release = ctx.connectionClosed
+        ? undefined
+        : ctx.keyConnections.acquire(principal.keyId, () => made.stream?.end(errors.tooManyConnections(ctx.keyConnections.max)));
       if (!ctx.connectionClosed && !release) {
         throw errors.tooManyConnections(ctx.keyConnections.max);
       }
       // A stream over HTTP ends when its token does; a WebSocket's socket closes then (ws/connections.ts).
       const ending = ctx.connectionClosed ? request : { ...request, expiresAt: principal.token?.expiresAt };
-      return ctx.live.stream(ending, { signal: ctx.connectionClosed, onEnd: release });
+      made.stream = ctx.live.stream(ending, { signal: ctx.connectionClosed, onEnd: release });
+      return made.stream;
     },
     // Each event is the job row itself.
     resolve: (job: JobRow) => job,

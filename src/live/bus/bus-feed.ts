@@ -72,7 +72,8 @@ export class BusFeed implements LiveSource {
   private releaseLock: (() => Promise<void>) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private subjects!: BusSubjects;
+  /** Its subjects on the bus (set by `start`: they carry the database's identity). */
+  subjects!: BusSubjects;
   readonly tracks: WorkspaceTracks;
 
   constructor(

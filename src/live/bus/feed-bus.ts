@@ -12,6 +12,10 @@ export interface BusSubjects {
   readonly reader: string;
   /** A writer committed job changes: the reader reads. */
   readonly wake: string;
+  /** What each instance's rate limits took (limits/shared-rate-limits.ts). */
+  readonly limits: string;
+  /** What each key holds open on each instance (limits/shared-connection-caps.ts). */
+  readonly connections: string;
 }
 
 export function busSubjects(installation: string): BusSubjects {
@@ -23,6 +27,8 @@ export function busSubjects(installation: string): BusSubjects {
     frontier: `${prefix}.frontier`,
     reader: `${prefix}.reader`,
     wake: `${prefix}.wake`,
+    limits: `${prefix}.limits`,
+    connections: `${prefix}.connections`,
   };
 }
 

@@ -1,0 +1,127 @@
+import type { FeedBus } from '../live/bus/feed-bus.js';
+import { decodeText, encodeText } from '../live/bus/feed-messages.js';
+import { SHARED_CAPS_SNAPSHOT_MS, SHARED_LIMITS_KEYS_PER_MESSAGE } from './fixed.js';
+import type { KeyConnections } from './key-connections.js';
+
+interface Peer {
+  readonly counts: Map<string, number>;
+  /** performance.now() when it was last heard. */
+  at: number;
+}
+
+/**
+ * Makes MAX_CONNECTIONS_PER_KEY hold across the instances that share a feed bus: each instance
+ * tells the others what each key holds open on it (the keys that changed, every `syncMs`, and all
+ * of them every SHARED_CAPS_SNAPSHOT_MS, which also says it is alive), and counts theirs when a key
+ * connects. Connections opened on several instances within one sync can pass the limit; once the
+ * counts are known, the instances close the excess (see `trim`), so the key is back at its limit a
+ * sync later. An instance not heard for three snapshots counts for nothing (it died);
+ * while the bus is unreachable each instance limits on its own, as without a bus.
+ *
+ * Written by hand for the same reason as SharedRateLimits: a store asked at every connect would
+ * work too, but the bus is there and this needs no store.
+ */
+export class SharedConnectionCaps {
+  private readonly peers = new Map<string, Peer>();
+  private dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private sinceSnapshot = 0;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly connections: KeyConnections,
+    private readonly bus: Pick<FeedBus, 'publish' | 'subscribe' | 'up'>,
+    private readonly subject: string,
+    private readonly instanceId: string,
+    private readonly syncMs: number,
+  ) {}
+
+  start(): void {
+    this.connections.elsewhere = (keyId) => this.elsewhere(keyId);
+    this.connections.onChange = (keyId) => this.dirty.add(keyId);
+    this.unsubscribe = this.bus.subscribe(this.subject, (data) => this.heard(data));
+    this.timer = setInterval(() => this.sync(), this.syncMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.unsubscribe?.();
+    this.connections.elsewhere = () => 0;
+    this.connections.onChange = undefined;
+  }
+
+  private elsewhere(keyId: string): number {
+    if (!this.bus.up) return 0;
+    const now = performance.now();
+    let count = 0;
+    for (const [id, peer] of this.peers) {
+      if (now - peer.at > 3 * SHARED_CAPS_SNAPSHOT_MS) this.peers.delete(id);
+      else count += peer.counts.get(keyId) ?? 0;
+    }
+    return count;
+  }
+
+  private sync(): void {
+    this.sinceSnapshot += this.syncMs;
+    const full = this.sinceSnapshot >= SHARED_CAPS_SNAPSHOT_MS;
+    if (!full && this.dirty.size === 0) return;
+    const counts = full ? this.connections.counts() : [...this.dirty].map((keyId) => [keyId, this.connections.count(keyId)] as [string, number]);
+    this.dirty = new Set();
+    if (full) this.sinceSnapshot = 0;
+    if (!this.bus.up) return;
+    // A snapshot in several messages: the first replaces what the others knew of this instance.
+    for (let i = 0; i === 0 || i < counts.length; i += SHARED_LIMITS_KEYS_PER_MESSAGE) {
+      const part = counts.slice(i, i + SHARED_LIMITS_KEYS_PER_MESSAGE);
+      this.bus.publish(this.subject, encodeText(JSON.stringify({ from: this.instanceId, full: full && i === 0, counts: part })));
+    }
+  }
+
+  private heard(data: Uint8Array): void {
+    let message: { from?: unknown; full?: unknown; counts?: unknown };
+    try {
+      message = JSON.parse(decodeText(data)) as typeof message;
+    } catch {
+      return;
+    }
+    if (typeof message.from !== 'string' || message.from === this.instanceId || !Array.isArray(message.counts)) return;
+    let peer = this.peers.get(message.from);
+    if (!peer || message.full === true) this.peers.set(message.from, (peer = { counts: new Map(), at: 0 }));
+    peer.at = performance.now();
+    for (const entry of message.counts as unknown[]) {
+      if (!Array.isArray(entry)) continue;
+      const [keyId, count] = entry as [unknown, unknown];
+      // An instance holds at most the limit and what opened before the others' counts came: twice the limit is not a count of ours.
+      if (typeof keyId !== 'string' || !Number.isInteger(count) || (count as number) < 0 || (count as number) > 2 * this.connections.max) continue;
+      if (count === 0) peer.counts.delete(keyId);
+      else peer.counts.set(keyId, count as number);
+      this.trim(keyId);
+    }
+  }
+
+  /**
+   * Over its limit across instances: the excess is shared out in one order every instance agrees on
+   * (by instance id, highest first, each up to what it holds), and this one closes its part, newest
+   * first. Each instance works the same sum out from the same counts, so none closes another's part
+   * as well: the key ends at its limit, not below.
+   */
+  private trim(keyId: string): void {
+    const here = this.connections.count(keyId);
+    if (here === 0) return;
+    const now = performance.now();
+    const holders: Array<[id: string, count: number]> = [[this.instanceId, here]];
+    for (const [id, peer] of this.peers) {
+      const count = peer.counts.get(keyId) ?? 0;
+      if (count > 0 && now - peer.at <= 3 * SHARED_CAPS_SNAPSHOT_MS) holders.push([id, count]);
+    }
+    let over = holders.reduce((sum, [, count]) => sum + count, 0) - this.connections.max;
+    if (over <= 0) return;
+    holders.sort(([a], [b]) => (a < b ? 1 : a > b ? -1 : 0));
+    for (const [id, count] of holders) {
+      const part = Math.min(count, over);
+      if (id === this.instanceId) return this.connections.evictNewest(keyId, part);
+      over -= part;
+      if (over <= 0) return;
+    }
+  }
+}
