@@ -277,8 +277,9 @@ export async function createApp(config: Config, logger: Logger, options: { webho
     // does not answer its close must not keep SSE clients waiting).
     idleMemory?.stop();
     sharedLimits?.stop();
-    sharedCaps?.stop();
     await Promise.all([webSockets.close(config.shutdownTimeoutMs), live.close()]);
+    // Its sockets and streams closed: it tells the other instances it holds none now.
+    sharedCaps?.stop();
     revocations.close();
     await stopServer(server, config.shutdownTimeoutMs);
     // The warm-up stops at its next batch; its queries must not meet a closed pool.

@@ -1,3 +1,4 @@
+import { natsOptionsOf } from './live/bus/bus-url.js';
 import { z } from 'zod';
 import type { OperationLimits } from './graphql/plugins/operation-limits.js';
 import type { ResponseCacheOptions } from './graphql/plugins/response-cache.js';
@@ -122,7 +123,8 @@ export interface WebhookConfig {
 /** A URL that `new URL` takes (a port in range, a host): what the bus client will be given. */
 function parsesAsUrl(value: string): boolean {
   try {
-    return new URL(value).hostname !== '';
+    // What the bus client will be given, worked out now: a bad port or escape fails the start, not every connect.
+    return natsOptionsOf(value).servers !== '';
   } catch {
     return false;
   }

@@ -7,6 +7,9 @@ export interface LockHandlers {
   onAcquired(): void;
   /** It held the lock and lost it (its connection closed or stopped answering): another may hold it now. */
   onLost(error: unknown): void;
+  /** Its connection could not be opened or used (once per spell of failures), and works again. */
+  onUnreachable?(error: unknown): void;
+  onRecovered?(): void;
 }
 
 /**
@@ -29,6 +32,7 @@ export function holdSessionLock(
   let holding = false;
   let timer: NodeJS.Timeout | undefined;
   let lastProof = 0;
+  let failing = false;
 
   const drop = (current: pg.Client, error: unknown) => {
     if (client !== current) return;
@@ -50,10 +54,6 @@ export function holdSessionLock(
         current = new pg.Client({
           connectionString,
           application_name: 'jobs-gateway-feed-reader',
-          // A holder whose host died or left the network sends no close: the server ends its session
-          // (and the lock) once its TCP keepalives go unanswered, 5 s idle then 3 probes 2 s apart,
-          // instead of the system's default two hours.
-          options: '-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3',
           keepAlive: true,
           ...(timeouts ? { query_timeout: timeouts.queryMs, connectionTimeoutMillis: timeouts.connectMs } : {}),
         });
@@ -62,6 +62,13 @@ export function holdSessionLock(
         opened.on('end', () => drop(opened, new Error('lock connection ended')));
         client = opened;
         await opened.connect();
+        // A holder whose host died or left the network sends no close: the server ends its session
+        // (and the lock) once its TCP keepalives go unanswered, 5 s idle then 3 probes 2 s apart,
+        // instead of the system's default two hours. (SET, not startup options: a connection string's
+        // own options would replace those.)
+        await opened.query('SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3');
+        if (failing) handlers.onRecovered?.();
+        failing = false;
       }
       if (!holding) {
         // Two keys: the lock's name and the schema, so gateways of other schemas in the database elect apart.
@@ -76,6 +83,9 @@ export function holdSessionLock(
         lastProof = Date.now();
       }
     } catch (error) {
+      // Said once per spell of failures: an instance that cannot open its election connection never reads the feed for the others.
+      if (!failing && !stopped) handlers.onUnreachable?.(error);
+      failing = true;
       if (current) drop(current, error);
     }
   };

@@ -183,10 +183,20 @@ export const SHARED_LIMITS_SYNC_MS = 33;
  * With a feed bus, how often each instance sends what every key holds open on it, even when nothing
  * changed: how it says it is alive. One not heard for three of these counts for nothing.
  */
-export const SHARED_CAPS_SNAPSHOT_MS = 2_000;
+export const SHARED_CAPS_SNAPSHOT_MS = 1_000;
+
+/**
+ * Only connections this young are closed to bring a key back within its cap across instances: an
+ * excess comes from connections admitted on several instances within one sync, which are seen
+ * within well under this. Older ones are not closed, whatever stale counts may say.
+ */
+export const SHARED_CAPS_YOUNG_MS = 1_000;
 
 /** Keys per message of a rate-limit or connection-count sync; more go in several. */
 export const SHARED_LIMITS_KEYS_PER_MESSAGE = 1_000;
+
+/** The longest wait before the feed bus tries again a mode change that failed (it doubles from the catch-up interval). */
+export const FEED_RETRY_MAX_MS = 30_000;
 
 /** Gap repairs (reads of one workspace's changes from PostgreSQL) a follower runs at once. */
 export const FEED_REPAIR_CONCURRENCY = 4;

@@ -1,6 +1,8 @@
 /** One open connection of a key, and how to close it if the key turns out to be over its limit. */
 interface Held {
   readonly evict: (() => void) | undefined;
+  /** performance.now() when it opened. */
+  readonly openedAt: number;
 }
 
 /**
@@ -26,7 +28,7 @@ export class KeyConnections {
     let held = this.open.get(keyId);
     if ((held?.size ?? 0) + this.elsewhere(keyId) >= this.maxPerKey) return undefined;
     if (!held) this.open.set(keyId, (held = new Set()));
-    const entry: Held = { evict };
+    const entry: Held = { evict, openedAt: performance.now() };
     held.add(entry);
     this.onChange?.(keyId);
     let released = false;
@@ -50,18 +52,22 @@ export class KeyConnections {
   }
 
   /**
-   * Closes up to `count` of the key's newest connections here (those that can be closed). They stop
-   * counting at once: their close, and so their release, comes later.
+   * Closes up to `count` of the key's newest connections here among those opened less than
+   * `youngerThanMs` ago (and that can be closed). They stop counting at once: their close, and so
+   * their release, comes later. Returns how many it closed.
    */
-  evictNewest(keyId: string, count: number): void {
+  evictNewest(keyId: string, count: number, youngerThanMs: number): number {
     const held = this.open.get(keyId);
-    if (!held || count <= 0) return;
-    for (const entry of [...held].filter((each) => each.evict).slice(-count)) {
+    if (!held || count <= 0) return 0;
+    const since = performance.now() - youngerThanMs;
+    const evicted = [...held].filter((each) => each.evict && each.openedAt >= since).slice(-count);
+    for (const entry of evicted) {
       held.delete(entry);
       entry.evict!();
     }
     if (held.size === 0 && this.open.get(keyId) === held) this.open.delete(keyId);
-    this.onChange?.(keyId);
+    if (evicted.length > 0) this.onChange?.(keyId);
+    return evicted.length;
   }
 
   get max(): number {

@@ -1,6 +1,6 @@
 import type { FeedBus } from '../live/bus/feed-bus.js';
 import { decodeText, encodeText } from '../live/bus/feed-messages.js';
-import { SHARED_CAPS_SNAPSHOT_MS, SHARED_LIMITS_KEYS_PER_MESSAGE } from './fixed.js';
+import { SHARED_CAPS_SNAPSHOT_MS, SHARED_CAPS_YOUNG_MS, SHARED_LIMITS_KEYS_PER_MESSAGE } from './fixed.js';
 import type { KeyConnections } from './key-connections.js';
 
 interface Peer {
@@ -14,9 +14,12 @@ interface Peer {
  * tells the others what each key holds open on it (the keys that changed, every `syncMs`, and all
  * of them every SHARED_CAPS_SNAPSHOT_MS, which also says it is alive), and counts theirs when a key
  * connects. Connections opened on several instances within one sync can pass the limit; once the
- * counts are known, the instances close the excess (see `trim`), so the key is back at its limit a
- * sync later. An instance not heard for three snapshots counts for nothing (it died);
- * while the bus is unreachable each instance limits on its own, as without a bus.
+ * counts are known, the instances close the excess among their connections opened in the last
+ * second (see `trim`), so the key is back at its limit a sync later; an established connection is
+ * never closed for it. An instance that stops says so (its counts go at once); one not heard for
+ * three snapshots counts for nothing (it died). An instance that joins, or whose bus comes back,
+ * says hello (everyone sends all their counts) and closes nothing for one snapshot interval. While
+ * the bus is unreachable each instance limits on its own, as without a bus.
  *
  * Written by hand for the same reason as SharedRateLimits: a store asked at every connect would
  * work too, but the bus is there and this needs no store.
@@ -27,6 +30,10 @@ export class SharedConnectionCaps {
   private timer: NodeJS.Timeout | undefined;
   private sinceSnapshot = 0;
   private unsubscribe: (() => void) | undefined;
+  /** The bus was up at the last sync: when it comes up, this instance says hello and listens a while before it closes anything. */
+  private wasUp = false;
+  /** performance.now() before which this instance closes nothing: it has not heard every peer's counts yet. */
+  private blindUntil = 0;
 
   constructor(
     private readonly connections: KeyConnections,
@@ -44,8 +51,10 @@ export class SharedConnectionCaps {
     this.timer.unref();
   }
 
+  /** Once this instance's connections are closed: tells the others it holds nothing now, so they stop counting it at once. */
   stop(): void {
     clearInterval(this.timer);
+    if (this.bus.up) this.publish(true, []);
     this.unsubscribe?.();
     this.connections.elsewhere = () => 0;
     this.connections.onChange = undefined;
@@ -63,17 +72,31 @@ export class SharedConnectionCaps {
   }
 
   private sync(): void {
+    const up = this.bus.up;
+    const cameUp = up && !this.wasUp;
+    this.wasUp = up;
+    // Changes while the bus is down wait for it.
+    if (!up) return;
+    if (cameUp) {
+      // What the others knew may be old, and what this one knew of them too: everyone's counts again, and none closed until heard.
+      this.peers.clear();
+      this.blindUntil = performance.now() + SHARED_CAPS_SNAPSHOT_MS;
+      this.sinceSnapshot = SHARED_CAPS_SNAPSHOT_MS;
+    }
     this.sinceSnapshot += this.syncMs;
     const full = this.sinceSnapshot >= SHARED_CAPS_SNAPSHOT_MS;
     if (!full && this.dirty.size === 0) return;
     const counts = full ? this.connections.counts() : [...this.dirty].map((keyId) => [keyId, this.connections.count(keyId)] as [string, number]);
     this.dirty = new Set();
     if (full) this.sinceSnapshot = 0;
-    if (!this.bus.up) return;
-    // A snapshot in several messages: the first replaces what the others knew of this instance.
+    this.publish(full, counts, cameUp);
+  }
+
+  /** A full snapshot goes in several messages when large: the first replaces what the others knew of this instance. */
+  private publish(full: boolean, counts: Array<[string, number]>, hello = false): void {
     for (let i = 0; i === 0 || i < counts.length; i += SHARED_LIMITS_KEYS_PER_MESSAGE) {
       const part = counts.slice(i, i + SHARED_LIMITS_KEYS_PER_MESSAGE);
-      this.bus.publish(this.subject, encodeText(JSON.stringify({ from: this.instanceId, full: full && i === 0, counts: part })));
+      this.bus.publish(this.subject, encodeText(JSON.stringify({ from: this.instanceId, full: full && i === 0, hello: hello && i === 0, counts: part })));
     }
   }
 
@@ -84,7 +107,10 @@ export class SharedConnectionCaps {
     } catch {
       return;
     }
+    if (typeof message !== 'object' || message === null) return;
     if (typeof message.from !== 'string' || message.from === this.instanceId || !Array.isArray(message.counts)) return;
+    // A newcomer (or one back on the bus) knows nobody's counts: everyone sends theirs at the next sync.
+    if ((message as { hello?: unknown }).hello === true) this.sinceSnapshot = SHARED_CAPS_SNAPSHOT_MS;
     let peer = this.peers.get(message.from);
     if (!peer || message.full === true) this.peers.set(message.from, (peer = { counts: new Map(), at: 0 }));
     peer.at = performance.now();
@@ -107,7 +133,7 @@ export class SharedConnectionCaps {
    */
   private trim(keyId: string): void {
     const here = this.connections.count(keyId);
-    if (here === 0) return;
+    if (here === 0 || performance.now() < this.blindUntil) return;
     const now = performance.now();
     const holders: Array<[id: string, count: number]> = [[this.instanceId, here]];
     for (const [id, peer] of this.peers) {
@@ -119,7 +145,8 @@ export class SharedConnectionCaps {
     holders.sort(([a], [b]) => (a < b ? 1 : a > b ? -1 : 0));
     for (const [id, count] of holders) {
       const part = Math.min(count, over);
-      if (id === this.instanceId) return this.connections.evictNewest(keyId, part);
+      // Only connections young enough to be the excess: established ones stay, whatever stale counts say.
+      if (id === this.instanceId) return void this.connections.evictNewest(keyId, part, SHARED_CAPS_YOUNG_MS);
       over -= part;
       if (over <= 0) return;
     }

@@ -59,6 +59,7 @@ export class SharedRateLimits {
     } catch {
       return;
     }
+    if (typeof message !== 'object' || message === null) return;
     if (message.from === this.instanceId || !Array.isArray(message.taken)) return;
     for (const entry of message.taken as unknown[]) {
       if (!Array.isArray(entry)) continue;

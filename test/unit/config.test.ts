@@ -49,7 +49,14 @@ it('takes FEED_BUS as a nats:// URL with PostgreSQL only', () => {
   const postgres = { DATABASE_URL: 'postgres://localhost/jobs' };
   expect(loadConfig({ ...postgres, FEED_BUS: 'nats://user:secret@bus.internal:4222' }).feedBus).toBe('nats://user:secret@bus.internal:4222');
   expect(loadConfig({ ...postgres, FEED_BUS: '' }).feedBus).toBeUndefined();
-  for (const bad of ['redis://localhost:6379', 'nats://', 'nats://host/path', 'localhost:4222', 'nats://u:secret@host:99999']) {
+  for (const bad of [
+    'redis://localhost:6379',
+    'nats://',
+    'nats://host/path',
+    'localhost:4222',
+    'nats://u:secret@host:99999',
+    'nats://u:p%zzsecret@host:4222',
+  ]) {
     expect(() => loadConfig({ ...postgres, FEED_BUS: bad }), bad).toThrow(ConfigError);
     // The error names the variable, never what it held (a password, say).
     expect(() => loadConfig({ ...postgres, FEED_BUS: bad })).not.toThrow(/secret/);

@@ -8,7 +8,13 @@ import type { FeedFrontier } from '../../jobs/feed-frontier.js';
 import type { JobRow } from '../../jobs/model.js';
 import type { RememberedJobs } from '../../jobs/remembered-jobs.js';
 import type { Logger } from '../../logger.js';
-import { FEED_READER_ELECTION_MS, FEED_READER_SILENT_INTERVALS, FEED_READER_START_TIMEOUT_MS, FEED_REPAIR_CONCURRENCY } from '../../limits/fixed.js';
+import {
+  FEED_READER_ELECTION_MS,
+  FEED_READER_SILENT_INTERVALS,
+  FEED_READER_START_TIMEOUT_MS,
+  FEED_REPAIR_CONCURRENCY,
+  FEED_RETRY_MAX_MS,
+} from '../../limits/fixed.js';
 import type { ChangeFeed, ChangeListener } from '../change-feed.js';
 import type { LiveSource, Watch } from '../live-source.js';
 import { type BusSubjects, type FeedBus, busSubjects } from './feed-bus.js';
@@ -64,8 +70,12 @@ export class BusFeed implements LiveSource {
   private readonly chains = new LRUCache<string, bigint>({ max: REMEMBERED_CHAINS });
   /** Who this instance is as the reader (new at each election: followers repair when it changes). */
   private readerId = randomUUID();
-  /** The reader last heard (its frontier), and when (performance.now()). */
-  private heard: { reader: string; at: number } | undefined;
+  /** The reader last heard (its frontier), when (performance.now()), and how many times in a row. */
+  private heard: { reader: string; at: number; times: number } | undefined;
+  /** Catch-up intervals the reader's reads have failed in a row. */
+  private failingReads = 0;
+  private retry: NodeJS.Timeout | undefined;
+  private failedTransitions = 0;
   private writing: unknown[] | undefined;
   private stopWakes: (() => void) | undefined;
   private stopFrontiers: (() => void) | undefined;
@@ -198,6 +208,7 @@ export class BusFeed implements LiveSource {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.retry);
     this.stopWakes?.();
     this.stopFrontiers?.();
     for (const watch of this.watches.values()) watch.unsubscribe();
@@ -223,6 +234,8 @@ export class BusFeed implements LiveSource {
         this.logger.warn({ err: error }, 'lost the feed reader’s lock');
         this.settle();
       },
+      onUnreachable: (error) => this.logger.warn({ err: error }, 'cannot reach PostgreSQL for the feed reader’s election; trying again'),
+      onRecovered: () => this.logger.info('the feed reader’s election reaches PostgreSQL again'),
     });
   }
 
@@ -233,41 +246,82 @@ export class BusFeed implements LiveSource {
     await release?.();
   }
 
-  /** Once per catch-up interval: the reader says it is alive (while its reads succeed); a follower that hears no reader reads itself. */
+  /**
+   * Once per catch-up interval: the reader says it is alive while its reads succeed, and gives the
+   * lock up when they have failed for as long as followers wait for it; a follower that hears no
+   * reader reads itself.
+   */
   private tick(): void {
-    if (this.mode === 'reader' && this.feed.readsSucceed) this.publishFrontier();
+    if (this.mode === 'reader') {
+      if (this.feed.readsSucceed) {
+        this.failingReads = 0;
+        this.publishFrontier();
+      } else if (++this.failingReads >= FEED_READER_SILENT_INTERVALS) {
+        this.failingReads = 0;
+        this.logger.warn('the change feed’s reads keep failing: leaving the reader’s lock to another instance for a while');
+        void this.abstain().then(() => this.settle());
+        setTimeout(() => this.busUp && this.contend(), FEED_READER_SILENT_INTERVALS * this.options.catchUpIntervalMs).unref();
+      }
+    }
     if (this.mode === 'follower' && !this.readerHeard()) this.settle();
   }
 
-  private readerHeard(): boolean {
-    return this.heard !== undefined && performance.now() - this.heard.at < FEED_READER_SILENT_INTERVALS * this.options.catchUpIntervalMs;
+  /**
+   * A reader was heard lately, the last time within the silence allowed. To start following one, it
+   * must have been heard twice in a row: one frontier from a reader that then falls silent would
+   * otherwise flip every instance to following and back, each time dropping what memory holds.
+   */
+  private readerHeard(times = 1): boolean {
+    return (
+      this.heard !== undefined && this.heard.times >= times && performance.now() - this.heard.at < FEED_READER_SILENT_INTERVALS * this.options.catchUpIntervalMs
+    );
   }
 
   private settle(): void {
-    this.settling = this.settling.then(() => this.transition());
+    this.settling = this.settling
+      .then(() => this.transition())
+      .catch((error: unknown) => this.logger.error({ err: error }, 'the change feed could not change mode; trying again'));
+  }
+
+  /** One retry of a failed transition at a time, later each time it fails again. */
+  private retryLater(): void {
+    if (this.retry || this.stopped) return;
+    const delay = Math.min(this.options.catchUpIntervalMs * 2 ** this.failedTransitions, FEED_RETRY_MAX_MS);
+    this.failedTransitions++;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.settle();
+    }, delay);
+    this.retry.unref();
   }
 
   /** Takes the mode the bus, the election and the reader's voice call for, one change at a time. */
   private async transition(): Promise<void> {
     if (this.stopped) return;
-    const next: FeedMode = !this.busUp ? 'fallback' : this.elected ? 'reader' : this.readerHeard() ? 'follower' : 'fallback';
+    const next: FeedMode = !this.busUp ? 'fallback' : this.elected ? 'reader' : this.readerHeard(this.mode === 'follower' ? 1 : 2) ? 'follower' : 'fallback';
     const before = this.mode;
     if (next === before && !this.resync) return;
+    const resync = this.resync;
     this.resync = false;
     try {
       if (next === 'follower' && before !== 'follower') await this.feed.stop();
       else if (next !== 'follower' && before === 'follower') await withinTimeout(this.feed.start(), FEED_READER_START_TIMEOUT_MS);
     } catch (error) {
-      await this.feed.stop();
+      await this.feed.stop().catch(() => undefined);
+      // Still to do once a transition succeeds.
+      this.resync ||= resync;
       this.logger.error({ err: error }, 'could not start reading the change feed; trying again');
       if (next === 'reader') {
         // Another instance may manage: give the lock up for a while.
         await this.abstain();
         setTimeout(() => this.busUp && this.contend(), this.options.catchUpIntervalMs).unref();
       }
-      setTimeout(() => this.settle(), this.options.catchUpIntervalMs).unref();
+      this.retryLater();
       return;
     }
+    // Stopped meanwhile: it subscribes and publishes nothing more.
+    if (this.stopped) return;
+    this.failedTransitions = 0;
     this.mode = next;
     // A feed that starts again starts from what is final now: chains from before mean nothing.
     if (before === 'follower' && next !== 'follower') this.chains.clear();
@@ -325,7 +379,7 @@ export class BusFeed implements LiveSource {
     const message = decodeFrontier(data);
     if (!message) return;
     const changed = this.heard?.reader !== message.reader;
-    this.heard = { reader: message.reader, at: performance.now() };
+    this.heard = { reader: message.reader, at: performance.now(), times: changed ? 1 : this.heard!.times + 1 };
     if (this.mode === 'fallback') {
       // A reader is there again: follow it.
       if (this.busUp && !this.elected) this.settle();

@@ -1,6 +1,7 @@
 import { type NatsConnection, type Subscription, connect } from '@nats-io/transport-node';
 import type { Logger } from '../../logger.js';
 import { BUS_CONNECT_BACKOFF_MS } from '../../limits/fixed.js';
+import { busAddress, natsOptionsOf } from './bus-url.js';
 
 /** The subjects of one database's gateways (its "Installation" id): gateways of other databases may share the server, never the subjects. */
 export interface BusSubjects {
@@ -30,28 +31,6 @@ export function busSubjects(installation: string): BusSubjects {
     limits: `${prefix}.limits`,
     connections: `${prefix}.connections`,
   };
-}
-
-/** `nats://[user:password@ | token@]host[:port]`, as the operator gives FEED_BUS. */
-export function natsOptionsOf(url: string): { servers: string; user?: string; pass?: string; token?: string } {
-  const parsed = new URL(url);
-  if (parsed.protocol !== 'nats:') throw new Error('FEED_BUS must be a nats:// URL');
-  const servers = `${parsed.hostname}:${parsed.port || '4222'}`;
-  const user = decodeURIComponent(parsed.username);
-  const pass = decodeURIComponent(parsed.password);
-  if (user && pass) return { servers, user, pass };
-  if (user) return { servers, token: user };
-  return { servers };
-}
-
-/** Where a bus URL points, without its credentials: what logs may show. */
-export function busAddress(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.protocol}//${parsed.hostname}:${parsed.port || '4222'}`;
-  } catch {
-    return 'nats://(an address that does not parse)';
-  }
 }
 
 export interface FeedBusEvents {
@@ -141,7 +120,12 @@ export class FeedBus {
       callback: (error, message) => {
         if (error) return;
         this.received++;
-        handler(message.data);
+        // The client calls this inside its reader: a throw would stop the connection from reading.
+        try {
+          handler(message.data);
+        } catch (thrown) {
+          this.logger.warn({ err: thrown, subject }, 'a feed bus message could not be handled');
+        }
       },
     });
   }

@@ -32,7 +32,8 @@ export function encodeBatch(batch: WorkspaceBatch): Uint8Array {
 /** Undefined for a message that is not a batch (another program's on the subject). */
 export function decodeBatch(data: Uint8Array): WorkspaceBatch | undefined {
   try {
-    const raw = JSON.parse(decoder.decode(data)) as { reader?: unknown; prev?: unknown; to?: unknown; rows?: unknown };
+    const raw = JSON.parse(decoder.decode(data)) as { reader?: unknown; prev?: unknown; to?: unknown; rows?: unknown } | null;
+    if (raw === null || typeof raw !== 'object') return undefined;
     if (typeof raw.reader !== 'string' || typeof raw.to !== 'string' || !(raw.prev === null || typeof raw.prev === 'string')) return undefined;
     if (!(raw.rows === null || Array.isArray(raw.rows))) return undefined;
     return {
@@ -53,7 +54,8 @@ export function encodeFrontier(message: FrontierMessage): Uint8Array {
 
 export function decodeFrontier(data: Uint8Array): FrontierMessage | undefined {
   try {
-    const raw = JSON.parse(decoder.decode(data)) as { reader?: unknown; position?: unknown; behind?: unknown };
+    const raw = JSON.parse(decoder.decode(data)) as { reader?: unknown; position?: unknown; behind?: unknown } | null;
+    if (raw === null || typeof raw !== 'object') return undefined;
     if (typeof raw.reader !== 'string' || typeof raw.position !== 'string' || !Array.isArray(raw.behind)) return undefined;
     const behind = (raw.behind as Array<[number, string]>).map(([key, stands]) => [Number(key), BigInt(stands)] as const);
     return { reader: raw.reader, position: BigInt(raw.position), behind };

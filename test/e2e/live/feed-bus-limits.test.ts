@@ -1,6 +1,7 @@
 import { connect } from '@nats-io/transport-node';
 import fc from 'fast-check';
 import { afterAll, expect, it, vi } from 'vitest';
+import { SHARED_CAPS_SNAPSHOT_MS } from '../../../src/limits/fixed.js';
 import { describePostgres, freshDatabase } from '../../helpers/databases.js';
 import { startNatsServer } from '../../helpers/nats-server.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
@@ -39,6 +40,7 @@ describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across 
         '',
         'not json',
         '[]',
+        'null',
         '{"from":"x","taken":[["' + victim + '",1000000000]],"counts":[["' + victim + '",1000000000]]}',
         '{"from":"x","taken":[[1,2],["k",-1]]}',
         '{"from":"x","counts":{"k":1}}',
@@ -109,6 +111,8 @@ describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across 
         instances.push(t);
       }
       await vi.waitFor(() => expect(instances.every((t) => t.app.busFeed!.stats().busUp)).toBe(true));
+      // An instance that joins closes nothing until it has heard everyone's counts (one snapshot interval).
+      await new Promise((resolve) => setTimeout(resolve, SHARED_CAPS_SNAPSHOT_MS + 300));
 
       await fc.assert(
         fc.asyncProperty(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { busAddress, busSubjects, natsOptionsOf } from '../../../src/live/bus/feed-bus.js';
+import { busSubjects } from '../../../src/live/bus/feed-bus.js';
+import { busAddress, natsOptionsOf } from '../../../src/live/bus/bus-url.js';
 import { decodeBatch, decodeFrontier, encodeBatch, encodeFrontier, encodeText } from '../../../src/live/bus/feed-messages.js';
 import type { JobRow } from '../../../src/jobs/model.js';
 
