@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { afterAll, expect, it, vi } from 'vitest';
 import { SHARED_CAPS_SNAPSHOT_MS } from '../../../src/limits/fixed.js';
 import { describePostgres, freshDatabase } from '../../helpers/databases.js';
-import { startNatsServer } from '../../helpers/nats-server.js';
+import { type NatsServer, startNatsServer } from '../../helpers/nats-server.js';
 import { type TestApp, startTestApp } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
@@ -15,20 +15,35 @@ afterAll(async () => {
 const RATE = 20;
 const BURST = 40;
 
+/** Three gateways on a NATS server and a database of the test's own, connected to the bus. */
+async function threeInstances(env: Record<string, string>): Promise<{ nats: NatsServer; instances: TestApp[] }> {
+  const nats = await startNatsServer();
+  cleanups.push(() => nats.kill());
+  const database = await freshDatabase();
+  cleanups.push(() => database.drop());
+  const instances: TestApp[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = await startTestApp({ database, env: { FEED_BUS: nats.url, ...env } });
+    cleanups.push(() => t.close());
+    instances.push(t);
+  }
+  await vi.waitFor(() => expect(instances.every((t) => t.app.busFeed!.stats().busUp)).toBe(true));
+  return { nats, instances };
+}
+
+/** The instance the n-th request or socket goes to, as a load balancer with these weights would send it. */
+function spread(weights: readonly number[], instances: readonly TestApp[]): (n: number) => TestApp {
+  const total = weights.reduce((a, b) => a + b, 0);
+  return (n) => {
+    let r = n % total;
+    for (let i = 0; i < weights.length; i++) if ((r -= weights[i]!) < 0) return instances[i]!;
+    return instances[0]!;
+  };
+}
+
 describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across instances', () => {
   it('admits a key’s limit within 10% over a few seconds, however its requests spread over three instances (property)', { timeout: 120_000 }, async () => {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.kill());
-    const database = await freshDatabase();
-    cleanups.push(() => database.drop());
-    const env = { FEED_BUS: nats.url, RATE_LIMIT_PER_KEY: String(RATE), RATE_LIMIT_BURST: String(BURST) };
-    const instances: TestApp[] = [];
-    for (let i = 0; i < 3; i++) {
-      const t = await startTestApp({ database, env });
-      cleanups.push(() => t.close());
-      instances.push(t);
-    }
-    await vi.waitFor(() => expect(instances.every((t) => t.app.busFeed!.stats().busUp)).toBe(true));
+    const { nats, instances } = await threeInstances({ RATE_LIMIT_PER_KEY: String(RATE), RATE_LIMIT_BURST: String(BURST) });
 
     // What is not an instance's count, on every subject the gateways hear, changes nothing.
     const subjects = instances[0]!.app.busFeed!.subjects;
@@ -62,11 +77,7 @@ describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across 
         async (weights, concurrency) => {
           // A fresh key each run: its bucket is full on every instance.
           const key = await instances[0]!.createKey(`limits-${Math.random()}`);
-          const pick = (n: number) => {
-            let r = n % weights.reduce((a, b) => a + b, 0);
-            for (let i = 0; i < weights.length; i++) if ((r -= weights[i]!) < 0) return instances[i]!;
-            return instances[0]!;
-          };
+          const pick = spread(weights, instances);
           let allowed = 0;
           let refused = 0;
           let sent = 0;
@@ -99,18 +110,7 @@ describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across 
     { timeout: 120_000 },
     async () => {
       const CAP = 30;
-      const nats = await startNatsServer();
-      cleanups.push(() => nats.kill());
-      const database = await freshDatabase();
-      cleanups.push(() => database.drop());
-      const env = { FEED_BUS: nats.url, MAX_CONNECTIONS_PER_KEY: String(CAP), RATE_LIMIT_PER_KEY: '0' };
-      const instances: TestApp[] = [];
-      for (let i = 0; i < 3; i++) {
-        const t = await startTestApp({ database, env });
-        cleanups.push(() => t.close());
-        instances.push(t);
-      }
-      await vi.waitFor(() => expect(instances.every((t) => t.app.busFeed!.stats().busUp)).toBe(true));
+      const { instances } = await threeInstances({ MAX_CONNECTIONS_PER_KEY: String(CAP), RATE_LIMIT_PER_KEY: '0' });
       // An instance that joins closes nothing until it has heard everyone's counts (one snapshot interval).
       await new Promise((resolve) => setTimeout(resolve, SHARED_CAPS_SNAPSHOT_MS + 300));
 
@@ -120,11 +120,7 @@ describePostgres('FEED_BUS: a key’s rate limit and connection cap hold across 
           fc.integer({ min: 1, max: 20 }),
           async (weights, concurrency) => {
             const key = await instances[0]!.createKey(`caps-${Math.random()}`);
-            const pick = (n: number) => {
-              let r = n % weights.reduce((a, b) => a + b, 0);
-              for (let i = 0; i < weights.length; i++) if ((r -= weights[i]!) < 0) return instances[i]!;
-              return instances[0]!;
-            };
+            const pick = spread(weights, instances);
             const sockets: TestSocket[] = [];
             let attempts = 0;
             // Twice the cap, `concurrency` at a time, spread as the weights say.

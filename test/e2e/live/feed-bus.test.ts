@@ -2,11 +2,11 @@ import net, { type AddressInfo } from 'node:net';
 import { afterAll, expect, it, vi } from 'vitest';
 import { CompleteJobDocument, CreateJobDocument, JobDocument, JobsDocument, UpdateJobProgressDocument } from '../../../src/graphql/operations.generated.js';
 import type { FeedMode } from '../../../src/live/bus/bus-feed.js';
-import { adminQuery, describePostgres, freshDatabase } from '../../helpers/databases.js';
+import { type FreshDatabase, adminQuery, describePostgres, freshDatabase } from '../../helpers/databases.js';
 import { type GatewayProcess, spawnGateway } from '../../helpers/gateway-process.js';
 import { settleFeed } from '../../helpers/feed.js';
 import { graphqlOk } from '../../helpers/http.js';
-import { startNatsServer } from '../../helpers/nats-server.js';
+import { type NatsServer, startNatsServer } from '../../helpers/nats-server.js';
 import { type TestApp, startTestApp, workspaceIdOf } from '../../helpers/test-app.js';
 import { TestSocket } from '../../helpers/ws-client.js';
 
@@ -51,23 +51,35 @@ async function createJobs(t: { url: string }, key: string, count: number) {
   return jobs;
 }
 
+/**
+ * A NATS server and a database of the test's own, a first gateway that becomes the reader, then
+ * `followers` more that follow it (each waited for).
+ */
+async function busCluster(
+  followers: number,
+): Promise<{ nats: NatsServer; database: FreshDatabase; env: { FEED_BUS: string }; reader: TestApp; others: TestApp[] }> {
+  const nats = await startNatsServer();
+  cleanups.push(() => nats.kill());
+  const database = await freshDatabase();
+  cleanups.push(() => database.drop());
+  const env = { FEED_BUS: nats.url };
+  const reader = await startTestApp({ database, env });
+  cleanups.push(() => reader.close());
+  await waitForMode(reader.url, 'reader');
+  const others: TestApp[] = [];
+  for (let i = 0; i < followers; i++) {
+    const other = await startTestApp({ database, env });
+    cleanups.push(() => other.close());
+    others.push(other);
+  }
+  for (const other of others) await waitForMode(other.url, 'follower');
+  return { nats, database, env, reader, others };
+}
+
 describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
   it('elects one reader; followers take only the workspaces they watch from the bus, read no feed and send no NOTIFY', async () => {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.kill());
-    const database = await freshDatabase();
-    cleanups.push(() => database.drop());
-    const env = { FEED_BUS: nats.url };
-    const reader = await startTestApp({ database, env });
-    cleanups.push(() => reader.close());
-    await waitForMode(reader.url, 'reader');
-    const [watching, writing] = [await startTestApp({ database, env }), await startTestApp({ database, env })];
-    cleanups.push(
-      () => watching.close(),
-      () => writing.close(),
-    );
-    await waitForMode(watching.url, 'follower');
-    await waitForMode(writing.url, 'follower');
+    const { reader, others } = await busCluster(2);
+    const [watching, writing] = others as [TestApp, TestApp];
     expect(await (await fetch(`${watching.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'postgres', feed: 'follower' });
 
     const key = await reader.createKey('bus');
@@ -142,21 +154,8 @@ describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
   });
 
   it('keeps the response cache and remembered jobs true on every instance: the reader’s unwatched workspaces, a workspace watched again, a job completed elsewhere', async () => {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.kill());
-    const database = await freshDatabase();
-    cleanups.push(() => database.drop());
-    const env = { FEED_BUS: nats.url };
-    const reader = await startTestApp({ database, env });
-    cleanups.push(() => reader.close());
-    await waitForMode(reader.url, 'reader');
-    const [watching, writing] = [await startTestApp({ database, env }), await startTestApp({ database, env })];
-    cleanups.push(
-      () => watching.close(),
-      () => writing.close(),
-    );
-    await waitForMode(watching.url, 'follower');
-    await waitForMode(writing.url, 'follower');
+    const { reader, others } = await busCluster(2);
+    const [watching, writing] = others as [TestApp, TestApp];
     const key = await reader.createKey('cache');
     const workspaceId = await workspaceIdOf(reader.app.apiKeys, key);
     const [job] = await createJobs(writing, key, 1);
@@ -229,17 +228,8 @@ describePostgres('FEED_BUS: one feed reader, the bus to the others', () => {
   });
 
   it('while the bus is unreachable every instance reads the feed itself and says so; once it is back nothing was lost', async () => {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.kill());
-    const database = await freshDatabase();
-    cleanups.push(() => database.drop());
-    const env = { FEED_BUS: nats.url };
-    const reader = await startTestApp({ database, env });
-    cleanups.push(() => reader.close());
-    await waitForMode(reader.url, 'reader');
-    const watching = await startTestApp({ database, env });
-    cleanups.push(() => watching.close());
-    await waitForMode(watching.url, 'follower');
+    const { nats, reader, others } = await busCluster(1);
+    const [watching] = others as [TestApp];
 
     const key = await reader.createKey('outage');
     const [job] = await createJobs(reader, key, 1);
