@@ -26,6 +26,17 @@ export function runSql(sql: Pick<SqlClient, 'query'>, statement: Prisma.Sql): Pr
   return sql.query(statement.text, values);
 }
 
+/** `rows` by workspace, each list in the order given (position order, for the feed's rows). */
+export function groupByWorkspace(rows: readonly JobRow[]): Map<string, JobRow[]> {
+  const grouped = new Map<string, JobRow[]>();
+  for (const row of rows) {
+    const list = grouped.get(row.workspaceId);
+    if (list) list.push(row);
+    else grouped.set(row.workspaceId, [row]);
+  }
+  return grouped;
+}
+
 /**
  * A job as job_webhook_snapshot() wrote it (to_jsonb of the row, bigints as text): the row again,
  * with its timestamps as dates and its bigints as bigints.

@@ -1,5 +1,5 @@
 import type { FeedBus } from '../live/bus/feed-bus.js';
-import { decodeText, encodeText } from '../live/bus/feed-messages.js';
+import { decodeObject, encodeText } from '../live/bus/feed-messages.js';
 import { SHARED_CAPS_SNAPSHOT_MS, SHARED_CAPS_YOUNG_MS, SHARED_LIMITS_KEYS_PER_MESSAGE } from './fixed.js';
 import type { KeyConnections } from './key-connections.js';
 
@@ -101,16 +101,10 @@ export class SharedConnectionCaps {
   }
 
   private heard(data: Uint8Array): void {
-    let message: { from?: unknown; full?: unknown; counts?: unknown };
-    try {
-      message = JSON.parse(decodeText(data)) as typeof message;
-    } catch {
-      return;
-    }
-    if (typeof message !== 'object' || message === null) return;
-    if (typeof message.from !== 'string' || message.from === this.instanceId || !Array.isArray(message.counts)) return;
+    const message = decodeObject(data);
+    if (!message || typeof message.from !== 'string' || message.from === this.instanceId || !Array.isArray(message.counts)) return;
     // A newcomer (or one back on the bus) knows nobody's counts: everyone sends theirs at the next sync.
-    if ((message as { hello?: unknown }).hello === true) this.sinceSnapshot = SHARED_CAPS_SNAPSHOT_MS;
+    if (message.hello === true) this.sinceSnapshot = SHARED_CAPS_SNAPSHOT_MS;
     let peer = this.peers.get(message.from);
     if (!peer || message.full === true) this.peers.set(message.from, (peer = { counts: new Map(), at: 0 }));
     peer.at = performance.now();

@@ -1,5 +1,5 @@
 import type { FeedBus } from '../live/bus/feed-bus.js';
-import { decodeText, encodeText } from '../live/bus/feed-messages.js';
+import { decodeObject, encodeText } from '../live/bus/feed-messages.js';
 import { SHARED_LIMITS_KEYS_PER_MESSAGE } from './fixed.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -53,14 +53,8 @@ export class SharedRateLimits {
   }
 
   private heard(data: Uint8Array): void {
-    let message: { from?: unknown; taken?: unknown };
-    try {
-      message = JSON.parse(decodeText(data)) as typeof message;
-    } catch {
-      return;
-    }
-    if (typeof message !== 'object' || message === null) return;
-    if (message.from === this.instanceId || !Array.isArray(message.taken)) return;
+    const message = decodeObject(data);
+    if (!message || message.from === this.instanceId || !Array.isArray(message.taken)) return;
     for (const entry of message.taken as unknown[]) {
       if (!Array.isArray(entry)) continue;
       const [key, count] = entry as [unknown, unknown];

@@ -1,5 +1,6 @@
 import type { RevocationWatch } from '../auth/revocation-watch.js';
 import { type JobFilter, changeMatches } from '../jobs/job-filter.js';
+import { groupByWorkspace } from '../jobs/job-rows.js';
 import type { JobRow } from '../jobs/model.js';
 import type { LiveSource, Watch } from './live-source.js';
 import { JobStream } from './job-stream.js';
@@ -112,13 +113,7 @@ export class LiveJobs {
    */
   private dispatch(rows: JobRow[]): Promise<unknown> {
     const writing: Array<Promise<void>> = [];
-    const byWorkspace = new Map<string, JobRow[]>();
-    for (const job of rows) {
-      const list = byWorkspace.get(job.workspaceId);
-      if (list) list.push(job);
-      else byWorkspace.set(job.workspaceId, [job]);
-    }
-    for (const [workspaceId, jobs] of byWorkspace) {
+    for (const [workspaceId, jobs] of groupByWorkspace(rows)) {
       for (const subscriber of this.byWorkspace.get(workspaceId) ?? []) {
         const matching = jobs.filter((job) => changeMatches(job, subscriber.filter));
         if (matching.length === 0) continue;

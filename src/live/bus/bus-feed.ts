@@ -5,6 +5,7 @@ import type { Database } from '../../db/database.js';
 import { positionOf } from '../../jobs/change-position.js';
 import type { ChangeLog } from '../../jobs/change-log.js';
 import type { FeedFrontier } from '../../jobs/feed-frontier.js';
+import { groupByWorkspace } from '../../jobs/job-rows.js';
 import type { JobRow } from '../../jobs/model.js';
 import type { RememberedJobs } from '../../jobs/remembered-jobs.js';
 import type { Logger } from '../../logger.js';
@@ -341,14 +342,8 @@ export class BusFeed implements LiveSource {
 
   /** A read of this instance's feed: to its own watchers, and (as the reader) to everyone's. */
   private read(rows: JobRow[]): Promise<unknown> {
-    const byWorkspace = new Map<string, JobRow[]>();
-    for (const row of rows) {
-      const list = byWorkspace.get(row.workspaceId);
-      if (list) list.push(row);
-      else byWorkspace.set(row.workspaceId, [row]);
-    }
     const writing: unknown[] = (this.writing = []);
-    for (const [workspaceId, list] of byWorkspace) {
+    for (const [workspaceId, list] of groupByWorkspace(rows)) {
       const to = this.frontier.finalFor(workspaceId);
       const batch: WorkspaceBatch = { reader: this.readerId, prev: this.chains.get(workspaceId) ?? null, to, rows: list };
       this.chains.set(workspaceId, to);

@@ -71,3 +71,13 @@ export function encodeText(text: string): Uint8Array {
 export function decodeText(data: Uint8Array): string {
   return decoder.decode(data);
 }
+
+/** A message's JSON object, or undefined for anything else (not JSON, null, an array, a number). */
+export function decodeObject(data: Uint8Array): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(decoder.decode(data));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -87,13 +87,6 @@ export class WorkspaceTracks {
     return this.tracks.size;
   }
 
-  /** Repairs waiting or running. */
-  get repairing(): number {
-    let count = 0;
-    for (const track of this.tracks.values()) if (track.repairing) count++;
-    return count;
-  }
-
   apply(workspaceId: string, batch: WorkspaceBatch): void {
     const track = this.tracks.get(workspaceId);
     if (!track) return;
